@@ -1,0 +1,68 @@
+/**
+ * One error class for everything a user can cause. The CLI prints `message` as one line on stderr and
+ * exits with `exitCode`; nothing else in fopeify prints a stack trace.
+ */
+export type ErrorCode =
+  | 'MODEL_NOT_FOUND'
+  | 'BAD_CONFIG'
+  | 'UNSUPPORTED_ARCHITECTURE'
+  | 'PICKLE_ONLY'
+  | 'BAD_SAFETENSORS'
+  | 'MISSING_SHARD'
+  | 'OUTPUT_EXISTS'
+  | 'OUTPUT_UNWRITABLE'
+  | 'DISK_FULL'
+  | 'BAD_ARGUMENT'
+  | 'HUB_AUTH'
+  | 'HUB_NOT_FOUND'
+  | 'HUB_ERROR'
+  | 'OFFLINE'
+  | 'BACKEND_UNAVAILABLE'
+  | 'UNSAFE_PATH'
+  | 'INTERRUPTED'
+  | 'INTERNAL';
+
+const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
+  BAD_ARGUMENT: 2,
+  MODEL_NOT_FOUND: 3,
+  HUB_NOT_FOUND: 3,
+  HUB_AUTH: 4,
+  OUTPUT_EXISTS: 5,
+  OUTPUT_UNWRITABLE: 5,
+  DISK_FULL: 5,
+  INTERRUPTED: 130,
+};
+
+export class FopeifyError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'FopeifyError';
+    this.code = code;
+    this.exitCode = EXIT_CODES[code] ?? 1;
+  }
+}
+
+/** Node's system errors carry a `code` string (ENOENT, ENOSPC, ...). */
+export function systemErrorCode(err: unknown): string | undefined {
+  if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {
+    return (err as { code: string }).code;
+  }
+  return undefined;
+}
+
+/** Map an fs error from writing output into a user-facing FopeifyError. */
+export function outputError(err: unknown, path: string): FopeifyError {
+  if (err instanceof FopeifyError) return err;
+  const code = systemErrorCode(err);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FopeifyError('DISK_FULL', `no space left on the device while writing ${path}`, { cause: err });
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOTDIR' || code === 'ENOENT') {
+    return new FopeifyError('OUTPUT_UNWRITABLE', `cannot write ${path}: ${code}`, { cause: err });
+  }
+  return new FopeifyError('OUTPUT_UNWRITABLE', `cannot write ${path}: ${(err as Error)?.message ?? String(err)}`, {
+    cause: err,
+  });
+}
