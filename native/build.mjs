@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Builds native/build/fopeify_native.node by calling the C compiler directly.
+//
+// Why not node-gyp: node-gyp downloads Node's headers (and needs python) on most machines; the addon
+// uses only Node-API, whose headers ship in the `node-api-headers` npm package, and no BLAS headers
+// (it dlopen()s the BLAS at run time). So one `cc` command is enough.
+//
+// This script never fails the install: the addon is an accelerator, fopeify runs without it. It
+// always exits 0 and prints why when it could not build. Set FOPEIFY_NATIVE_STRICT=1 to make a
+// failure exit 1 (useful in CI to catch a broken build early).
+// Env: CC (compiler, default cc/gcc/clang), FOPEIFY_SKIP_NATIVE=1 (skip), FOPEIFY_NATIVE_CFLAGS.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = dirname(here);
+const outDir = join(here, 'build');
+const out = join(outDir, 'fopeify_native.node');
+const src = join(here, 'fopeify_native.c');
+const strict = process.env.FOPEIFY_NATIVE_STRICT === '1';
+
+function done(ok, msg) {
+  console.log(`fopeify native: ${msg}`);
+  process.exit(ok || !strict ? 0 : 1);
+}
+
+if (process.env.FOPEIFY_SKIP_NATIVE === '1') done(true, 'skipped (FOPEIFY_SKIP_NATIVE=1)');
+if (process.platform === 'win32') {
+  done(false, 'not built: Windows is not supported by the native GEMM addon; fopeify will run on plain TensorFlow.js');
+}
+
+function findHeaders() {
+  // Resolve through Node so it works from a nested node_modules layout too.
+  try {
+    const req = createRequire(join(root, 'package.json'));
+    const pkg = req.resolve('node-api-headers/package.json');
+    const inc = join(dirname(pkg), 'include');
+    if (existsSync(join(inc, 'node_api.h'))) return inc;
+  } catch {
+    /* fall through */
+  }
+  // Node's own headers, when installed (e.g. Debian's nodejs-dev or a tarball install).
+  for (const dir of [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node']) {
+    if (existsSync(join(dir, 'node_api.h'))) return dir;
+  }
+  return null;
+}
+
+function findCompiler() {
+  const cands = process.env.CC ? [process.env.CC] : ['cc', 'gcc', 'clang'];
+  for (const cc of cands) {
+    const r = spawnSync(cc, ['--version'], { encoding: 'utf8' });
+    if (r.status === 0) return cc;
+  }
+  return null;
+}
+
+const inc = findHeaders();
+if (!inc) done(false, 'not built: Node-API headers not found (npm install node-api-headers); fopeify will run on plain TensorFlow.js');
+const cc = findCompiler();
+if (!cc) done(false, 'not built: no C compiler (cc/gcc/clang) found; fopeify will run on plain TensorFlow.js');
+
+mkdirSync(outDir, { recursive: true });
+const tmp = `${out}.tmp-${process.pid}`;
+const args = [
+  '-O2',
+  '-std=c11',
+  '-D_GNU_SOURCE',
+  '-fPIC',
+  '-shared',
+  '-fvisibility=hidden',
+  '-Wall',
+  '-DNODE_GYP_MODULE_NAME=fopeify_native',
+  `-I${inc}`,
+  src,
+  '-o',
+  tmp,
+];
+if (process.platform === 'darwin') {
+  // Node-API symbols are resolved against the node binary when the addon is loaded.
+  args.push('-undefined', 'dynamic_lookup');
+} else {
+  // On Linux a shared library may have unresolved symbols; node provides napi_* at dlopen time.
+  // libdl is part of libc on glibc >= 2.34 but older systems need it named.
+  args.push('-ldl');
+}
+if (process.env.FOPEIFY_NATIVE_CFLAGS) args.push(...process.env.FOPEIFY_NATIVE_CFLAGS.split(/\s+/).filter(Boolean));
+
+const r = spawnSync(cc, args, { encoding: 'utf8' });
+if (r.status !== 0) {
+  rmSync(tmp, { force: true });
+  const why = (r.stderr || r.stdout || String(r.error ?? '')).trim().split('\n').slice(0, 20).join('\n');
+  done(false, `not built: ${cc} failed:\n${why}\nfopeify will run on plain TensorFlow.js`);
+}
+// Rename into place so a process that has the old addon loaded is not disturbed mid-build.
+renameSync(tmp, out);
+
+// Smoke test in a child process (a crash there must not take down the install).
+const check = spawnSync(
+  process.execPath,
+  [
+    '-e',
+    `const m=require(${JSON.stringify(out)});const r=m.load({threads:1});` +
+      `console.log(r.ok?('BLAS: '+r.library+(r.config?' ('+r.config+')':'')):('built, but '+r.error));`,
+  ],
+  { encoding: 'utf8' },
+);
+const note = check.status === 0 ? check.stdout.trim() : `built, but loading it failed: ${(check.stderr || '').trim().split('\n')[0]}`;
+done(true, `built ${out}\n  ${note}`);

@@ -1,0 +1,459 @@
+/*
+ * fopeify_native: a tiny Node-API addon that finds a BLAS library at run time and exposes
+ * single-precision GEMM on Float32Arrays, without copies.
+ *
+ * Why this shape:
+ *  - No BLAS headers at build time: the cblas prototypes are declared below and the library is
+ *    dlopen()ed at run time, so the addon builds on any machine with a C compiler and the
+ *    `node-api-headers` npm package, and works with whichever BLAS the user has installed
+ *    (OpenBLAS, BLIS, MKL, Apple Accelerate).
+ *  - No node-gyp: only Node-API (ABI stable) functions are used, so the headers of
+ *    `node-api-headers` suffice and one binary works across Node versions.
+ *  - Loading is explicit (`load()`), not at module init, so JS can decide thread counts first and
+ *    so a missing BLAS is a normal answer ({ok:false, error}) rather than an exception at import.
+ */
+#define NAPI_VERSION 8
+#ifndef NODE_GYP_MODULE_NAME
+#define NODE_GYP_MODULE_NAME fopeify_native
+#endif
+#include <node_api.h>
+
+#include <stdbool.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_WIN32)
+/* Windows is not supported by this addon (the build script says so and skips it). */
+#error "fopeify_native: Windows is not supported"
+#endif
+
+#include <dlfcn.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define FOPEIFY_HAVE_MXCSR 1
+#endif
+
+/* ---- cblas ABI, declared by hand (values fixed by the CBLAS standard) ---- */
+enum { CblasRowMajor = 101, CblasColMajor = 102 };
+enum { CblasNoTrans = 111, CblasTrans = 112 };
+typedef void (*sgemm_fn)(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc);
+typedef void (*set_threads_fn)(int);
+typedef int (*get_threads_fn)(void);
+typedef char *(*get_config_fn)(void);
+/* MKL's MKL_Set_Num_Threads takes int; BLIS's bli_thread_set_num_threads takes dim_t (int64 on
+ * 64-bit builds); both accept an int in a register on the ABIs we support, but we call BLIS's
+ * through a 64-bit prototype to be exact. */
+typedef void (*set_threads64_fn)(int64_t);
+
+static void *g_lib = NULL;
+static sgemm_fn g_sgemm = NULL;
+static set_threads_fn g_set_threads = NULL;     /* openblas_set_num_threads / MKL_Set_Num_Threads */
+static set_threads64_fn g_set_threads64 = NULL; /* bli_thread_set_num_threads */
+static get_threads_fn g_get_threads = NULL;
+static get_config_fn g_get_config = NULL;
+static char g_lib_name[512] = "";
+static char g_kind[32] = "";
+static int g_threads = 0;
+static int g_flush_denormals = 1;
+
+/* ---- denormal flushing ----
+ * Denormal products make OpenBLAS ~1.5x slower. MXCSR is per thread, and threads created by a
+ * thread inherit its MXCSR, so we set FTZ/DAZ around every call into the BLAS (dlopen included,
+ * because OpenBLAS starts its worker threads in its constructor) and restore the caller's value
+ * afterwards: JavaScript on the main thread keeps IEEE semantics. Cost: two ldmxcsr per call. */
+typedef struct {
+  unsigned int saved;
+} fp_guard;
+
+static inline void fp_enter(fp_guard *g) {
+#ifdef FOPEIFY_HAVE_MXCSR
+  g->saved = _mm_getcsr();
+  if (g_flush_denormals) _mm_setcsr(g->saved | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+#else
+  (void)g;
+#endif
+}
+static inline void fp_leave(fp_guard *g) {
+#ifdef FOPEIFY_HAVE_MXCSR
+  _mm_setcsr(g->saved);
+#else
+  (void)g;
+#endif
+}
+
+/* ---- helpers ---- */
+#define CHECK(call)                                                                                        \
+  do {                                                                                                     \
+    if ((call) != napi_ok) {                                                                               \
+      napi_throw_error(env, NULL, "fopeify_native: Node-API call failed: " #call);                        \
+      return NULL;                                                                                         \
+    }                                                                                                      \
+  } while (0)
+
+static napi_value make_string(napi_env env, const char *s) {
+  napi_value v;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  return v;
+}
+
+static napi_value make_int(napi_env env, int64_t i) {
+  napi_value v;
+  napi_create_int64(env, i, &v);
+  return v;
+}
+
+static int get_i64(napi_env env, napi_value v, int64_t *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok) return 0;
+  if (!(d >= -9007199254740991.0 && d <= 9007199254740991.0) || d != (double)(int64_t)d) return 0;
+  *out = (int64_t)d;
+  return 1;
+}
+
+static int get_f32_array(napi_env env, napi_value v, float **data, size_t *len) {
+  napi_typedarray_type type;
+  void *ptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok) return 0;
+  if (type != napi_float32_array) return 0;
+  *data = (float *)ptr;
+  return 1;
+}
+
+static void set_threads_locked(int n) {
+  fp_guard g;
+  fp_enter(&g);
+  if (g_set_threads) g_set_threads(n);
+  else if (g_set_threads64) g_set_threads64((int64_t)n);
+  fp_leave(&g);
+  g_threads = n;
+}
+
+static int try_open(const char *path, const char *kind) {
+  fp_guard g;
+  fp_enter(&g);
+  /* RTLD_LOCAL: keep the BLAS's symbols from clashing with anything else in the process. */
+  void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  fp_leave(&g);
+  if (!h) return 0;
+  sgemm_fn f = (sgemm_fn)dlsym(h, "cblas_sgemm");
+  if (!f) {
+    dlclose(h);
+    return 0;
+  }
+  g_lib = h;
+  g_sgemm = f;
+  g_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
+  if (!g_set_threads) g_set_threads = (set_threads_fn)dlsym(h, "MKL_Set_Num_Threads");
+  if (!g_set_threads) g_set_threads64 = (set_threads64_fn)dlsym(h, "bli_thread_set_num_threads");
+  g_get_threads = (get_threads_fn)dlsym(h, "openblas_get_num_threads");
+  if (!g_get_threads) g_get_threads = (get_threads_fn)dlsym(h, "MKL_Get_Max_Threads");
+  g_get_config = (get_config_fn)dlsym(h, "openblas_get_config");
+  snprintf(g_lib_name, sizeof g_lib_name, "%s", path);
+  snprintf(g_kind, sizeof g_kind, "%s", kind);
+  return 1;
+}
+
+static int g_auto_coretype = 1;
+
+static const char *pick_coretype(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  /* __builtin_cpu_supports also checks that the OS saves the AVX/AVX-512 register state (XCR0). */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512cd"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return NULL;
+}
+
+static void set_env_default(const char *name, const char *value) {
+  /* overwrite=0: a value the user exported wins over ours. */
+  if (value && *value) setenv(name, value, 0);
+}
+
+/*
+ * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean })
+ *   -> { ok: true, library, kind, threads, config } | { ok: false, error }
+ * Idempotent: once a BLAS is loaded, later calls only change the thread count.
+ */
+static napi_value Load(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], opts = NULL;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t threads = 0, timeout = -1;
+  char *paths[16];
+  int npaths = 0;
+  if (argc >= 1) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[0], &t));
+    if (t == napi_object) opts = argv[0];
+  }
+  if (opts) {
+    napi_value v;
+    bool has;
+    if (napi_has_named_property(env, opts, "threads", &has) == napi_ok && has) {
+      napi_get_named_property(env, opts, "threads", &v);
+      if (!get_i64(env, v, &threads)) threads = 0;
+    }
+    if (napi_has_named_property(env, opts, "threadTimeout", &has) == napi_ok && has) {
+      napi_get_named_property(env, opts, "threadTimeout", &v);
+      if (!get_i64(env, v, &timeout)) timeout = -1;
+    }
+    if (napi_has_named_property(env, opts, "flushDenormals", &has) == napi_ok && has) {
+      bool b = true;
+      napi_get_named_property(env, opts, "flushDenormals", &v);
+      if (napi_get_value_bool(env, v, &b) == napi_ok) g_flush_denormals = b ? 1 : 0;
+    }
+    if (napi_has_named_property(env, opts, "autoCoretype", &has) == napi_ok && has) {
+      bool b = true;
+      napi_get_named_property(env, opts, "autoCoretype", &v);
+      if (napi_get_value_bool(env, v, &b) == napi_ok) g_auto_coretype = b ? 1 : 0;
+    }
+    if (napi_has_named_property(env, opts, "paths", &has) == napi_ok && has) {
+      bool isarr = false;
+      napi_get_named_property(env, opts, "paths", &v);
+      if (napi_is_array(env, v, &isarr) == napi_ok && isarr) {
+        uint32_t n = 0;
+        napi_get_array_length(env, v, &n);
+        for (uint32_t i = 0; i < n && npaths < 16; i++) {
+          napi_value e;
+          size_t len = 0;
+          if (napi_get_element(env, v, i, &e) != napi_ok) continue;
+          if (napi_get_value_string_utf8(env, e, NULL, 0, &len) != napi_ok) continue;
+          paths[npaths] = (char *)malloc(len + 1);
+          if (!paths[npaths]) break;
+          napi_get_value_string_utf8(env, e, paths[npaths], len + 1, &len);
+          npaths++;
+        }
+      }
+    }
+  }
+  if (threads < 0 || threads > 1024) threads = 0;
+
+  if (!g_sgemm) {
+    char buf[32];
+    /* These must be in the environment before the BLAS initialises: it reads them once. */
+    if (threads > 0) {
+      snprintf(buf, sizeof buf, "%d", (int)threads);
+      set_env_default("OPENBLAS_NUM_THREADS", buf);
+      set_env_default("BLIS_NUM_THREADS", buf);
+      set_env_default("MKL_NUM_THREADS", buf);
+      set_env_default("VECLIB_MAXIMUM_THREADS", buf);
+    }
+    /* Idle OpenBLAS workers busy-wait for 2^N cycles (default N=28, ~0.1 s) after each call; in a
+     * training step the next GEMM comes after JS elementwise work, so spinning workers would compete
+     * with the JS thread for cores. A short timeout lets them sleep soon after a GEMM. */
+    if (timeout >= 4 && timeout <= 30) {
+      snprintf(buf, sizeof buf, "%d", (int)timeout);
+      set_env_default("OPENBLAS_THREAD_TIMEOUT", buf);
+    }
+    /* Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) identifies some AVX-512 CPUs (AMD Zen 4, seen under a
+     * hypervisor) as "Prescott" and runs SSE3 kernels: 40 instead of 210 GFLOP/s on 2 cores. When the
+     * user has not chosen a core type, pick it from what this CPU and OS support. The kernels named
+     * here are the ones OpenBLAS itself uses for every newer core of the same ISA (Zen 1-3 use the
+     * Haswell kernels; Cooperlake/Sapphire Rapids share SkylakeX's sgemm). */
+    if (g_auto_coretype) {
+      const char *ct = pick_coretype();
+      if (ct) set_env_default("OPENBLAS_CORETYPE", ct);
+    }
+    int ok = 0;
+    for (int i = 0; i < npaths && !ok; i++) ok = try_open(paths[i], "custom");
+    if (!ok) {
+      static const char *const cands[][2] = {
+#if defined(__APPLE__)
+        {"/opt/homebrew/opt/openblas/lib/libopenblas.dylib", "openblas"},
+        {"/usr/local/opt/openblas/lib/libopenblas.dylib", "openblas"},
+        {"libopenblas.dylib", "openblas"},
+        {"/System/Library/Frameworks/Accelerate.framework/Accelerate", "accelerate"},
+#else
+        {"libopenblas.so.0", "openblas"},
+        {"libopenblas.so", "openblas"},
+        {"libopenblasp.so.0", "openblas"},
+        {"libblis.so.4", "blis"},
+        {"libblis.so", "blis"},
+        {"libmkl_rt.so.2", "mkl"},
+        {"libmkl_rt.so", "mkl"},
+#endif
+      };
+      for (size_t i = 0; i < sizeof cands / sizeof cands[0] && !ok; i++) ok = try_open(cands[i][0], cands[i][1]);
+    }
+    for (int i = 0; i < npaths; i++) free(paths[i]);
+    npaths = 0;
+    napi_value res;
+    CHECK(napi_create_object(env, &res));
+    if (!ok) {
+      napi_value f;
+      napi_get_boolean(env, false, &f);
+      napi_set_named_property(env, res, "ok", f);
+      napi_set_named_property(env, res, "error",
+                              make_string(env, "no BLAS library found (tried libopenblas.so.0, libopenblas.so, "
+                                               "libblis.so.4, libmkl_rt.so, Accelerate); on Debian/Ubuntu: "
+                                               "apt-get install libopenblas0"));
+      return res;
+    }
+  }
+  for (int i = 0; i < npaths; i++) free(paths[i]);
+  if (threads > 0) set_threads_locked((int)threads);
+  else if (g_get_threads) g_threads = g_get_threads();
+
+  napi_value res, t;
+  CHECK(napi_create_object(env, &res));
+  napi_get_boolean(env, true, &t);
+  napi_set_named_property(env, res, "ok", t);
+  napi_set_named_property(env, res, "library", make_string(env, g_lib_name));
+  napi_set_named_property(env, res, "kind", make_string(env, g_kind));
+  napi_set_named_property(env, res, "threads", make_int(env, g_get_threads ? g_get_threads() : g_threads));
+  if (g_get_config) {
+    const char *c = g_get_config();
+    if (c) napi_set_named_property(env, res, "config", make_string(env, c));
+  }
+  return res;
+}
+
+/* setThreads(n) -> threads now in effect (0 when the BLAS cannot tell). */
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int64_t n = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || !get_i64(env, argv[0], &n) || n < 1 || n > 1024) {
+    napi_throw_range_error(env, NULL, "setThreads: expected an integer 1..1024");
+    return NULL;
+  }
+  if (!g_sgemm) {
+    napi_throw_error(env, NULL, "setThreads: no BLAS loaded (call load() first)");
+    return NULL;
+  }
+  set_threads_locked((int)n);
+  return make_int(env, g_get_threads ? g_get_threads() : g_threads);
+}
+
+/* Highest element index (exclusive) a stored matrix of `rows x cols` with leading dimension ld
+ * touches, in row-major order. */
+static int64_t extent(int64_t rows, int64_t cols, int64_t ld) {
+  if (rows == 0 || cols == 0) return 0;
+  return (rows - 1) * ld + cols;
+}
+
+/*
+ * sgemm(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc,
+ *       batch?, strideA?, strideB?, strideC?)
+ * Row-major C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b] for b in 0..batch-1, where
+ * X[b] starts at xOff + b * strideX (a stride of 0 broadcasts one matrix over the batch).
+ * A, B, C are Float32Arrays; offsets and strides are in elements. Every access is bounds-checked
+ * against the arrays before the BLAS is called, so a wrong argument throws instead of corrupting
+ * memory.
+ */
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 20;
+  napi_value argv[20];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (!g_sgemm) {
+    napi_throw_error(env, NULL, "sgemm: no BLAS loaded (call load() first)");
+    return NULL;
+  }
+  if (argc != 16 && argc != 20) {
+    napi_throw_type_error(env, NULL, "sgemm: expected 16 or 20 arguments");
+    return NULL;
+  }
+  bool ta = false, tb = false;
+  int64_t M, N, K, aOff, lda, bOff, ldb, cOff, ldc, batch = 1, sA = 0, sB = 0, sC = 0;
+  double alpha, beta;
+  float *A, *B, *C;
+  size_t lenA, lenB, lenC;
+  if (napi_get_value_bool(env, argv[0], &ta) != napi_ok || napi_get_value_bool(env, argv[1], &tb) != napi_ok ||
+      !get_i64(env, argv[2], &M) || !get_i64(env, argv[3], &N) || !get_i64(env, argv[4], &K) ||
+      napi_get_value_double(env, argv[5], &alpha) != napi_ok || !get_f32_array(env, argv[6], &A, &lenA) ||
+      !get_i64(env, argv[7], &aOff) || !get_i64(env, argv[8], &lda) || !get_f32_array(env, argv[9], &B, &lenB) ||
+      !get_i64(env, argv[10], &bOff) || !get_i64(env, argv[11], &ldb) ||
+      napi_get_value_double(env, argv[12], &beta) != napi_ok || !get_f32_array(env, argv[13], &C, &lenC) ||
+      !get_i64(env, argv[14], &cOff) || !get_i64(env, argv[15], &ldc)) {
+    napi_throw_type_error(env, NULL,
+                          "sgemm: bad argument (booleans, integers, numbers and Float32Arrays expected)");
+    return NULL;
+  }
+  if (argc == 20 && (!get_i64(env, argv[16], &batch) || !get_i64(env, argv[17], &sA) ||
+                     !get_i64(env, argv[18], &sB) || !get_i64(env, argv[19], &sC))) {
+    napi_throw_type_error(env, NULL, "sgemm: bad batch arguments");
+    return NULL;
+  }
+  const int64_t IMAX = 0x7fffffff;
+  if (M < 0 || N < 0 || K < 0 || M > IMAX || N > IMAX || K > IMAX || batch < 0 || aOff < 0 || bOff < 0 ||
+      cOff < 0 || sA < 0 || sB < 0 || sC < 0) {
+    napi_throw_range_error(env, NULL, "sgemm: negative or too large size");
+    return NULL;
+  }
+  /* Stored shapes: A is M x K (K x M when transposed), B is K x N (N x K when transposed). */
+  int64_t aRows = ta ? K : M, aCols = ta ? M : K;
+  int64_t bRows = tb ? N : K, bCols = tb ? K : N;
+  if (lda < (aCols > 1 ? aCols : 1) || ldb < (bCols > 1 ? bCols : 1) || ldc < (N > 1 ? N : 1) || lda > IMAX ||
+      ldb > IMAX || ldc > IMAX) {
+    napi_throw_range_error(env, NULL, "sgemm: leading dimension too small");
+    return NULL;
+  }
+  if (batch == 0 || M == 0 || N == 0) return NULL;
+  int64_t last = batch - 1;
+  if ((K > 0 && (aOff + last * sA + extent(aRows, aCols, lda) > (int64_t)lenA ||
+                 bOff + last * sB + extent(bRows, bCols, ldb) > (int64_t)lenB)) ||
+      cOff + last * sC + extent(M, N, ldc) > (int64_t)lenC) {
+    napi_throw_range_error(env, NULL, "sgemm: matrix extends past the end of its array");
+    return NULL;
+  }
+  if (batch > 1 && sC < extent(M, N, ldc) && sC != 0) {
+    napi_throw_range_error(env, NULL, "sgemm: output batches overlap");
+    return NULL;
+  }
+  fp_guard g;
+  fp_enter(&g);
+  for (int64_t b = 0; b < batch; b++) {
+    g_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+            (float)alpha, A + aOff + b * sA, (int)lda, B + bOff + b * sB, (int)ldb, (float)beta, C + cOff + b * sC,
+            (int)ldc);
+  }
+  fp_leave(&g);
+  return NULL;
+}
+
+/* info() -> { loaded, library, kind, threads, config, flushDenormals } */
+static napi_value Info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value res, b;
+  CHECK(napi_create_object(env, &res));
+  napi_get_boolean(env, g_sgemm != NULL, &b);
+  napi_set_named_property(env, res, "loaded", b);
+  napi_set_named_property(env, res, "library", make_string(env, g_lib_name));
+  napi_set_named_property(env, res, "kind", make_string(env, g_kind));
+  napi_set_named_property(env, res, "threads", make_int(env, g_sgemm && g_get_threads ? g_get_threads() : g_threads));
+  if (g_sgemm && g_get_config) {
+    const char *c = g_get_config();
+    if (c) napi_set_named_property(env, res, "config", make_string(env, c));
+  }
+  napi_get_boolean(env, g_flush_denormals != 0, &b);
+  napi_set_named_property(env, res, "flushDenormals", b);
+  return res;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"load", NULL, Load, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_value v;
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_create_int32(env, 1, &v);
+  napi_set_named_property(env, exports, "abiVersion", v);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
