@@ -17,21 +17,43 @@ export interface ModelSourceOptions {
   fetch?: typeof fetch;
   /** Progress sink for downloads. */
   onProgress?: (event: DownloadProgress) => void;
+  /** Retries for 429, 5xx and dropped connections (default 5), with exponential backoff. */
+  retries?: number;
+  /** Injected sleep used between retries (tests pass a recorder so they do not wait). */
+  sleep?: (ms: number) => Promise<void>;
+  /** Abort a download whose body stalls this long without a byte (default 60 000 ms). */
+  stallTimeoutMs?: number;
 }
 
 export interface DownloadProgress {
+  /** Path of the file in the repository. */
   file: string;
+  /** Bytes of `file` on disk so far (a resumed download starts at what was already there). */
   bytes: number;
+  /** Size of `file`. */
   totalBytes: number;
+  /** Files finished (downloaded, or already in the cache). */
   filesDone: number;
+  /** Files this resolution needs. */
   filesTotal: number;
+  /** Bytes of all needed files on disk so far, and their total size. */
+  allBytes?: number;
+  allTotalBytes?: number;
 }
 
 /** One file of a resolved model, with its sha256 when it is known without reading the data. */
 export interface SourceFile {
   path: string;
   size: number;
+  /** sha256 of the content, known without reading it: the LFS oid, which names the HF-cache blob. */
   sha256?: string;
+  /**
+   * Where a file's identity came from: `lfs` (blob named by the LFS sha256, which is `sha256`),
+   * `git` (a regular git file; its blob is named by the git blob sha1 in `gitOid`, no sha256 known).
+   */
+  storage?: 'lfs' | 'git';
+  /** Git blob sha1 of a regular (non-LFS) file. */
+  gitOid?: string;
 }
 
 export interface ResolvedModel {

@@ -1,0 +1,142 @@
+/**
+ * Loader for the optional native GEMM addon (native/fopeify_native.c, built by native/build.mjs into
+ * native/build/fopeify_native.node). The addon dlopen()s a BLAS at run time; both steps may fail on a
+ * user's machine and that is normal: callers get `null` plus a one-line reason, and fopeify runs on
+ * plain TensorFlow.js.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's JS surface (see native/fopeify_native.c for the contract of each function). */
+export interface NativeAddon {
+  load(opts?: {
+    threads?: number;
+    paths?: string[];
+    threadTimeout?: number;
+    flushDenormals?: boolean;
+    autoCoretype?: boolean;
+  }): { ok: true; library: string; kind: string; threads: number; config?: string } | { ok: false; error: string };
+  setThreads(n: number): number;
+  /**
+   * Row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; X[b] starts at xOff + b * strideX
+   * (stride 0 broadcasts). Offsets, leading dimensions and strides are in elements.
+   */
+  sgemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    aOff: number,
+    lda: number,
+    b: Float32Array,
+    bOff: number,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    cOff: number,
+    ldc: number,
+    batch?: number,
+    strideA?: number,
+    strideB?: number,
+    strideC?: number,
+  ): void;
+  info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
+  abiVersion: number;
+}
+
+export interface NativeBlas {
+  addon: NativeAddon;
+  /** The library dlopen()ed, e.g. "libopenblas.so.0". */
+  library: string;
+  /** openblas | blis | mkl | accelerate | custom */
+  kind: string;
+  threads: number;
+  /** OpenBLAS's build/core description when available, e.g. "OpenBLAS 0.3.21 ... SkylakeX". */
+  config?: string;
+  /** Path of the .node file. */
+  addonPath: string;
+}
+
+export type NativeLoadResult = { ok: true; blas: NativeBlas } | { ok: false; reason: string };
+
+/** Where the built addon lives: native/build/ at the package root (same depth from src/ and dist/). */
+export function defaultAddonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return resolve(here, '..', '..', 'native', 'build', 'fopeify_native.node');
+}
+
+let cached: NativeLoadResult | undefined;
+
+/**
+ * Load the addon and a BLAS once per process (a BLAS cannot be unloaded safely once its threads run).
+ * Later calls return the same result; a later `threads` value only changes the thread count.
+ * Env: FOPEIFY_NATIVE=0 disables the addon; FOPEIFY_NATIVE_ADDON=path picks another .node file;
+ * FOPEIFY_BLAS=path tries that BLAS library first.
+ */
+export function loadNative(opts: { threads?: number } = {}): NativeLoadResult {
+  if (cached) {
+    if (cached.ok && opts.threads && opts.threads !== cached.blas.threads) {
+      cached.blas.threads = cached.blas.addon.setThreads(opts.threads) || opts.threads;
+    }
+    return cached;
+  }
+  cached = loadUncached(opts);
+  return cached;
+}
+
+function loadUncached(opts: { threads?: number }): NativeLoadResult {
+  if (process.env.FOPEIFY_NATIVE === '0') return { ok: false, reason: 'disabled by FOPEIFY_NATIVE=0' };
+  if (process.platform === 'win32') return { ok: false, reason: 'the native addon does not support Windows' };
+  const addonPath = process.env.FOPEIFY_NATIVE_ADDON || defaultAddonPath();
+  if (!existsSync(addonPath)) {
+    return { ok: false, reason: `native addon not built (run "npm run build:native"; looked for ${addonPath})` };
+  }
+  let addon: NativeAddon;
+  try {
+    const require = createRequire(import.meta.url);
+    addon = require(addonPath) as NativeAddon;
+  } catch (err) {
+    return { ok: false, reason: `native addon failed to load: ${firstLine(err)}` };
+  }
+  const paths = process.env.FOPEIFY_BLAS ? [process.env.FOPEIFY_BLAS] : [];
+  let r: ReturnType<NativeAddon['load']>;
+  try {
+    r = addon.load({
+      threads: opts.threads,
+      paths,
+      // 2^20 cycles (~0.4 ms) of spinning after a GEMM, then sleep: long enough to catch the next
+      // GEMM of a backward pass, short enough not to steal cores from JS elementwise work.
+      threadTimeout: 20,
+      flushDenormals: true,
+    });
+  } catch (err) {
+    return { ok: false, reason: `native addon failed to start: ${firstLine(err)}` };
+  }
+  if (!r.ok) return { ok: false, reason: r.error };
+  return {
+    ok: true,
+    blas: {
+      addon,
+      library: r.library,
+      kind: r.kind,
+      threads: r.threads || opts.threads || 1,
+      config: r.config,
+      addonPath: join(addonPath),
+    },
+  };
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0] ?? msg;
+}
+
+/** For tests only: forget the cached result (the BLAS itself stays loaded in the process). */
+export function _resetNativeCacheForTests(): void {
+  cached = undefined;
+}

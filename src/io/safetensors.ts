@@ -1,0 +1,297 @@
+/**
+ * Streaming safetensors I/O, written by hand: the npm `safetensors` package is a read-only browser toy that
+ * loads whole files; fopeify must read one tensor at a time from multi-GB shards and write byte-exact files.
+ *
+ * Format: 8-byte little-endian header length N, N bytes of JSON (padded with spaces to a multiple of 8),
+ * then raw little-endian tensor data; offsets in the header are relative to the end of the header.
+ */
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { FopeifyError, outputError } from '../errors.js';
+import { decodeToF32, dtypeSize, isDtype, type Dtype } from './dtype.js';
+
+/** Headers larger than this are refused (the reference implementation uses 100 MB). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface TensorInfo {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  /** Byte offsets relative to the start of the data section. */
+  begin: number;
+  end: number;
+}
+
+function bad(path: string, why: string): FopeifyError {
+  return new FopeifyError('BAD_SAFETENSORS', `${path}: not a valid safetensors file: ${why}`);
+}
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Parse and validate a header against the file size. Pure: tested directly with crafted bytes. */
+export function parseHeader(
+  headerJson: string,
+  dataBytes: number,
+  path: string,
+): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(headerJson);
+  } catch {
+    throw bad(path, 'header is not JSON');
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw bad(path, 'header is not a JSON object');
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (!value || typeof value !== 'object' || Array.isArray(value)) throw bad(path, '__metadata__ is not an object');
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+        if (typeof v !== 'string') throw bad(path, `__metadata__.${k} is not a string`);
+      }
+      metadata = value as Record<string, string>;
+      continue;
+    }
+    const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (!e || typeof e !== 'object') throw bad(path, `entry ${name} is not an object`);
+    if (typeof e.dtype !== 'string' || !isDtype(e.dtype)) throw bad(path, `tensor ${name} has unknown dtype ${String(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(path, `tensor ${name} has an invalid shape`);
+    }
+    const off = e.data_offsets;
+    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw bad(path, `tensor ${name} has invalid data_offsets`);
+    }
+    const [begin, end] = off as [number, number];
+    if (begin > end) throw bad(path, `tensor ${name} has data_offsets out of order`);
+    if (end > dataBytes) {
+      throw bad(path, `tensor ${name} lies outside the file (ends at ${end}, data section has ${dataBytes} bytes; truncated?)`);
+    }
+    const shape = e.shape as number[];
+    const expected = numel(shape) * dtypeSize(e.dtype);
+    if (expected !== end - begin) {
+      throw bad(path, `tensor ${name}: ${e.dtype} × [${shape.join(', ')}] needs ${expected} bytes, offsets give ${end - begin}`);
+    }
+    tensors.set(name, { name, dtype: e.dtype, shape, begin, end });
+  }
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
+    if (cur.begin < prev.end) throw bad(path, `tensors ${prev.name} and ${cur.name} overlap`);
+  }
+  return { tensors, metadata };
+}
+
+/** One open safetensors file: header in memory, data read on demand. */
+export class SafetensorsFile {
+  private constructor(
+    readonly path: string,
+    readonly fileSize: number,
+    readonly dataOffset: number,
+    readonly tensors: Map<string, TensorInfo>,
+    readonly metadata: Record<string, string>,
+    private handle: FileHandle | undefined,
+  ) {}
+
+  static async open(path: string): Promise<SafetensorsFile> {
+    let handle: FileHandle;
+    try {
+      handle = await fs.open(path, 'r');
+    } catch (err) {
+      throw new FopeifyError('MISSING_SHARD', `cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size < 8) throw bad(path, `file has ${size} bytes, shorter than the 8-byte header length`);
+      const lenBuf = Buffer.alloc(8);
+      await handle.read(lenBuf, 0, 8, 0);
+      const n = lenBuf.readBigUInt64LE(0);
+      if (n > BigInt(MAX_HEADER_BYTES)) throw bad(path, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+      const headerLen = Number(n);
+      if (8 + headerLen > size) throw bad(path, `header length ${headerLen} runs past the end of the file (${size} bytes; truncated?)`);
+      const headerBuf = Buffer.alloc(headerLen);
+      await handle.read(headerBuf, 0, headerLen, 8);
+      const { tensors, metadata } = parseHeader(headerBuf.toString('utf8'), size - 8 - headerLen, path);
+      return new SafetensorsFile(path, size, 8 + headerLen, tensors, metadata, handle);
+    } catch (err) {
+      await handle.close();
+      throw err;
+    }
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new FopeifyError('BAD_SAFETENSORS', `${this.path} has no tensor ${name}`);
+    return t;
+  }
+
+  /** Raw bytes of one tensor (a fresh buffer). */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const t = this.info(name);
+    if (!this.handle) throw new FopeifyError('INTERNAL', `${this.path} is closed`);
+    const len = t.end - t.begin;
+    const buf = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const { bytesRead } = await this.handle.read(buf, done, len - done, this.dataOffset + t.begin + done);
+      if (bytesRead === 0) throw bad(this.path, `unexpected end of file reading ${name}`);
+      done += bytesRead;
+    }
+    return buf;
+  }
+
+  /** One float tensor decoded to float32. */
+  async readFloat32(name: string): Promise<Float32Array> {
+    return decodeToF32(await this.readBytes(name), this.info(name).dtype);
+  }
+
+  async close(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    await h?.close();
+  }
+}
+
+/** A tensor to write: its bytes are produced on demand so a writer never holds a whole shard. */
+export interface TensorToWrite {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  /** Raw little-endian bytes, or a function producing them when the writer reaches this tensor. */
+  data: Uint8Array | (() => Promise<Uint8Array>);
+}
+
+/**
+ * Header bytes for a list of tensors, in the given order, data laid out back to back.
+ * Deterministic: keys in a fixed order, `__metadata__` first, padded with spaces to a multiple of 8.
+ */
+export function encodeHeader(
+  tensors: readonly Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>[],
+  metadata?: Record<string, string>,
+): { header: Buffer; dataBytes: number } {
+  const obj: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length) {
+    obj.__metadata__ = Object.fromEntries(Object.keys(metadata).sort().map((k) => [k, metadata[k]]));
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    const len = numel(t.shape) * dtypeSize(t.dtype);
+    obj[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + len] };
+    offset += len;
+  }
+  let json = JSON.stringify(obj);
+  const pad = (8 - (Buffer.byteLength(json) % 8)) % 8;
+  json += ' '.repeat(pad);
+  const body = Buffer.from(json, 'utf8');
+  const header = Buffer.alloc(8 + body.length);
+  header.writeBigUInt64LE(BigInt(body.length), 0);
+  body.copy(header, 8);
+  return { header, dataBytes: offset };
+}
+
+/**
+ * Write one safetensors file, tensors sorted by name (deterministic bytes), streaming each tensor's
+ * data as it is produced. The caller is responsible for atomicity (write into a temporary folder).
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly TensorToWrite[],
+  metadata?: Record<string, string>,
+): Promise<{ bytes: number }> {
+  const ordered = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const { header, dataBytes } = encodeHeader(ordered, metadata);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.open(path, 'w');
+    await handle.write(header, 0, header.length, 0);
+    let pos = header.length;
+    for (const t of ordered) {
+      const bytes = typeof t.data === 'function' ? await t.data() : t.data;
+      const expected = numel(t.shape) * dtypeSize(t.dtype);
+      if (bytes.byteLength !== expected) {
+        throw new FopeifyError('INTERNAL', `tensor ${t.name}: ${bytes.byteLength} bytes given, ${expected} expected`);
+      }
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, pos + done);
+        done += bytesWritten;
+      }
+      pos += bytes.byteLength;
+    }
+    await handle.close();
+    handle = undefined;
+    return { bytes: header.length + dataBytes };
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    throw outputError(err, path);
+  }
+}
+
+/** Shard file name as transformers writes it. */
+export function shardName(index: number, count: number, prefix = 'model'): string {
+  const w = (n: number) => String(n).padStart(5, '0');
+  return count === 1 ? `${prefix}.safetensors` : `${prefix}-${w(index + 1)}-of-${w(count)}.safetensors`;
+}
+
+export interface ShardedWriteResult {
+  files: string[];
+  weightMap: Record<string, string>;
+  totalSize: number;
+}
+
+/**
+ * Write tensors into shards of at most `maxShardBytes` of data (a tensor larger than that gets a shard
+ * of its own), named like transformers' shards, plus model.safetensors.index.json when there is more
+ * than one shard.
+ */
+export async function writeShardedSafetensors(
+  dir: string,
+  tensors: readonly TensorToWrite[],
+  options: { maxShardBytes?: number; metadata?: Record<string, string>; prefix?: string } = {},
+): Promise<ShardedWriteResult> {
+  const maxBytes = options.maxShardBytes ?? 5 * 1024 ** 3;
+  const ordered = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const groups: TensorToWrite[][] = [];
+  let cur: TensorToWrite[] = [];
+  let curBytes = 0;
+  for (const t of ordered) {
+    const len = numel(t.shape) * dtypeSize(t.dtype);
+    if (cur.length && curBytes + len > maxBytes) {
+      groups.push(cur);
+      cur = [];
+      curBytes = 0;
+    }
+    cur.push(t);
+    curBytes += len;
+  }
+  if (cur.length || !groups.length) groups.push(cur);
+  const files: string[] = [];
+  const weightMap: Record<string, string> = {};
+  let totalSize = 0;
+  for (let i = 0; i < groups.length; i++) {
+    const name = shardName(i, groups.length, options.prefix);
+    await writeSafetensors(`${dir}/${name}`, groups[i]!, options.metadata);
+    files.push(name);
+    for (const t of groups[i]!) {
+      weightMap[t.name] = name;
+      totalSize += numel(t.shape) * dtypeSize(t.dtype);
+    }
+  }
+  if (groups.length > 1) {
+    await writeIndex(`${dir}/${options.prefix ?? 'model'}.safetensors.index.json`, weightMap, totalSize);
+  }
+  return { files, weightMap, totalSize };
+}
+
+export async function writeIndex(path: string, weightMap: Record<string, string>, totalSize: number): Promise<void> {
+  const sorted = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
+  const text = JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sorted }, null, 2) + '\n';
+  try {
+    await fs.writeFile(path, text);
+  } catch (err) {
+    throw outputError(err, path);
+  }
+}
