@@ -1,0 +1,7 @@
+/** Every CLI command, in the order `--help` lists them. One module per command. */
+import type { CommandModule } from 'yargs';
+import { inspectCommand } from './inspect.js';
+import { convertCommand } from './convert.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand];

@@ -1,0 +1,50 @@
+/**
+ * The fopeify command line: a thin yargs layer over the library. Each command lives in its own module
+ * and exports a yargs CommandModule; this file only registers them and maps errors to exit codes.
+ */
+import yargs, { type CommandModule } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { FopeifyError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { commands } from './commands.js';
+
+function redactTokens(text: string): string {
+  return text.replace(/hf_[A-Za-z0-9]{4,}/g, 'hf_***');
+}
+
+export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
+  let exitCode = 0;
+  const cli = yargs(argv)
+    .scriptName('fopeify')
+    .version(VERSION)
+    .usage('fopeify <command> [options]\n\nTurn RoPE language-model checkpoints into long-context FoPE models, and prove it.')
+    .strict()
+    .demandCommand(1, 'name a command (see --help)')
+    .recommendCommands()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .fail((msg, err) => {
+      throw err ?? new FopeifyError('BAD_ARGUMENT', msg);
+    });
+  for (const c of commands) cli.command(c as CommandModule);
+  try {
+    await cli.parseAsync();
+  } catch (err) {
+    exitCode = reportError(err);
+  }
+  return exitCode || (process.exitCode as number | undefined) || 0;
+}
+
+/** One line on stderr, never a stack trace (unless FOPEIFY_DEBUG is set). */
+export function reportError(err: unknown): number {
+  if (err instanceof FopeifyError) {
+    process.stderr.write(`fopeify: error: ${redactTokens(err.message)}\n`);
+    if (process.env.FOPEIFY_DEBUG) process.stderr.write(`${err.stack}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  const message = e?.message ?? String(err);
+  process.stderr.write(`fopeify: unexpected error: ${redactTokens(message)}\n`);
+  if (process.env.FOPEIFY_DEBUG) process.stderr.write(`${e?.stack}\n`);
+  else process.stderr.write('(set FOPEIFY_DEBUG=1 for details)\n');
+  return 1;
+}

@@ -1,0 +1,76 @@
+/** The README.md model card written next to converted weights (YAML front matter + what was done). */
+
+export interface ConvertCardInput {
+  baseModel: string;
+  lines: string[];
+  k: number;
+  headDimHalf: number;
+  clipLength: number;
+  clippedWavelengths: number[];
+  yarn?: { factor: number; originalLength: number; attentionFactor: number };
+  initFactor: number;
+  sepHead: boolean;
+  layout: string;
+  sinPad: 0 | 1;
+  coefficientNames: string[];
+  coefficientShape: number[];
+}
+
+function yamlString(s: string): string {
+  return JSON.stringify(s); // JSON strings are valid YAML double-quoted scalars
+}
+
+export function convertModelCard(c: ConvertCardInput): string {
+  const looksLikeHubId = /^[\w.-]+\/[\w.-]+$/.test(c.baseModel);
+  const front = [
+    '---',
+    ...(looksLikeHubId ? [`base_model: ${yamlString(c.baseModel)}`] : []),
+    'library_name: transformers',
+    'tags:',
+    '- fope',
+    '- fopeify',
+    '- long-context',
+    ...(c.yarn ? ['- yarn'] : []),
+    '---',
+  ];
+  const body = [
+    '',
+    `# FoPE conversion of ${c.baseModel}`,
+    '',
+    `This checkpoint was converted from RoPE to FoPE (Fourier Position Embedding, Hua et al., ICML 2025, arXiv 2412.17739) by fopeify.`,
+    '',
+    '## What was done',
+    '',
+    ...c.lines.map((l) => `- ${l}`),
+    '',
+    '## FoPE settings',
+    '',
+    '| setting | value |',
+    '|---|---|',
+    `| frequencies kept (num_inv_freq) | ${c.k} of ${c.headDimHalf} |`,
+    `| clip length | ${c.clipLength} tokens |`,
+    `| clipped wavelengths (tokens) | ${c.clippedWavelengths.length ? c.clippedWavelengths.map((w) => w.toFixed(0)).join(', ') : 'none'} |`,
+    `| fope_init_factor (xavier gain) | ${c.initFactor} |`,
+    `| fope_sep_head | ${c.sepHead} |`,
+    `| layout | ${c.layout} |`,
+    `| sin padding | ${c.sinPad} |`,
+    ...(c.yarn
+      ? [
+          `| YaRN factor | ${c.yarn.factor} (original length ${c.yarn.originalLength}, attention factor ${c.yarn.attentionFactor.toFixed(6)}) |`,
+          '| YaRN + FoPE semantics | Hugging Face / family B: YaRN frequencies first, clipped against the extended max_position_embeddings, attention factor on cos and sin |',
+        ]
+      : []),
+    '',
+    `Coefficients (float32, shape [${c.coefficientShape.join(', ')}]): ${c.coefficientNames.slice(0, 4).map((n) => `\`${n}\``).join(', ')}${c.coefficientNames.length > 4 ? ', …' : ''}.`,
+    '',
+    '## Loading',
+    '',
+    'FoPE-aware engines read the FoPE keys from `rope_scaling` / `rope_parameters` in config.json (`fope_init_factor`, `fope_sep_head`, `num_inv_freq`) and the coefficients from `model.rotary_emb.{sin,cos}_coef`. Plain transformers ignores the coefficients and runs the model as RoPE. fopeify loads it directly: `fopeify generate <this folder> --prompt ...`.',
+    '',
+    'The converted model has not been fine-tuned by this step: FoPE with a non-zero init factor changes the positional signal, so fine-tune (`fopeify finetune --recipe fope`) before judging quality.',
+    '',
+    'Provenance (tool version, source files and their hashes, every option) is in `fopeify.json`.',
+    '',
+  ];
+  return [...front, ...body].join('\n');
+}

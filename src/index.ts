@@ -1,0 +1,29 @@
+/**
+ * fopeify's library API. Every CLI command is one of these functions; the CLI only parses flags and prints.
+ */
+export { FopeifyError, type ErrorCode } from './errors.js';
+export { VERSION } from './version.js';
+
+// model sources
+export { resolveModel } from './hub/resolve.js';
+export type { ModelSourceOptions, ResolvedModel, SourceFile, DownloadProgress } from './hub/source.js';
+
+// safetensors and checkpoints
+export { SafetensorsFile, writeSafetensors, writeShardedSafetensors, parseHeader, type TensorInfo, type TensorToWrite } from './io/safetensors.js';
+export { Checkpoint } from './io/checkpoint.js';
+export { decodeToF32, encodeFromF32, f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, type Dtype, type FloatDtype } from './io/dtype.js';
+
+// config and RoPE / FoPE math
+export { parseModelConfig, type ModelSpec, type RopeSpec, type FopeSpec, type RopeType } from './config/model-spec.js';
+export { loadModelSpec } from './config/load.js';
+export { ROPE_VARIANTS, ropeFrequencies, defaultInvFreq, yarnFrequencies, type RopeFrequencies } from './rope/inv-freq.js';
+export { fopeKeptCount, initFopeCoefficients, fopeCosSin, ropeCosSin, applyRotary, type CosSinTable } from './rope/fope.js';
+
+// commands
+export { inspectModel, type InspectOptions, type InspectReport } from './inspect/inspect.js';
+export { convertModel, type ConvertOptions, type ConvertResult } from './convert/convert.js';
+export { planConversion, type ConvertSettings, type ConversionPlan } from './convert/plan.js';
+export { findFopeCoefficients } from './convert/fope-layout.js';
+
+// fixtures (tiny checkpoints for tests and benchmarks)
+export { writeTinyCheckpoint, SMOLLM2_135M_SHAPE, TINY_KINDS, type TinyKind } from './testing/tiny-checkpoint.js';
