@@ -1,0 +1,123 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Checkpoint } from '../../src/io/checkpoint.js';
+import { bf16BitsToF32, decodeToF32, encodeFromF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/io/dtype.js';
+import { encodeHeader, parseHeader, SafetensorsFile, writeSafetensors, writeShardedSafetensors } from '../../src/io/safetensors.js';
+import { tempDir } from '../helpers.js';
+
+const root = tempDir();
+
+describe('dtype conversions', () => {
+  it('bf16 rounds to nearest even', () => {
+    // 1 + 2^-8 is exactly halfway between 1 and 1 + 2^-7: ties to even (1).
+    expect(bf16BitsToF32(f32ToBf16Bits(1 + 2 ** -8))).toBe(1);
+    // 1 + 3·2^-8 is halfway between 1+2^-7 (odd) and 1+2^-6 (even): ties to even.
+    expect(bf16BitsToF32(f32ToBf16Bits(1 + 3 * 2 ** -8))).toBe(1 + 2 ** -6);
+    expect(bf16BitsToF32(f32ToBf16Bits(1 + 2 ** -8 + 2 ** -20))).toBe(1 + 2 ** -7);
+    expect(Number.isNaN(bf16BitsToF32(f32ToBf16Bits(NaN)))).toBe(true);
+    expect(bf16BitsToF32(f32ToBf16Bits(-Infinity))).toBe(-Infinity);
+  });
+  it('f16 is exact on every representable value and rounds ties to even', () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const v = f16BitsToF32(h);
+      if (Number.isNaN(v)) continue;
+      expect(f32ToF16Bits(v)).toBe(h);
+    }
+    expect(f16BitsToF32(f32ToF16Bits(1 + 2 ** -11))).toBe(1); // tie → even
+    expect(f16BitsToF32(f32ToF16Bits(1 + 3 * 2 ** -11))).toBe(1 + 2 ** -9);
+    expect(f16BitsToF32(f32ToF16Bits(70000))).toBe(Infinity);
+    expect(f16BitsToF32(f32ToF16Bits(2 ** -25))).toBe(0); // tie with zero → even (0)
+    expect(f16BitsToF32(f32ToF16Bits(3 * 2 ** -26))).toBe(2 ** -24);
+  });
+  it('encode/decode round trip', () => {
+    const v = new Float32Array([0, -1.5, 3.140625, 65504, -(2 ** -24)]);
+    expect(decodeToF32(encodeFromF32(v, 'F16'), 'F16')).toEqual(v);
+    expect(decodeToF32(encodeFromF32(v, 'F32'), 'F32')).toEqual(v);
+    expect(decodeToF32(encodeFromF32(new Float32Array([1.5, -256]), 'BF16'), 'BF16')).toEqual(new Float32Array([1.5, -256]));
+  });
+});
+
+describe('safetensors writer and reader', () => {
+  it('round-trips tensors, metadata and pass-through dtypes; bytes are deterministic', async () => {
+    const tensors = [
+      { name: 'b.weight', dtype: 'F32' as const, shape: [2, 3], data: encodeFromF32(new Float32Array([1, 2, 3, 4, 5, 6]), 'F32') },
+      { name: 'a.int', dtype: 'I64' as const, shape: [2], data: new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]) },
+      { name: 'c.half', dtype: 'BF16' as const, shape: [1], data: async () => encodeFromF32(new Float32Array([0.5]), 'BF16') },
+      { name: 'd.empty', dtype: 'F16' as const, shape: [0, 4], data: new Uint8Array(0) },
+    ];
+    const f1 = path.join(root, 'a.safetensors');
+    const f2 = path.join(root, 'b.safetensors');
+    await writeSafetensors(f1, tensors, { format: 'pt' });
+    await writeSafetensors(f2, [...tensors].reverse(), { format: 'pt' });
+    expect(Buffer.compare(await fs.readFile(f1), await fs.readFile(f2))).toBe(0);
+    const bytes = await fs.readFile(f1);
+    const n = Number(bytes.readBigUInt64LE(0));
+    expect(n % 8).toBe(0);
+    const st = await SafetensorsFile.open(f1);
+    expect(st.metadata).toEqual({ format: 'pt' });
+    expect([...st.tensors.keys()].sort()).toEqual(['a.int', 'b.weight', 'c.half', 'd.empty']);
+    expect(await st.readFloat32('b.weight')).toEqual(new Float32Array([1, 2, 3, 4, 5, 6]));
+    expect(await st.readFloat32('c.half')).toEqual(new Float32Array([0.5]));
+    expect(Array.from(await st.readBytes('a.int'))).toEqual(Array.from(tensors[1]!.data as Uint8Array));
+    await st.close();
+  });
+
+  it('writes shards with an index that Checkpoint reads back', async () => {
+    const dir = path.join(root, 'sharded');
+    await fs.mkdir(dir);
+    const mk = (name: string, n: number) => ({ name, dtype: 'F32' as const, shape: [n], data: encodeFromF32(new Float32Array(n).fill(n), 'F32') });
+    const r = await writeShardedSafetensors(dir, [mk('x', 100), mk('y', 100), mk('z', 10)], { maxShardBytes: 500 });
+    expect(r.files).toEqual(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    const ck = await Checkpoint.open(dir);
+    expect(ck.indexed).toBe(true);
+    expect(ck.info('z').file).toBe('model-00002-of-00002.safetensors');
+    expect((await ck.readFloat32('y'))[99]).toBe(100);
+    expect(ck.parameterCount).toBe(210);
+    await ck.close();
+  });
+});
+
+describe('header validation', () => {
+  const valid = (extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ t: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, ...extra });
+  it('accepts a valid header', () => {
+    expect(parseHeader(valid(), 8, 'x').tensors.get('t')!.shape).toEqual([2]);
+  });
+  const cases: [string, string, number, RegExp][] = [
+    ['not JSON', '{', 8, /not JSON/],
+    ['offsets past the end', valid(), 4, /outside the file/],
+    ['dtype × shape ≠ bytes', JSON.stringify({ t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }), 16, /needs 12 bytes/],
+    ['overlap', JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }), 16, /overlap/],
+    ['unknown dtype', JSON.stringify({ t: { dtype: 'Q4', shape: [2], data_offsets: [0, 8] } }), 8, /unknown dtype/],
+    ['negative shape', JSON.stringify({ t: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }), 8, /invalid shape/],
+    ['offsets reversed', JSON.stringify({ t: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }), 8, /out of order/],
+    ['metadata not strings', valid({ __metadata__: { a: 1 } }), 8, /not a string/],
+  ];
+  for (const [name, json, size, re] of cases) {
+    it(`refuses ${name}`, () => {
+      expect(() => parseHeader(json, size, 'x')).toThrow(re);
+    });
+  }
+
+  it('refuses truncated files, oversized header lengths and short files', async () => {
+    const good = path.join(root, 'good.safetensors');
+    await writeSafetensors(good, [{ name: 't', dtype: 'F32', shape: [4], data: new Uint8Array(16) }]);
+    const bytes = await fs.readFile(good);
+    const truncated = path.join(root, 'trunc.safetensors');
+    await fs.writeFile(truncated, bytes.subarray(0, bytes.length - 3));
+    await expect(SafetensorsFile.open(truncated)).rejects.toThrow(/truncated/);
+    const huge = Buffer.from(bytes);
+    huge.writeBigUInt64LE(10n ** 12n, 0);
+    const hugeFile = path.join(root, 'huge.safetensors');
+    await fs.writeFile(hugeFile, huge);
+    await expect(SafetensorsFile.open(hugeFile)).rejects.toThrow(/exceeds/);
+    const short = path.join(root, 'short.safetensors');
+    await fs.writeFile(short, Buffer.from([1, 2, 3]));
+    await expect(SafetensorsFile.open(short)).rejects.toThrow(/shorter than/);
+    const { header } = encodeHeader([{ name: 't', dtype: 'F32', shape: [1000] }]);
+    const lying = path.join(root, 'lying.safetensors');
+    await fs.writeFile(lying, Buffer.concat([header, Buffer.alloc(16)]));
+    await expect(SafetensorsFile.open(lying)).rejects.toThrow(/outside the file/);
+  });
+});
