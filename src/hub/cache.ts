@@ -103,8 +103,8 @@ export async function checkSnapshot(dir: string): Promise<SnapshotCheck> {
     for (const n of names) if (n.endsWith('.safetensors') && (await isReadableFile(path.join(dir, n)))) weights.push(n);
     if (weights.length === 0) {
       const pickle = names.find((n) => PICKLE_RE.test(n));
-      if (pickle && !missing.length) return { complete: false, missing: ['*.safetensors'], pickleOnly: pickle };
-      missing.push('*.safetensors');
+      if (pickle && !missing.length) return { complete: false, missing: ['model.safetensors'], pickleOnly: pickle };
+      missing.push('model.safetensors');
     }
   }
   return { complete: missing.length === 0, missing };

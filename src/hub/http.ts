@@ -174,6 +174,12 @@ export function statusError(
     code = 'HUB_AUTH';
     if (errorCode === 'GatedRepo') {
       msg = `${repo} is a gated repository: accept its conditions at ${where}/${repo} with your account, then use a token of that account; ${tokenHint(ctx)} has no access yet`;
+    } else if (status === 401 && !ctx.token && errorCode === 'RepoNotFound') {
+      // Anonymous: the Hub answers 401 alike for a missing and a private repository; a typo is likelier.
+      return new FopeifyError(
+        'HUB_NOT_FOUND',
+        `repository ${repo} not found on ${where} (if it is private or gated, pass a token: --token, HF_TOKEN or \`huggingface-cli login\`)`,
+      );
     } else if (status === 401 && !ctx.token) {
       msg = `${repo} needs authentication on ${where} (it is private, gated or does not exist): ${tokenHint(ctx)}`;
     } else if (status === 401) {
@@ -192,7 +198,7 @@ export function statusError(
     } else if (ctx.file && errorCode !== 'RepoNotFound') {
       msg = `file ${ctx.file} not found in ${repo} at revision ${ctx.revision ?? 'main'}`;
     } else {
-      msg = `repository ${repo} not found on ${where}${ctx.token ? ' (or your token cannot see it)' : ' (if it is private, pass a token)'}`;
+      msg = `repository ${repo} not found on ${where}${ctx.token ? ' (or your token cannot see it)' : ' (if it is private or gated, pass a token)'}`;
     }
   } else if (status === 409) {
     code = 'HUB_ERROR';
