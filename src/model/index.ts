@@ -1,0 +1,53 @@
+/** The model runtime's public API. */
+export { loadModel, LlamaModel, type LoadModelOptions } from './model.js';
+export {
+  forwardLogits,
+  forwardHidden,
+  lmHead,
+  decoderLayer,
+  selfAttention,
+  fopeCoefficients,
+  type ForwardOptions,
+  type TokenIds,
+} from './llama.js';
+export { KvCache, type KvCacheOptions } from './cache.js';
+export {
+  blockwiseAttention,
+  fullAttention,
+  kvBlocks,
+  DEFAULT_KEY_BLOCK,
+  DEFAULT_QUERY_BLOCK,
+  type AttentionOptions,
+  type KvBlock,
+} from './attention.js';
+export { rmsNorm, linear, silu, swiGlu, type MlpWeights } from './layers.js';
+export {
+  applyRotaryTf,
+  cosSinTable,
+  rotaryTables,
+  ropeSeqLen,
+  type FopeCoefficientData,
+  type RotaryTables,
+} from './rotary.js';
+export {
+  loadWeights,
+  expectedWeights,
+  canonicalWeightName,
+  detectFopeLayout,
+  fopeCoefNames,
+  checkFopeCoefShape,
+  weight,
+  type WeightMap,
+  type FopeLayout,
+  type LoadWeightsOptions,
+  type LoadedWeights,
+} from './weights.js';
+export { generate, sampleToken, argmax, type GenerateOptions, type GenerateResult, type SamplingOptions } from './generate.js';
+export {
+  loadTokenizer,
+  HfTokenizerClass,
+  type TextTokenizer,
+  type HfTokenizer,
+  type HfTokenizerConstructor,
+  type HfEncoding,
+} from './tokenizer.js';

@@ -1,0 +1,42 @@
+/**
+ * The small building blocks of a Llama-family decoder, as HF's modeling_llama defines them.
+ * All take and return ordinary tfjs tensors (differentiable, usable inside tf.grads).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** RMSNorm over the last axis: `x · rsqrt(mean(x²) + eps) · w` (LlamaRMSNorm, in float32). */
+export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T {
+  return tf.tidy(() => {
+    const variance = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), w) as T;
+  });
+}
+
+/** `x Wᵀ (+ b)` for x `[N, in]` and an HF (out, in) weight. */
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
+  if (!b) return tf.matMul(x, w as tf.Tensor2D, false, true);
+  return tf.tidy(() => tf.add(tf.matMul(x, w as tf.Tensor2D, false, true), b) as tf.Tensor2D);
+}
+
+/** SiLU, `x · σ(x)`. */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
+}
+
+export interface MlpWeights {
+  gate: tf.Tensor;
+  up: tf.Tensor;
+  down: tf.Tensor;
+  gateBias?: tf.Tensor;
+  upBias?: tf.Tensor;
+  downBias?: tf.Tensor;
+}
+
+/** SwiGLU MLP: `down(silu(gate(x)) · up(x))` for x `[N, hidden]`. */
+export function swiGlu(x: tf.Tensor2D, w: MlpWeights): tf.Tensor2D {
+  return tf.tidy(() => {
+    const g = silu(linear(x, w.gate, w.gateBias));
+    const u = linear(x, w.up, w.upBias);
+    return linear(tf.mul(g, u) as tf.Tensor2D, w.down, w.downBias);
+  });
+}

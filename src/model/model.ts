@@ -1,0 +1,96 @@
+/**
+ * A loaded model: spec + named weight variables + the forward pass, cache and decoding bound to them.
+ * `loadModel(dir | ResolvedModel | Hub id)` is the entry point of every command that runs a model.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { loadModelSpec } from '../config/load.js';
+import type { ModelSpec } from '../config/model-spec.js';
+import type { BackendInfo, BackendName } from '../backend/select.js';
+import { resolveModel } from '../hub/resolve.js';
+import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
+import { KvCache, type KvCacheOptions } from './cache.js';
+import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
+import { forwardHidden, forwardLogits, lmHead, type ForwardOptions, type TokenIds } from './llama.js';
+import { loadWeights, type FopeLayout, type LoadWeightsOptions } from './weights.js';
+
+export interface LoadModelOptions extends LoadWeightsOptions {
+  /** Activate this backend first (src/backend's setupBackend). Default: use whatever tfjs has active. */
+  backend?: BackendName;
+  /** Threads for the backend (with `backend`). */
+  threads?: number;
+  /** Do not print the "backend: ..." line. */
+  quiet?: boolean;
+  /** Hub resolution options when `source` is a Hub id. */
+  source?: ModelSourceOptions;
+}
+
+export class LlamaModel {
+  constructor(
+    readonly spec: ModelSpec,
+    /** Every weight by its Hugging Face name (FoPE coefficients included, never trainable). */
+    readonly weights: Map<string, tf.Variable>,
+    /** Where the FoPE coefficients were found, or null for a RoPE model. */
+    readonly fopeLayout: FopeLayout | null,
+    /** The model folder. */
+    readonly dir: string,
+    readonly backend?: BackendInfo,
+  ) {}
+
+  /** Logits `[B, T, V]` (`[B, 1, V]` with `logits: 'last'`). The caller disposes the result. */
+  forward(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
+    return forwardLogits(this.weights, this.spec, ids, options);
+  }
+
+  /** Final hidden states `[B, T, H]` (after the last norm), for losses computed in chunks. */
+  hidden(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
+    return forwardHidden(this.weights, this.spec, ids, options);
+  }
+
+  /** LM head on `[N, H]` hidden states → `[N, V]`. */
+  logitsFromHidden(h: tf.Tensor2D): tf.Tensor2D {
+    return lmHead(this.weights, this.spec, h);
+  }
+
+  /** An empty KV cache for this model. Dispose it when done. */
+  createCache(options: KvCacheOptions = {}): KvCache {
+    return new KvCache(this.spec.numLayers, options);
+  }
+
+  /** Decode from prompt ids with a fresh cache. */
+  generate(ids: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
+    return generate(this.weights, this.spec, ids, options);
+  }
+
+  /** The variables whose trainable flag is set. */
+  trainableVariables(): tf.Variable[] {
+    return [...this.weights.values()].filter((v) => v.trainable);
+  }
+
+  /** Parameters of the model (FoPE coefficients included, tied embeddings counted once). */
+  get parameterCount(): number {
+    let n = 0;
+    for (const v of this.weights.values()) n += v.size;
+    return n;
+  }
+
+  dispose(): void {
+    for (const v of this.weights.values()) v.dispose();
+    this.weights.clear();
+  }
+}
+
+/**
+ * Load a model folder (or a resolved / Hub model) into tfjs float32 variables. Throws FopeifyError for
+ * unsupported architectures, missing tensors and mismatched shapes.
+ */
+export async function loadModel(source: string | ResolvedModel, options: LoadModelOptions = {}): Promise<LlamaModel> {
+  let backend: BackendInfo | undefined;
+  if (options.backend !== undefined || options.threads !== undefined) {
+    const { setupBackend } = await import('../backend/select.js');
+    backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quiet });
+  }
+  const resolved = typeof source === 'string' ? await resolveModel(source, options.source) : source;
+  const spec = await loadModelSpec(resolved.dir);
+  const { weights, fopeLayout } = await loadWeights(resolved.dir, spec, options);
+  return new LlamaModel(spec, weights, fopeLayout, resolved.dir, backend);
+}

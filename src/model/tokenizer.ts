@@ -1,0 +1,88 @@
+/**
+ * Text ↔ token ids through @huggingface/tokenizers. Its type files use extensionless relative imports,
+ * which `moduleResolution: NodeNext` cannot follow, so under skipLibCheck its `Tokenizer` silently
+ * becomes `any`. The interfaces below are the typed declaration of the part fopeify uses; the one cast
+ * from the untyped module happens here and nowhere else.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tokenizersModule from '@huggingface/tokenizers';
+import { FopeifyError } from '../errors.js';
+
+export interface HfEncoding {
+  ids: number[];
+  tokens: string[];
+  attention_mask: number[];
+  token_type_ids?: number[];
+}
+
+/** The subset of @huggingface/tokenizers' `Tokenizer` that fopeify calls. */
+export interface HfTokenizer {
+  encode(text: string, options?: { text_pair?: string | null; add_special_tokens?: boolean }): HfEncoding;
+  decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean | null }): string;
+  token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
+}
+
+export interface HfTokenizerConstructor {
+  new (tokenizerJson: object, tokenizerConfig: object): HfTokenizer;
+}
+
+/** The typed `Tokenizer` class of @huggingface/tokenizers. */
+export const HfTokenizerClass: HfTokenizerConstructor = (tokenizersModule as unknown as { Tokenizer: HfTokenizerConstructor })
+  .Tokenizer;
+
+/** A loaded tokenizer with the ids fopeify needs for decoding. */
+export interface TextTokenizer {
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** End-of-sequence id from tokenizer_config.json (when named there), else null. */
+  eosTokenId: number | null;
+  bosTokenId: number | null;
+  raw: HfTokenizer;
+}
+
+function tokenContent(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return null;
+}
+
+/** Load `<dir>/tokenizer.json` (+ tokenizer_config.json when present). */
+export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
+  const file = path.join(dir, 'tokenizer.json');
+  let json: object;
+  try {
+    json = JSON.parse(await fs.readFile(file, 'utf8')) as object;
+  } catch (err) {
+    const missing = (err as { code?: string }).code === 'ENOENT';
+    throw new FopeifyError(
+      'MODEL_NOT_FOUND',
+      missing ? `${dir} has no tokenizer.json (fopeify reads fast-tokenizer files only)` : `${file} is not valid JSON`,
+    );
+  }
+  let config: Record<string, unknown> = {};
+  try {
+    config = JSON.parse(await fs.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  } catch {
+    config = {};
+  }
+  let tok: HfTokenizer;
+  try {
+    tok = new HfTokenizerClass(json, config);
+  } catch (err) {
+    throw new FopeifyError('BAD_CONFIG', `cannot load ${file}: ${(err as Error).message}`);
+  }
+  const idOf = (key: string): number | null => {
+    const content = tokenContent(config[key]);
+    if (content === null) return null;
+    return tok.token_to_id(content) ?? null;
+  };
+  return {
+    encode: (text, options) => tok.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids,
+    decode: (ids, options) => tok.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false }),
+    eosTokenId: idOf('eos_token'),
+    bosTokenId: idOf('bos_token'),
+    raw: tok,
+  };
+}
