@@ -1,0 +1,180 @@
+/**
+ * fopeify's JS kernels for the cpu backend must give bit-identical results to tfjs-cpu's own: each
+ * case runs the kernel with ours installed and again with tfjs's, and compares every float32 bit
+ * (NaN == NaN). Needs no native addon.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collapse, installFastKernels } from '../../src/backend/fast-kernels.js';
+import { restoreKernels } from '../../src/backend/registry.js';
+import { installSegmentSum } from '../../src/backend/segment-sum.js';
+import { makeWorkload } from '../../src/backend/workload.js';
+import { expectIdentical, rng } from './helpers.js';
+
+/** Random values with the awkward ones mixed in. */
+function data(shape: number[], seed: number, dtype: 'float32' | 'int32' = 'float32', specials = true): tf.Tensor {
+  const r = rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (dtype === 'int32') return tf.tensor(Int32Array.from({ length: n }, () => Math.floor(r() * 200 - 100)), shape, 'int32');
+  const v = new Float32Array(n);
+  const odd = [NaN, Infinity, -Infinity, -0, 0, 1e-40, -3.5e38, 1];
+  for (let i = 0; i < n; i++) v[i] = specials && r() < 0.08 ? odd[Math.floor(r() * odd.length)]! : (r() * 2 - 1) * 4;
+  return tf.tensor(v, shape, 'float32');
+}
+
+type Run = () => tf.Tensor | tf.Tensor[];
+const run = (name: string, inputs: Record<string, tf.Tensor> | tf.Tensor[], attrs: Record<string, unknown> = {}): Run => () =>
+  tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
+
+function same(fn: Run) {
+  installFastKernels('cpu');
+  const ours = fn();
+  restoreKernels('cpu');
+  const theirs = fn();
+  const a = Array.isArray(ours) ? ours : [ours];
+  const b = Array.isArray(theirs) ? theirs : [theirs];
+  expect(a.length).toBe(b.length);
+  for (let i = 0; i < a.length; i++) expectIdentical(a[i]!, b[i]!);
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  (tf.backend() as { firstUse?: boolean }).firstUse = false;
+});
+afterAll(() => restoreKernels());
+
+describe('collapse (pure)', () => {
+  it('merges contiguous dims and drops ones', () => {
+    expect(collapse([2, 3, 4], [[12, 4, 1]])).toEqual({ shape: [24], strides: [[1]] });
+    expect(collapse([2, 1, 3, 4], [[12, 12, 4, 1], [0, 0, 0, 1]])).toEqual({ shape: [6, 4], strides: [[4, 1], [0, 1]] });
+    expect(collapse([1, 1], [[1, 1]])).toEqual({ shape: [1], strides: [[0]] });
+  });
+});
+
+describe('binary kernels (broadcasting)', () => {
+  const pairs: Array<[number[], number[]]> = [
+    [[3, 4, 5], [3, 4, 5]],
+    [[3, 4, 5], [5]],
+    [[3, 4, 5], [4, 1]],
+    [[3, 1, 5], [1, 4, 1]],
+    [[4, 1], [3, 4, 5]],
+    [[], [2, 3]],
+    [[2, 3], []],
+    [[1], [1]],
+    [[0, 3], [3]],
+    [[2, 3, 70], [2, 1, 70]],
+  ];
+  for (const k of ['Add', 'Sub', 'Multiply', 'RealDiv', 'Maximum', 'Minimum', 'SquaredDifference', 'Pow']) {
+    it(k, () => {
+      pairs.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 10 + i), b: data(sb, 100 + i) })));
+    });
+  }
+  for (const k of ['Add', 'Sub', 'Multiply']) {
+    it(`${k} int32`, () => {
+      pairs.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 10 + i, 'int32'), b: data(sb, 100 + i, 'int32') })));
+    });
+  }
+});
+
+describe('unary kernels', () => {
+  for (const k of ['Neg', 'Exp', 'Log', 'Sqrt', 'Rsqrt', 'Square', 'Sigmoid', 'Tanh', 'Relu', 'Abs']) {
+    it(k, () => {
+      same(run(k, { x: data([5, 37], 7) }));
+      same(run(k, { x: data([], 8) }));
+    });
+  }
+  it('falls back for int32', () => same(run('Neg', { x: data([4, 5], 9, 'int32') })));
+});
+
+describe('reductions', () => {
+  const axesList: Array<number | number[] | null> = [null, 0, 1, 2, -1, [0, 1], [1, 2], [0, 2], [2, 0], [0, 1, 2]];
+  for (const k of ['Sum', 'Mean', 'Max']) {
+    it(k, () => {
+      const x = data([4, 5, 67], 11);
+      const attrName = k === 'Max' ? 'reductionIndices' : 'axis';
+      for (const axis of axesList) {
+        for (const keepDims of [false, true]) same(run(k, { x }, { [attrName]: axis, keepDims }));
+      }
+      same(run(k, { x: data([300], 12, 'float32', false) }, { [attrName]: 0, keepDims: false }));
+    });
+  }
+});
+
+describe('softmax', () => {
+  it('matches on rows with -Infinity, NaN and large values', () => {
+    same(run('Softmax', { logits: data([3, 7], 13) }, { dim: -1 }));
+    same(run('Softmax', { logits: data([2, 3, 65], 14) }, { dim: 2 }));
+    const masked = tf.add(data([2, 5, 5], 15, 'float32', false), tf.linalg.bandPart(tf.fill([5, 5], 0), -1, 0).sub(tf.ones([5, 5])).mul(1e9));
+    same(run('Softmax', { logits: masked }, { dim: -1 }));
+  });
+});
+
+describe('data movement', () => {
+  it('Transpose', () => {
+    const x = data([2, 3, 4, 5], 16);
+    for (const perm of [[0, 1, 2, 3], [3, 2, 1, 0], [1, 0, 2, 3], [0, 2, 1, 3], [2, 0, 3, 1]]) same(run('Transpose', { x }, { perm }));
+    same(run('Transpose', { x: data([3, 4, 70], 17) }, { perm: [1, 0, 2] }));
+    same(run('Transpose', { x: data([6, 7], 18, 'int32') }, { perm: [1, 0] }));
+    same(run('Transpose', { x: tf.tensor([true, false, true, true, false, false], [2, 3], 'bool') }, { perm: [1, 0] }));
+  });
+  it('Slice and SplitV', () => {
+    const x = data([4, 6, 70], 19);
+    same(run('Slice', { x }, { begin: [1, 0, 0], size: [2, -1, -1] })); // contiguous (a view)
+    same(run('Slice', { x }, { begin: [0, 2, 3], size: [4, 3, 60] }));
+    same(run('Slice', { x }, { begin: [1, 1, 35], size: [3, 5, 35] }));
+    same(run('SplitV', { x }, { numOrSizeSplits: [35, 35], axis: -1 }));
+    same(run('SplitV', { x }, { numOrSizeSplits: 3, axis: 1 }));
+    same(run('SplitV', { x }, { numOrSizeSplits: [1, -1], axis: 0 }));
+  });
+  it('PadV2', () => {
+    const x = data([3, 4, 5], 20);
+    same(run('PadV2', { x }, { paddings: [[0, 0], [1, 2], [0, 3]], constantValue: 0 }));
+    same(run('PadV2', { x }, { paddings: [[2, 1], [0, 0], [0, 0]], constantValue: 1.5 }));
+    same(run('PadV2', { x: data([3, 4], 21, 'int32') }, { paddings: [[1, 1], [2, 2]], constantValue: 7 }));
+  });
+  it('GatherV2', () => {
+    const x = data([10, 70], 22);
+    const idx = tf.tensor1d([3, 0, 9, 3, 5], 'int32');
+    same(run('GatherV2', { x, indices: idx }, { axis: 0, batchDims: 0 }));
+    same(run('GatherV2', { x: data([4, 10, 3], 23), indices: tf.tensor2d([[1, 2], [9, 0]], [2, 2], 'int32') }, { axis: 1, batchDims: 0 }));
+    installFastKernels('cpu');
+    expect(() => run('GatherV2', { x, indices: tf.tensor1d([10], 'int32') }, { axis: 0, batchDims: 0 })()).toThrow(/not in \[0, 9\]/);
+    restoreKernels('cpu');
+  });
+  it('Concat', () => {
+    const a = data([2, 3, 70], 24);
+    const b = data([2, 3, 70], 25);
+    same(run('Concat', [a, b], { axis: 2 }));
+    same(run('Concat', [a, b, a], { axis: 1 }));
+    same(run('Concat', [a, b], { axis: 0 }));
+    same(run('Concat', [data([2, 3], 26), data([2, 0], 27), data([2, 5], 28)], { axis: 1 }));
+    same(run('Concat', [data([2, 3], 29, 'int32'), data([2, 2], 30, 'int32')], { axis: -1 }));
+  });
+});
+
+describe('UnsortedSegmentSum (gather gradient)', () => {
+  it('matches tfjs-cpu on cpu', () => {
+    const x = data([9, 70], 31, 'float32', false);
+    const ids = tf.tensor1d([3, 0, 3, 6, 3, 0, -1, 9, 2], 'int32');
+    installSegmentSum('cpu');
+    const ours = run('UnsortedSegmentSum', { x, segmentIds: ids }, { numSegments: 7 })() as tf.Tensor;
+    restoreKernels('cpu');
+    const theirs = run('UnsortedSegmentSum', { x, segmentIds: ids }, { numSegments: 7 })() as tf.Tensor;
+    expectIdentical(ours, theirs);
+  });
+});
+
+describe('a transformer training step', () => {
+  it('gives bit-identical loss and gradients with the fast kernels', () => {
+    const w = makeWorkload(tf, { dim: 32, heads: 4, ffn: 48, layers: 2, vocab: 50, tokens: 12, seed: 5 });
+    installFastKernels('cpu');
+    installSegmentSum('cpu');
+    const ours = w.step();
+    restoreKernels('cpu');
+    const theirs = w.step();
+    expectIdentical(ours.loss, theirs.loss);
+    ours.grads.forEach((g, i) => expectIdentical(g, theirs.grads[i]!));
+    expect(Number.isFinite(ours.loss.dataSync()[0])).toBe(true);
+    w.dispose();
+  });
+});
