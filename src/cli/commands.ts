@@ -2,6 +2,9 @@
 import type { CommandModule } from 'yargs';
 import { inspectCommand } from './inspect.js';
 import { convertCommand } from './convert.js';
+import { logitsCommand } from './logits.js';
+import { pplCommand } from './ppl.js';
+import { generateCommand } from './generate.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, logitsCommand, pplCommand, generateCommand];

@@ -1,0 +1,98 @@
+/**
+ * `fopeify logits <model> --ids 1,2,3 [--json]`: the model's logits for a token sequence, one row of
+ * vocab-size floats per position. Tests and external cross-checks (transformers) compare against it.
+ * Also home of the backend options every model-running command shares.
+ */
+import type { Argv, CommandModule } from 'yargs';
+import { BACKEND_NAMES, setupBackend, type BackendInfo, type BackendName } from '../backend/select.js';
+import { FopeifyError } from '../errors.js';
+import { resolveModel } from '../hub/resolve.js';
+import type { ResolvedModel } from '../hub/source.js';
+import { argmax, loadModel, type LlamaModel } from '../model/index.js';
+import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import type { Reporter } from './output.js';
+
+export interface RuntimeArgs extends SourceArgs {
+  model: string;
+  backend: BackendName;
+  threads?: number;
+}
+
+/** `--backend` and `--threads`, plus the source options (`--revision`, `--offline`, `--json`, ...). */
+export function withRuntimeOptions<T>(y: Argv<T>): Argv<T & RuntimeArgs> {
+  return withSourceOptions(y)
+    .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
+    .option('backend', {
+      choices: BACKEND_NAMES as BackendName[],
+      default: 'auto' as BackendName,
+      describe: 'TensorFlow.js backend (auto: the fastest available here, named at start)',
+    })
+    .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' }) as unknown as Argv<T & RuntimeArgs>;
+}
+
+/** Resolve the model, start the backend (which prints one "backend" line on stderr), load the weights. */
+export async function openModel(argv: RuntimeArgs, reporter: Reporter): Promise<{ model: LlamaModel; resolved: ResolvedModel; backend: BackendInfo }> {
+  const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
+  reporter.stop();
+  const backend = await setupBackend({ backend: argv.backend, threads: argv.threads });
+  const started = Date.now();
+  const model = await loadModel(resolved, {
+    onProgress: (done, total) => reporter.update(`loading ${argv.model}: ${done}/${total} tensors`),
+  });
+  reporter.done(`loaded ${argv.model} (${(model.parameterCount / 1e6).toFixed(1)}M parameters) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return { model, resolved, backend };
+}
+
+/** Parse a comma-separated integer list flag, with a user-facing error. */
+export function parseIntList(value: unknown, flag: string, min = 0): number[] {
+  const parts = String(value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const nums = parts.map(Number);
+  if (!nums.length || nums.some((n) => !Number.isInteger(n) || n < min)) {
+    throw new FopeifyError('BAD_ARGUMENT', `--${flag} must be a comma-separated list of integers ≥ ${min} (got ${JSON.stringify(String(value ?? ''))})`);
+  }
+  return nums;
+}
+
+interface LogitsArgs extends RuntimeArgs {
+  ids: string;
+  top: number;
+}
+
+export const logitsCommand: CommandModule<object, LogitsArgs> = {
+  command: 'logits <model>',
+  describe: 'print the logits of a token sequence (one row per position; --json for all of them)',
+  builder: (y) =>
+    withRuntimeOptions(y)
+      .option('ids', { type: 'string', demandOption: true, describe: 'token ids, comma-separated (e.g. 1,2,3)' })
+      .option('top', { type: 'number', default: 5, describe: 'highest logits shown per position (text output)' })
+      .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json', '') as never,
+  handler: async (argv) => {
+    const ids = parseIntList(argv.ids, 'ids');
+    const reporter = reporterFor(argv);
+    const { model } = await openModel(argv, reporter);
+    try {
+      const bad = ids.find((id) => id >= model.spec.vocabSize);
+      if (bad !== undefined) throw new FopeifyError('BAD_ARGUMENT', `token id ${bad} is outside the vocabulary (size ${model.spec.vocabSize})`);
+      const t = model.forward(ids);
+      const data = (await t.data()) as Float32Array;
+      t.dispose();
+      const V = model.spec.vocabSize;
+      const rowsOf = Array.from({ length: ids.length }, (_, i) => data.subarray(i * V, (i + 1) * V));
+      if (argv.json) {
+        // Compact: one row of V floats per position would be V lines each when indented.
+        process.stdout.write(`{"logits": [${rowsOf.map((r) => `[${Array.from(r).join(', ')}]`).join(',\n')}]}\n`);
+        return;
+      }
+      const k = Math.max(1, Math.min(argv.top, V));
+      for (let i = 0; i < ids.length; i++) {
+        const r = rowsOf[i]!;
+        const order = Array.from(r.keys()).sort((a, b) => r[b]! - r[a]!).slice(0, k);
+        const top = order.map((id) => `${id}:${r[id]!.toFixed(4)}`).join('  ');
+        process.stdout.write(`${String(i).padStart(4)}  id ${String(ids[i]).padStart(6)}  argmax ${String(argmax(r)).padStart(6)}  top ${top}\n`);
+      }
+    } finally {
+      reporter.stop();
+      model.dispose();
+    }
+  },
+};
