@@ -9,6 +9,8 @@ import { restoreKernels } from '../../src/backend/registry.js';
 import { setupBackend, type BackendInfo, type SetupOptions } from '../../src/backend/select.js';
 
 export const addonBuilt = existsSync(defaultAddonPath());
+/** The addon is built and not disabled (FOPEIFY_NATIVE=0). */
+export const nativeUsable = addonBuilt && process.env.FOPEIFY_NATIVE !== '0';
 
 /** Mulberry32: small, fast, deterministic. */
 export function rng(seed: number): () => number {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planMatMul } from '../../src/backend/matmul.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { setupBackend, type BackendInfo } from '../../src/backend/select.js';
-import { addonBuilt, expectClose, randn, withPlainKernels } from './helpers.js';
+import { nativeUsable, expectClose, randn, withPlainKernels } from './helpers.js';
 
 describe('planMatMul (pure)', () => {
   it('uses one batched call for equal batches', () => {
@@ -158,5 +158,5 @@ function suite(backendName: 'native' | 'wasm') {
   });
 }
 
-describe.skipIf(!addonBuilt)('native matmul on cpu', () => suite('native'));
-describe.skipIf(!addonBuilt)('native matmul on wasm', () => suite('wasm'));
+describe.skipIf(!nativeUsable)('native matmul on cpu', () => suite('native'));
+describe.skipIf(!nativeUsable)('native matmul on wasm', () => suite('wasm'));
