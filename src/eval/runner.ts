@@ -1,0 +1,96 @@
+/**
+ * What the retrieval tests need from a model, as a small interface: tokenize, greedy decode with the KV
+ * cache, and the argmax of next-token logits at chosen positions (teacher forcing). `runtimeLoader`
+ * implements it with fopeify's tfjs runtime (src/model); tests can pass fakes for the pure parts.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ModelSourceOptions } from '../hub/source.js';
+import { resolveModel } from '../hub/resolve.js';
+import { loadModel, loadTokenizer, type TextTokenizer } from '../model/index.js';
+
+export interface EvalTokenizer {
+  /** Token ids of `text` (special tokens such as BOS added unless `addSpecialTokens` is false). */
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  /** Text of ids (special tokens skipped). */
+  decode(ids: number[]): string;
+}
+
+export interface EvalModel extends EvalTokenizer {
+  /** The model argument as given. */
+  name: string;
+  /** Greedy continuation of `ids` with the KV cache: up to `maxNewTokens` new ids (stops at EOS). */
+  generateGreedy(ids: number[], maxNewTokens: number): Promise<number[]>;
+  /** argmax of the next-token logits at each of `positions` of `ids` (one forward pass, teacher forcing). */
+  argmaxAt(ids: number[], positions: number[]): Promise<number[]>;
+  dispose(): void;
+}
+
+/** How the tests get models: a tokenizer alone (cheap, for sizing prompts) and a whole model. */
+export interface EvalModelLoader {
+  tokenizer(model: string): Promise<EvalTokenizer>;
+  load(model: string): Promise<EvalModel>;
+}
+
+export interface RuntimeLoaderOptions {
+  /** Hub resolution options (revision, cache, token, offline...). */
+  source?: ModelSourceOptions;
+  /** Called while weights load. */
+  onLoadProgress?: (model: string, done: number, total: number) => void;
+  /** Rows of the attention query block in the prefill (runtime default when unset). */
+  queryBlock?: number;
+}
+
+function wrapTokenizer(tok: TextTokenizer): EvalTokenizer {
+  return {
+    encode: (text, options) => tok.encode(text, { addSpecialTokens: options?.addSpecialTokens ?? true }),
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+  };
+}
+
+/** Load a model (folder or Hub id) with fopeify's runtime, as an EvalModel. */
+export async function loadEvalModel(model: string, options: RuntimeLoaderOptions = {}): Promise<EvalModel> {
+  const resolved = await resolveModel(model, options.source);
+  const tokenizer = await loadTokenizer(resolved.dir);
+  const lm = await loadModel(resolved, { onProgress: (done, total) => options.onLoadProgress?.(model, done, total) });
+  const eos = lm.spec.eosTokenId ?? tokenizer.eosTokenId;
+  const tok = wrapTokenizer(tokenizer);
+  return {
+    name: model,
+    ...tok,
+    async generateGreedy(ids, maxNewTokens) {
+      const r = await lm.generate(ids, { maxNewTokens, temperature: 0, eosTokenId: eos, queryBlock: options.queryBlock });
+      return r.tokens;
+    },
+    async argmaxAt(ids, positions) {
+      if (!positions.length) return [];
+      for (const p of positions) {
+        if (!Number.isInteger(p) || p < 0 || p >= ids.length) throw new RangeError(`position ${p} is outside 0..${ids.length - 1}`);
+      }
+      const h = lm.hidden(ids, { queryBlock: options.queryBlock });
+      try {
+        const t = tf.tidy(() => {
+          const [, T, H] = h.shape;
+          const rows = tf.gather(h.reshape([T, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
+          return tf.argMax(lm.logitsFromHidden(rows), 1);
+        });
+        const out = Array.from((await t.data()) as Int32Array);
+        t.dispose();
+        return out;
+      } finally {
+        h.dispose();
+      }
+    },
+    dispose: () => lm.dispose(),
+  };
+}
+
+/** The default loader: fopeify's tfjs runtime. */
+export function runtimeLoader(options: RuntimeLoaderOptions = {}): EvalModelLoader {
+  return {
+    async tokenizer(model) {
+      const resolved = await resolveModel(model, options.source);
+      return wrapTokenizer(await loadTokenizer(resolved.dir));
+    },
+    load: (model) => loadEvalModel(model, options),
+  };
+}
