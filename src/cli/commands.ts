@@ -5,6 +5,7 @@ import { convertCommand } from './convert.js';
 import { logitsCommand } from './logits.js';
 import { pplCommand } from './ppl.js';
 import { generateCommand } from './generate.js';
+import { needleCommand } from './needle.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, logitsCommand, pplCommand, generateCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, logitsCommand, pplCommand, generateCommand, needleCommand];

@@ -64,6 +64,8 @@ export interface NeedleOptions {
   source?: ModelSourceOptions;
   /** Where models come from (default: fopeify's tfjs runtime). */
   loader?: EvalModelLoader;
+  /** Before the first cell: how many cells this run scores and how many it found finished. */
+  onStart?: (event: { total: number; skipped: number }) => void;
   onProgress?: (event: NeedleProgress) => void;
   /** A model starts loading / is loaded / has nothing left to do. */
   onModel?: (event: { model: string; phase: 'loading' | 'loaded' | 'skipped' }) => void;
@@ -194,6 +196,7 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   }));
   const total = pending.reduce((s, p) => s + p.cells.length, 0);
   const skipped = options.models.length * cells.length - total;
+  options.onStart?.({ total, skipped });
   const records = [...existing];
   let book: PromptBook | undefined;
   let done = 0;
