@@ -1,0 +1,179 @@
+#!/usr/bin/env node
+// GEMM throughput, in one run, of:
+//   native  - tf.matMul on the 'cpu' backend with fopeify's native BLAS kernels (what training uses)
+//   blas    - the BLAS called directly through the addon, no tfjs (the practical limit)
+//   wasm+n  - tf.matMul on the 'wasm' backend with the native kernels
+//   wasm    - tf.matMul on plain tfjs-backend-wasm
+//   cpu     - tf.matMul on plain tfjs-backend-cpu (what you get without fopeify's accelerator)
+// Usage: npm run build && node bench/gemm.mjs [--threads N] [--quick] [--step] [--json]
+// Or from code: import { runGemmBench } from './bench/gemm.mjs'.
+import { pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { loadNative } from '../dist/backend/native.js';
+import { restoreKernels } from '../dist/backend/registry.js';
+import { setupBackend } from '../dist/backend/select.js';
+import { makeWorkload, STEP_576 } from '../dist/backend/workload.js';
+
+/** Shapes: a square reference and the linear layers of a d=576, ffn=1536 model on 512 tokens. */
+export const GEMM_SHAPES = [
+  { name: '1024x1024x1024', m: 1024, k: 1024, n: 1024, ta: false, tb: false },
+  { name: '512x576 . 576x1536 (up-proj fwd)', m: 512, k: 576, n: 1536, ta: false, tb: false },
+  { name: '512x1536 . 1536x576 (down-proj fwd)', m: 512, k: 1536, n: 576, ta: false, tb: false },
+  { name: '512x1536 . (576x1536)^T (dX bwd)', m: 512, k: 1536, n: 576, ta: false, tb: true },
+  { name: '(512x576)^T . 512x1536 (dW bwd)', m: 576, k: 512, n: 1536, ta: true, tb: false },
+];
+
+function fill(n, seed) {
+  const v = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    v[i] = s / 4294967296 - 0.5;
+  }
+  return v;
+}
+
+/** Median seconds of `reps` runs of fn (after one warm-up), capped by a time budget. */
+function timeIt(fn, { reps = 5, budgetS = 3 } = {}) {
+  fn();
+  const times = [];
+  const start = performance.now();
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    fn();
+    times.push((performance.now() - t) / 1000);
+    if ((performance.now() - start) / 1000 > budgetS) break;
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+function tfMatMulTimer(s, a, b, opts) {
+  const A = tf.tensor2d(a, s.ta ? [s.k, s.m] : [s.m, s.k]);
+  const B = tf.tensor2d(b, s.tb ? [s.n, s.k] : [s.k, s.n]);
+  const secs = timeIt(() => tf.dispose(tf.matMul(A, B, s.ta, s.tb)), opts);
+  tf.dispose([A, B]);
+  return secs;
+}
+
+/**
+ * Run the GEMM benchmark. Returns one row per shape with GFLOP/s per engine (null when skipped).
+ * @param {{threads?: number, quick?: boolean, shapes?: typeof GEMM_SHAPES, log?: (s: string) => void, plainCpu?: boolean}} opts
+ */
+export async function runGemmBench(opts = {}) {
+  const log = opts.log ?? ((s) => console.log(s));
+  const shapes = opts.shapes ?? (opts.quick ? GEMM_SHAPES.slice(0, 2) : GEMM_SHAPES);
+  const rows = shapes.map((s) => ({ ...s, flop: 2 * s.m * s.n * s.k, gflops: {} }));
+  const data = rows.map((r, i) => ({ a: fill(r.m * r.k, 1 + i), b: fill(r.k * r.n, 100 + i) }));
+  const gf = (r, secs) => (secs ? r.flop / secs / 1e9 : null);
+
+  // Accelerated cpu backend (fopeify's 'native').
+  let info = null;
+  try {
+    info = await setupBackend({ backend: 'native', threads: opts.threads, quiet: true });
+  } catch (err) {
+    log(`native backend unavailable: ${err.message}`);
+  }
+  if (info) {
+    log(`backend: ${info.description}`);
+    rows.forEach((r, i) => (r.gflops.native = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
+    const nat = loadNative({ threads: opts.threads });
+    if (nat.ok) {
+      const addon = nat.blas.addon;
+      rows.forEach((r, i) => {
+        const c = new Float32Array(r.m * r.n);
+        const lda = r.ta ? r.m : r.k;
+        const ldb = r.tb ? r.k : r.n;
+        const secs = timeIt(() => addon.sgemm(r.ta, r.tb, r.m, r.n, r.k, 1, data[i].a, 0, lda, data[i].b, 0, ldb, 0, c, 0, r.n));
+        r.gflops.blas = gf(r, secs);
+      });
+    }
+    try {
+      await setupBackend({ backend: 'wasm', threads: opts.threads, quiet: true });
+      rows.forEach((r, i) => (r.gflops['wasm+n'] = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
+    } catch (err) {
+      log(`wasm unavailable: ${err.message}`);
+    }
+  }
+  // Plain tfjs backends: our replacements removed.
+  restoreKernels();
+  try {
+    await setupBackend({ backend: 'wasm', quiet: true });
+    restoreKernels();
+    rows.forEach((r, i) => (r.gflops.wasm = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 3, budgetS: 5 }))));
+  } catch (err) {
+    log(`wasm unavailable: ${err.message}`);
+  }
+  if (opts.plainCpu !== false) {
+    await setupBackend({ backend: 'cpu', quiet: true });
+    // ~1 GFLOP/s: one timed run per shape (after the warm-up) is all we can afford.
+    rows.forEach((r, i) => (r.gflops.cpu = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 1, budgetS: 0 }))));
+  }
+  return { backend: info?.description ?? null, threads: info?.threads ?? null, rows };
+}
+
+/** A text table: GFLOP/s per engine, and native's speed-up over plain tfjs cpu / share of the BLAS. */
+export function formatGemmTable(result) {
+  const engines = ['native', 'blas', 'wasm+n', 'wasm', 'cpu'];
+  const f = (x) => (x == null ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const lines = [
+    `GEMM GFLOP/s (float32; ${result.backend ?? 'no native backend'})`,
+    `${'shape'.padEnd(38)}${engines.map((e) => e.padStart(8)).join('')}  native/cpu  native/blas`,
+  ];
+  for (const r of result.rows) {
+    const g = r.gflops;
+    const x = g.native && g.cpu ? `${(g.native / g.cpu).toFixed(0)}x` : '-';
+    const y = g.native && g.blas ? `${((100 * g.native) / g.blas).toFixed(0)}%` : '-';
+    lines.push(`${r.name.padEnd(38)}${engines.map((e) => f(g[e]).padStart(8)).join('')}  ${x.padStart(10)}  ${y.padStart(11)}`);
+  }
+  return lines.join('\n');
+}
+
+/** Seconds per transformer training step (workload.ts: 4 blocks, d 576, 512 tokens) per backend. */
+export async function runStepBench(opts = {}) {
+  const out = [];
+  for (const backend of opts.backends ?? ['native', 'wasm']) {
+    let info;
+    try {
+      info = await setupBackend({ backend, threads: opts.threads, quiet: true });
+    } catch {
+      continue;
+    }
+    const w = makeWorkload(tf, STEP_576);
+    const secs = timeIt(
+      () => {
+        const r = w.step();
+        r.loss.dataSync();
+        tf.dispose([r.loss, ...r.grads]);
+      },
+      { reps: opts.reps ?? 3, budgetS: 20 },
+    );
+    w.dispose();
+    out.push({ backend: info.description, seconds: secs, gflops: w.flops / secs / 1e9 });
+  }
+  return out;
+}
+
+const isMain = process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href;
+if (isMain) {
+  const args = process.argv.slice(2);
+  const ti = args.indexOf('--threads');
+  const threads = ti >= 0 ? Number(args[ti + 1]) : undefined;
+  const res = await runGemmBench({ threads, quick: args.includes('--quick') });
+  let step = null;
+  if (args.includes('--step')) step = await runStepBench({ threads });
+  if (args.includes('--json')) {
+    console.log(JSON.stringify({ gemm: res, step }, null, 2));
+  } else {
+    console.log(formatGemmTable(res));
+    if (step) {
+      console.log('\nTraining step (fwd+bwd, 4 blocks d=576, 512 tokens, %s GFLOP):', (makeWorkloadFlops() / 1e9).toFixed(1));
+      for (const s of step) console.log(`  ${s.backend.padEnd(60)} ${s.seconds.toFixed(2)} s  (${s.gflops.toFixed(1)} GFLOP/s)`);
+    }
+  }
+}
+
+function makeWorkloadFlops() {
+  const { dim, ffn, layers, vocab, tokens } = STEP_576;
+  return 3 * tokens * (layers * (2 * 4 * dim * dim + 2 * 3 * dim * ffn + 2 * 2 * tokens * dim) + 2 * dim * vocab);
+}
