@@ -45,6 +45,8 @@ export interface BackendInfo {
   nativeUnavailableReason?: string;
   /** Kernels fopeify replaced on the active backend. */
   replacedKernels: string[];
+  /** Better candidates that were tried first and failed to start ("tensorflow-gpu: <why>"). */
+  fallbacks: string[];
 }
 
 /** What the machine offers. Everything setupBackend decides follows from this. */
@@ -220,6 +222,19 @@ export interface SetupOptions {
  * a cheap no-op that does not print again.
  */
 export async function setupBackend(opts: SetupOptions = {}): Promise<BackendInfo> {
+  return setupBackendWith(opts, {});
+}
+
+/** What setupBackend asks of the machine; tests inject fakes (a GPU, tfjs-node) through this. */
+export interface SetupEnvironment {
+  /** Replaces detectCapabilities (the addon is still loaded for real when a candidate needs it). */
+  detect?: (opts: DetectOptions) => Capabilities & { nativeReason?: string };
+  /** Replaces `import(specifier)` for tfjs-node / tfjs-node-gpu. */
+  importModule?: (specifier: string) => Promise<unknown>;
+}
+
+/** setupBackend with the machine probes replaceable; see SetupEnvironment. */
+export async function setupBackendWith(opts: SetupOptions, env: SetupEnvironment): Promise<BackendInfo> {
   const requested: BackendName = opts.backend ?? 'auto';
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
@@ -229,17 +244,19 @@ export async function setupBackend(opts: SetupOptions = {}): Promise<BackendInfo
 
   // Only probe for the addon when the request can use it (an explicit 'cpu' must not load a BLAS).
   const wantsNative = requested === 'auto' || requested === 'native' || requested === 'wasm';
-  const caps = detectCapabilities({ threads, native: wantsNative });
+  const caps = (env.detect ?? detectCapabilities)({ threads, native: wantsNative });
   const candidates = planBackends(requested, caps);
 
   const errors: string[] = [];
   for (const cand of candidates) {
     try {
-      const info = await activate(cand, requested, threads, caps.nativeReason);
+      const info = await activate(cand, requested, threads, caps.nativeReason, env.importModule ?? ((spec) => import(spec)));
+      info.fallbacks = errors;
       current = info;
       // Say it once per distinct configuration (not on every call, e.g. once per test or command).
       if (!opts.quiet && !announced.has(info.description)) {
         announced.add(info.description);
+        for (const e of errors) log(`fopeify: could not start ${e}`);
         log(`fopeify: backend ${info.description}`);
       }
       return info;
@@ -256,6 +273,7 @@ async function activate(
   requested: BackendName,
   threads: number,
   nativeReason: string | undefined,
+  importModule: (specifier: string) => Promise<unknown>,
 ): Promise<BackendInfo> {
   let tf: Tf = tfjs;
   let tfDesc = '';
@@ -266,8 +284,10 @@ async function activate(
     process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
     // A computed specifier keeps TypeScript (and bundlers) from requiring the optional package.
     const spec: string = cand.module;
-    const mod = (await import(spec)) as Tf & { default?: Tf };
-    tf = (typeof mod.matMul === 'function' ? mod : mod.default ?? mod) as Tf;
+    const mod = (await importModule(spec)) as Tf & { default?: Tf };
+    // A CommonJS package: `default` is its module.exports, which has every re-exported tf function
+    // even where Node's static detection of named exports misses some.
+    tf = (typeof mod.default?.matMul === 'function' ? mod.default : mod) as Tf;
     tfDesc = cand.module === GPU_PKG ? (cand.chosen === 'tensorflow-gpu' ? 'tfjs-node-gpu, CUDA' : 'tfjs-node-gpu on CPU') : 'tfjs-node';
   } else if (cand.tfBackend === 'wasm') {
     const spec = '@tensorflow/tfjs-backend-wasm';
@@ -327,6 +347,7 @@ async function activate(
     blas: blas && accelerated ? { library: blas.library, kind: blas.kind, config: blas.config } : undefined,
     nativeUnavailableReason: accelerated || cand.tfBackend === 'tensorflow' ? undefined : nativeReason,
     replacedKernels: replaced,
+    fallbacks: [],
   };
 }
 

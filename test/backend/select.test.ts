@@ -12,6 +12,7 @@ import {
   getTf,
   planBackends,
   setupBackend,
+  setupBackendWith,
   type Capabilities,
 } from '../../src/backend/select.js';
 import { _resetNativeCacheForTests } from '../../src/backend/native.js';
@@ -184,6 +185,69 @@ describe('setupBackend on this machine', () => {
     expect(info.replacedKernels).toEqual([]);
     expect(tf.getKernel('Multiply', 'cpu')).toBe(tfjsMultiply);
     expect(tf.getKernel('BatchMatMul', 'cpu')).toBe(tfjsBatchMatMul);
+  });
+
+  describe('tfjs-node paths, with a fake package', () => {
+    // A stand-in for @tensorflow/tfjs-node(-gpu): importing it registers a 'tensorflow' backend (here
+    // the cpu backend's factory under that name), like the real package does.
+    const imported: string[] = [];
+    const fakeModule = (spec: string) => {
+      imported.push(spec);
+      if (!tf.findBackendFactory('tensorflow')) tf.registerBackend('tensorflow', tf.findBackendFactory('cpu')!);
+      const ns = { ...tf, node: { fake: true } };
+      return Promise.resolve({ default: ns });
+    };
+    const caps = (c: Partial<Capabilities>) => () => ({ ...none, ...c });
+    afterAll(async () => {
+      await tf.setBackend('cpu');
+      tf.removeBackend('tensorflow');
+    });
+
+    it('auto with a GPU and tfjs-node-gpu activates tensorflow via tfjs-node-gpu, and getTf is its namespace', async () => {
+      _resetAnnouncementsForTests();
+      const lines: string[] = [];
+      const info = await setupBackendWith(
+        { log: (l) => lines.push(l), threads: 3 },
+        { detect: caps({ tfjsNodeGpu: true, gpuVisible: true }), importModule: fakeModule },
+      );
+      expect(imported.at(-1)).toBe('@tensorflow/tfjs-node-gpu');
+      expect(info).toMatchObject({ requested: 'auto', chosen: 'tensorflow-gpu', name: 'tensorflow', accelerated: false, threads: 3 });
+      expect(info.description).toBe('tensorflow (tfjs-node-gpu, CUDA, 3 threads)');
+      expect((getTf() as unknown as { node: { fake: boolean } }).node.fake).toBe(true);
+      expect(tf.getBackend()).toBe('tensorflow');
+      expect(lines).toEqual([`fopeify: backend ${info.description}`]);
+    });
+
+    it('explicit tensorflow loads tfjs-node', async () => {
+      const info = await setupBackendWith({ backend: 'tensorflow', quiet: true }, { detect: caps({ tfjsNode: true }), importModule: fakeModule });
+      expect(imported.at(-1)).toBe('@tensorflow/tfjs-node');
+      expect(info.chosen).toBe('tensorflow');
+    });
+
+    it('a GPU package that fails to load falls back, and says why', async () => {
+      _resetAnnouncementsForTests();
+      const lines: string[] = [];
+      const info = await setupBackendWith(
+        { log: (l) => lines.push(l) },
+        {
+          detect: caps({ tfjsNodeGpu: true, gpuVisible: true }),
+          importModule: () => Promise.reject(new Error('libcudart.so.11.0: cannot open shared object file')),
+        },
+      );
+      expect(info.chosen).toBe('wasm');
+      expect(info.fallbacks).toEqual(['tensorflow-gpu: libcudart.so.11.0: cannot open shared object file']);
+      expect(lines[0]).toBe('fopeify: could not start tensorflow-gpu: libcudart.so.11.0: cannot open shared object file');
+      expect(getTf().matMul).toBe(tf.matMul);
+    });
+
+    it('explicit tensorflow-gpu that fails to load is a FopeifyError', async () => {
+      await expect(
+        setupBackendWith(
+          { backend: 'tensorflow-gpu', quiet: true },
+          { detect: caps({ tfjsNodeGpu: true, gpuVisible: true }), importModule: () => Promise.reject(new Error('no CUDA')) },
+        ),
+      ).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE', message: expect.stringMatching(/no CUDA/) });
+    });
   });
 
   // CI installs libopenblas0, runs `npm run build:native` and sets FOPEIFY_EXPECT_NATIVE=1: there
