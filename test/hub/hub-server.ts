@@ -153,6 +153,8 @@ export class HubServer {
   readonly requests: LoggedRequest[] = [];
   /** Successful LFS uploads (PUTs of objects), by oid, in order. */
   readonly lfsUploads: string[] = [];
+  /** The same, per repository. */
+  readonly lfsUploadsByRepo = new Map<string, string[]>();
   url = '';
   private server: http.Server;
   private injections: (Injection & { left: number })[] = [];
@@ -621,6 +623,7 @@ export class HubServer {
     this.pendingUploads.delete(id);
     repo.lfs.set(pending.oid, data);
     this.lfsUploads.push(pending.oid);
+    this.lfsUploadsByRepo.set(pending.repo, [...(this.lfsUploadsByRepo.get(pending.repo) ?? []), pending.oid]);
     res.writeHead(200, { ETag: `"${createHash('md5').update(data).digest('hex')}"`, 'Content-Length': 0 });
     res.end();
   }

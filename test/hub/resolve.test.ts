@@ -348,16 +348,15 @@ describe('hostile server', () => {
   async function expectContained(repo: string, entries: unknown[]): Promise<void> {
     hub.seedRepo(repo, single);
     hub.setTreeOverride(repo, entries);
-    const o = await opts();
-    const root = path.dirname(o.cacheDir);
-    const before = await listTree(path.dirname(root));
-    await expectError(resolveHubModel(repo, o), 'UNSAFE_PATH');
-    const after = await listTree(path.dirname(root));
-    // Nothing appeared anywhere except (possibly) inside the cache folder.
-    const rootName = path.basename(root);
-    expect(after.filter((p) => !before.includes(p) && !p.startsWith(`${rootName}/hub`) && p !== rootName)).toEqual([]);
-    const outside = await listTree(root);
-    expect(outside.filter((p) => !p.startsWith('hub'))).toEqual([]);
+    // The cache sits deep in a private sandbox, so a `../..` escape would land inside the sandbox and show.
+    const sandbox = await tempDir();
+    const cacheDir = path.join(sandbox, 'a', 'b', 'c', 'hub');
+    const etcX = await fs.stat('/etc/x').then(() => true, () => false);
+    await expectError(resolveHubModel(repo, { ...(await opts()), cacheDir }), 'UNSAFE_PATH');
+    const written = await listTree(sandbox);
+    expect(written.filter((p) => !['a', 'a/b', 'a/b/c'].includes(p) && !p.startsWith('a/b/c/hub'))).toEqual([]);
+    expect(written.filter((p) => ['evil', 'pwn', 'x', 'evil.safetensors'].includes(p.split('/').pop()!))).toEqual([]);
+    expect(await fs.stat('/etc/x').then(() => true, () => false)).toBe(etcX);
   }
   const good = (p: string, data: Buffer) => ({ type: 'file', path: p, size: data.length, oid: gitBlobSha1(data) });
 
