@@ -121,7 +121,9 @@ export function planBackends(requested: BackendName, caps: Capabilities): Candid
       if (caps.native) out.push(native);
       // Without BLAS, wasm's SIMD matmul (~28 GFLOP/s in 2-D) beats the cpu backend's JS (~1).
       if (caps.wasm) out.push(wasm);
-      out.push(cpu);
+      // Last resort: tfjs-cpu, with fopeify's bit-identical JS kernels (only an explicit 'cpu' gets
+      // tfjs-cpu untouched, as the reference).
+      out.push({ ...cpu, fastKernels: true });
       return out;
     }
     default:
@@ -185,7 +187,15 @@ export function detectCapabilities(opts: DetectOptions = {}): Capabilities & { n
   };
 }
 
-export function defaultThreads(): number {
+/**
+ * Threads when --threads is not given: a thread count the user already exported for the BLAS
+ * (OPENBLAS_NUM_THREADS, then OMP_NUM_THREADS) wins, else one per core.
+ */
+export function defaultThreads(env: NodeJS.ProcessEnv = process.env): number {
+  for (const v of [env.OPENBLAS_NUM_THREADS, env.OMP_NUM_THREADS]) {
+    const n = Number(v);
+    if (v && Number.isInteger(n) && n >= 1 && n <= 1024) return n;
+  }
   return Math.max(1, availableParallelism());
 }
 
@@ -250,7 +260,7 @@ export async function setupBackendWith(opts: SetupOptions, env: SetupEnvironment
   const errors: string[] = [];
   for (const cand of candidates) {
     try {
-      const info = await activate(cand, requested, threads, caps.nativeReason, env.importModule ?? ((spec) => import(spec)));
+      const info = await activate(cand, requested, threads, caps.nativeReason, env.importModule ?? ((spec) => import(spec)), opts.threads !== undefined);
       info.fallbacks = errors;
       current = info;
       // Say it once per distinct configuration (not on every call, e.g. once per test or command).
@@ -274,12 +284,15 @@ async function activate(
   threads: number,
   nativeReason: string | undefined,
   importModule: (specifier: string) => Promise<unknown>,
+  explicitThreads: boolean,
 ): Promise<BackendInfo> {
   let tf: Tf = tfjs;
   let tfDesc = '';
   if (cand.module) {
-    // TensorFlow's own thread pools read these when the library starts; the user's values win.
-    process.env.TF_NUM_INTRAOP_THREADS ??= String(threads);
+    // TensorFlow's own thread pools read these when the library starts. --threads wins over the
+    // environment; without it the user's exported values win over our default.
+    if (explicitThreads) process.env.TF_NUM_INTRAOP_THREADS = String(threads);
+    else process.env.TF_NUM_INTRAOP_THREADS ??= String(threads);
     process.env.TF_NUM_INTEROP_THREADS ??= '1';
     process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
     // A computed specifier keeps TypeScript (and bundlers) from requiring the optional package.
@@ -333,6 +346,7 @@ async function activate(
   if (cand.tfBackend === 'tensorflow') description = `tensorflow (${tfDesc}, ${threads} thread${threads === 1 ? '' : 's'})`;
   else if (accelerated) description = `${cand.tfBackend} + native BLAS (${blasDesc})`;
   else if (cand.tfBackend === 'wasm') description = `wasm (plain TensorFlow.js, no native BLAS: ${nativeReason ?? 'not requested'})`;
+  else if (cand.fastKernels) description = `cpu (TensorFlow.js with fopeify's JS kernels, no native BLAS: ${nativeReason ?? 'not requested'})`;
   else description = `cpu (plain TensorFlow.js${requested === 'cpu' ? '' : `, no native BLAS: ${nativeReason ?? 'not requested'}`})`;
 
   return {

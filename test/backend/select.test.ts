@@ -2,12 +2,14 @@
  * Backend selection: the pure planner for every branch (no GPU or tfjs-node needed), GPU detection
  * from the environment, and setupBackend on this machine.
  */
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FopeifyError } from '../../src/errors.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import {
   _resetAnnouncementsForTests,
+  defaultThreads,
   detectGpu,
   getTf,
   planBackends,
@@ -68,6 +70,8 @@ describe('planBackends (pure)', () => {
     expect(chosen('auto', {})).toEqual(['wasm', 'cpu']);
     expect(planBackends('auto', none)[0]!.accelerate).toBe(false);
     expect(chosen('auto', { wasm: false })).toEqual(['cpu']);
+    // The last resort keeps tfjs-cpu's results but uses fopeify's faster JS kernels.
+    expect(planBackends('auto', { ...none, wasm: false })[0]).toMatchObject({ tfBackend: 'cpu', accelerate: false, fastKernels: true });
   });
   it('explicit backends that exist', () => {
     expect(chosen('tensorflow-gpu', { tfjsNodeGpu: true, gpuVisible: true })).toEqual(['tensorflow-gpu']);
@@ -87,6 +91,15 @@ describe('planBackends (pure)', () => {
   });
   it('unknown names are a bad argument', () => {
     expect(() => planBackends('cuda' as never, none)).toThrow(/unknown backend "cuda"/);
+  });
+});
+
+describe('defaultThreads', () => {
+  it('uses a thread count the user exported, else one per core', () => {
+    expect(defaultThreads({ OPENBLAS_NUM_THREADS: '3' })).toBe(3);
+    expect(defaultThreads({ OMP_NUM_THREADS: '5' })).toBe(5);
+    expect(defaultThreads({ OPENBLAS_NUM_THREADS: 'x' })).toBe(availableParallelism());
+    expect(defaultThreads({})).toBe(availableParallelism());
   });
 });
 
