@@ -51,7 +51,6 @@ export function fitText(text: string, maxWidth: number, scale: number): string {
 const S = 2; // font scale of labels
 const CELL_H = 30;
 const PANEL_GAP = 28;
-const LEGEND_W = 90;
 
 /** The heatmap figure as a scene (one panel per entry, side by side). */
 export function heatmapScene(panels: HeatmapPanel[], options: HeatmapOptions = {}): Scene {
@@ -67,6 +66,8 @@ export function heatmapScene(panels: HeatmapPanel[], options: HeatmapOptions = {
   let x = left0;
   const gridTop = top;
   let maxGridH = 0;
+  let firstGx: number | undefined;
+  let lastGridEnd = 0;
   for (const panel of panels) {
     const nL = panel.lengths.length;
     const nD = panel.depths.length;
@@ -98,33 +99,38 @@ export function heatmapScene(panels: HeatmapPanel[], options: HeatmapOptions = {
     panel.lengths.forEach((l, li) => {
       shapes.push({ kind: 'text', x: gx + li * cellW + cellW / 2, y: gridTop + gridH + 14, text: lengthLabel(l), size: S, anchor: 'middle', role: 'x-label' });
     });
-    shapes.push({ kind: 'text', x: gx + gridW / 2, y: gridTop + gridH + 40, text: 'Context length (tokens)', size: S, anchor: 'middle', role: 'axis-title' });
+    firstGx ??= gx;
+    lastGridEnd = gx + gridW;
     x = gx + gridW + PANEL_GAP;
   }
-  // Vertical axis title, once, centred on the grids.
+  // Axis titles, once, centred on the grids.
+  const xTitle = 'Context length (tokens)';
+  const xTitleX = Math.max((firstGx! + lastGridEnd) / 2, textWidth(xTitle, S) / 2 + 8);
+  shapes.push({ kind: 'text', x: xTitleX, y: gridTop + maxGridH + 40, text: xTitle, size: S, anchor: 'middle', role: 'axis-title' });
   shapes.push({ kind: 'text', x: 16, y: gridTop + maxGridH / 2, text: 'Depth (%)', size: S, anchor: 'middle', vertical: true, role: 'axis-title' });
   // Colour bar.
-  const barX = x;
-  const barH = Math.max(maxGridH, 90);
+  const barX = Math.max(x, xTitleX + textWidth(xTitle, S) / 2 + 16);
+  const barH = Math.max(maxGridH - 8, 82);
+  const barTop = gridTop + 8;
   const steps = 60;
   for (let i = 0; i < steps; i++) {
     const a = 1 - i / (steps - 1);
-    shapes.push({ kind: 'rect', x: barX, y: gridTop + (i * barH) / steps, w: 16, h: barH / steps + 1, fill: accuracyColor(a) });
+    shapes.push({ kind: 'rect', x: barX, y: barTop + (i * barH) / steps, w: 16, h: barH / steps + 1, fill: accuracyColor(a) });
   }
   for (const [a, label] of [
     [1, '100%'],
     [0.5, '50%'],
     [0, '0%'],
   ] as const) {
-    shapes.push({ kind: 'text', x: barX + 22, y: gridTop + (1 - a) * barH, text: label, size: S, anchor: 'start', role: 'legend-label' });
+    shapes.push({ kind: 'text', x: barX + 22, y: barTop + (1 - a) * barH, text: label, size: S, anchor: 'start', role: 'legend-label' });
   }
   shapes.push({ kind: 'text', x: barX, y: gridTop - 14, text: 'Accuracy', size: S, anchor: 'start', role: 'legend-title' });
-  const width = Math.ceil(barX + LEGEND_W);
+  const width = Math.ceil(barX + Math.max(textWidth('Accuracy', S), 22 + textWidth('100%', S)) + 12);
   if (options.title) shapes.push({ kind: 'text', x: width / 2, y: 22, text: fitText(options.title, width - 20, S), size: S, anchor: 'middle', bold: true, role: 'title' });
   if (options.subtitle) {
     shapes.push({ kind: 'text', x: width / 2, y: 22 + titleH - 4, text: fitText(options.subtitle, width - 20, 1), size: 1, anchor: 'middle', fill: '#444444', role: 'subtitle' });
   }
-  const height = Math.ceil(gridTop + Math.max(maxGridH, barH) + 58);
+  const height = Math.ceil(Math.max(gridTop + maxGridH, barTop + barH) + 58);
   return { width, height, background: '#FFFFFF', title: options.title ?? panels.map((p) => p.name).join(' vs ') + ' accuracy heatmap', shapes };
 }
 
