@@ -11,9 +11,17 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { FopeifyError, outputError, systemErrorCode } from '../errors.js';
-import { backoffMs, networkErrorCode, parseRetryAfter, RETRY_STATUSES, serverErrorText, statusError, type ErrorContext } from './http.js';
+import {
+  backoffMs,
+  networkErrorCode,
+  parseRetryAfter,
+  RETRY_STATUSES,
+  serverErrorText,
+  statusError,
+  type ErrorContext,
+  type RetryOptions,
+} from './http.js';
 import { redact } from './redact.js';
-import type { RetryOptions } from './http.js';
 
 export interface BlobDownload {
   /** Repository path, for messages and progress. */
@@ -28,8 +36,8 @@ export interface BlobDownload {
 
 export interface DownloadContext {
   fetch: typeof fetch;
+  /** Sent to the Hub; fetch drops it when following a redirect to another origin (the CDN). */
   token?: string;
-  /** Send the token only to the Hub itself (a redirect to a CDN is followed by fetch without it). */
   retry: Required<RetryOptions>;
   stallTimeoutMs: number;
   errors: ErrorContext;

@@ -92,6 +92,11 @@ export function networkErrorCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/** Hub API calls and LFS batch answers (JSON), not file bodies or uploads. */
+function bufferable(method: string, url: string): boolean {
+  return method !== 'PUT' && method !== 'HEAD' && (/\/api\//.test(url) || /\.git\/info\/lfs\/objects\/batch$/.test(url));
+}
+
 export function createHubFetch(base: typeof fetch = globalThis.fetch, retry: RetryOptions = {}): HubFetch {
   const r = retrySettings(retry);
   const state: FetchState = { errorCodes: new Map(), lastAttempts: 1 };
@@ -130,6 +135,32 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, retry: Ret
           await r.sleep(after ?? backoffMs(attempt, r));
           continue;
         }
+      }
+      if (bufferable(method, url)) {
+        // API answers are small JSON: read them here, so a connection cut mid-body is retried like one cut
+        // before the headers (the library would otherwise fail in res.json()).
+        let body: ArrayBuffer;
+        try {
+          body = await res.arrayBuffer();
+        } catch (err) {
+          const code = networkErrorCode(err);
+          if (init?.signal?.aborted || !code || rateLimitOnly || !replayable || attempt >= r.retries) {
+            state.lastAttempts = attempt + 1;
+            throw err;
+          }
+          state.lastRetried = code;
+          await r.sleep(backoffMs(attempt, r));
+          continue;
+        }
+        const copy = new Response(res.status === 204 || res.status === 304 ? null : body, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: res.headers,
+        });
+        // Keep the URL: the library reports it in HubApiError, and we key X-Error-Code by it.
+        Object.defineProperty(copy, 'url', { value: res.url });
+        state.lastAttempts = attempt + 1;
+        return copy;
       }
       state.lastAttempts = attempt + 1;
       return res;
@@ -200,10 +231,9 @@ export function statusError(
     } else {
       msg = `repository ${repo} not found on ${where}${ctx.token ? ' (or your token cannot see it)' : ' (if it is private or gated, pass a token)'}`;
     }
-  } else if (status === 409) {
+  } else if (status === 409 || status === 412) {
     code = 'HUB_ERROR';
-    msg = `conflict on ${repo}${detail}: the branch changed meanwhile; run the same command again`;
-    return new FopeifyError(code, redact(msg, ctx.token));
+    msg = `conflict on ${repo}: the branch changed meanwhile; run the same command again`;
   } else if (status === 429) {
     code = 'HUB_ERROR';
     msg = `the Hub is rate-limiting requests for ${repo}${attempts}; wait a few minutes and run again`;
@@ -220,7 +250,8 @@ export function statusError(
 /** Any error from a Hub call, as one FopeifyError with the token masked. */
 export function hubError(err: unknown, ctx: ErrorContext): FopeifyError {
   if (err instanceof FopeifyError) {
-    return err.message.includes(ctx.token ?? '\0') ? new FopeifyError(err.code, redact(err.message, ctx.token)) : err;
+    const clean = redact(err.message, ctx.token);
+    return clean === err.message ? err : new FopeifyError(err.code, clean);
   }
   if (err instanceof HubApiError) {
     const code = ctx.state?.errorCodes.get(err.url);

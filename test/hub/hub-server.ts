@@ -160,6 +160,7 @@ export class HubServer {
   private injections: (Injection & { left: number })[] = [];
   private pendingUploads = new Map<string, { repo: string; oid: string; size: number }>();
   private counter = 0;
+  private reqOf = new WeakMap<http.ServerResponse, http.IncomingMessage>();
   private readonly opts: Required<HubServerOptions>;
 
   private constructor(opts: HubServerOptions) {
@@ -318,8 +319,15 @@ export class HubServer {
   }
 
   private json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    const text = JSON.stringify(body);
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), ...headers });
+    const text = Buffer.from(JSON.stringify(body));
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': text.length, ...headers });
+    // A JSON answer can be cut mid-body too (a listing page, model info).
+    const req = this.reqOf.get(res);
+    const fault = status < 300 && req ? this.takeFault(req, ['hangup']) : undefined;
+    if (fault?.kind === 'hangup') {
+      res.write(text.subarray(0, Math.min(fault.afterBytes, text.length)), () => setTimeout(() => res.socket?.destroy(), 5));
+      return;
+    }
     res.end(text);
   }
 
@@ -339,6 +347,7 @@ export class HubServer {
       auth: this.auth(req).level,
     };
     this.requests.push(log);
+    this.reqOf.set(res, req);
     res.on('finish', () => (log.status = res.statusCode));
 
     const fault = this.takeFault(req, ['status', 'reset']);
@@ -607,9 +616,7 @@ export class HubServer {
       this.pendingUploads.set(id, { repo: repoId, oid: o.oid, size: o.size });
       return { oid: o.oid, size: o.size, authenticated: true, actions: { upload: { href: `${this.url}/lfs-upload/${id}`, expires_in: 3600 } } };
     });
-    const text = JSON.stringify({ transfer: 'basic', objects });
-    res.writeHead(200, { 'Content-Type': 'application/vnd.git-lfs+json', 'Content-Length': Buffer.byteLength(text) });
-    res.end(text);
+    this.json(res, 200, { transfer: 'basic', objects }, { 'Content-Type': 'application/vnd.git-lfs+json' });
   }
 
   private async lfsPut(req: http.IncomingMessage, res: http.ServerResponse, id: string): Promise<void> {

@@ -152,11 +152,12 @@ describe('push', () => {
     hub.inject({ path: '.git/info/lfs/objects/batch', fault: { kind: 'status', status: 503 } });
     hub.inject({ method: 'PUT', path: '/lfs-upload/', fault: { kind: 'reset' } });
     hub.inject({ method: 'POST', path: '/commit/', fault: { kind: 'status', status: 429, headers: { 'Retry-After': '1' } } });
+    hub.inject({ method: 'POST', path: '.git/info/lfs/objects/batch', fault: { kind: 'hangup', afterBytes: 20 } });
     const res = await push(o);
     expect(res.uploaded.length).toBeGreaterThan(0);
     expect(o.delays).toContain(2000);
     expect(o.delays).toContain(1000);
-    expect(o.delays.length).toBe(4);
+    expect(o.delays.length).toBe(5);
     expect(hub.lfsUploadsByRepo.get('org/flaky')).toHaveLength(2);
   });
 

@@ -221,6 +221,15 @@ describe('Hub failures', () => {
     expect(o.delays[1]).toBeGreaterThan(o.delays[0] / 2); // exponential: attempt 2 waits ≥ attempt 1's floor
   });
 
+  it('an API answer cut mid-body (listing page, model info) is retried', async () => {
+    const o = await opts();
+    hub.inject({ path: '/tree/', fault: { kind: 'hangup', afterBytes: 10 } });
+    hub.inject({ path: '/revision/', fault: { kind: 'hangup', afterBytes: 5 } });
+    const m = await resolveHubModel('org/single', o);
+    expect(m.kind).toBe('hub');
+    expect(o.delays).toHaveLength(2);
+  });
+
   it('5xx beyond the retry budget is a clear HUB_ERROR', async () => {
     const o = await opts({ retries: 2 });
     hub.inject({ path: '/api/models/org/single/revision/', times: 10, fault: { kind: 'status', status: 500 } });
