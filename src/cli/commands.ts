@@ -6,6 +6,7 @@ import { logitsCommand } from './logits.js';
 import { pplCommand } from './ppl.js';
 import { generateCommand } from './generate.js';
 import { needleCommand } from './needle.js';
+import { pushCommand } from './push.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, logitsCommand, pplCommand, generateCommand, needleCommand];
+export const commands: CommandModule<any, any>[] = [inspectCommand, convertCommand, logitsCommand, pplCommand, generateCommand, needleCommand, pushCommand];
