@@ -451,7 +451,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   };
   napi_value v;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
-  napi_create_int32(env, 1, &v);
+  napi_create_int32(env, 1, &v); /* ABI version: must match ADDON_ABI in src/backend/native.ts */
   napi_set_named_property(env, exports, "abiVersion", v);
   return exports;
 }

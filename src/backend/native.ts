@@ -70,6 +70,9 @@ export function defaultAddonPath(): string {
   return resolve(here, '..', '..', 'native', 'build', 'fopeify_native.node');
 }
 
+/** Must match `abiVersion` in native/fopeify_native.c; bump both when the JS-visible API changes. */
+const ADDON_ABI = 1;
+
 let cached: NativeLoadResult | undefined;
 
 /**
@@ -102,6 +105,11 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
     addon = require(addonPath) as NativeAddon;
   } catch (err) {
     return { ok: false, reason: `native addon failed to load: ${firstLine(err)}` };
+  }
+  // The JS side and the .node file are built separately; a stale build must not be called with
+  // another argument layout.
+  if (addon.abiVersion !== ADDON_ABI) {
+    return { ok: false, reason: `native addon is stale (ABI ${addon.abiVersion}, expected ${ADDON_ABI}); run "npm run build:native"` };
   }
   const paths = process.env.FOPEIFY_BLAS ? [process.env.FOPEIFY_BLAS] : [];
   let r: ReturnType<NativeAddon['load']>;
