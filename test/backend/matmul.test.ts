@@ -143,6 +143,15 @@ function suite(backendName: 'native' | 'wasm') {
     for (let i = 0; i < got.length; i++) expectClose(got[i]!, want[i]!, 2e-5);
   });
 
+  it('flushes denormals inside the BLAS only: JavaScript keeps IEEE denormals', () => {
+    const tiny = randn([64, 64], 11, 1e-20);
+    const p = tf.matMul(tiny, tiny); // products ~1e-40: denormal in float32, flushed to zero by the BLAS
+    expect(Math.max(...Array.from(p.dataSync(), Math.abs))).toBeLessThan(1e-37);
+    const x = Number('1e-160');
+    expect(x * x).toBeGreaterThan(0); // a double denormal, computed on the main thread after the call
+    expect(new Float32Array([Number('1e-40')])[0]).toBeGreaterThan(0);
+  });
+
   it('handles empty and degenerate shapes', () => {
     expect(tf.matMul(tf.zeros([0, 4]), tf.zeros([4, 3])).shape).toEqual([0, 3]);
     const z = tf.matMul(tf.ones([2, 0]), tf.ones([0, 3]));
