@@ -43,9 +43,16 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 }
 
 function logTicks(lo: number, hi: number): number[] {
+  const e0 = Math.floor(Math.log10(lo));
+  const e1 = Math.ceil(Math.log10(hi));
+  const decades = e1 - e0;
+  // 1-2-5 per decade for short ranges, powers of ten (every k-th) for long ones.
+  const mantissas = decades <= 3 ? [1, 2, 5] : [1];
+  const every = Math.max(1, Math.ceil(decades / 8));
   const out: number[] = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 2, 5]) {
+  for (let e = e0; e <= e1; e++) {
+    if (mantissas.length === 1 && (e - e0) % every !== 0) continue;
+    for (const m of mantissas) {
       const v = m * 10 ** e;
       if (v >= lo * 0.999 && v <= hi * 1.001) out.push(Number(v.toPrecision(12)));
     }
@@ -53,17 +60,22 @@ function logTicks(lo: number, hi: number): number[] {
   return out.length >= 2 ? out : [lo, hi];
 }
 
+/** Short tick / table text: 0.123, 4.56, 12.3, 456, 1.2e5. */
 export function formatValue(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(1);
+  if (a >= 1e5 || a < 1e-3) {
+    const [m, e] = v.toExponential(1).split('e');
+    return `${m!.replace(/\.0$/, '')}e${Number(e)}`;
+  }
   if (a >= 100) return v.toFixed(0);
   if (a >= 10) return Number(v.toFixed(1)).toString();
   return Number(v.toPrecision(3)).toString();
 }
 
 export function lineChartScene(options: LineChartOptions): Scene {
-  const width = options.width ?? 760;
+  const legendW = Math.min(380, Math.max(100, ...options.series.map((s) => textWidth(s.name, 2) + 40)));
+  const width = options.width ?? 560 + legendW;
   const height = options.height ?? 440;
   const shapes: Shape[] = [];
   const pts = options.series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
@@ -83,9 +95,10 @@ export function lineChartScene(options: LineChartOptions): Scene {
     yMin = Math.max(yMin >= 0 ? 0 : -Infinity, yMin - pad);
     yMax += pad;
   }
-  const legendW = Math.min(220, Math.max(100, ...options.series.map((s) => textWidth(s.name, 2) + 40)));
   const titleH = options.title ? 36 : 12;
-  const area = { x: 84, y: titleH + 12, w: width - 84 - legendW - 24, h: height - titleH - 12 - 62 };
+  const yTicks = logY ? logTicks(yMin, yMax) : niceTicks(yMin, yMax);
+  const left = 30 + 10 + Math.max(30, ...yTicks.map((t) => textWidth(formatValue(t), 2)));
+  const area = { x: left, y: titleH + 12, w: width - left - legendW - 24, h: height - titleH - 12 - 62 };
   const fx = (x: number) => {
     const t = logX ? (Math.log2(x) - Math.log2(xMin)) / (Math.log2(xMax) - Math.log2(xMin) || 1) : (x - xMin) / (xMax - xMin || 1);
     return area.x + 12 + t * (area.w - 24);
@@ -95,7 +108,6 @@ export function lineChartScene(options: LineChartOptions): Scene {
     return area.y + area.h - t * area.h;
   };
   // Grid and y ticks.
-  const yTicks = logY ? logTicks(yMin, yMax) : niceTicks(yMin, yMax);
   for (const t of yTicks) {
     const y = fy(t);
     shapes.push({ kind: 'line', x1: area.x, y1: y, x2: area.x + area.w, y2: y, stroke: '#E5E5E5' });

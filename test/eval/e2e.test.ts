@@ -2,7 +2,7 @@
  * The needle harness on real fixture checkpoints through fopeify's tfjs runtime (tiny: hidden 64, two
  * layers, byte-level tokenizer), plus one hand-built "bigram" checkpoint constructed to answer a pass key.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -186,9 +186,9 @@ describe('a case constructed to be right, on the runtime', () => {
 });
 
 describe('fopeify needle (CLI)', () => {
-  it('runs end to end, prints the table, and resumes', () => {
+  it('runs end to end, prints the table, resumes, and shares its report with ppl --models', () => {
     const out = path.join(root, 'cli');
-    const args = ['needle', '--models', `${A},${B}`, '--lengths', '64,128', '--depths', '0,1', '--trials', '1', '--backend', 'cpu', '--out', out];
+    const args = ['needle', '--models', `${A},${B}`, '--lengths', '64,128', '--depths', '0,1', '--trials', '1', '--out', out];
     const r = runCli(args);
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
@@ -200,6 +200,17 @@ describe('fopeify needle (CLI)', () => {
     expect(again.code).toBe(0);
     const summary = JSON.parse(again.stdout) as NeedleSummary;
     expect(summary.results.map((x) => x.trials)).toEqual([2, 2, 2, 2]);
+    // fopeify ppl --models writes its chart into the same report.
+    const textFile = path.join(root, 'text.txt');
+    writeFileSync(textFile, 'The grass is green. The sky is blue. '.repeat(20));
+    const ppl = runCli(['ppl', '--models', `${A},${B}`, '--text', textFile, '--windows', '32,64', '--max-windows', '2', '--out', out, '--json']);
+    expect(ppl.code).toBe(0);
+    const pplJson = JSON.parse(readFileSync(path.join(out, 'ppl.json'), 'utf8')) as { windows: number[]; results: { model: string }[] };
+    expect(pplJson.windows).toEqual([32, 64]);
+    expect(pplJson.results.map((x) => x.model)).toEqual([A, A, B, B]);
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).toContain('Passkey retrieval');
+    expect(html).toContain('Perplexity vs context length');
     const bad = runCli(['needle', '--models', A, '--depths', '0,50', '--out', out]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--depths must be fractions/);

@@ -137,7 +137,7 @@ describe('line chart', () => {
   it('rasterizes', () => {
     const scene = lineChartScene({ series });
     const r = rasterizeScene(scene);
-    expect([r.width, r.height]).toEqual([760, 440]);
+    expect([r.width, r.height]).toEqual([560 + 100, 440]);
     expect(niceTicks(0, 10)).toEqual([0, 2, 4, 6, 8, 10]);
   });
 });
