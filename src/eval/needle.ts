@@ -251,8 +251,21 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
       lm.dispose();
     }
   }
+  // Actual prompt lengths (with the reference tokenizer) per target, so over-length targets show.
+  const ref = options.models[0]!;
+  const promptTokens: Record<string, number | string> = {};
+  for (const L of settings.lengths) {
+    const ts = records
+      .filter((r) => r.model === ref && r.context_length === L && settings.depths.includes(r.depth) && r.trial < settings.trials)
+      .map((r) => r.prompt_tokens);
+    if (!ts.length) continue;
+    const lo = Math.min(...ts);
+    const hi = Math.max(...ts);
+    promptTokens[String(L)] = lo === hi ? lo : `${lo}-${hi}`;
+  }
   const summary = summarize(records, settings, options.models, {
     models: options.models,
+    prompt_tokens: promptTokens,
     max_new_tokens: settings.mode === 'generate' ? settings.maxNewTokens : undefined,
     haystack: settings.task === 'niah' ? (options.haystack ?? (options.haystackText !== undefined ? 'text' : 'built-in')) : undefined,
     prompt_tokenizer: options.models[0],

@@ -153,7 +153,12 @@ async function readJson<T>(file: string): Promise<T | null> {
 }
 
 function settingsTable(rows: [string, unknown][]): string {
-  const fmt = (v: unknown) => (Array.isArray(v) ? v.join(', ') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+  const fmt = (v: unknown): string =>
+    Array.isArray(v)
+      ? v.join(', ')
+      : typeof v === 'object' && v !== null
+        ? Object.entries(v).map(([k, x]) => `${k}: ${typeof x === 'object' ? JSON.stringify(x) : String(x)}`).join(', ')
+        : String(v);
   return `<table class="settings">${rows
     .filter(([, v]) => v !== undefined && v !== null)
     .map(([k, v]) => `<tr><th>${escapeXml(k)}</th><td>${escapeXml(fmt(v))}</td></tr>`)
@@ -225,7 +230,9 @@ export async function writeReport(dir: string): Promise<string> {
         ['depths', needle.depths],
         ['trials per cell', needle.trials],
         ['seed', needle.seed],
-        ...Object.entries(extra).filter(([k]) => k !== 'models'),
+        ...Object.entries(extra)
+          .filter(([k]) => k !== 'models')
+          .map(([k, v]): [string, unknown] => [k === 'prompt_tokens' ? 'prompt tokens per target (first model)' : k.replace(/_/g, ' '), v]),
       ]),
     );
     body.push('<h3>Accuracy per context length</h3>', accuracyTable(needle));
