@@ -68,6 +68,8 @@ function batchTensors(batch: Batch): BatchTensors {
   return { B, T, ids, targets, count };
 }
 
+let modelCounter = 0;
+
 export class TrainingModel {
   /** Everything the optimizer updates, by name (base weights by HF name, LoRA as `<module>.lora_A.weight`). */
   readonly params = new Map<string, tf.Variable>();
@@ -99,14 +101,15 @@ export class TrainingModel {
       if (isDirectlyTrainable(name, options.trainable, options.lora)) this.params.set(name, v);
     }
     if (options.trainable === 'lora') {
+      const id = modelCounter++;
       const targets = loraTargetsOf(weights.keys(), options.lora);
       if (!targets.length) throw new FopeifyError('BAD_ARGUMENT', `no weight matches the LoRA targets ${options.lora.targets.join(', ')}`);
       for (const base of targets) {
         const names = loraNames(base);
         const w = weights.get(base)!;
         const init = initLora(base, w.shape, options.lora.rank, options.seed);
-        this.params.set(names.a, tf.variable(tf.tensor2d(init.a, [options.lora.rank, w.shape[1]!]), true, `lora/${names.a}`));
-        this.params.set(names.b, tf.variable(tf.tensor2d(init.b, [w.shape[0]!, options.lora.rank]), true, `lora/${names.b}`));
+        this.params.set(names.a, tf.variable(tf.tensor2d(init.a, [options.lora.rank, w.shape[1]!]), true, `lora/${id}/${names.a}`));
+        this.params.set(names.b, tf.variable(tf.tensor2d(init.b, [w.shape[0]!, options.lora.rank]), true, `lora/${id}/${names.b}`));
         this.lora.set(base, names);
       }
     }

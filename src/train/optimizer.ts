@@ -11,6 +11,8 @@ export interface AdamWConfig {
   weightDecay: number;
 }
 
+let optimizerCounter = 0;
+
 export class AdamW {
   /** Optimizer steps taken (bias correction uses step + 1). */
   step = 0;
@@ -21,9 +23,11 @@ export class AdamW {
     readonly params: Map<string, tf.Variable>,
     readonly config: AdamWConfig,
   ) {
+    // tfjs variable names are global: a per-optimizer prefix lets several optimizers live in one process.
+    const id = optimizerCounter++;
     for (const [name, p] of params) {
-      this.m.set(name, tf.variable(tf.zerosLike(p), false, `adam_m/${name}`));
-      this.v.set(name, tf.variable(tf.zerosLike(p), false, `adam_v/${name}`));
+      this.m.set(name, tf.variable(tf.zerosLike(p), false, `adam_m/${id}/${name}`));
+      this.v.set(name, tf.variable(tf.zerosLike(p), false, `adam_v/${id}/${name}`));
     }
   }
 

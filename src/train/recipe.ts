@@ -140,8 +140,11 @@ export async function listRecipes(): Promise<Recipe[]> {
   return Promise.all(listRecipeNames().map((n) => loadRecipe(n)));
 }
 
+/** Explicit settings over a recipe's: any subset, LoRA settings too (undefined = not given). */
+export type TrainOverrides = Partial<Omit<TrainSettings, 'lora'>> & { lora?: Partial<LoraSettings> };
+
 /** Recipe defaults, then explicit overrides (undefined = not given). Validates the result. */
-export function resolveTrainSettings(recipe: Recipe, overrides: Partial<TrainSettings>): TrainSettings {
+export function resolveTrainSettings(recipe: Recipe, overrides: TrainOverrides): TrainSettings {
   const defined = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
   const s: TrainSettings = { ...DEFAULT_TRAIN, ...recipe.train, ...defined } as TrainSettings;
   s.lora = { ...DEFAULT_TRAIN.lora, ...(recipe.train.lora ?? {}), ...((defined.lora as Partial<LoraSettings>) ?? {}) };
@@ -153,5 +156,16 @@ export function resolveTrainSettings(recipe: Recipe, overrides: Partial<TrainSet
   if (!(s.lr > 0)) throw new FopeifyError('BAD_ARGUMENT', `lr must be positive (got ${s.lr})`);
   if (!['constant', 'cosine', 'linear'].includes(s.schedule)) throw new FopeifyError('BAD_ARGUMENT', `schedule must be constant, cosine or linear`);
   if (!['all', 'attention', 'lora'].includes(s.trainable)) throw new FopeifyError('BAD_ARGUMENT', `trainable must be all, attention or lora`);
+  if (!(Number.isInteger(s.seed) && s.seed >= 0)) throw new FopeifyError('BAD_ARGUMENT', `seed must be an integer ≥ 0 (got ${s.seed})`);
+  for (const k of ['evalEvery', 'saveEvery', 'warmupSteps'] as const) {
+    if (!(Number.isInteger(s[k]) && s[k] >= 0)) throw new FopeifyError('BAD_ARGUMENT', `${k} must be an integer ≥ 0 (got ${s[k]})`);
+  }
+  if (!(s.weightDecay >= 0) || !(s.maxGradNorm >= 0) || !(s.minLrRatio >= 0 && s.minLrRatio <= 1)) {
+    throw new FopeifyError('BAD_ARGUMENT', 'weightDecay and maxGradNorm must be ≥ 0, minLrRatio within [0, 1]');
+  }
+  if (!Array.isArray(s.betas) || s.betas.length !== 2 || !s.betas.every((b) => b >= 0 && b < 1)) {
+    throw new FopeifyError('BAD_ARGUMENT', `betas must be two numbers in [0, 1) (got ${JSON.stringify(s.betas)})`);
+  }
+  if (s.lora.save !== 'merged' && s.lora.save !== 'adapter') throw new FopeifyError('BAD_ARGUMENT', `lora.save must be merged or adapter`);
   return s;
 }

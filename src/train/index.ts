@@ -1,0 +1,59 @@
+/** Long-context fine-tuning (and training from scratch): the public API of src/train. */
+export { finetune, SYNTHETIC_PASSKEY, SYNTHETIC_DOCUMENTS, type FinetuneOptions, type FinetuneResult, type StepInfo } from './finetune.js';
+export {
+  loadRecipe,
+  listRecipes,
+  listRecipeNames,
+  recipesDir,
+  resolveTrainSettings,
+  DEFAULT_TRAIN,
+  type Recipe,
+  type RecipeConvert,
+  type TrainSettings,
+  type LoraSettings,
+  type Trainable,
+  type Schedule,
+  type TrainOverrides,
+} from './recipe.js';
+export { learningRate } from './schedule.js';
+export { readDocuments, packChunks, splitHeldOut, PackedDataset, type DataPosition, type Tokenize } from './data.js';
+export { AdamW, type AdamWConfig } from './optimizer.js';
+export { TrainingModel, type TrainingModelOptions, type Batch } from './model.js';
+export { prepareModel, originalLength, yarnConfig, type PreparedModel, type ConversionInfo } from './prepare.js';
+export { flashAttention, type FlashAttentionOptions } from './flash-attention.js';
+export { recomputed, isolatedGrads, namedGrads } from './grad.js';
+export {
+  isDirectlyTrainable,
+  loraTargetsOf,
+  loraNames,
+  initLora,
+  mergeLora,
+  peftAdapterConfig,
+  peftTensorName,
+  LORA_TARGETS,
+} from './lora.js';
+export { passkeyChunks, passkeyAccuracy } from './passkey.js';
+export {
+  saveCheckpoint,
+  restoreCheckpoint,
+  readCheckpointState,
+  latestCheckpoint,
+  listCheckpoints,
+  pruneCheckpoints,
+  CHECKPOINTS_DIR,
+  type CheckpointState,
+} from './checkpoint.js';
+export {
+  writeModelFolder,
+  finetuneModelCard,
+  readMetrics,
+  lossCurveSeries,
+  METRICS_FILE,
+  SUMMARY_FILE,
+  LOSS_CURVE_SVG,
+  LOSS_CURVE_PNG,
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  type MetricsRecord,
+  type OutputDtype,
+} from './output.js';

@@ -1,0 +1,281 @@
+/**
+ * The fine-tuned model folder: config.json with the final RoPE / YaRN / FoPE settings, safetensors
+ * (LoRA merged, or the base weights plus a PEFT adapter), the tokenizer files, a model card with the
+ * training settings, the loss curve (SVG and PNG) and finetune.json (the resolved settings and results).
+ * Files are written into a temporary folder inside the output folder and renamed into place one by one,
+ * so no reader ever sees a half-written file; metrics.jsonl and checkpoints/ stay where they are.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { SIDECAR_FILES } from '../convert/convert.js';
+import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
+import { encodeFromF32 } from '../io/dtype.js';
+import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { VERSION } from '../version.js';
+import { isFopeCoefficient, loraNames, modulesToSave, peftAdapterConfig, peftTensorName } from './lora.js';
+import type { TrainingModel } from './model.js';
+import type { ConversionInfo } from './prepare.js';
+import type { TrainSettings } from './recipe.js';
+
+export type OutputDtype = 'f32' | 'bf16' | 'f16';
+const TORCH_DTYPE: Record<OutputDtype, string> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
+const ST_DTYPE = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
+
+export const METRICS_FILE = 'metrics.jsonl';
+export const SUMMARY_FILE = 'finetune.json';
+export const LOSS_CURVE_SVG = 'loss_curve.svg';
+export const LOSS_CURVE_PNG = 'loss_curve.png';
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+export interface MetricsRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  tokens_per_s: number;
+  grad_norm: number;
+  tokens: number;
+  elapsed_s: number;
+  eval_loss?: number;
+  eval_ppl?: number;
+  passkey_accuracy?: number;
+}
+
+export interface ModelCardInput {
+  baseModel: string;
+  recipe: string | null;
+  recipeDescription: string;
+  settings: TrainSettings;
+  conversion: ConversionInfo;
+  data: string;
+  stepsDone: number;
+  tokens: number;
+  finalLoss: number | null;
+  lastEval: MetricsRecord | null;
+  trainable: number;
+  parameters: number;
+  adapter: boolean;
+  backend: string;
+}
+
+function bytesOf(t: tf.Tensor, dtype: OutputDtype): Uint8Array {
+  const d = t.dataSync() as Float32Array;
+  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, ST_DTYPE[dtype]);
+}
+
+/** Read metrics.jsonl (ignoring a torn last line). */
+export async function readMetrics(outDir: string): Promise<MetricsRecord[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(outDir, METRICS_FILE), 'utf8');
+  } catch {
+    return [];
+  }
+  const out: MetricsRecord[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as MetricsRecord);
+    } catch {
+      break;
+    }
+  }
+  return out;
+}
+
+/** Keep the records of steps ≤ `step` (resume: the steps after the checkpoint are trained again). */
+export async function truncateMetrics(outDir: string, step: number): Promise<void> {
+  const kept = (await readMetrics(outDir)).filter((r) => r.step <= step);
+  const file = path.join(outDir, METRICS_FILE);
+  await fs.writeFile(`${file}.tmp`, kept.map((r) => JSON.stringify(r) + '\n').join(''));
+  await fs.rename(`${file}.tmp`, file);
+}
+
+export async function appendMetrics(outDir: string, record: MetricsRecord): Promise<void> {
+  await fs.appendFile(path.join(outDir, METRICS_FILE), JSON.stringify(record) + '\n');
+}
+
+/** The loss curve: training loss per step and held-out loss at each evaluation. */
+export function lossCurveSeries(records: MetricsRecord[]): LineSeries[] {
+  const series: LineSeries[] = [{ name: 'train loss', points: records.map((r) => [r.step, r.loss]) }];
+  const ev = records.filter((r) => typeof r.eval_loss === 'number');
+  if (ev.length) series.push({ name: 'held-out loss', points: ev.map((r) => [r.step, r.eval_loss!]) });
+  return series;
+}
+
+export async function writeLossCurve(dir: string, records: MetricsRecord[], title: string): Promise<string[]> {
+  if (!records.length) return [];
+  const opts = { title, xLabel: 'step', yLabel: 'loss', series: lossCurveSeries(records), logX: false };
+  await fs.writeFile(path.join(dir, LOSS_CURVE_SVG), lineChartSvg(opts));
+  await fs.writeFile(path.join(dir, LOSS_CURVE_PNG), lineChartPng(opts));
+  return [LOSS_CURVE_SVG, LOSS_CURVE_PNG];
+}
+
+/** Write the final model folder files into `outDir` (see the file comment). Returns the files written. */
+export async function writeModelFolder(options: {
+  outDir: string;
+  sourceDir: string;
+  model: TrainingModel;
+  config: Record<string, unknown>;
+  dtype: OutputDtype;
+  loraSave: 'merged' | 'adapter';
+  baseModel: string;
+  card: string;
+  summary: unknown;
+  metrics: MetricsRecord[];
+  maxShardBytes?: number;
+}): Promise<string[]> {
+  const { outDir, model, dtype } = options;
+  const tmp = path.join(outDir, `.fopeify-final-${process.pid}`);
+  await fs.rm(tmp, { recursive: true, force: true });
+  await fs.mkdir(tmp, { recursive: true });
+  const files: string[] = [];
+  const merged: tf.Tensor[] = [];
+  try {
+    const adapter = model.lora.size > 0 && options.loraSave === 'adapter';
+    const tensors: TensorToWrite[] = [];
+    for (const [name, v] of model.weights) {
+      let t: tf.Tensor = v;
+      const l = model.lora.get(name);
+      if (l && !adapter) {
+        t = tf.tidy(() => tf.add(v, tf.mul(tf.matMul(model.params.get(l.b)! as tf.Tensor2D, model.params.get(l.a)! as tf.Tensor2D), model.loraScale)));
+        merged.push(t);
+      }
+      const coef = isFopeCoefficient(name);
+      const dt: OutputDtype = coef ? 'f32' : dtype;
+      tensors.push({ name, dtype: ST_DTYPE[dt], shape: [...t.shape], data: async () => bytesOf(t, dt) });
+    }
+    const sharded = await writeShardedSafetensors(tmp, tensors, { maxShardBytes: options.maxShardBytes ?? 2 * 1024 ** 3, metadata: { format: 'pt', fopeify_version: VERSION } });
+    files.push(...sharded.files);
+    if (sharded.files.length > 1) files.push('model.safetensors.index.json');
+    if (adapter) {
+      const direct = [...model.params.keys()].filter((n) => model.weights.has(n));
+      const adapterTensors: TensorToWrite[] = [];
+      for (const [base, n] of model.lora) {
+        for (const name of [n.a, n.b]) {
+          const t = model.params.get(name)!;
+          adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: async () => bytesOf(t, 'f32') });
+        }
+        void base;
+      }
+      for (const name of direct) {
+        const t = model.weights.get(name)!;
+        adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: async () => bytesOf(t, 'f32') });
+      }
+      await writeSafetensors(path.join(tmp, ADAPTER_WEIGHTS), adapterTensors, { format: 'pt' });
+      const cfg = peftAdapterConfig(model.options.lora, options.baseModel, modulesToSave(direct));
+      await fs.writeFile(path.join(tmp, ADAPTER_CONFIG), JSON.stringify(cfg, null, 2) + '\n');
+      files.push(ADAPTER_WEIGHTS, ADAPTER_CONFIG);
+    }
+    const config = { ...options.config, torch_dtype: TORCH_DTYPE[dtype] };
+    await fs.writeFile(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    files.push('config.json');
+    for (const f of SIDECAR_FILES) {
+      try {
+        await fs.copyFile(path.join(options.sourceDir, f), path.join(tmp, f));
+        files.push(f);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    await fs.writeFile(path.join(tmp, 'README.md'), options.card);
+    files.push('README.md');
+    files.push(...(await writeLossCurve(tmp, options.metrics, 'fine-tuning loss')));
+    await fs.writeFile(path.join(tmp, SUMMARY_FILE), JSON.stringify(options.summary, null, 2) + '\n');
+    files.push(SUMMARY_FILE);
+    // Weights of an earlier layout (another shard count) would confuse loaders: remove them first.
+    for (const f of await fs.readdir(outDir)) {
+      if (/^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/.test(f) && !files.includes(f)) await fs.rm(path.join(outDir, f));
+    }
+    for (const f of files) await fs.rename(path.join(tmp, f), path.join(outDir, f));
+    return files;
+  } finally {
+    tf.dispose(merged);
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+function fmt(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toPrecision(4).replace(/\.?0+e/, 'e');
+}
+
+/** README.md: YAML front matter for the Hub and the training settings. No timestamps (same run, same bytes). */
+export function finetuneModelCard(c: ModelCardInput): string {
+  const s = c.settings;
+  const looksLikeHubId = /^[\w.-]+\/[\w.-]+$/.test(c.baseModel);
+  const tags = ['fopeify', 'long-context', 'fine-tuned'];
+  if (c.conversion.kind === 'fope' || c.conversion.kind === 'fope-yarn' || c.recipe === 'fope') tags.push('fope');
+  if (c.conversion.yarn) tags.push('yarn');
+  if (s.trainable === 'lora') tags.push('lora');
+  const conv: string[] = [];
+  if (c.conversion.yarn) {
+    conv.push(
+      `YaRN added: factor ${fmt(c.conversion.yarn.factor)} over the original ${c.conversion.yarn.originalLength} tokens (attention factor ${c.conversion.yarn.attentionFactor.toFixed(6)})`,
+    );
+  }
+  if (c.conversion.fope) {
+    conv.push(
+      `converted to FoPE (family B, as \`fopeify convert\`): K = ${c.conversion.fope.k} frequencies, coefficients [${c.conversion.fope.coefficientShape.join(', ')}], init factor ${c.conversion.fope.initFactor}, seed ${c.conversion.fope.seed}; the coefficients were frozen during training`,
+    );
+  }
+  if (c.conversion.maxPositionEmbeddings) conv.push(`max_position_embeddings raised from ${c.conversion.maxPositionEmbeddings.from} to ${c.conversion.maxPositionEmbeddings.to}`);
+  conv.push(...c.conversion.notes);
+  const rows: [string, string][] = [
+    ['recipe', c.recipe ? `${c.recipe}${c.recipeDescription ? ` — ${c.recipeDescription}` : ''}` : 'none'],
+    ['training data', c.data],
+    ['sequence length', `${s.seqLen} tokens`],
+    ['steps', `${c.stepsDone} of ${s.steps}`],
+    ['batch × grad accumulation', `${s.batch} × ${s.gradAccum} (${s.batch * s.gradAccum * s.seqLen} tokens per step)`],
+    ['tokens trained on', String(c.tokens)],
+    ['optimizer', `AdamW β (${s.betas.join(', ')}), weight decay ${s.weightDecay}, gradient clipping at norm ${s.maxGradNorm || 'off'}`],
+    ['learning rate', `${fmt(s.lr)}, ${s.warmupSteps} warmup steps, ${s.schedule} schedule${s.schedule === 'constant' ? '' : ` to ${fmt(s.lr * s.minLrRatio)}`}`],
+    ['trainable', s.trainable === 'lora' ? `LoRA r=${s.lora.rank} α=${s.lora.alpha} on ${s.lora.targets.join(', ')}${s.lora.trainEmbeddings ? ' + embeddings' : ''}${s.lora.trainNorms ? ' + norms' : ''} (${c.adapter ? 'saved as a PEFT adapter' : 'merged into the weights'})` : s.trainable],
+    ['trainable parameters', `${c.trainable.toLocaleString('en-US')} of ${c.parameters.toLocaleString('en-US')}`],
+    ['seed', String(s.seed)],
+    ['backend', c.backend],
+  ];
+  if (c.finalLoss !== null) rows.push(['final training loss', c.finalLoss.toFixed(4)]);
+  if (c.lastEval?.eval_loss !== undefined) rows.push([`held-out loss (step ${c.lastEval.step})`, `${c.lastEval.eval_loss.toFixed(4)} (perplexity ${c.lastEval.eval_ppl!.toFixed(3)})`]);
+  if (c.lastEval?.passkey_accuracy !== undefined) rows.push([`passkey accuracy at ${s.seqLen} tokens`, `${(100 * c.lastEval.passkey_accuracy).toFixed(0)} %`]);
+  return [
+    '---',
+    ...(looksLikeHubId ? [`base_model: ${JSON.stringify(c.baseModel)}`] : []),
+    'library_name: transformers',
+    'tags:',
+    ...tags.map((t) => `- ${t}`),
+    '---',
+    '',
+    `# Long-context fine-tune of ${c.baseModel}`,
+    '',
+    `Fine-tuned at ${s.seqLen} tokens by fopeify ${VERSION} (\`fopeify finetune\`).`,
+    '',
+    '## Model changes',
+    '',
+    ...(conv.length ? conv.map((l) => `- ${l}`) : ['- none: the rotary embedding is the base model\'s']),
+    '',
+    '## Training settings',
+    '',
+    '| setting | value |',
+    '|---|---|',
+    ...rows.map(([k, v]) => `| ${k} | ${v.replace(/\|/g, '\\|')} |`),
+    '',
+    ...(c.adapter
+      ? [
+          'The LoRA is saved as a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`); the safetensors next to it hold',
+          'the base weights (with any directly trained embeddings and norms). Load the adapter on top to get the fine-tuned model.',
+          '',
+        ]
+      : []),
+    '![loss curve](loss_curve.png)',
+    '',
+    'Per-step metrics are in `metrics.jsonl`; the resolved settings and results in `finetune.json`.',
+    '',
+  ].join('\n');
+}
+
+/** Names of the LoRA tensors PEFT expects for a base weight (for tests and tools). */
+export function peftLoraTensorNames(base: string): { a: string; b: string } {
+  const n = loraNames(base);
+  return { a: peftTensorName(n.a), b: peftTensorName(n.b) };
+}
