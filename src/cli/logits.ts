@@ -37,6 +37,7 @@ export async function openModel(argv: RuntimeArgs, reporter: Reporter): Promise<
   const backend = await setupBackend({ backend: argv.backend, threads: argv.threads });
   const started = Date.now();
   const model = await loadModel(resolved, {
+    layout: 'inference',
     onProgress: (done, total) => reporter.update(`loading ${argv.model}: ${done}/${total} tensors`),
   });
   reporter.done(`loaded ${argv.model} (${(model.parameterCount / 1e6).toFixed(1)}M parameters) in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -12,10 +12,13 @@ export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T
   });
 }
 
-/** `x Wᵀ (+ b)` for x `[N, in]` and an HF (out, in) weight. */
-export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor): tf.Tensor2D {
-  if (!b) return tf.matMul(x, w as tf.Tensor2D, false, true);
-  return tf.tidy(() => tf.add(tf.matMul(x, w as tf.Tensor2D, false, true), b) as tf.Tensor2D);
+/**
+ * `x Wᵀ (+ b)` for x `[N, in]` and an HF `[out, in]` weight; with `transposed`, w is already `[in, out]`
+ * (the inference layout) and the product is a plain `x W`.
+ */
+export function linear(x: tf.Tensor2D, w: tf.Tensor, b?: tf.Tensor, transposed = false): tf.Tensor2D {
+  if (!b) return tf.matMul(x, w as tf.Tensor2D, false, !transposed);
+  return tf.tidy(() => tf.add(tf.matMul(x, w as tf.Tensor2D, false, !transposed), b) as tf.Tensor2D);
 }
 
 /** SiLU, `x · σ(x)`. */
@@ -24,6 +27,8 @@ export function silu<T extends tf.Tensor>(x: T): T {
 }
 
 export interface MlpWeights {
+  /** The weights are `[in, out]` (inference layout) instead of HF's `[out, in]`. */
+  transposed?: boolean;
   gate: tf.Tensor;
   up: tf.Tensor;
   down: tf.Tensor;
@@ -35,8 +40,9 @@ export interface MlpWeights {
 /** SwiGLU MLP: `down(silu(gate(x)) · up(x))` for x `[N, hidden]`. */
 export function swiGlu(x: tf.Tensor2D, w: MlpWeights): tf.Tensor2D {
   return tf.tidy(() => {
-    const g = silu(linear(x, w.gate, w.gateBias));
-    const u = linear(x, w.up, w.upBias);
-    return linear(tf.mul(g, u) as tf.Tensor2D, w.down, w.downBias);
+    const t = w.transposed ?? false;
+    const g = silu(linear(x, w.gate, w.gateBias, t));
+    const u = linear(x, w.up, w.upBias, t);
+    return linear(tf.mul(g, u) as tf.Tensor2D, w.down, w.downBias, t);
   });
 }

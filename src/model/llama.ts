@@ -15,7 +15,7 @@ import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js'
 import type { KvCache } from './cache.js';
 import { linear, rmsNorm, swiGlu } from './layers.js';
 import { applyRotaryTf, cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
-import { detectFopeLayout, fopeCoefNames, weight, type FopeLayout, type WeightMap } from './weights.js';
+import { detectFopeLayout, fopeCoefNames, TRANSPOSED_SUFFIX, weight, type FopeLayout, type WeightMap } from './weights.js';
 
 /** Token ids: one sequence, a batch of equal-length sequences, or an int32 `[B, T]` tensor. */
 export type TokenIds = readonly number[] | Int32Array | readonly (readonly number[])[] | tf.Tensor2D;
@@ -136,6 +136,18 @@ interface LayerContext {
 
 const opt = (weights: WeightMap, name: string): tf.Tensor | undefined => weights.get(name);
 
+/** The linear layer `<prefix>.weight` (+ bias): its inference-layout `^T` twin when present, else the HF weight. */
+function proj(w: WeightMap, x: tf.Tensor2D, prefix: string): tf.Tensor2D {
+  const t = w.get(`${prefix}.weight${TRANSPOSED_SUFFIX}`);
+  return linear(x, t ?? weight(w, `${prefix}.weight`), w.get(`${prefix}.bias`), t !== undefined);
+}
+
+/** A linear weight in whichever layout the map holds: `{ w, transposed }`. */
+function linearWeight(w: WeightMap, name: string): { w: tf.Tensor; transposed: boolean } {
+  const t = w.get(name + TRANSPOSED_SUFFIX);
+  return t ? { w: t, transposed: true } : { w: weight(w, name), transposed: false };
+}
+
 /** Self-attention of layer i on normed hidden states `[B·T, H]`; returns `[B·T, H]` (o_proj applied). */
 export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: LayerContext): tf.Tensor2D {
   const { weights: w, spec, B, T } = ctx;
@@ -145,9 +157,9 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
   return tf.tidy(() => {
     // [B·T, n·D] → [B, n, T, D]
     const heads = (y: tf.Tensor2D, n: number) => tf.transpose(y.reshape([B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
-    let q = heads(linear(x, weight(w, `${p}.q_proj.weight`), opt(w, `${p}.q_proj.bias`)), nH);
-    let k = heads(linear(x, weight(w, `${p}.k_proj.weight`), opt(w, `${p}.k_proj.bias`)), nKv);
-    const v = heads(linear(x, weight(w, `${p}.v_proj.weight`), opt(w, `${p}.v_proj.bias`)), nKv);
+    let q = heads(proj(w, x, `${p}.q_proj`), nH);
+    let k = heads(proj(w, x, `${p}.k_proj`), nKv);
+    const v = heads(proj(w, x, `${p}.v_proj`), nKv);
     if (spec.qkNorm) {
       q = rmsNorm(q, weight(w, `${p}.q_norm.weight`), spec.rmsNormEps);
       k = rmsNorm(k, weight(w, `${p}.k_norm.weight`), spec.rmsNormEps);
@@ -159,7 +171,7 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
     const blocks = ctx.cache ? ctx.cache.append(layer, kr, vr) : kvBlocks(kr, vr, ctx.qStart, ctx.keyBlock);
     const o = blockwiseAttention(qr, blocks, ctx.qStart, { queryBlock: ctx.queryBlock, slidingWindow: spec.slidingWindow });
     const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
-    return linear(merged, weight(w, `${p}.o_proj.weight`), opt(w, `${p}.o_proj.bias`));
+    return proj(w, merged, `${p}.o_proj`);
   });
 }
 
@@ -171,10 +183,12 @@ export function decoderLayer(h: tf.Tensor2D, layer: number, rot: RotaryTables, c
     const x = rmsNorm(h, weight(w, `${p}.input_layernorm.weight`), spec.rmsNormEps);
     const h1 = tf.add(h, selfAttention(x, layer, rot, ctx)) as tf.Tensor2D;
     const y = rmsNorm(h1, weight(w, `${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
+    const gate = linearWeight(w, `${p}.mlp.gate_proj.weight`);
     const mlp = swiGlu(y, {
-      gate: weight(w, `${p}.mlp.gate_proj.weight`),
-      up: weight(w, `${p}.mlp.up_proj.weight`),
-      down: weight(w, `${p}.mlp.down_proj.weight`),
+      transposed: gate.transposed,
+      gate: gate.w,
+      up: linearWeight(w, `${p}.mlp.up_proj.weight`).w,
+      down: linearWeight(w, `${p}.mlp.down_proj.weight`).w,
       gateBias: opt(w, `${p}.mlp.gate_proj.bias`),
       upBias: opt(w, `${p}.mlp.up_proj.bias`),
       downBias: opt(w, `${p}.mlp.down_proj.bias`),
@@ -233,8 +247,10 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
 
 /** LM head on hidden states `[N, H]` → logits `[N, V]` (the embedding matrix when tied). */
 export function lmHead(weights: WeightMap, spec: ModelSpec, h: tf.Tensor2D): tf.Tensor2D {
-  const w = weights.get('lm_head.weight') ?? weight(weights, 'model.embed_tokens.weight');
   void spec;
+  const t = weights.get('lm_head.weight' + TRANSPOSED_SUFFIX);
+  if (t) return tf.matMul(h, t as tf.Tensor2D);
+  const w = weights.get('lm_head.weight') ?? weight(weights, 'model.embed_tokens.weight');
   return tf.matMul(h, w as tf.Tensor2D, false, true);
 }
 

@@ -11,7 +11,7 @@ import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { KvCache, type KvCacheOptions } from './cache.js';
 import { generate, type GenerateOptions, type GenerateResult } from './generate.js';
 import { forwardHidden, forwardLogits, lmHead, type ForwardOptions, type TokenIds } from './llama.js';
-import { loadWeights, type FopeLayout, type LoadWeightsOptions } from './weights.js';
+import { loadWeights, TRANSPOSED_SUFFIX, type FopeLayout, type LoadWeightsOptions } from './weights.js';
 
 export interface LoadModelOptions extends LoadWeightsOptions {
   /** Activate this backend first (src/backend's setupBackend). Default: use whatever tfjs has active. */
@@ -59,6 +59,12 @@ export class LlamaModel {
   /** Decode from prompt ids with a fresh cache. */
   generate(ids: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
     return generate(this.weights, this.spec, ids, options);
+  }
+
+  /** 'inference' when linear weights are held transposed (`<name>^T`), else 'hf'. */
+  get layout(): 'hf' | 'inference' {
+    for (const k of this.weights.keys()) if (k.endsWith(TRANSPOSED_SUFFIX)) return 'inference';
+    return 'hf';
   }
 
   /** The variables whose trainable flag is set. */

@@ -102,7 +102,39 @@ export function checkFopeCoefShape(spec: ModelSpec, name: string, shape: readonl
   return G;
 }
 
+/**
+ * Suffix of a linear weight stored transposed, `[in, out]` instead of HF's `[out, in]`
+ * (e.g. `model.layers.0.mlp.up_proj.weight^T`). The forward pass uses such a weight with a plain
+ * matmul, which BLAS and tfjs-wasm run much faster than the transposed one (2–18×); see `layout`.
+ */
+export const TRANSPOSED_SUFFIX = '^T';
+
+/** Names of the linear weights (HF layout `[out, in]`), which the inference layout stores transposed. */
+export function isLinearWeight(name: string): boolean {
+  return name === 'lm_head.weight' || /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.test(name);
+}
+
+/** Transpose a row-major `[rows, cols]` matrix. */
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = data[r * cols + c]!;
+    }
+  }
+  return out;
+}
+
 export interface LoadWeightsOptions {
+  /**
+   * 'hf' (default): every weight under its HF name and shape — what trainers, LoRA and writers expect.
+   * 'inference': linear weights (and the LM head, a transposed copy of the embedding when tied) are
+   * stored transposed under `<name>^T`; same results, much faster matmuls (decode, wasm without BLAS).
+   */
+  layout?: 'hf' | 'inference';
   /** Which weights are trainable variables (default: none; FoPE coefficients never are). */
   trainable?: boolean | ((name: string) => boolean);
   /** Called after each tensor is loaded. */
@@ -177,17 +209,29 @@ export async function loadWeights(dir: string, spec: ModelSpec, options: LoadWei
     const trainable = options.trainable ?? false;
     const isTrainable = (name: string) => (typeof trainable === 'function' ? trainable(name) : trainable);
     const all = [...wanted.map((w) => w.name), ...coefNames];
+    const inference = options.layout === 'inference';
     const weights = new Map<string, tf.Variable>();
+    const add = (name: string, data: Float32Array, shape: number[], trainable: boolean) => {
+      const t = tf.tensor(data, shape, 'float32');
+      weights.set(name, tf.variable(t, trainable, `fopeify/${id}/${name}`, 'float32'));
+      t.dispose();
+    };
     try {
+      let done = 0;
       for (const name of all) {
         const src = byCanonical.get(name)!;
-        const info = ckpt.info(src);
+        const shape = ckpt.info(src).shape;
         const data = await ckpt.readFloat32(src);
-        const t = tf.tensor(data, info.shape, 'float32');
-        const isCoef = coefNames.includes(name);
-        weights.set(name, tf.variable(t, isCoef ? false : isTrainable(name), `fopeify/${id}/${name}`, 'float32'));
-        t.dispose();
-        options.onProgress?.(weights.size, all.length, name);
+        const trainable = coefNames.includes(name) ? false : isTrainable(name);
+        if (inference && isLinearWeight(name)) {
+          add(name + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], trainable);
+        } else {
+          add(name, data, shape, trainable);
+          if (inference && name === 'model.embed_tokens.weight' && !wanted.some((w) => w.name === 'lm_head.weight')) {
+            add('lm_head.weight' + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], false);
+          }
+        }
+        options.onProgress?.(++done, all.length, name);
       }
     } catch (err) {
       for (const v of weights.values()) v.dispose();

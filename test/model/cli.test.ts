@@ -28,9 +28,9 @@ describe('fopeify logits / ppl / generate', () => {
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { logits: number[][] };
     expect(out.logits).toHaveLength(3);
-    const model = await loadModel(dir);
+    const model = await loadModel(dir, { layout: 'inference' });
     expect(out.logits[0]).toHaveLength(model.spec.vocabSize);
-    expect(relMaxError(out.logits, rows(model.forward([1, 2, 3])))).toBe(0);
+    expect(relMaxError(out.logits, rows(model.forward([1, 2, 3])))).toBeLessThan(1e-6);
     model.dispose();
     expect(r.stderr).toContain('backend cpu');
   });

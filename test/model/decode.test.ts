@@ -36,7 +36,7 @@ beforeAll(async () => {
   fopeDir = path.join(root, 'fope');
   await convertModel({ model: src, outDir: fopeDir, initFactor: 0.4, layout: 'per-layer', yarn: 2 });
   rope = await loadModel(src);
-  fope = await loadModel(fopeDir);
+  fope = await loadModel(fopeDir, { layout: 'inference' });
 });
 afterAll(() => {
   rope?.dispose();

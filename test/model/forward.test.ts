@@ -19,15 +19,20 @@ const TOL = 1e-4;
 
 beforeAll(useCpu);
 
+/** Relative max error against the reference, the worse of the 'hf' and 'inference' weight layouts. */
 async function compare(dir: string, ids = IDS, positions?: number[]): Promise<number> {
-  const model = await loadModel(dir);
-  try {
-    const got = rows(model.forward(ids, positions ? { positions } : {}));
-    const want = referenceLogits(await loadReference(dir), ids, positions);
-    return relMaxError(got, want);
-  } finally {
-    model.dispose();
+  const want = referenceLogits(await loadReference(dir), ids, positions);
+  let worst = 0;
+  for (const layout of ['hf', 'inference'] as const) {
+    const model = await loadModel(dir, { layout });
+    try {
+      expect(model.layout).toBe(layout);
+      worst = Math.max(worst, relMaxError(rows(model.forward(ids, positions ? { positions } : {})), want));
+    } finally {
+      model.dispose();
+    }
   }
+  return worst;
 }
 
 describe('RoPE checkpoints match the float64 reference', () => {
