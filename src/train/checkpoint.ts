@@ -42,6 +42,8 @@ export interface CheckpointState {
   conversion: ConversionInfo;
   /** Description of the training data. */
   data: string;
+  /** The --data argument (null for in-memory texts), the default of a resumed run. */
+  dataArg: string | null;
 }
 
 export function checkpointName(step: number): string {

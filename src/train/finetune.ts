@@ -265,7 +265,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     for (const v of prepared.weights.values()) parameters += v.size;
 
     const evalBatches = Math.max(1, options.evalBatches ?? 4);
-    const dataArg = resumeState ? (options.data ?? undefined) : options.data;
+    const dataArg = options.data ?? (resumeState?.dataArg ?? undefined);
     const data = await buildData(dataArg, tok, eos, settings, evalBatches, log);
     if (resumeState && resumeState.data !== data.description) {
       throw new FopeifyError('BAD_ARGUMENT', `--resume: the data differs from the checkpoint's (${resumeState.data}); give the same --data`);
@@ -324,6 +324,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       config: prepared.config,
       conversion: prepared.conversion,
       data: data.description,
+      dataArg: typeof dataArg === 'string' ? dataArg : dataArg === undefined ? SYNTHETIC_PASSKEY : null,
     });
     const keep = options.keepCheckpoints ?? 2;
     let lastCheckpoint: string | null = resumeDir;
@@ -504,7 +505,6 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       await pruneCheckpoints(outDir, 0);
       result.checkpoint = null;
     }
-    log(`wrote ${outDir}`);
     return result;
   } finally {
     optimizer?.dispose();
