@@ -7,6 +7,8 @@ export {
   decoderLayer,
   selfAttention,
   fopeCoefficients,
+  RotaryProvider,
+  type LayerContext,
   type ForwardOptions,
   type TokenIds,
 } from './llama.js';

@@ -72,16 +72,21 @@ export function fopeCoefficients(weights: WeightMap, layout: FopeLayout | null, 
   return { shape: s.shape, sin: tensorData(s), cos: tensorData(c) };
 }
 
-/** Rotary tables per layer for one call, built lazily (shared tables are built once). */
-class RotaryProvider {
+/**
+ * Rotary tables per layer for one set of positions, built lazily (shared tables once). Exposed for
+ * per-layer callers (e.g. a trainer recomputing layers under tf.customGrad); dispose() when done.
+ */
+export class RotaryProvider {
   private shared: RotaryTables | null = null;
   private perLayer = new Map<number, RotaryTables>();
+  private readonly layout: FopeLayout | null;
   constructor(
     private readonly weights: WeightMap,
     private readonly spec: ModelSpec,
-    private readonly layout: FopeLayout | null,
     private readonly positions: ArrayLike<number>,
-  ) {}
+  ) {
+    this.layout = detectFopeLayout(weights.keys(), spec.numLayers);
+  }
 
   get(layer: number): RotaryTables {
     if (this.layout !== 'per-layer') {
@@ -123,11 +128,14 @@ class RotaryProvider {
   }
 }
 
-interface LayerContext {
+/** What one decoder layer needs besides its input: weights, shapes, where the queries sit, the cache. */
+export interface LayerContext {
   weights: WeightMap;
   spec: ModelSpec;
+  /** Batch and sequence length of this call (the layer's input is `[B·T, H]`). */
   B: number;
   T: number;
+  /** Sequence index of this call's first token (the cache length, 0 without a cache). */
   qStart: number;
   cache?: KvCache;
   queryBlock?: number;
@@ -215,8 +223,7 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
     positions = p;
   }
   if (cache && cache.numLayers !== spec.numLayers) throw new FopeifyError('BAD_ARGUMENT', 'the KV cache belongs to another model');
-  const layout = detectFopeLayout(weights.keys(), spec.numLayers);
-  const rotary = new RotaryProvider(weights, spec, layout, positions);
+  const rotary = new RotaryProvider(weights, spec, positions);
   const ctx: LayerContext = {
     weights,
     spec,
