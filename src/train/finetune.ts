@@ -34,7 +34,8 @@ import {
   type OutputDtype,
 } from './output.js';
 import { passkeyAccuracy, passkeyChunks } from './passkey.js';
-import { prepareModel, type ConversionInfo } from './prepare.js';
+import { checkRecipe, prepareModel, type ConversionInfo } from './prepare.js';
+import { loadModelSpec } from '../config/load.js';
 import { loadRecipe, resolveTrainSettings, type Recipe, type TrainOverrides, type TrainSettings } from './recipe.js';
 import { learningRate } from './schedule.js';
 
@@ -186,11 +187,6 @@ async function buildData(
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
   const started = Date.now();
   const log = options.onLog ?? (() => undefined);
-  let backend: BackendInfo | undefined;
-  if (options.backend !== undefined || options.threads !== undefined) {
-    backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quietBackend });
-  } else backend = currentBackend();
-  const backendDesc = backend?.description ?? tf.getBackend();
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
     throw new FopeifyError('BAD_ARGUMENT', `--stop-after must be a positive integer (got ${options.stopAfter})`);
   }
@@ -205,13 +201,9 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     resumeDir = await latestCheckpoint(outDir);
     if (!resumeDir) throw new FopeifyError('BAD_ARGUMENT', `--resume: no checkpoint in ${path.join(outDir, 'checkpoints')}`);
     resumeState = await readCheckpointState(resumeDir);
-  } else if (!(await isEmptyOrMissing(outDir))) {
-    if (!options.force) {
-      throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (--resume continues its newest checkpoint, --force starts over)`);
-    }
-    await fs.rm(outDir, { recursive: true, force: true });
+  } else if (!(await isEmptyOrMissing(outDir)) && !options.force) {
+    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (--resume continues its newest checkpoint, --force starts over)`);
   }
-  await fs.mkdir(outDir, { recursive: true });
 
   // Recipe and settings.
   const recipeName = resumeState ? resumeState.recipe : options.recipe === undefined || options.recipe === null ? null : options.recipe;
@@ -233,8 +225,19 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     if (options.recipe && options.recipe !== recipeName) log(`note: --recipe ${options.recipe} ignored: the checkpoint was trained with ${recipeName ?? 'none'}`);
   } else settings = resolveTrainSettings(recipe, options.settings ?? {});
 
-  // Model, conversion, tokenizer.
+  // Everything that can be refused from the config alone is refused before any work starts.
   const resolved = await resolveModel(options.model, options);
+  checkRecipe(await loadModelSpec(resolved.dir), recipe, settings.seqLen);
+  if (!resumeState && options.force) await fs.rm(outDir, { recursive: true, force: true });
+  await fs.mkdir(outDir, { recursive: true });
+
+  let backend: BackendInfo | undefined;
+  if (options.backend !== undefined || options.threads !== undefined) {
+    backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quietBackend });
+  } else backend = currentBackend();
+  const backendDesc = backend?.description ?? tf.getBackend();
+
+  // Model, conversion, tokenizer.
   options.onLoad?.(`loading ${options.model}`);
   const prepared = await prepareModel(resolved.dir, recipe, settings.seqLen, {
     onProgress: (d, t) => options.onLoad?.(`loading ${options.model}: ${d}/${t} tensors`),

@@ -82,6 +82,23 @@ function requestedYarn(recipe: Recipe | null, spec: ModelSpec, seqLen: number, n
   return factor;
 }
 
+/**
+ * Can this recipe train this model at seq-len? Throws a clear error when not (cheap: config only, so a
+ * caller can check before loading anything). Returns the YaRN factor to add, if any.
+ */
+export function checkRecipe(spec: ModelSpec, recipe: Recipe | null, seqLen: number, notes: string[] = []): number | undefined {
+  if (recipe?.requiresFope && !spec.fope) {
+    throw new FopeifyError(
+      'BAD_ARGUMENT',
+      `recipe ${recipe.name} fine-tunes a FoPE model, and the model has no FoPE settings; convert it first (fopeify convert <model> -o <dir>) or use --recipe fope-yarn`,
+    );
+  }
+  if (recipe?.convert?.fope && spec.fope) {
+    throw new FopeifyError('BAD_ARGUMENT', `recipe ${recipe.name} converts to FoPE, and the model already is a FoPE model; use --recipe fope`);
+  }
+  return requestedYarn(recipe, spec, seqLen, notes);
+}
+
 let prepareCounter = 0;
 
 export async function prepareModel(
@@ -92,22 +109,13 @@ export async function prepareModel(
 ): Promise<PreparedModel> {
   const spec = await loadModelSpec(dir);
   const notes: string[] = [];
-  if (recipe?.requiresFope && !spec.fope) {
-    throw new FopeifyError(
-      'BAD_ARGUMENT',
-      `recipe ${recipe.name} fine-tunes a FoPE model, and ${dir} has no FoPE settings; convert it first (fopeify convert <model> -o <dir>) or use --recipe fope-yarn`,
-    );
-  }
-  const yarn = requestedYarn(recipe, spec, seqLen, notes);
+  const yarn = checkRecipe(spec, recipe, seqLen, notes);
   const load = () => loadWeights(dir, spec, { onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
   let config: Record<string, unknown> = structuredClone(spec.raw);
   let conversion: ConversionInfo = { kind: 'none', maxPositionEmbeddings: null, notes };
   let weights: Map<string, tf.Variable>;
 
   if (recipe?.convert?.fope) {
-    if (spec.fope) {
-      throw new FopeifyError('BAD_ARGUMENT', `recipe ${recipe.name} converts to FoPE, and the model already is a FoPE model; use --recipe fope`);
-    }
     const initFactor = recipe.convert.initFactor ?? DEFAULT_SETTINGS.initFactor;
     const plan = planConversion(spec, { ...DEFAULT_SETTINGS, initFactor, yarn, originalLength: yarn ? originalLength(spec) : undefined });
     weights = (await load()).weights;
