@@ -84,7 +84,9 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
           decode_tokens_per_second: tokensPerSecond,
         });
       } else {
-        if (completion.startsWith(printed)) process.stdout.write(completion.slice(printed.length));
+        // The streamed text is a prefix of the completion unless a later byte rewrote an earlier
+        // undecodable one; then print the final text whole on a fresh line.
+        process.stdout.write(completion.startsWith(printed) ? completion.slice(printed.length) : `\n${completion}`);
         process.stdout.write('\n');
         process.stderr.write(
           `${res.tokens.length} tokens (${res.stopReason}); prefill ${prompt.length} tokens in ${(res.prefillMs / 1000).toFixed(2)} s` +
