@@ -50,6 +50,25 @@ describe('RoPE checkpoints match the float64 reference', () => {
     expect(await compare(dir)).toBeLessThan(TOL);
   });
 
+  it('Llama with attention_bias (q/k/v/o) and mlp_bias', async () => {
+    const src = await fixture(root, { kind: 'llama', seed: 9 });
+    const dir = path.join(root, 'biases');
+    const bias = (name: string, n: number) => ({ name, shape: [n], data: Float32Array.from({ length: n }, (_, i) => 0.1 * Math.sin(i * 0.37 + name.length)) });
+    const extra = [];
+    for (let l = 0; l < 2; l++) {
+      const a = `model.layers.${l}.self_attn`;
+      const m = `model.layers.${l}.mlp`;
+      extra.push(bias(`${a}.q_proj.bias`, 64), bias(`${a}.k_proj.bias`, 32), bias(`${a}.v_proj.bias`, 32), bias(`${a}.o_proj.bias`, 64));
+      extra.push(bias(`${m}.gate_proj.bias`, 128), bias(`${m}.up_proj.bias`, 128), bias(`${m}.down_proj.bias`, 64));
+    }
+    await renameTensors(src, dir, (n) => n, (c) => ((c.attention_bias = true), (c.mlp_bias = true)), extra);
+    const model = await loadModel(dir);
+    expect(model.weights.has('model.layers.1.self_attn.o_proj.bias')).toBe(true);
+    expect(model.weights.has('model.layers.1.mlp.down_proj.bias')).toBe(true);
+    model.dispose();
+    expect(await compare(dir)).toBeLessThan(TOL);
+  });
+
   it('GQA with 4 query heads per KV head and partial rotary', async () => {
     const src = await fixture(root, { kind: 'llama', seed: 6, shape: { numHeads: 8, numKvHeads: 2, hiddenSize: 64 } });
     const dir = path.join(root, 'partial');

@@ -19,7 +19,13 @@ export function rows(t: tf.Tensor3D): Float32Array[] {
 }
 
 /** Copy a model folder with every tensor renamed (e.g. to `model.language_model.*`). */
-export async function renameTensors(src: string, dst: string, rename: (name: string) => string, configEdit?: (c: Record<string, unknown>) => void): Promise<void> {
+export async function renameTensors(
+  src: string,
+  dst: string,
+  rename: (name: string) => string,
+  configEdit?: (c: Record<string, unknown>) => void,
+  extra: { name: string; shape: number[]; data: Float32Array }[] = [],
+): Promise<void> {
   await fs.mkdir(dst, { recursive: true });
   const ckpt = await Checkpoint.open(src);
   const tensors = [];
@@ -27,6 +33,7 @@ export async function renameTensors(src: string, dst: string, rename: (name: str
     tensors.push({ name: rename(name), dtype: info.dtype, shape: info.shape, data: await ckpt.readBytes(name) });
   }
   await ckpt.close();
+  for (const e of extra) tensors.push({ name: e.name, dtype: 'F32', shape: e.shape, data: new Uint8Array(e.data.buffer) });
   await writeSafetensors(path.join(dst, 'model.safetensors'), tensors, { format: 'pt' });
   const cfg = JSON.parse(await fs.readFile(path.join(src, 'config.json'), 'utf8')) as Record<string, unknown>;
   configEdit?.(cfg);
