@@ -53,12 +53,14 @@ function idsTensor(ids: TokenIds): { t: tf.Tensor2D; owned: boolean } {
   return { t: tf.tensor2d(flat, [rows.length, T], 'int32'), owned: true };
 }
 
-const coefCache = new WeakMap<tf.Tensor, Float32Array>();
+/** Plain data of coefficient tensors, keyed by their data (a Variable that is assigned gets a new dataId). */
+const coefCache = new WeakMap<object, Float32Array>();
 function tensorData(t: tf.Tensor): Float32Array {
-  let d = coefCache.get(t);
+  const key = t.dataId as object;
+  let d = coefCache.get(key);
   if (!d) {
     d = t.dataSync() as Float32Array;
-    coefCache.set(t, d);
+    coefCache.set(key, d);
   }
   return d;
 }

@@ -210,6 +210,15 @@ describe('API for later work', () => {
     all.dispose();
   });
 
+  it('assigning a coefficient variable is seen by the next forward pass', async () => {
+    const m = await loadModel(fopeDir);
+    const before = rows(m.forward(IDS.slice(0, 5)));
+    const v = m.weights.get('model.layers.0.self_attn.rotary_emb.sin_coef')!;
+    v.assign(tf.zerosLike(v));
+    expect(relMaxError(rows(m.forward(IDS.slice(0, 5))), before)).toBeGreaterThan(1e-4);
+    m.dispose();
+  });
+
   it('the fixture tokenizer loads with types and round-trips text', async () => {
     const tok = await loadTokenizer(fopeDir);
     const ids = tok.encode('Hello, wörld!', { addSpecialTokens: false });
