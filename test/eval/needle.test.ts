@@ -132,6 +132,33 @@ describe('runNeedle with fake models', () => {
     expect(records.every((r) => r.key >= 1_000_000 && r.haystack?.startsWith('sha256:'))).toBe(true);
   });
 
+  it('models with another tokenizer get the same text, their own token counts, and a warning', async () => {
+    const inner = oracleLoader();
+    // "B" tokenizes two bytes per token.
+    const pairs = {
+      encode: (text: string) => {
+        const b = byteTokenizer.encode(text);
+        return Array.from({ length: Math.ceil(b.length / 2) }, (_, i) => b[2 * i]! * 256 + (b[2 * i + 1] ?? 0));
+      },
+    };
+    const loader = {
+      ...inner,
+      load: async (name: string) => {
+        const m = await inner.load(name);
+        if (name !== 'B') return m;
+        return { ...m, encode: pairs.encode, generateGreedy: (ids: number[], k: number) => m.generateGreedy(m.encode(ids.map((x) => String.fromCharCode(x >> 8, x & 255)).join('').replace(/\0$/, '')), k) };
+      },
+    };
+    const warnings: string[] = [];
+    const out = outDir();
+    await runNeedle({ models: ['A', 'B'], out, lengths: [400], depths: [0.5], trials: 2, loader, onWarning: (w) => warnings.push(w) });
+    expect(inner.loaded[1]!.prompts).toEqual(inner.loaded[0]!.prompts);
+    const records = await readRecords(path.join(out, 'results.jsonl'));
+    expect(records.filter((r) => r.model === 'A').map((r) => r.prompt_tokens)).toEqual([400, 400]);
+    expect(records.filter((r) => r.model === 'B').map((r) => r.prompt_tokens)).toEqual([200, 200]);
+    expect(warnings.some((w) => /B tokenizes the prompts differently from A \(200 vs 400 tokens/.test(w))).toBe(true);
+  });
+
   it('checks its options', async () => {
     const base = { models: ['A'], out: outDir(), loader: oracleLoader() };
     await expect(runNeedle({ ...base, depths: [50] })).rejects.toThrow(/fractions/);
