@@ -142,7 +142,11 @@ class HttpError extends Error {
 export interface HubServerOptions {
   /** Entries per page of a tree listing (the real Hub uses ~1000; tests use small pages to paginate). */
   treePageSize?: number;
-  /** Redirect LFS downloads to a CDN path, as the real Hub does (default true). */
+  /**
+   * Redirect LFS downloads to a "CDN" on another port, as the real Hub redirects to another host (default
+   * true). Python's huggingface_hub compares host names only and would follow a redirect to 127.0.0.1;
+   * start with `false` to serve it.
+   */
   lfsRedirect?: boolean;
   /** Name whoami reports. */
   userName?: string;
@@ -156,7 +160,10 @@ export class HubServer {
   /** The same, per repository. */
   readonly lfsUploadsByRepo = new Map<string, string[]>();
   url = '';
+  /** The "CDN" LFS downloads are redirected to: another origin (port), as on the real Hub. */
+  cdnUrl = '';
   private server: http.Server;
+  private cdn: http.Server;
   private injections: (Injection & { left: number })[] = [];
   private pendingUploads = new Map<string, { repo: string; oid: string; size: number }>();
   private counter = 0;
@@ -165,24 +172,30 @@ export class HubServer {
 
   private constructor(opts: HubServerOptions) {
     this.opts = { treePageSize: opts.treePageSize ?? 1000, lfsRedirect: opts.lfsRedirect ?? true, userName: opts.userName ?? 'tester' };
-    this.server = http.createServer((req, res) => {
+    const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) this.json(res, 500, { error: `test server bug: ${(err as Error).message}` });
         else res.destroy();
       });
-    });
+    };
+    this.server = http.createServer(listener);
+    this.cdn = http.createServer(listener);
   }
 
   static async start(opts: HubServerOptions = {}): Promise<HubServer> {
     const s = new HubServer(opts);
     await new Promise<void>((resolve) => s.server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => s.cdn.listen(0, '127.0.0.1', resolve));
     s.url = `http://127.0.0.1:${(s.server.address() as AddressInfo).port}`;
+    s.cdnUrl = `http://127.0.0.1:${(s.cdn.address() as AddressInfo).port}`;
     return s;
   }
 
   async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const srv of [this.server, this.cdn]) {
+      srv.closeAllConnections();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
   }
 
   // ---------------------------------------------------------------- test controls
@@ -604,7 +617,8 @@ export class HubServer {
       objects?: { oid: string; size: number }[];
     };
     const repo = body.operation === 'upload' ? this.writable(repoId, level) : this.readable(repoId, level);
-    if (body.hash_algo && body.hash_algo !== 'sha_256') throw new HttpError(422, 'Unsupported hash algorithm');
+    // @huggingface/hub sends "sha_256", Python's huggingface_hub "sha256"; the Hub takes both.
+    if (body.hash_algo && body.hash_algo !== 'sha_256' && body.hash_algo !== 'sha256') throw new HttpError(422, 'Unsupported hash algorithm');
     const objects = (body.objects ?? []).map((o) => {
       if (!/^[0-9a-f]{64}$/.test(o.oid) || !Number.isInteger(o.size) || o.size < 0) {
         return { oid: o.oid, size: o.size, error: { code: 422, message: 'Invalid object: oid must be a sha256 and size a non-negative integer' } };
@@ -729,7 +743,7 @@ export class HubServer {
     if (f.lfs && kind === 'resolve') {
       const linked = { ...common, 'X-Linked-ETag': `"${f.lfs.oid}"`, 'X-Linked-Size': String(f.lfs.size) };
       if (this.opts.lfsRedirect) {
-        res.writeHead(302, { ...linked, Location: `${this.url}/lfs-cdn/${encodeURIComponent(repoId)}/${f.lfs.oid}`, 'Content-Length': 0 });
+        res.writeHead(302, { ...linked, Location: `${this.cdnUrl}/lfs-cdn/${encodeURIComponent(repoId)}/${f.lfs.oid}`, 'Content-Length': 0 });
         res.end();
         return;
       }
