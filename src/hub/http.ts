@@ -83,6 +83,7 @@ function onlyRateLimitRetry(method: string, url: string): boolean {
 /** Node's fetch wraps socket errors: TypeError('fetch failed', { cause: { code: 'ECONNRESET' } }). */
 export function networkErrorCode(err: unknown): string | undefined {
   if (!(err instanceof Error)) return undefined;
+  if (err.name === 'TimeoutError') return 'ETIMEDOUT';
   const cause = (err as { cause?: { code?: unknown } }).cause;
   if (cause && typeof cause === 'object' && typeof cause.code === 'string') return cause.code;
   const own = (err as { code?: unknown }).code;
@@ -97,27 +98,51 @@ function bufferable(method: string, url: string): boolean {
   return method !== 'PUT' && method !== 'HEAD' && (/\/api\//.test(url) || /\.git\/info\/lfs\/objects\/batch$/.test(url));
 }
 
-export function createHubFetch(base: typeof fetch = globalThis.fetch, retry: RetryOptions = {}): HubFetch {
-  const r = retrySettings(retry);
+export interface HubFetchOptions extends RetryOptions {
+  /**
+   * The Hub's origin: an Authorization header is only ever sent there. The library would send the token
+   * to whatever URL a server names (a `Link: rel="next"` page on another host, for one); we drop it.
+   */
+  authOrigin?: string;
+  /** Bound on each API read (GET) including its body, so a server that never answers does not hang us. */
+  timeoutMs?: number;
+}
+
+export function createHubFetch(base: typeof fetch = globalThis.fetch, options: HubFetchOptions = {}): HubFetch {
+  const r = retrySettings(options);
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const authOrigin = options.authOrigin ? new URL(options.authOrigin).origin : undefined;
   const state: FetchState = { errorCodes: new Map(), lastAttempts: 1 };
-  const wrapped = async (input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> => {
+  const wrapped = async (input: Parameters<typeof fetch>[0], initIn?: RequestInit): Promise<Response> => {
     const url = urlOf(input);
-    const method = (init?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')).toUpperCase();
+    const method = (initIn?.method ?? (typeof input === 'object' && 'method' in input ? input.method : 'GET')).toUpperCase();
+    let init = initIn;
+    if (authOrigin && init?.headers && new URL(url).origin !== authOrigin) {
+      const headers = new Headers(init.headers);
+      headers.delete('Authorization');
+      init = { ...init, headers };
+    }
     const rateLimitOnly = onlyRateLimitRetry(method, url);
     // A stream body cannot be sent twice; strings, Blobs and buffers (all the library uses) can.
     const replayable = !(init?.body instanceof ReadableStream);
+    const buffer = bufferable(method, url);
+    /** After a network error: whether to stop retrying (and rethrow). */
+    const giveUp = (code: string | undefined, attempt: number): boolean => {
+      const stop = Boolean(initIn?.signal?.aborted) || !code || rateLimitOnly || !replayable || attempt >= r.retries;
+      if (code) state.lastRetried = code;
+      if (stop) state.lastAttempts = attempt + 1;
+      return stop;
+    };
     for (let attempt = 0; ; attempt++) {
+      // API reads get a deadline (headers and body); uploads and downloads do not (they can be long).
+      const deadline = buffer && method === 'GET' ? AbortSignal.timeout(timeoutMs) : undefined;
+      const signal = deadline ? (init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline) : init?.signal;
+      const codeOf = (err: unknown): string | undefined => (deadline?.aborted && !initIn?.signal?.aborted ? 'ETIMEDOUT' : networkErrorCode(err));
       let res: Response;
       try {
-        res = await base(input, init);
+        res = await base(input, signal ? { ...init, signal } : init);
       } catch (err) {
-        const code = networkErrorCode(err);
-        if (init?.signal?.aborted || !code || rateLimitOnly || !replayable || attempt >= r.retries) {
-          state.lastAttempts = attempt + 1;
-          if (code) state.lastRetried = code;
-          throw err;
-        }
-        state.lastRetried = code;
+        if (giveUp(codeOf(err), attempt)) throw err;
         await r.sleep(backoffMs(attempt, r));
         continue;
       }
@@ -136,19 +161,14 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, retry: Ret
           continue;
         }
       }
-      if (bufferable(method, url)) {
+      if (buffer) {
         // API answers are small JSON: read them here, so a connection cut mid-body is retried like one cut
         // before the headers (the library would otherwise fail in res.json()).
         let body: ArrayBuffer;
         try {
           body = await res.arrayBuffer();
         } catch (err) {
-          const code = networkErrorCode(err);
-          if (init?.signal?.aborted || !code || rateLimitOnly || !replayable || attempt >= r.retries) {
-            state.lastAttempts = attempt + 1;
-            throw err;
-          }
-          state.lastRetried = code;
+          if (giveUp(codeOf(err), attempt)) throw err;
           await r.sleep(backoffMs(attempt, r));
           continue;
         }

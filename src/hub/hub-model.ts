@@ -93,7 +93,12 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
   // 2. The Hub.
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
-  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep });
+  const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
+    retries: options.retries,
+    sleep: options.sleep,
+    authOrigin: endpoint,
+    timeoutMs: options.stallTimeoutMs,
+  });
   const errCtx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'read', revision, state: hf.state };
   const common = { hubUrl: endpoint, fetch: hf.fetch, ...(token ? { accessToken: token } : {}) };
 

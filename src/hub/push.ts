@@ -162,7 +162,7 @@ export async function push(options: PushOptions): Promise<PushResult> {
 
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
-  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep });
+  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep, authOrigin: endpoint });
   const ctx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'write', revision: branch, state: hf.state };
   if (!token) {
     throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);

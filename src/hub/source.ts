@@ -21,7 +21,7 @@ export interface ModelSourceOptions {
   retries?: number;
   /** Injected sleep used between retries (tests pass a recorder so they do not wait). */
   sleep?: (ms: number) => Promise<void>;
-  /** Abort a download whose body stalls this long without a byte (default 60 000 ms). */
+  /** Abort (and retry) a download whose body stalls this long without a byte, or an API read that takes this long (default 60 000 ms). */
   stallTimeoutMs?: number;
 }
 

@@ -336,9 +336,11 @@ export class HubServer {
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': text.length, ...headers });
     // A JSON answer can be cut mid-body too (a listing page, model info).
     const req = this.reqOf.get(res);
-    const fault = status < 300 && req ? this.takeFault(req, ['hangup']) : undefined;
-    if (fault?.kind === 'hangup') {
-      res.write(text.subarray(0, Math.min(fault.afterBytes, text.length)), () => setTimeout(() => res.socket?.destroy(), 5));
+    const fault = status < 300 && req ? this.takeFault(req, ['hangup', 'stall']) : undefined;
+    if (fault?.kind === 'hangup' || fault?.kind === 'stall') {
+      res.write(text.subarray(0, Math.min(fault.afterBytes, text.length)), () => {
+        if (fault.kind === 'hangup') setTimeout(() => res.socket?.destroy(), 5);
+      });
       return;
     }
     res.end(text);

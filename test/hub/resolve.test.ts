@@ -230,6 +230,13 @@ describe('Hub failures', () => {
     expect(o.delays).toHaveLength(2);
   });
 
+  it('an API read that never completes times out and is retried', async () => {
+    const o = await opts({ stallTimeoutMs: 200 });
+    hub.inject({ path: '/tree/', fault: { kind: 'stall', afterBytes: 10 } });
+    expect((await resolveHubModel('org/single', o)).kind).toBe('hub');
+    expect(o.delays).toHaveLength(1);
+  });
+
   it('5xx beyond the retry budget is a clear HUB_ERROR', async () => {
     const o = await opts({ retries: 2 });
     hub.inject({ path: '/api/models/org/single/revision/', times: 10, fault: { kind: 'status', status: 500 } });
