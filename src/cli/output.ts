@@ -19,7 +19,9 @@ export function createReporter(options: { json?: boolean; quiet?: boolean } = {}
   if (silent) {
     return { update() {}, done() {}, info() {}, stop() {} };
   }
-  if (!process.stderr.isTTY) {
+  // A pseudo-terminal of zero width (e.g. under `script`) makes ora's line wrapping loop forever: treat it
+  // like a log file.
+  if (!process.stderr.isTTY || !(process.stderr.columns > 0)) {
     // Non-interactive: print each distinct progress line at most every 2 s so logs stay readable.
     let last = 0;
     return {
