@@ -36,6 +36,10 @@ export interface TinyCheckpointOptions {
   shape?: Partial<ModelShape>;
   /** Std of random linear weights. */
   initStd?: number;
+  /** Std of the embedding table (default 0.5: large enough that untrained fixtures give varied logits). */
+  embedStd?: number;
+  /** Std of the noise around 1 in norm weights (default 0.1; 0 for a clean init to train from). */
+  normNoise?: number;
   /** Write the byte-level tokenizer (default true). */
   tokenizer?: boolean;
 }
@@ -178,9 +182,9 @@ export async function writeTinyCheckpoint(dir: string, options: TinyCheckpointOp
       const rng = new SeededRandom(seed, t.name);
       const n = t.shape.reduce((a, b) => a * b, 1);
       const v = new Float32Array(n);
-      if (t.kind === 'norm') for (let i = 0; i < n; i++) v[i] = 1 + 0.1 * rng.normal();
+      if (t.kind === 'norm') for (let i = 0; i < n; i++) v[i] = 1 + (options.normNoise ?? 0.1) * rng.normal();
       else {
-        const s = t.kind === 'bias' ? 0.05 : t.kind === 'embed' ? 0.5 : std;
+        const s = t.kind === 'bias' ? 0.05 : t.kind === 'embed' ? (options.embedStd ?? 0.5) : std;
         for (let i = 0; i < n; i++) v[i] = s * rng.normal();
       }
       return encodeFromF32(v, dtype);
