@@ -33,8 +33,11 @@ function fill(n, seed) {
   return v;
 }
 
-/** Median seconds of `reps` runs of fn (after one warm-up), capped by a time budget. */
-function timeIt(fn, { reps = 5, budgetS = 3 } = {}) {
+/**
+ * Best (minimum) seconds of up to `reps` runs of fn after one warm-up, capped by a time budget.
+ * The minimum, not the mean: on a shared machine it is the run least disturbed by other work.
+ */
+function timeIt(fn, { reps = 7, budgetS = 4 } = {}) {
   fn();
   const times = [];
   const start = performance.now();
@@ -44,8 +47,7 @@ function timeIt(fn, { reps = 5, budgetS = 3 } = {}) {
     times.push((performance.now() - t) / 1000);
     if ((performance.now() - start) / 1000 > budgetS) break;
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)];
+  return Math.min(...times);
 }
 
 function tfMatMulTimer(s, a, b, opts) {

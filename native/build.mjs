@@ -67,6 +67,11 @@ mkdirSync(outDir, { recursive: true });
 const tmp = `${out}.tmp-${process.pid}`;
 const args = [
   '-O2',
+  // Vectorise the elementwise loops; never fuse a*b+c into an FMA (results must match JS bit for bit).
+  '-ftree-vectorize',
+  '-ffp-contract=off',
+  '-fno-fast-math',
+  '-fno-math-errno', // sqrt: no errno branch, so the loop vectorises; results are unchanged
   '-std=c11',
   '-D_GNU_SOURCE',
   '-fPIC',
@@ -85,7 +90,7 @@ if (process.platform === 'darwin') {
 } else {
   // On Linux a shared library may have unresolved symbols; node provides napi_* at dlopen time.
   // libdl is part of libc on glibc >= 2.34 but older systems need it named.
-  args.push('-ldl');
+  args.push('-ldl', '-lm');
 }
 if (process.env.FOPEIFY_NATIVE_CFLAGS) args.push(...process.env.FOPEIFY_NATIVE_CFLAGS.split(/\s+/).filter(Boolean));
 

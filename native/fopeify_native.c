@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #if defined(_WIN32)
 /* Windows is not supported by this addon (the build script says so and skips it). */
@@ -423,6 +424,159 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- elementwise arithmetic ----
+ * tfjs-cpu computes each element as a JavaScript (double precision) expression of float32 inputs and
+ * stores the result to a Float32Array. Doing exactly that here - double arithmetic, one conversion
+ * to float at the store - gives bit-identical results (build with -ffp-contract=off so the compiler
+ * cannot fuse a*b+c into an FMA). The loops vectorise; JS does not. Only IEEE-exact operations
+ * (+ - * / sqrt) are here: exp/log/tanh would need V8's own libm to match bit for bit.
+ * Runs on the calling (JS) thread with its normal MXCSR, so denormals behave as in JS.
+ */
+enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3, OP_SQDIFF = 4 };
+enum { UOP_NEG = 0, UOP_SQUARE = 1, UOP_SQRT = 2, UOP_RSQRT = 3, UOP_RELU = 4, UOP_ABS = 5 };
+
+#define BIN_LOOP(EXPR)                                                                                     \
+  for (int64_t o = 0; o < total; o += n) {                                                                 \
+    if (ia == 1 && ib == 1) {                                                                              \
+      const float *pa = A + offA, *pb = B + offB;                                                          \
+      float *po = O + o;                                                                                   \
+      for (int64_t j = 0; j < n; j++) {                                                                    \
+        double a = pa[j], b = pb[j];                                                                       \
+        po[j] = (float)(EXPR);                                                                             \
+      }                                                                                                    \
+    } else if (ia == 1 && ib == 0) {                                                                       \
+      const float *pa = A + offA;                                                                          \
+      const double b = B[offB];                                                                            \
+      float *po = O + o;                                                                                   \
+      for (int64_t j = 0; j < n; j++) {                                                                    \
+        double a = pa[j];                                                                                  \
+        po[j] = (float)(EXPR);                                                                             \
+      }                                                                                                    \
+    } else if (ia == 0 && ib == 1) {                                                                       \
+      const double a = A[offA];                                                                            \
+      const float *pb = B + offB;                                                                          \
+      float *po = O + o;                                                                                   \
+      for (int64_t j = 0; j < n; j++) {                                                                    \
+        double b = pb[j];                                                                                  \
+        po[j] = (float)(EXPR);                                                                             \
+      }                                                                                                    \
+    } else {                                                                                               \
+      for (int64_t j = 0; j < n; j++) {                                                                    \
+        double a = A[offA + j * ia], b = B[offB + j * ib];                                                 \
+        O[o + j] = (float)(EXPR);                                                                          \
+      }                                                                                                    \
+    }                                                                                                      \
+    for (int d = nd - 2; d >= 0; d--) {                                                                    \
+      offA += sa[d];                                                                                       \
+      offB += sb[d];                                                                                       \
+      if (++idx[d] < shape[d]) break;                                                                      \
+      offA -= sa[d] * shape[d];                                                                            \
+      offB -= sb[d] * shape[d];                                                                            \
+      idx[d] = 0;                                                                                          \
+    }                                                                                                      \
+  }
+
+#define MAX_DIMS 16
+
+/* binary(op, A, B, out, geom): geom is a Float64Array [nd, shape[nd], strideA[nd], strideB[nd]] of
+ * the output's (collapsed) dims and each input's element strides (0 = broadcast). */
+static napi_value Binary(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t op;
+  float *A, *B, *O;
+  size_t lenA, lenB, lenO, glen;
+  napi_typedarray_type gt;
+  void *gptr;
+  napi_value gab;
+  size_t goff;
+  if (argc != 5 || napi_get_value_int32(env, argv[0], &op) != napi_ok || !get_f32_array(env, argv[1], &A, &lenA) ||
+      !get_f32_array(env, argv[2], &B, &lenB) || !get_f32_array(env, argv[3], &O, &lenO) ||
+      napi_get_typedarray_info(env, argv[4], &gt, &glen, &gptr, &gab, &goff) != napi_ok || gt != napi_float64_array) {
+    napi_throw_type_error(env, NULL, "binary: expected (op, Float32Array, Float32Array, Float32Array, Float64Array)");
+    return NULL;
+  }
+  const double *g = (const double *)gptr;
+  if (glen < 1 || g[0] < 1 || g[0] > MAX_DIMS || glen != 1 + 3 * (size_t)g[0] || op < OP_ADD || op > OP_SQDIFF) {
+    napi_throw_range_error(env, NULL, "binary: bad op or geometry");
+    return NULL;
+  }
+  const int nd = (int)g[0];
+  int64_t shape[MAX_DIMS], sa[MAX_DIMS], sb[MAX_DIMS], idx[MAX_DIMS];
+  int64_t total = 1, maxA = 0, maxB = 0;
+  for (int d = 0; d < nd; d++) {
+    shape[d] = (int64_t)g[1 + d];
+    sa[d] = (int64_t)g[1 + nd + d];
+    sb[d] = (int64_t)g[1 + 2 * nd + d];
+    idx[d] = 0;
+    if (shape[d] < 1 || sa[d] < 0 || sb[d] < 0) {
+      napi_throw_range_error(env, NULL, "binary: bad geometry");
+      return NULL;
+    }
+    total *= shape[d];
+    maxA += (shape[d] - 1) * sa[d];
+    maxB += (shape[d] - 1) * sb[d];
+  }
+  if (total > (int64_t)lenO || maxA >= (int64_t)lenA || maxB >= (int64_t)lenB) {
+    napi_throw_range_error(env, NULL, "binary: geometry exceeds the arrays");
+    return NULL;
+  }
+  const int64_t n = shape[nd - 1], ia = sa[nd - 1], ib = sb[nd - 1];
+  int64_t offA = 0, offB = 0;
+  switch (op) {
+    case OP_ADD: BIN_LOOP(a + b) break;
+    case OP_SUB: BIN_LOOP(a - b) break;
+    case OP_MUL: BIN_LOOP(a * b) break;
+    case OP_DIV: BIN_LOOP(a / b) break;
+    case OP_SQDIFF: BIN_LOOP((a - b) * (a - b)) break;
+  }
+  return NULL;
+}
+
+/* unary(op, X, out): out[i] = f(X[i]) for i < out.length, with JS's formula in double precision. */
+static napi_value Unary(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t op;
+  float *X, *O;
+  size_t lenX, lenO;
+  if (argc != 3 || napi_get_value_int32(env, argv[0], &op) != napi_ok || !get_f32_array(env, argv[1], &X, &lenX) ||
+      !get_f32_array(env, argv[2], &O, &lenO) || lenO > lenX || op < UOP_NEG || op > UOP_ABS) {
+    napi_throw_type_error(env, NULL, "unary: expected (op, Float32Array, Float32Array no longer than it)");
+    return NULL;
+  }
+  const int64_t n = (int64_t)lenO;
+  switch (op) {
+    case UOP_NEG:
+      for (int64_t i = 0; i < n; i++) O[i] = (float)(-1.0 * (double)X[i]);
+      break;
+    case UOP_SQUARE:
+      for (int64_t i = 0; i < n; i++) {
+        double x = X[i];
+        O[i] = (float)(x * x);
+      }
+      break;
+    case UOP_SQRT:
+      for (int64_t i = 0; i < n; i++) O[i] = (float)sqrt((double)X[i]);
+      break;
+    case UOP_RSQRT:
+      for (int64_t i = 0; i < n; i++) O[i] = (float)(1.0 / sqrt((double)X[i]));
+      break;
+    case UOP_RELU: /* Math.max(0, x): NaN stays NaN, -0 becomes +0 */
+      for (int64_t i = 0; i < n; i++) {
+        double x = X[i];
+        O[i] = (float)(x != x ? x : (x > 0 ? x : 0.0));
+      }
+      break;
+    case UOP_ABS:
+      for (int64_t i = 0; i < n; i++) O[i] = (float)fabs((double)X[i]);
+      break;
+  }
+  return NULL;
+}
+
 /* info() -> { loaded, library, kind, threads, config, flushDenormals } */
 static napi_value Info(napi_env env, napi_callback_info info) {
   (void)info;
@@ -448,6 +602,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"binary", NULL, Binary, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unary", NULL, Unary, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_value v;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

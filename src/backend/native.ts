@@ -45,6 +45,12 @@ export interface NativeAddon {
     strideB?: number,
     strideC?: number,
   ): void;
+  /**
+   * Elementwise op over collapsed broadcast geometry [nd, shape..., strideA..., strideB...] with
+   * tfjs-cpu's exact arithmetic (double, rounded once to float32). Absent in older builds.
+   */
+  binary?(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geom: Float64Array): void;
+  unary?(op: number, x: Float32Array, out: Float32Array): void;
   info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
   abiVersion: number;
 }

@@ -333,7 +333,7 @@ async function activate(
       replaceKernel(makeFusedMatMulKernel(blas.addon, be));
     }
   }
-  if (cand.fastKernels && cand.tfBackend === 'cpu') installFastKernels('cpu');
+  if (cand.fastKernels && cand.tfBackend === 'cpu') installFastKernels('cpu', blas?.addon);
   // wasm has no UnsortedSegmentSum, so tf.gather (embeddings) has no gradient there; cpu has one
   // that is O(segments x rows) (minutes for a 50k vocabulary). Ours is a plain scatter-add.
   let gatherGradient = cand.tfBackend !== 'wasm';

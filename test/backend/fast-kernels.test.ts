@@ -9,7 +9,8 @@ import { collapse, installFastKernels } from '../../src/backend/fast-kernels.js'
 import { restoreKernels } from '../../src/backend/registry.js';
 import { installSegmentSum } from '../../src/backend/segment-sum.js';
 import { makeWorkload } from '../../src/backend/workload.js';
-import { expectIdentical, rng } from './helpers.js';
+import { loadNative, type NativeAddon } from '../../src/backend/native.js';
+import { expectIdentical, nativeUsable, rng } from './helpers.js';
 
 /** Random values with the awkward ones mixed in. */
 function data(shape: number[], seed: number, dtype: 'float32' | 'int32' = 'float32', specials = true): tf.Tensor {
@@ -26,8 +27,11 @@ type Run = () => tf.Tensor | tf.Tensor[];
 const run = (name: string, inputs: Record<string, tf.Tensor> | tf.Tensor[], attrs: Record<string, unknown> = {}): Run => () =>
   tf.engine().runKernel(name, inputs as unknown as tf.NamedTensorMap, attrs as tf.NamedAttrMap) as tf.Tensor | tf.Tensor[];
 
+/** The addon, when built: large arithmetic then runs in C and must give the same bits. */
+let addon: NativeAddon | undefined;
+
 function same(fn: Run) {
-  installFastKernels('cpu');
+  installFastKernels('cpu', addon);
   const ours = fn();
   restoreKernels('cpu');
   const theirs = fn();
@@ -48,6 +52,48 @@ describe('collapse (pure)', () => {
     expect(collapse([2, 3, 4], [[12, 4, 1]])).toEqual({ shape: [24], strides: [[1]] });
     expect(collapse([2, 1, 3, 4], [[12, 12, 4, 1], [0, 0, 0, 1]])).toEqual({ shape: [6, 4], strides: [[4, 1], [0, 1]] });
     expect(collapse([1, 1], [[1, 1]])).toEqual({ shape: [1], strides: [[0]] });
+  });
+});
+
+const big: Array<[number[], number[]]> = [
+  [[64, 200], [64, 200]],
+  [[64, 200], [200]],
+  [[64, 200], [64, 1]],
+  [[8, 40, 50], [8, 1, 50]],
+  [[100, 100], []],
+  [[], [100, 100]],
+  [[40, 1, 300], [1, 30, 1]],
+];
+
+// The arithmetic kernels, in C through the addon (when built) for arrays of 8192+ elements.
+describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
+  beforeAll(() => {
+    const r = loadNative({ threads: 2 });
+    if (r.ok) addon = r.blas.addon;
+  });
+  afterAll(() => {
+    addon = undefined;
+  });
+  it('is available', () => {
+    expect(typeof addon?.binary).toBe('function');
+  });
+  for (const k of ['Add', 'Sub', 'Multiply', 'RealDiv', 'SquaredDifference']) {
+    it(k, () => {
+      big.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 200 + i), b: data(sb, 300 + i) })));
+    });
+  }
+  for (const k of ['Neg', 'Square', 'Sqrt', 'Rsqrt', 'Relu', 'Abs']) {
+    it(k, () => same(run(k, { x: data([90, 101], 400) })));
+  }
+  it('a training step stays bit-identical', () => {
+    const w = makeWorkload(tf, { dim: 64, heads: 4, ffn: 160, layers: 1, vocab: 64, tokens: 64, seed: 9 });
+    installFastKernels('cpu', addon);
+    const ours = w.step();
+    restoreKernels('cpu');
+    const theirs = w.step();
+    expectIdentical(ours.loss, theirs.loss);
+    ours.grads.forEach((g, i) => expectIdentical(g, theirs.grads[i]!));
+    w.dispose();
   });
 });
 
