@@ -20,7 +20,7 @@ export const RUNTIME_CASES = [
   { name: 'prefill 512', kind: 'prefill', tokens: 512 },
   { name: 'prefill 2048', kind: 'prefill', tokens: 2048 },
   { name: 'prefill 8192', kind: 'prefill', tokens: 8192 },
-  { name: 'decode @2048', kind: 'decode', context: 2048, tokens: 16 },
+  { name: 'decode @2048', kind: 'decode', context: 2048, tokens: 32 },
 ];
 const QUICK_CASES = [
   { name: 'prefill 256', kind: 'prefill', tokens: 256 },
@@ -118,10 +118,13 @@ async function runCase(c, opts) {
     }
     row.kvCacheMB = cache.bytes / 1e6;
     cache.dispose();
+    // Per-token median: robust to a noisy neighbour on a shared machine (the mean is reported too).
     const seconds = times.reduce((a, b) => a + b, 0);
-    row.seconds = seconds;
-    row.tokensPerSecond = c.tokens / seconds;
-    row.gflop = flops / 1e9;
+    const step = median(times);
+    row.seconds = step;
+    row.tokensPerSecond = 1 / step;
+    row.meanTokensPerSecond = c.tokens / seconds;
+    row.gflop = flops / c.tokens / 1e9;
   }
   row.gflops = row.gflop / row.seconds;
   row.peakRssMB = (process.resourceUsage().maxRSS * 1024) / 1e6;
@@ -131,7 +134,8 @@ async function runCase(c, opts) {
 
 /**
  * Run the runtime benchmark; each case in a child process. Returns one row per case:
- * { name, backend, tokens, context, seconds, tokensPerSecond, gflop, gflops, gemmGflops, peakRssMB, kvCacheMB }.
+ * { name, backend, tokens, context, seconds, tokensPerSecond, gflop, gflops, gemmGflops, peakRssMB, kvCacheMB }
+ * (decode rows: seconds and gflop per token, tokensPerSecond from the median step, meanTokensPerSecond).
  * @param {{backend?: string, threads?: number, layout?: 'hf' | 'inference', quick?: boolean, cases?: typeof RUNTIME_CASES, workDir?: string, log?: (s: string) => void}} opts
  */
 export async function runRuntimeBench(opts = {}) {
@@ -164,7 +168,7 @@ function formatRow(r) {
   if (r.error) return `${r.name.padEnd(14)} failed: ${r.error}`;
   return (
     `${r.name.padEnd(14)} ${r.tokensPerSecond.toFixed(r.tokensPerSecond < 10 ? 2 : 1).padStart(8)} tokens/s` +
-    `  ${r.seconds.toFixed(2).padStart(7)} s  ${r.gflops.toFixed(1).padStart(6)} GFLOP/s (plain GEMM ${r.gemmGflops.toFixed(1)})` +
+    `  ${r.seconds.toFixed(r.seconds < 1 ? 3 : 2).padStart(7)} s${r.context ? '/token' : '      '}  ${r.gflops.toFixed(1).padStart(6)} GFLOP/s (plain GEMM ${r.gemmGflops.toFixed(1)})` +
     `  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB  (KV cache ${r.kvCacheMB.toFixed(0)} MB)`
   );
 }
