@@ -161,10 +161,12 @@ if (isMain) {
   const args = process.argv.slice(2);
   const ti = args.indexOf('--threads');
   const threads = ti >= 0 ? Number(args[ti + 1]) : undefined;
-  const res = await runGemmBench({ threads, quick: args.includes('--quick') });
+  const json = args.includes('--json');
+  // With --json, stdout carries only the JSON document.
+  const res = await runGemmBench({ threads, quick: args.includes('--quick'), log: json ? (s) => console.error(s) : undefined });
   let step = null;
   if (args.includes('--step')) step = await runStepBench({ threads });
-  if (args.includes('--json')) {
+  if (json) {
     console.log(JSON.stringify({ gemm: res, step }, null, 2));
   } else {
     console.log(formatGemmTable(res));
