@@ -212,11 +212,17 @@ async function readText(file: string): Promise<string | null> {
   }
 }
 
+/** Optional `{paragraphs: string[]}` shown at the top of report.html. */
+export const HEADLINE_JSON = 'headline.json';
+
 /** (Re)write `dir/report.html` from the summaries present in `dir`; returns its path. */
 export async function writeReport(dir: string): Promise<string> {
   const needle = await readJson<NeedleSummary>(path.join(dir, SUMMARY_JSON));
   const ppl = await readJson<PerplexitySummary>(path.join(dir, PPL_JSON));
   const body: string[] = ['<h1>fopeify report</h1>'];
+  // Optional headline paragraphs written by the caller (the demo states its verdict here).
+  const headline = await readJson<{ paragraphs?: string[] }>(path.join(dir, HEADLINE_JSON));
+  for (const p of headline?.paragraphs ?? []) body.push(`<p class="headline">${escapeXml(p)}</p>`);
   if (needle && Array.isArray(needle.results)) {
     const models = summaryModels(needle);
     const extra = needle.settings ?? {};

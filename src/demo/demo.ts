@@ -1,0 +1,262 @@
+/**
+ * `fopeify demo`: the whole story on the shipped tiny RoPE model, in one command —
+ * inspect → convert to FoPE(+YaRN) and a YaRN-only baseline → fine-tune both at 2× the training length
+ * with the same budget → passkey retrieval of original, YaRN and FoPE+YaRN at 1×, 2×, 4× and 8× the
+ * training length, plus perplexity against context length → report.html. Numbers are reported as they
+ * come out; the verdict is computed from them, never tuned.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { setupBackend, type BackendName } from '../backend/select.js';
+import { convertModel } from '../convert/convert.js';
+import { FopeifyError, outputError } from '../errors.js';
+import { perplexityByWindow } from '../eval/perplexity.js';
+import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
+import { runNeedle } from '../eval/needle.js';
+import type { NeedleSummary } from '../eval/summary.js';
+import { inspectModel, type InspectReport } from '../inspect/inspect.js';
+import { loadModel } from '../model/model.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import { finetune, type StepInfo } from '../train/finetune.js';
+import { asciiOnly, demoTexts, fixturesDir } from './data.js';
+
+export const DEMO_MODEL_DIR = 'tiny-rope-256';
+
+export interface DemoOptions {
+  /** Output folder (default ./fopeify-demo). Reruns resume finished stages. */
+  out?: string;
+  /** The ≤ 10-minute variant: fewer fine-tuning steps, depths and trials. */
+  quick?: boolean;
+  /** Base model (default: the shipped tiny RoPE model). */
+  model?: string;
+  backend?: BackendName;
+  threads?: number;
+  seed?: number;
+  onLog?: (line: string) => void;
+  onProgress?: (text: string) => void;
+}
+
+export interface DemoPlan {
+  trainLength: number;
+  fineTuneLength: number;
+  steps: number;
+  batch: number;
+  lr: number;
+  lengths: number[];
+  depths: number[];
+  trials: number;
+  windows: number[];
+  maxWindows: number;
+}
+
+export interface DemoResult {
+  out: string;
+  report: string;
+  plan: DemoPlan;
+  models: { name: string; dir: string; description: string }[];
+  needle: NeedleSummary;
+  perplexity: { model: string; window: number; ppl: number | null }[];
+  /** Accuracy per model per length (model → length → accuracy). */
+  table: Record<string, Record<number, number>>;
+  verdict: string;
+  seconds: number;
+  stageSeconds: Record<string, number>;
+}
+
+export function demoPlan(trainLength: number, quick: boolean): DemoPlan {
+  return {
+    trainLength,
+    fineTuneLength: 2 * trainLength,
+    steps: quick ? 40 : 300,
+    batch: quick ? 4 : 8,
+    lr: 5e-4,
+    lengths: [1, 2, 4, 8].map((m) => m * trainLength),
+    depths: quick ? [0, 0.5, 1] : [0, 0.25, 0.5, 0.75, 1],
+    trials: quick ? 2 : 8,
+    windows: [0.5, 1, 2, 4, 8].map((m) => m * trainLength),
+    maxWindows: quick ? 4 : 16,
+  };
+}
+
+const exists = (p: string) => fs.stat(p).then(() => true, () => false);
+
+/** One line per model and length: which model retrieves best beyond the training length, stated plainly. */
+export function demoVerdict(table: Record<string, Record<number, number>>, trainLength: number, names: { rope: string; yarn: string; fope: string }): string {
+  const beyond = (m: string) => Object.entries(table[m] ?? {}).filter(([l]) => Number(l) > trainLength);
+  const mean = (m: string) => {
+    const v = beyond(m).map(([, a]) => a);
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : 0;
+  };
+  const pct = (x: number) => `${(x * 100).toFixed(0)}%`;
+  const [r, y, f] = [mean(names.rope), mean(names.yarn), mean(names.fope)];
+  const head = `Mean passkey accuracy beyond the training length (${trainLength} tokens): RoPE ${pct(r)}, YaRN ${pct(y)}, FoPE+YaRN ${pct(f)}.`;
+  if (f > y && f > r) return `${head} FoPE+YaRN did best at this scale.`;
+  if (f === y && f === r) return `${head} The three models are tied at this scale; FoPE did not beat RoPE here.`;
+  if (f >= y) return `${head} FoPE+YaRN matched YaRN but did not beat ${r > f ? 'the original RoPE model' : 'it'}; at this scale FoPE did not show an advantage.`;
+  return `${head} FoPE+YaRN did not beat the YaRN baseline at this scale.`;
+}
+
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+  const t0 = Date.now();
+  const log = options.onLog ?? (() => undefined);
+  const progress = options.onProgress ?? (() => undefined);
+  const out = path.resolve(options.out ?? 'fopeify-demo');
+  const base = path.resolve(options.model ?? path.join(fixturesDir(), DEMO_MODEL_DIR));
+  if (!(await exists(path.join(base, 'config.json')))) {
+    throw new FopeifyError('MODEL_NOT_FOUND', `the demo model is missing: ${base} (run scripts/train-tiny-model.mjs to recreate it)`);
+  }
+  try {
+    await fs.mkdir(out, { recursive: true });
+  } catch (err) {
+    throw outputError(err, out);
+  }
+  const seed = options.seed ?? 0;
+  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
+  const stageSeconds: Record<string, number> = {};
+  const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const s = Date.now();
+    const r = await fn();
+    stageSeconds[name] = (Date.now() - s) / 1000;
+    return r;
+  };
+
+  // 1. inspect
+  const report: InspectReport = await stage('inspect', () => inspectModel({ model: base }));
+  const trainLength = report.maxPositionEmbeddings ?? 256;
+  const plan = demoPlan(trainLength, options.quick ?? false);
+  log(
+    `base model: ${report.architecture}, ${report.parameters.toLocaleString()} parameters, rope ${report.rope?.type} θ=${report.rope?.theta}, trained at ${trainLength} tokens; ` +
+      `${report.keptWithinLength} of ${report.frequencies?.length} frequencies complete a period within ${trainLength} tokens`,
+  );
+  log(
+    `plan: fine-tune at ${plan.fineTuneLength} tokens for ${plan.steps} steps × batch ${plan.batch} (same for YaRN and FoPE), passkey at ${plan.lengths.join(', ')} tokens × ${plan.depths.length} depths × ${plan.trials} trials, perplexity at ${plan.windows.join(', ')}`,
+  );
+
+  // 2. convert: FoPE + YaRN (factor 2) — the YaRN-only baseline gets its scaling from the yarn recipe.
+  const fopeConverted = path.join(out, 'fope-converted');
+  if (!(await exists(path.join(fopeConverted, 'config.json')))) {
+    await stage('convert', async () => {
+      progress('converting to FoPE + YaRN');
+      const r = await convertModel({ model: base, outDir: fopeConverted, yarn: 2, initFactor: 0.1, seed, force: true });
+      log(`converted: FoPE keeps K=${r.k} of ${r.headDimHalf} frequencies (clip length ${r.clipLength}), YaRN ×2 → max_position_embeddings ${r.maxPositionEmbeddings}`);
+    });
+  }
+
+  // 3. fine-tune both with the same data and budget.
+  const texts = await demoTexts({ length: plan.fineTuneLength, count: Math.max(64, plan.steps * plan.batch), seed: seed + 1 });
+  const settings = {
+    seqLen: plan.fineTuneLength,
+    steps: plan.steps,
+    batch: plan.batch,
+    gradAccum: 1,
+    lr: plan.lr,
+    warmupSteps: Math.min(20, Math.floor(plan.steps / 4)),
+    schedule: 'cosine' as const,
+    seed,
+    evalEvery: 0,
+    saveEvery: Math.max(10, Math.floor(plan.steps / 4)),
+  };
+  const tuned = async (name: string, model: string, recipe: string) => {
+    const dir = path.join(out, name);
+    if (await exists(path.join(dir, 'config.json'))) return dir;
+    const resume = await exists(path.join(dir, 'checkpoints'));
+    await stage(`finetune ${name}`, () =>
+      finetune({
+        model,
+        outDir: dir,
+        recipe,
+        data: { texts, name: `Brown + passkey documents (${plan.fineTuneLength} bytes each)` },
+        settings,
+        resume,
+        force: !resume,
+        quietBackend: true,
+        onStep: (s: StepInfo) => progress(`fine-tuning ${name}: step ${s.step}/${s.steps}, loss ${s.loss.toFixed(3)}, ${s.tokensPerSecond.toFixed(0)} tok/s, ETA ${s.etaSeconds.toFixed(0)}s`),
+        onLog: (l) => (l.startsWith('settings') ? undefined : log(`${name}: ${l}`)),
+      }),
+    );
+    return dir;
+  };
+  const yarnDir = await tuned('yarn-finetuned', base, 'yarn');
+  const fopeDir = await tuned('fope-yarn-finetuned', fopeConverted, 'fope');
+  const models = [
+    { name: 'rope-original', dir: base, description: `the shipped RoPE model, trained at ${trainLength} tokens` },
+    { name: 'yarn-finetuned', dir: yarnDir, description: `RoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
+    { name: 'fope-yarn-finetuned', dir: fopeDir, description: `FoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
+  ];
+  // Short names in the report: symlink-free copies are not needed, the needle records name models as given.
+  const reportDir = path.join(out, 'report');
+  const named = path.join(out, 'models');
+  await fs.mkdir(named, { recursive: true });
+  for (const m of models) {
+    const link = path.join(named, m.name);
+    if (!(await exists(link))) await fs.symlink(m.dir, link, 'dir');
+  }
+  const modelArgs = models.map((m) => path.join(named, m.name));
+
+  // 4. passkey retrieval across lengths and depths.
+  const needle = await stage('needle', () =>
+    runNeedle({
+      models: modelArgs,
+      out: reportDir,
+      task: 'passkey',
+      lengths: plan.lengths,
+      depths: plan.depths,
+      trials: plan.trials,
+      seed,
+      mode: 'generate',
+      onProgress: (e) => progress(`passkey: ${JSON.stringify(e).slice(0, 120)}`),
+      onWarning: (w) => log(`note: ${w}`),
+    }),
+  );
+
+  // 5. perplexity against context length on held-out Brown text.
+  const heldOut = asciiOnly(await fs.readFile(path.join(fixturesDir(), 'text', 'brown-heldout.txt'), 'utf8'));
+  const perplexity: DemoResult['perplexity'] = [];
+  await stage('perplexity', async () => {
+    for (const m of modelArgs) {
+      progress(`perplexity: ${path.basename(m)}`);
+      const tok = await loadTokenizer(m);
+      const ids = tok.encode(heldOut, { addSpecialTokens: false });
+      const lm = await loadModel(m);
+      try {
+        const r = await perplexityByWindow(lm, ids, { windows: plan.windows, maxWindows: plan.maxWindows });
+        for (const w of r.results) perplexity.push({ model: m, window: w.window, ppl: w.ppl });
+      } finally {
+        lm.dispose();
+      }
+    }
+  });
+  await writePerplexityReport(reportDir, {
+    windows: plan.windows,
+    results: perplexity,
+    settings: { text: 'fixtures/text/brown-heldout.txt', max_windows: plan.maxWindows },
+    markers: [
+      { x: trainLength, label: 'trained' },
+      { x: plan.fineTuneLength, label: 'fine-tuned' },
+    ],
+  });
+
+  const table: Record<string, Record<number, number>> = {};
+  for (const r of needle.results) (table[path.basename(r.model)] ??= {})[r.context_length] = r.accuracy;
+  const verdict = demoVerdict(table, trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' });
+  const result: DemoResult = {
+    out,
+    report: path.join(reportDir, 'report.html'),
+    plan,
+    models,
+    needle,
+    perplexity: perplexity.map((p) => ({ ...p, model: path.basename(p.model) })),
+    table,
+    verdict,
+    seconds: (Date.now() - t0) / 1000,
+    stageSeconds,
+  };
+  await fs.writeFile(path.join(out, 'demo.json'), JSON.stringify({ ...result, backend: backend.description }, null, 2) + '\n');
+  const lines = Object.entries(table).map(([m, row]) => `${m}: ${plan.lengths.map((l) => `${l} → ${((row[l] ?? 0) * 100).toFixed(0)}%`).join(', ')}`);
+  await fs.writeFile(
+    path.join(reportDir, HEADLINE_JSON),
+    JSON.stringify({ paragraphs: [`fopeify demo${options.quick ? ' (quick)' : ''}: ${verdict}`, ...lines, `Models: ${models.map((m) => `${m.name} = ${m.description}`).join('; ')}.`] }, null, 2) + '\n',
+  );
+  await writeReport(reportDir);
+  return result;
+}
