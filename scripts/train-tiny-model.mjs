@@ -17,7 +17,7 @@ const args = Object.fromEntries(
   process.argv.slice(2).reduce((acc, a, i, all) => (a.startsWith('--') ? [...acc, [a.slice(2), all[i + 1]]] : acc), []),
 );
 const TRAIN_LENGTH = 256;
-const steps = Number(args.steps ?? 1200);
+const steps = Number(args.steps ?? 600);
 const seed = Number(args.seed ?? 0);
 const out = path.resolve(args.out ?? path.join(root, 'fixtures', 'tiny-rope-256'));
 const SHAPE = {
