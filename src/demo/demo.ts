@@ -191,10 +191,17 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     const link = path.join(named, m.name);
     if (!(await exists(link))) await fs.symlink(m.dir, link, 'dir');
   }
-  const modelArgs = models.map((m) => path.join(named, m.name));
+  // Models are named by their link in out/models, so records, tables and heatmaps read "yarn-finetuned", not
+  // a long path: the evaluation runs with out/models as the working folder.
+  const modelArgs = models.map((m) => m.name);
+  const cwd = process.cwd();
+  const perplexity: DemoResult['perplexity'] = [];
+  let needle: NeedleSummary;
+  process.chdir(named);
+  try {
 
   // 4. passkey retrieval across lengths and depths.
-  const needle = await stage('needle', () =>
+  needle = await stage('needle', () =>
     runNeedle({
       models: modelArgs,
       out: reportDir,
@@ -204,14 +211,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       trials: plan.trials,
       seed,
       mode: 'generate',
-      onProgress: (e) => progress(`passkey: ${JSON.stringify(e).slice(0, 120)}`),
+      onProgress: (e) => progress(`passkey: ${e.done}/${e.total} cells (${e.record.model} at ${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
       onWarning: (w) => log(`note: ${w}`),
     }),
   );
 
   // 5. perplexity against context length on held-out Brown text.
   const heldOut = asciiOnly(await fs.readFile(path.join(fixturesDir(), 'text', 'brown-heldout.txt'), 'utf8'));
-  const perplexity: DemoResult['perplexity'] = [];
   await stage('perplexity', async () => {
     for (const m of modelArgs) {
       progress(`perplexity: ${path.basename(m)}`);
@@ -226,6 +232,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       }
     }
   });
+  } finally {
+    process.chdir(cwd);
+  }
   await writePerplexityReport(reportDir, {
     windows: plan.windows,
     results: perplexity,
@@ -237,7 +246,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   });
 
   const table: Record<string, Record<number, number>> = {};
-  for (const r of needle.results) (table[path.basename(r.model)] ??= {})[r.context_length] = r.accuracy;
+  for (const r of needle.results) (table[r.model] ??= {})[r.context_length] = r.accuracy;
   const verdict = demoVerdict(table, trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' });
   const result: DemoResult = {
     out,
@@ -245,7 +254,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     plan,
     models,
     needle,
-    perplexity: perplexity.map((p) => ({ ...p, model: path.basename(p.model) })),
+    perplexity,
     table,
     verdict,
     seconds: (Date.now() - t0) / 1000,
