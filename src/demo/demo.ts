@@ -32,6 +32,8 @@ export interface DemoOptions {
   backend?: BackendName;
   threads?: number;
   seed?: number;
+  /** Override parts of the plan (tests run a miniature demo). */
+  plan?: Partial<DemoPlan>;
   onLog?: (line: string) => void;
   onProgress?: (text: string) => void;
 }
@@ -123,7 +125,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   // 1. inspect
   const report: InspectReport = await stage('inspect', () => inspectModel({ model: base }));
   const trainLength = report.maxPositionEmbeddings ?? 256;
-  const plan = demoPlan(trainLength, options.quick ?? false);
+  const plan = { ...demoPlan(trainLength, options.quick ?? false), ...options.plan };
   log(
     `base model: ${report.architecture}, ${report.parameters.toLocaleString()} parameters, rope ${report.rope?.type} θ=${report.rope?.theta}, trained at ${trainLength} tokens; ` +
       `${report.keptWithinLength} of ${report.frequencies?.length} frequencies complete a period within ${trainLength} tokens`,
