@@ -27,3 +27,13 @@ export { findFopeCoefficients } from './convert/fope-layout.js';
 
 // fixtures (tiny checkpoints for tests and benchmarks)
 export { writeTinyCheckpoint, SMOLLM2_135M_SHAPE, TINY_KINDS, type TinyKind } from './testing/tiny-checkpoint.js';
+
+// runtime, evaluation, training, backends, Hub, demo: each stage's full API
+export * from './model/index.js';
+export * from './eval/index.js';
+export * from './train/index.js';
+export * from './backend/index.js';
+export * from './hub/index.js';
+// Both eval and hub name a NeedleSummary; the library's is the evaluation's (hub's is its card-reading view).
+export type { NeedleSummary } from './eval/index.js';
+export { runDemo, demoPlan, demoVerdict, type DemoOptions, type DemoResult, type DemoPlan } from './demo/demo.js';
