@@ -6,7 +6,7 @@ import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FopeifyError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { commands } from './commands.js';
+import { commandsFor } from './commands.js';
 
 function redactTokens(text: string): string {
   return text.replace(/hf_[A-Za-z0-9]{4,}/g, 'hf_***');
@@ -25,7 +25,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .fail((msg, err) => {
       throw err ?? new FopeifyError('BAD_ARGUMENT', msg);
     });
-  for (const c of commands) cli.command(c as CommandModule);
+  for (const c of await commandsFor(argv)) cli.command(c as CommandModule);
   try {
     await cli.parseAsync();
   } catch (err) {
