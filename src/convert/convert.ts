@@ -13,6 +13,7 @@ import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/at
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
 import { convertBytes, dtypeSize, isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { sha256File } from '../io/hash.js';
+import { SIDECAR_FILES } from '../io/model-files.js';
 import { numel, writeIndex, writeSafetensors } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { convertModelCard } from './model-card.js';
@@ -20,18 +21,7 @@ import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSett
 
 export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
 
-/** Files copied next to the weights so the output is a complete model folder. */
-export const SIDECAR_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-  'added_tokens.json',
-  'chat_template.jinja',
-  'generation_config.json',
-];
+export { SIDECAR_FILES } from '../io/model-files.js';
 
 export interface ConvertOptions extends Partial<ConvertSettings>, ModelSourceOptions {
   /** Model folder or Hub id. */

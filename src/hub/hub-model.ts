@@ -5,6 +5,7 @@
  * Listing and repository info go through @huggingface/hub (modelInfo, listFiles) with our retrying fetch;
  * file bodies go through ./download.ts (resume, progress, verification the library lacks).
  */
+import { TOKENIZER_FILES } from '../io/model-files.js';
 import { listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,15 +17,7 @@ import { createHubFetch, hubError, type ErrorContext } from './http.js';
 import { assertBlobName, assertCommitSha, assertSafeRepoPath, assertSafeRevision, encodeRepoPath, joinInside } from './paths.js';
 import type { ModelSourceOptions, ResolvedModel } from './source.js';
 
-/** Tokenizer files transformers may read; whichever the repository has are fetched. */
-export const TOKENIZER_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-];
+export { TOKENIZER_FILES };
 /** Fetched when present, besides config.json and the weights. */
 export const OPTIONAL_FILES = [...TOKENIZER_FILES, 'generation_config.json', 'README.md', 'fopeify.json'];
 const PICKLE_RE = /\.(bin|pt|pth)$/;

@@ -1,0 +1,16 @@
+/** The non-weight files of a model folder that travel with it (downloads, conversions, fine-tuned output). */
+
+/** Tokenizer files transformers may read; whichever a model has are fetched and copied. */
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'added_tokens.json',
+  'chat_template.jinja',
+];
+
+/** Copied next to rewritten weights so the output is a complete model folder. */
+export const SIDECAR_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
