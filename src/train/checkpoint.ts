@@ -64,11 +64,14 @@ export async function saveCheckpoint(outDir: string, state: CheckpointState, par
   const dir = path.join(outDir, CHECKPOINTS_DIR, checkpointName(state.step));
   await writeFolderAtomically(dir, { force: true }, async (tmp) => {
     await writeSafetensors(path.join(tmp, TRAINABLE_FILE), tensorsToWrite([...params]), { format: 'pt', fopeify: 'finetune-checkpoint' });
-    const moments: [string, tf.Tensor][] = [];
-    for (const name of params.keys()) {
-      moments.push([`m/${name}`, optimizer.m.get(name)!], [`v/${name}`, optimizer.v.get(name)!]);
+    const moments: TensorToWrite[] = [];
+    for (const [name, p] of params) {
+      const { m, v } = optimizer.moments(name);
+      for (const [key, data] of [[`m/${name}`, m], [`v/${name}`, v]] as const) {
+        moments.push({ name: key, dtype: 'F32', shape: [...p.shape], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+      }
     }
-    await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), tensorsToWrite(moments), { optimizer_step: String(optimizer.step) });
+    await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), moments, { optimizer_step: String(optimizer.step) });
     await fs.writeFile(path.join(tmp, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
   });
   return dir;
@@ -127,31 +130,37 @@ export async function readCheckpointState(dir: string): Promise<CheckpointState>
 
 /** Load trainable tensors and optimizer moments into the given variables (names and shapes must match). */
 export async function restoreCheckpoint(dir: string, params: Map<string, tf.Variable>, optimizer: AdamW): Promise<void> {
-  const load = async (file: string, pairs: [string, tf.Variable][]) => {
+  const open = async <T>(file: string, expected: string[], use: (st: SafetensorsFile) => Promise<T>): Promise<T> => {
     const st = await SafetensorsFile.open(path.join(dir, file));
     try {
       const names = new Set(st.tensors.keys());
-      for (const [name, v] of pairs) {
+      for (const name of expected) {
         if (!names.has(name)) throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir} lacks ${name}: it was written for another trainable set`);
-        const info = st.info(name);
-        if (info.shape.join() !== v.shape.join()) {
-          throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir}: ${name} has shape [${info.shape}], the model has [${v.shape}]`);
-        }
-        const data = await st.readFloat32(name);
-        tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
       }
-      if (names.size !== pairs.length) {
-        throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir} has ${names.size} tensors in ${file}, the run trains ${pairs.length}`);
+      if (names.size !== expected.length) {
+        throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir} has ${names.size} tensors in ${file}, the run trains ${expected.length / (file === OPTIMIZER_FILE ? 2 : 1)}`);
       }
-      return st.metadata;
+      return await use(st);
     } finally {
       await st.close();
     }
   };
-  await load(TRAINABLE_FILE, [...params]);
-  const moments: [string, tf.Variable][] = [];
-  for (const name of params.keys()) moments.push([`m/${name}`, optimizer.m.get(name)!], [`v/${name}`, optimizer.v.get(name)!]);
-  const meta = await load(OPTIMIZER_FILE, moments);
+  const read = async (st: SafetensorsFile, name: string, shape: readonly number[]) => {
+    const info = st.info(name);
+    if (info.shape.join() !== shape.join()) throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir}: ${name} has shape [${info.shape}], the model has [${shape}]`);
+    return st.readFloat32(name);
+  };
+  await open(TRAINABLE_FILE, [...params.keys()], async (st) => {
+    for (const [name, v] of params) {
+      const data = await read(st, name, v.shape);
+      tf.tidy(() => v.assign(tf.tensor(data, v.shape, 'float32')));
+    }
+  });
+  const expected = [...params.keys()].flatMap((n) => [`m/${n}`, `v/${n}`]);
+  const meta = await open(OPTIMIZER_FILE, expected, async (st) => {
+    for (const [name, v] of params) optimizer.setMoments(name, await read(st, `m/${name}`, v.shape), await read(st, `v/${name}`, v.shape));
+    return st.metadata;
+  });
   const step = Number(meta.optimizer_step);
   if (!Number.isInteger(step) || step < 0) throw new FopeifyError('BAD_ARGUMENT', `checkpoint ${dir}: bad optimizer_step`);
   optimizer.step = step;

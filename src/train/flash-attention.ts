@@ -9,9 +9,23 @@
  *   dQ += dS K · scale,  dK += dSᵀ (Q · scale).
  *
  * Same layout and semantics as the runtime's `blockwiseAttention` (GQA by stacking the R query heads
- * of a KV head along the query axis; HF's sliding window), so the two agree to float rounding.
+ * of a KV head along the query axis; HF's sliding window), so the two agree to float rounding. On the
+ * tfjs cpu backend the softmax parts are fused JS passes (host-kernels.ts) and masked entries are
+ * never computed; elsewhere they are tf ops with additive masks.
+ *
+ * A layer recomputed for its backward pass calls this again on identical inputs: `reuse` hands it the
+ * output and log-sum-exp of the first call (`keep` collects them), so the recomputation skips the
+ * attention forward entirely — the most expensive part of a long-context layer.
  */
 import * as tf from '@tensorflow/tfjs';
+import { attentionBackwardBlock, hostKernels, onlineSoftmaxBlock } from './host-kernels.js';
+import { attentionBackwardNative, attentionForwardNative, nativeBlas } from './native-attention.js';
+
+/** Output and row log-sum-exp of one attention call (`[BK, R, T, D]` and `[BK, R, T, 1]`). */
+export interface AttentionResult {
+  o: tf.Tensor4D;
+  lse: tf.Tensor4D;
+}
 
 export interface FlashAttentionOptions {
   /** Queries per block (default 256). */
@@ -20,6 +34,12 @@ export interface FlashAttentionOptions {
   keyBlock?: number;
   /** Mistral-style sliding window (query i sees keys j with i − window < j ≤ i), or null. */
   slidingWindow?: number | null;
+  /** Fused JS softmax passes (default: on the tfjs cpu backend). */
+  host?: boolean;
+  /** The result of an earlier call on the same inputs: skip the forward computation. */
+  reuse?: AttentionResult;
+  /** Receives kept copies of this call's output and log-sum-exp (the caller disposes them). */
+  keep?: (r: AttentionResult) => void;
 }
 
 export const TRAIN_QUERY_BLOCK = 256;
@@ -65,16 +85,17 @@ function maskData(q: Block, kb: Block, window: number | null): Float32Array | nu
  */
 export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, options: FlashAttentionOptions = {}): tf.Tensor4D {
   const [BK, R, T, D] = q.shape;
+  const G = BK * R;
   const qBlocks = blocksOf(T, Math.max(1, options.queryBlock ?? TRAIN_QUERY_BLOCK));
   const kBlocks = blocksOf(T, Math.max(1, options.keyBlock ?? TRAIN_KEY_BLOCK));
   const window = options.slidingWindow ?? null;
+  const host = options.host ?? hostKernels();
+  // With the native BLAS active, the whole recurrence runs as BLAS calls on the tensors' data.
+  const blas = host ? nativeBlas() : null;
+  const geometry = { BK, R, T, D, queryBlock: qBlocks[0]!.n, keyBlock: kBlocks[0]!.n, window };
   const scale = 1 / Math.sqrt(D);
-  // Masks are plain data, built once per call and shared by both passes.
-  const masks = new Map<string, Float32Array | null>();
   const maskFor = (qb: Block, kb: Block): tf.Tensor | null => {
-    const key = `${qb.start}:${kb.start}`;
-    if (!masks.has(key)) masks.set(key, maskData(qb, kb, window));
-    const m = masks.get(key)!;
+    const m = maskData(qb, kb, window);
     return m ? tf.tensor4d(m, [1, 1, qb.n, kb.n]) : null;
   };
   const sliceRows = (x: tf.Tensor4D, b: Block, cols: number) =>
@@ -88,58 +109,67 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
     return s;
   };
 
-  const op = tf.customGrad(((qIn: tf.Tensor4D, kIn: tf.Tensor3D, vIn: tf.Tensor3D, save: tf.GradSaveFunc) => {
-    const outs: tf.Tensor4D[] = [];
-    const lses: tf.Tensor4D[] = [];
-    for (const qb of qBlocks) {
-      const [o, lse] = tf.tidy(() => {
-        const qs = tf.mul(sliceRows(qIn, qb, D), scale) as tf.Tensor3D;
-        let m: tf.Tensor3D | null = null;
-        let l: tf.Tensor3D | null = null;
-        let acc: tf.Tensor3D | null = null;
+  /** Forward of one query block: output `[BK, R, tq, D]` and lse `[BK, R, tq, 1]`. */
+  function forwardBlock(qIn: tf.Tensor4D, kIn: tf.Tensor3D, vIn: tf.Tensor3D, qb: Block): tf.Tensor4D[] {
+    return tf.tidy(() => {
+      const qs = tf.mul(sliceRows(qIn, qb, D), scale) as tf.Tensor3D;
+      if (host) {
+        const rows = G * qb.n;
+        const m = new Float64Array(rows).fill(-Infinity);
+        const l = new Float64Array(rows);
+        const acc = new Float64Array(rows * D);
         for (const kb of kBlocks) {
           if (!visible(kb, qb, window)) continue;
-          const next = tf.tidy(() => {
-            const s = scores(qs, sliceKeys(kIn, kb), qb, kb);
-            const vBlk = sliceKeys(vIn, kb);
-            const bm = tf.max(s, -1, true) as tf.Tensor3D;
-            if (m === null) {
-              const p = tf.exp(tf.sub(s, bm)) as tf.Tensor3D;
-              return { m: bm, l: tf.sum(p, -1, true) as tf.Tensor3D, acc: tf.matMul(p, vBlk) as tf.Tensor3D };
+          tf.tidy(() => {
+            const s = tf.matMul(qs, sliceKeys(kIn, kb), false, true).dataSync() as Float32Array;
+            const { p, alpha } = onlineSoftmaxBlock(s, G, qb.n, kb.n, qb.start, kb.start, window, m, l);
+            const pv = tf.matMul(tf.tensor3d(p, [BK, R * qb.n, kb.n]), sliceKeys(vIn, kb)).dataSync() as Float32Array;
+            for (let r = 0; r < rows; r++) {
+              const a = alpha[r]!;
+              const o = r * D;
+              for (let d = 0; d < D; d++) acc[o + d] = acc[o + d]! * a + pv[o + d]!;
             }
-            const mNew = tf.maximum(m, bm) as tf.Tensor3D;
-            const alpha = tf.exp(tf.sub(m, mNew));
-            const p = tf.exp(tf.sub(s, mNew)) as tf.Tensor3D;
-            return {
-              m: mNew,
-              l: tf.add(tf.mul(l!, alpha), tf.sum(p, -1, true)) as tf.Tensor3D,
-              acc: tf.add(tf.mul(acc!, alpha), tf.matMul(p, vBlk)) as tf.Tensor3D,
-            };
           });
-          m?.dispose();
-          l?.dispose();
-          acc?.dispose();
-          ({ m, l, acc } = next);
         }
-        return [
-          tf.div(acc!, l!).reshape([BK, R, qb.n, D]) as tf.Tensor4D,
-          tf.add(m!, tf.log(l!)).reshape([BK, R, qb.n, 1]) as tf.Tensor4D,
-        ];
-      });
-      outs.push(o);
-      lses.push(lse);
-    }
-    const out = outs.length === 1 ? outs[0]! : (tf.concat(outs, 2) as tf.Tensor4D);
-    const lse = lses.length === 1 ? lses[0]! : (tf.concat(lses, 2) as tf.Tensor4D);
-    save([qIn, kIn, vIn, out, lse]);
-    return {
-      value: out,
-      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
-        const [qS, kS, vS, oS, lseS] = saved as [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor4D];
-        return backward(qS, kS, vS, oS, lseS, dy);
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+        const out = new Float32Array(rows * D);
+        const lse = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) {
+          const inv = 1 / l[r]!;
+          for (let d = 0; d < D; d++) out[r * D + d] = acc[r * D + d]! * inv;
+          lse[r] = m[r]! + Math.log(l[r]!);
+        }
+        return [tf.tensor4d(out, [BK, R, qb.n, D]), tf.tensor4d(lse, [BK, R, qb.n, 1])];
+      }
+      let m: tf.Tensor3D | null = null;
+      let l: tf.Tensor3D | null = null;
+      let acc: tf.Tensor3D | null = null;
+      for (const kb of kBlocks) {
+        if (!visible(kb, qb, window)) continue;
+        const next = tf.tidy(() => {
+          const s = scores(qs, sliceKeys(kIn, kb), qb, kb);
+          const vBlk = sliceKeys(vIn, kb);
+          const bm = tf.max(s, -1, true) as tf.Tensor3D;
+          if (m === null) {
+            const p = tf.exp(tf.sub(s, bm)) as tf.Tensor3D;
+            return { m: bm, l: tf.sum(p, -1, true) as tf.Tensor3D, acc: tf.matMul(p, vBlk) as tf.Tensor3D };
+          }
+          const mNew = tf.maximum(m, bm) as tf.Tensor3D;
+          const alpha = tf.exp(tf.sub(m, mNew));
+          const p = tf.exp(tf.sub(s, mNew)) as tf.Tensor3D;
+          return {
+            m: mNew,
+            l: tf.add(tf.mul(l!, alpha), tf.sum(p, -1, true)) as tf.Tensor3D,
+            acc: tf.add(tf.mul(acc!, alpha), tf.matMul(p, vBlk)) as tf.Tensor3D,
+          };
+        });
+        m?.dispose();
+        l?.dispose();
+        acc?.dispose();
+        ({ m, l, acc } = next);
+      }
+      return [tf.div(acc!, l!).reshape([BK, R, qb.n, D]) as tf.Tensor4D, tf.add(m!, tf.log(l!)).reshape([BK, R, qb.n, 1]) as tf.Tensor4D];
+    });
+  }
 
   function backward(qS: tf.Tensor4D, kS: tf.Tensor3D, vS: tf.Tensor3D, oS: tf.Tensor4D, lseS: tf.Tensor4D, dO: tf.Tensor4D): tf.Tensor[] {
     return tf.tidy(() => {
@@ -155,6 +185,8 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
           sliceRows(lseS, qb, 1),
           sliceRows(dRow, qb, 1),
         ]) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+        const lseData = host ? (lseB.dataSync() as Float32Array) : null;
+        const dData = host ? (dB.dataSync() as Float32Array) : null;
         let dqAcc: tf.Tensor3D | null = null;
         kBlocks.forEach((kb, ki) => {
           if (!visible(kb, qb, window)) return;
@@ -164,10 +196,19 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
           const next = tf.tidy(() => {
             const kBlk = sliceKeys(kS, kb);
             const vBlk = sliceKeys(vS, kb);
-            const p = tf.exp(tf.sub(scores(qs, kBlk, qb, kb), lseB)) as tf.Tensor3D; // [BK, R·tq, n]
+            let p: tf.Tensor3D;
+            let dS: tf.Tensor3D;
+            if (host) {
+              const s = tf.matMul(qs, kBlk, false, true).dataSync() as Float32Array;
+              const dP = tf.matMul(dOb, vBlk, false, true).dataSync() as Float32Array;
+              const r = attentionBackwardBlock(s, dP, lseData!, dData!, G, qb.n, kb.n, qb.start, kb.start, window);
+              p = tf.tensor3d(r.p, [BK, R * qb.n, kb.n]);
+              dS = tf.tensor3d(r.dS, [BK, R * qb.n, kb.n]);
+            } else {
+              p = tf.exp(tf.sub(scores(qs, kBlk, qb, kb), lseB)) as tf.Tensor3D; // [BK, R·tq, n]
+              dS = tf.mul(p, tf.sub(tf.matMul(dOb, vBlk, false, true), dB)) as tf.Tensor3D;
+            }
             const dvPart = tf.matMul(p, dOb, true, false) as tf.Tensor3D;
-            const dP = tf.matMul(dOb, vBlk, false, true);
-            const dS = tf.mul(p, tf.sub(dP, dB)) as tf.Tensor3D;
             const dkPart = tf.matMul(dS, qs, true, false) as tf.Tensor3D;
             const dqPart = tf.matMul(dS, kBlk) as tf.Tensor3D;
             return {
@@ -195,6 +236,43 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
       return [dq, cat3(dK), cat3(dV)];
     });
   }
+
+  const op = tf.customGrad(((qIn: tf.Tensor4D, kIn: tf.Tensor3D, vIn: tf.Tensor3D, save: tf.GradSaveFunc) => {
+    let out: tf.Tensor4D;
+    let lse: tf.Tensor4D;
+    if (options.reuse) {
+      out = tf.clone(options.reuse.o);
+      lse = options.reuse.lse;
+    } else if (blas) {
+      const r = attentionForwardNative(blas, qIn.dataSync() as Float32Array, kIn.dataSync() as Float32Array, vIn.dataSync() as Float32Array, geometry);
+      out = tf.tensor4d(r.out, [BK, R, T, D]);
+      lse = tf.tensor4d(r.lse, [BK, R, T, 1]);
+    } else {
+      const outs: tf.Tensor4D[] = [];
+      const lses: tf.Tensor4D[] = [];
+      for (const qb of qBlocks) {
+        const [o, l] = forwardBlock(qIn, kIn, vIn, qb) as [tf.Tensor4D, tf.Tensor4D];
+        outs.push(o);
+        lses.push(l);
+      }
+      out = outs.length === 1 ? outs[0]! : (tf.concat(outs, 2) as tf.Tensor4D);
+      lse = lses.length === 1 ? lses[0]! : (tf.concat(lses, 2) as tf.Tensor4D);
+    }
+    save([qIn, kIn, vIn, out, lse]);
+    options.keep?.({ o: tf.keep(tf.clone(out)), lse: tf.keep(tf.clone(lse)) });
+    return {
+      value: out,
+      gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+        const [qS, kS, vS, oS, lseS] = saved as [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor4D];
+        if (blas) {
+          const data = (t: tf.Tensor) => t.dataSync() as Float32Array;
+          const r = attentionBackwardNative(blas, data(qS), data(kS), data(vS), data(oS), data(lseS), data(dy), geometry);
+          return [tf.tensor4d(r.dq, [BK, R, T, D]), tf.tensor3d(r.dk, [BK, T, D]), tf.tensor3d(r.dv, [BK, T, D])];
+        }
+        return backward(qS, kS, vS, oS, lseS, dy);
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
 
   return op(q, k, v) as tf.Tensor4D;
 }

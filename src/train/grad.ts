@@ -49,19 +49,24 @@ export function isolatedGrads(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tenso
  * recomputes `fn` from its saved inputs (gradient checkpointing). `fn` must compute only from
  * `inputs` and constants (frozen weights may be closed over; anything trained must be an input).
  */
-export function recomputed(fn: (inputs: tf.Tensor[]) => tf.Tensor): (...inputs: tf.Tensor[]) => tf.Tensor {
+export function recomputed(fn: (inputs: tf.Tensor[], phase: 'forward' | 'recompute') => tf.Tensor): (...inputs: tf.Tensor[]) => tf.Tensor {
   const op = tf.customGrad(((...args: unknown[]) => {
     const save = args.pop() as tf.GradSaveFunc;
     const inputs = args as tf.Tensor[];
-    const value = fn(inputs);
+    const value = fn(inputs, 'forward');
     // Clones share the data (no copy); they keep the inputs alive until the backward pass.
     save(inputs);
     return {
       value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => isolatedGrads(() => fn(saved), saved, dy),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => isolatedGrads(() => fn(saved, 'recompute'), saved, dy),
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return (...inputs: tf.Tensor[]) => op(...inputs);
+}
+
+/** Is a gradient tape recording right now (a training forward pass, not an evaluation)? */
+export function taping(): boolean {
+  return engine().state.gradientDepth > 0;
 }
 
 /** Gradients of a scalar function of named tensors (the outer tape of a training step). */

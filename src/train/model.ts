@@ -5,8 +5,9 @@
  *  - each decoder layer is one checkpointed node (`recomputed`, tf.customGrad): only the residual
  *    stream between layers is kept, the layer's activations are recomputed in the backward pass;
  *  - attention is blockwise in the forward and the backward pass (flash-attention.ts);
- *  - the LM head and cross-entropy run in row chunks, recomputed chunk by chunk in the backward
- *    pass, so `[T, vocab]` logits never exist whole;
+ *  - attention outputs of the forward pass are reused by the recomputation (flash-attention.ts);
+ *  - the LM head and cross-entropy run in row chunks and produce their gradient during the forward
+ *    pass (the loss is the last op), so `[T, vocab]` logits never exist whole;
  *  - the embedding gradient is a plain scatter-add in JS (wasm's tf.gather has no gradient).
  * The layer math mirrors src/model/llama.ts's `decoderLayer` op for op (same building blocks), and
  * tests check the loss against the runtime's `forwardLogits`.
@@ -16,11 +17,13 @@ import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { segmentSumInto } from '../backend/segment-sum.js';
 import { forwardLogits, fopeCoefficients } from '../model/llama.js';
-import { linear, rmsNorm, swiGlu } from '../model/layers.js';
+import { linear, rmsNorm, silu } from '../model/layers.js';
 import { applyRotaryTf, cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
-import { flashAttention } from './flash-attention.js';
-import { isolatedGrads, namedGrads, recomputed } from './grad.js';
+import { flashAttention, type AttentionResult } from './flash-attention.js';
+import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
+import { crossEntropyRows, hostKernels, swiGluActivation } from './host-kernels.js';
+import { headChunkNative, nativeBlas } from './native-attention.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
 import type { LoraSettings, Trainable } from './recipe.js';
 
@@ -32,8 +35,10 @@ export interface TrainingModelOptions {
   /** Attention blocks (default 256 queries × 512 keys). */
   queryBlock?: number;
   keyBlock?: number;
-  /** Rows per LM-head chunk in the loss (default: about 8M logits per chunk). */
+  /** Rows per LM-head chunk in the loss (default: about 32M logits, 128 MB, per chunk). */
   lossChunk?: number;
+  /** Fused JS softmax passes (default: on the tfjs cpu backend; false: tf ops, as on GPU). */
+  host?: boolean;
 }
 
 /** A batch of packed chunks (each seq-len + 1 tokens; −1 marks a padding token whose loss is ignored). */
@@ -81,9 +86,13 @@ export class TrainingModel {
   private readonly layerParams: string[][];
   private readonly headParams: string[];
   private readonly rotary = new Map<number, RotaryTables[]>();
+  /** Attention results of this step's forward pass, by layer, for the layer's recomputation. */
+  private readonly attention = new Map<number, AttentionResult>();
   private readonly queryBlock?: number;
   private readonly keyBlock?: number;
   private readonly lossChunk: number;
+  /** Fused JS / WebAssembly elementwise passes (the tfjs cpu backend). */
+  private readonly host: boolean;
 
   constructor(
     readonly spec: ModelSpec,
@@ -94,8 +103,9 @@ export class TrainingModel {
   ) {
     this.queryBlock = options.queryBlock;
     this.keyBlock = options.keyBlock;
-    this.lossChunk = options.lossChunk ?? Math.max(16, Math.min(1024, Math.floor(8_000_000 / spec.vocabSize)));
+    this.lossChunk = options.lossChunk ?? Math.max(16, Math.min(2048, Math.floor(32_000_000 / spec.vocabSize)));
     this.loraScale = options.lora.alpha / options.lora.rank;
+    this.host = options.host ?? hostKernels();
     this.lmHeadName = weights.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
     for (const [name, v] of weights) {
       if (isDirectlyTrainable(name, options.trainable, options.lora)) this.params.set(name, v);
@@ -135,7 +145,13 @@ export class TrainingModel {
   /** Mean causal-LM loss of a batch and its gradient for every trainable parameter (caller disposes). */
   lossAndGrads(batch: Batch): { loss: number; grads: Map<string, tf.Tensor>; tokens: number } {
     const bt = batchTensors(batch);
-    const { loss, grads } = namedGrads(() => this.forwardLoss(bt), [...this.params]);
+    let result: ReturnType<typeof namedGrads>;
+    try {
+      result = namedGrads(() => this.forwardLoss(bt), [...this.params]);
+    } finally {
+      this.clearAttention();
+    }
+    const { loss, grads } = result;
     const value = loss.dataSync()[0]!;
     loss.dispose();
     return { loss: value, grads, tokens: bt.B * bt.T };
@@ -166,7 +182,13 @@ export class TrainingModel {
     return this.withMergedWeights((w) => forwardLogits(w, this.spec, ids as number[][], { queryBlock: this.queryBlock, keyBlock: this.keyBlock }));
   }
 
+  private clearAttention(): void {
+    for (const r of this.attention.values()) tf.dispose([r.o, r.lse]);
+    this.attention.clear();
+  }
+
   dispose(): void {
+    this.clearAttention();
     for (const [name, v] of this.params) if (!this.weights.has(name)) v.dispose();
     for (const tables of this.rotary.values()) for (const t of new Set(tables)) tf.dispose([t.cos, t.sin]);
     this.rotary.clear();
@@ -201,7 +223,7 @@ export class TrainingModel {
     let h = this.embed(bt, this.params.get(E));
     for (let i = 0; i < this.spec.numLayers; i++) {
       const names = this.layerParams[i]!;
-      const op = recomputed((xs) => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!));
+      const op = recomputed((xs, phase) => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!, phase));
       h = op(h, ...names.map((n) => this.params.get(n)!)) as tf.Tensor2D;
     }
     return this.lossHead(h, bt);
@@ -232,7 +254,16 @@ export class TrainingModel {
   }
 
   /** One decoder layer on `[B·T, H]`, as llama.ts's decoderLayer, with trained tensors taken from `xs`. */
-  private layer(h: tf.Tensor2D, i: number, names: string[], xs: tf.Tensor[], B: number, T: number, rot: RotaryTables): tf.Tensor2D {
+  private layer(
+    h: tf.Tensor2D,
+    i: number,
+    names: string[],
+    xs: tf.Tensor[],
+    B: number,
+    T: number,
+    rot: RotaryTables,
+    phase: 'forward' | 'recompute',
+  ): tf.Tensor2D {
     const { spec } = this;
     const local = new Map<string, tf.Tensor>();
     names.forEach((n, j) => local.set(n, xs[j]!));
@@ -262,22 +293,32 @@ export class TrainingModel {
     const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
     const kr = applyRotaryTf(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
     const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
-    const o = flashAttention(qr, kr, vr, { queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: spec.slidingWindow });
+    // The forward pass of a training step keeps the attention result; the recomputation reuses it.
+    const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
+    const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
+    const o = flashAttention(qr, kr, vr, { queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: spec.slidingWindow, reuse, keep, host: this.host });
+    if (reuse) {
+      tf.dispose([reuse.o, reuse.lse]);
+      this.attention.delete(i);
+    }
     const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
     const h1 = tf.add(h, linear(merged, W(`${a}.o_proj.weight`), opt(`${a}.o_proj.bias`))) as tf.Tensor2D;
     const y = rmsNorm(h1, get(`${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
-    const mlp = swiGlu(y, {
-      gate: W(`${p}.mlp.gate_proj.weight`),
-      up: W(`${p}.mlp.up_proj.weight`),
-      down: W(`${p}.mlp.down_proj.weight`),
-      gateBias: opt(`${p}.mlp.gate_proj.bias`),
-      upBias: opt(`${p}.mlp.up_proj.bias`),
-      downBias: opt(`${p}.mlp.down_proj.bias`),
-    });
+    const gate = linear(y, W(`${p}.mlp.gate_proj.weight`), opt(`${p}.mlp.gate_proj.bias`));
+    const up = linear(y, W(`${p}.mlp.up_proj.weight`), opt(`${p}.mlp.up_proj.bias`));
+    const act = this.host ? swiGluActivation(gate, up) : (tf.mul(silu(gate), up) as tf.Tensor2D);
+    const mlp = linear(act, W(`${p}.mlp.down_proj.weight`), opt(`${p}.mlp.down_proj.bias`));
     return tf.add(h1, mlp) as tf.Tensor2D;
   }
 
-  /** Final norm, LM head and mean cross-entropy, in row chunks, recomputed chunk by chunk backward. */
+  /**
+   * Final norm, LM head and mean cross-entropy, in row chunks. The loss is the last op of the step, so
+   * its gradient for dy = 1 is known during the forward pass: each chunk's
+   * `dlogits = (softmax − onehot) / tokens` goes straight into the LM head's two products, and only
+   * `dx` (`[rows, hidden]`) and the head's weight gradient are kept for the backward pass (scaled by
+   * dy there; the final norm's backward is autodiff on `[rows, hidden]`). Logits are computed once per
+   * chunk and never exist for the whole sequence. On the cpu backend the softmax is one fused JS pass.
+   */
   private lossHead(h: tf.Tensor2D, bt: BatchTensors): tf.Scalar {
     if (bt.count === 0) throw new FopeifyError('INTERNAL', 'a batch without any target token');
     const { spec } = this;
@@ -287,57 +328,99 @@ export class TrainingModel {
     const chunks: [number, number][] = [];
     for (let s = 0; s < N; s += this.lossChunk) chunks.push([s, Math.min(this.lossChunk, N - s)]);
     const inv = 1 / bt.count;
-    const chunkNll = (hc: tf.Tensor2D, start: number, n: number, ps: tf.Tensor[]): tf.Scalar => {
-      const get = (name: string) => {
-        const j = names.indexOf(name);
-        return j >= 0 ? ps[j]! : this.weights.get(name)!;
-      };
-      const x = rmsNorm(hc, get('model.norm.weight'), spec.rmsNormEps);
-      const logits = tf.matMul(x, get(this.lmHeadName) as tf.Tensor2D, false, true);
-      const tg = bt.targets.subarray(start, start + n);
-      const oneHot = tf.oneHot(tf.tensor1d(tg, 'int32'), V, 1, 0, 'float32');
-      const mask = tf.tensor1d(Float32Array.from(tg, (t) => (t >= 0 ? 1 : 0)));
-      const nll = tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot), 1));
-      return tf.mul(tf.sum(tf.mul(nll, mask)), inv) as tf.Scalar;
+    const normName = 'model.norm.weight';
+    const jNorm = names.indexOf(normName);
+    const jHead = names.indexOf(this.lmHeadName);
+    const get = (ps: tf.Tensor[], name: string) => {
+      const j = names.indexOf(name);
+      return j >= 0 ? ps[j]! : this.weights.get(name)!;
     };
+    const host = this.host;
     const rowsOf = (x: tf.Tensor2D, s: number, n: number) => (n === N ? x : (tf.slice(x, [s, 0], [n, x.shape[1]]) as tf.Tensor2D));
+
+    /** One chunk: summed NLL, and with `grad` the chunk's dx `[n, H]` and LM-head gradient `[V, H]`. */
+    const chunk = (hIn: tf.Tensor2D, ps: tf.Tensor[], s: number, n: number, grad: boolean): { nll: number; dx?: tf.Tensor2D; dW?: tf.Tensor2D } => {
+      const tg = bt.targets.subarray(s, s + n);
+      let nll = 0;
+      const out = tf.tidy(() => {
+        const W = get(ps, this.lmHeadName) as tf.Tensor2D;
+        const x = rmsNorm(rowsOf(hIn, s, n), get(ps, normName), spec.rmsNormEps);
+        const logits = tf.matMul(x, W, false, true);
+        let dlogits: tf.Tensor2D | null = null;
+        if (host) {
+          const r = crossEntropyRows(logits.dataSync() as Float32Array, n, V, tg, grad ? inv : null);
+          nll = r.nll;
+          if (r.dlogits) dlogits = tf.tensor2d(r.dlogits, [n, V]);
+        } else {
+          const lse = tf.logSumExp(logits, 1, true);
+          const picked = tf.gather(logits.reshape([n * V]), tf.tensor1d(Int32Array.from(tg, (t, i) => i * V + Math.max(t, 0)), 'int32'));
+          const mask = tf.tensor1d(Float32Array.from(tg, (t) => (t >= 0 ? 1 : 0)));
+          nll = tf.sum(tf.mul(tf.sub(lse.reshape([n]), picked), mask)).dataSync()[0]!;
+          if (grad) {
+            // (softmax − onehot) / tokens; padding rows get lse = +∞, so their softmax row is 0.
+            const shift = tf.tensor2d(Float32Array.from(tg, (t) => (t >= 0 ? Math.log(bt.count) : Infinity)), [n, 1]);
+            const p = tf.exp(tf.sub(logits, tf.add(lse, shift)));
+            dlogits = tf.sub(p, tf.oneHot(tf.tensor1d(tg, 'int32'), V, inv, 0, 'float32')) as tf.Tensor2D;
+          }
+        }
+        if (!dlogits) return {};
+        return { dx: tf.matMul(dlogits, W), ...(jHead >= 0 ? { dW: tf.matMul(dlogits, x, true, false) } : {}) };
+      }) as { dx?: tf.Tensor2D; dW?: tf.Tensor2D };
+      return { nll, ...out };
+    };
+
+    const blas = host ? nativeBlas() : null;
+    const H = h.shape[1];
+    /** dh (and the trained norm / head gradients) from the dx and dW kept by the forward pass, times dy. */
+    const backward = (dy: tf.Scalar, saved: tf.Tensor[]): tf.Tensor[] =>
+      tf.tidy((): tf.Tensor[] => {
+        const hS = saved[0] as tf.Tensor2D;
+        const pS = saved.slice(1, 1 + names.length);
+        const dxS = saved[1 + names.length]!;
+        const dWS = jHead >= 0 ? saved[2 + names.length]! : null;
+        const c = dy.dataSync()[0]!;
+        const scaled = (t: tf.Tensor) => (c === 1 ? tf.clone(t) : tf.mul(t, c));
+        const normW = get(pS, normName);
+        const gs = isolatedGrads(() => rmsNorm(hS, normW, spec.rmsNormEps), jNorm >= 0 ? [hS, normW] : [hS], scaled(dxS));
+        return [gs[0]!, ...pS.map((p, j) => (j === jNorm ? gs[1]! : j === jHead ? scaled(dWS!) : tf.zerosLike(p)))];
+      });
     const op = tf.customGrad(((...args: unknown[]) => {
       const save = args.pop() as tf.GradSaveFunc;
       const [hIn, ...ps] = args as [tf.Tensor2D, ...tf.Tensor[]];
-      let total: tf.Scalar | null = null;
-      for (const [s, n] of chunks) {
-        const prev: tf.Scalar | null = total;
-        total = tf.tidy((): tf.Scalar => {
-          const part = chunkNll(rowsOf(hIn, s, n), s, n, ps);
-          return prev ? (tf.add(prev, part) as tf.Scalar) : part;
-        });
-        prev?.dispose();
+      const grad = taping();
+      let total = 0;
+      if (blas) {
+        // BLAS straight on the data: logits only in a scratch buffer, dW accumulated in place.
+        const Wd = get(ps, this.lmHeadName).dataSync() as Float32Array;
+        const dxAll = grad ? new Float32Array(N * H) : null;
+        const dWAll = grad && jHead >= 0 ? new Float32Array(V * H) : null;
+        for (const [s, n] of chunks) {
+          const xd = tf.tidy(() => rmsNorm(rowsOf(hIn, s, n), get(ps, normName), spec.rmsNormEps).dataSync() as Float32Array);
+          total += headChunkNative(blas, xd, Wd, n, H, V, bt.targets.subarray(s, s + n), grad ? inv : null, dxAll, s * H, dWAll);
+        }
+        if (grad) save([hIn, ...ps, tf.tensor2d(dxAll!, [N, H]), ...(dWAll ? [tf.tensor2d(dWAll, [V, H])] : [])]);
+        return { value: tf.scalar(total * inv), gradFunc: backward };
       }
-      save([hIn, ...ps]);
-      return {
-        value: total!,
-        gradFunc: (dy: tf.Scalar, saved: tf.Tensor[]) =>
-          tf.tidy((): tf.Tensor[] => {
-            const [hS, ...pS] = saved as [tf.Tensor2D, ...tf.Tensor[]];
-            const dh: tf.Tensor[] = [];
-            const dps: (tf.Tensor | null)[] = pS.map(() => null);
-            for (const [s, n] of chunks) {
-              const hc = n === N ? hS : (tf.slice(hS, [s, 0], [n, hS.shape[1]]) as tf.Tensor2D);
-              const gs = isolatedGrads(() => chunkNll(hc, s, n, pS), [hc, ...pS], dy);
-              dh.push(gs[0]!);
-              gs.slice(1).forEach((g, j) => {
-                const prev = dps[j];
-                dps[j] = prev ? tf.add(prev, g) : g;
-                if (prev) {
-                  prev.dispose();
-                  g.dispose();
-                }
-              });
-              if (hc !== hS) hc.dispose();
-            }
-            return [dh.length === 1 ? dh[0]! : tf.concat(dh, 0), ...(dps as tf.Tensor[])];
-          }),
-      };
+      const dxs: tf.Tensor2D[] = [];
+      let dW: tf.Tensor2D | null = null;
+      for (const [s, n] of chunks) {
+        const r = chunk(hIn, ps, s, n, grad);
+        total += r.nll;
+        if (r.dx) dxs.push(r.dx);
+        if (r.dW) {
+          const prev: tf.Tensor2D | null = dW;
+          dW = prev ? (tf.add(prev, r.dW) as tf.Tensor2D) : r.dW;
+          if (prev) {
+            prev.dispose();
+            r.dW.dispose();
+          }
+        }
+      }
+      if (grad) {
+        const dx = dxs.length === 1 ? dxs[0]! : (tf.concat(dxs, 0) as tf.Tensor2D);
+        save([hIn, ...ps, dx, ...(dW ? [dW] : [])]);
+      }
+      return { value: tf.scalar(total * inv), gradFunc: backward };
     }) as unknown as Parameters<typeof tf.customGrad>[0]);
     return op(h, ...names.map((n) => this.params.get(n)!)) as tf.Scalar;
   }

@@ -16,17 +16,20 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
   return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
 }
 
-beforeAll(async () => {
-  await setupBackend({ backend: 'cpu', quiet: true });
-});
+// Plain tfjs cpu (JS softmax with tf matmuls, or tf ops), then the native BLAS path when this machine has it.
+for (const backend of ['cpu', 'auto'] as const) describe(`flash attention (training), ${backend} backend`, () => {
+  beforeAll(async () => {
+    await setupBackend({ backend, quiet: true });
+  });
 
-describe('flash attention (training)', () => {
-  for (const [T, qb, kb, window] of [
-    [37, 8, 16, null],
-    [64, 64, 64, null],
-    [50, 16, 8, 12],
-  ] as [number, number, number, number | null][]) {
-    it(`matches full attention and its autodiff gradients (T=${T}, blocks ${qb}/${kb}, window ${window})`, () => {
+  for (const [T, qb, kb, window, host] of [
+    [37, 8, 16, null, true],
+    [37, 8, 16, null, false],
+    [64, 64, 64, null, true],
+    [50, 16, 8, 12, true],
+    [50, 16, 8, 12, false],
+  ] as [number, number, number, number | null, boolean][]) {
+    it(`matches full attention and its autodiff gradients (T=${T}, blocks ${qb}/${kb}, window ${window}, ${host ? 'JS' : 'tf-op'} softmax)`, () => {
       const BK = 2;
       const R = 3;
       const D = 8;
@@ -34,7 +37,7 @@ describe('flash attention (training)', () => {
       const k = randn([BK, T, D], 2) as tf.Tensor3D;
       const v = randn([BK, T, D], 3) as tf.Tensor3D;
       const w = randn([BK, R, T, D], 4);
-      const opts = { queryBlock: qb, keyBlock: kb, slidingWindow: window };
+      const opts = { queryBlock: qb, keyBlock: kb, slidingWindow: window, host };
       const ref = fullAttention(q, k, v, 0, { slidingWindow: window });
       const got = flashAttention(q, k, v, opts);
       expect(maxAbsDiff(ref, got)).toBeLessThan(1e-5);
@@ -49,6 +52,9 @@ describe('flash attention (training)', () => {
 });
 
 describe('recomputed (gradient checkpointing)', () => {
+  beforeAll(async () => {
+    await setupBackend({ backend: 'cpu', quiet: true });
+  });
   it('gives the same gradients as plain autodiff, through nested recomputed functions, without leaking tensors', () => {
     const x = randn([4, 6], 5);
     const a = tf.variable(randn([6, 6], 6, 0.5));

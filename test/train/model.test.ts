@@ -40,12 +40,19 @@ function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
 const small: Pick<TrainingModelOptions, 'queryBlock' | 'keyBlock' | 'lossChunk'> = { queryBlock: 16, keyBlock: 8, lossChunk: 24 };
 
 beforeAll(async () => {
-  await setupBackend({ backend: 'cpu', quiet: true });
+  // Native BLAS (and its scatter-add gather gradient for the reference) when available, plain tfjs otherwise.
+  await setupBackend({ backend: 'auto', quiet: true });
 });
 
 describe('training forward and gradients', () => {
-  for (const kind of ['llama', 'qwen2', 'qwen3', 'fope'] as const) {
-    it(`${kind}: loss and gradients equal autodiff of the runtime's forward`, async () => {
+  for (const [kind, host] of [
+    ['llama', undefined],
+    ['llama', false],
+    ['qwen2', undefined],
+    ['qwen3', undefined],
+    ['fope', undefined],
+  ] as const) {
+    it(`${kind}${host === false ? ' (tf-op softmax, as on GPU)' : ''}: loss and gradients equal autodiff of the runtime's forward`, async () => {
       let dir = await fixture(root, { kind: kind === 'fope' ? 'llama' : kind, seed: 3 });
       if (kind === 'fope') {
         const out = path.join(root, `fope-${Date.now()}`);
@@ -53,7 +60,7 @@ describe('training forward and gradients', () => {
         dir = out;
       }
       const m = await loadModel(dir);
-      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
+      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, host, ...small });
       const batch = chunks(2, 41, 1);
       const { loss, grads } = tm.lossAndGrads(batch);
       const vars = [...tm.params.values()];
@@ -94,6 +101,26 @@ describe('training forward and gradients', () => {
     for (const [name, v] of tm.params) expect(maxRelDiff(ref.grads[v.name]!, grads.get(name)!), name).toBeLessThan(2e-3);
     tf.dispose([ref.value, ...Object.values(ref.grads), ...grads.values()]);
     tm.dispose();
+    m.dispose();
+  });
+
+  it('padding tokens (−1) are ignored by the loss, on both softmax paths', async () => {
+    const dir = await fixture(root, { kind: 'llama', seed: 8 });
+    const m = await loadModel(dir);
+    const full = chunks(1, 33, 9)[0]!;
+    const padded = full.slice();
+    padded.fill(-1, 21);
+    for (const host of [true, false]) {
+      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, host, ...small });
+      const { loss, grads } = tm.lossAndGrads([padded]);
+      const vars = [...tm.params.values()];
+      // Reference: the first 20 targets only (positions 0..19 predict tokens 1..20).
+      const ref = refGrads(() => referenceLoss(m.weights, m.spec, [full.slice(0, 21)]), vars);
+      expect(loss).toBeCloseTo(ref.value.dataSync()[0]!, 4);
+      for (const [name, v] of tm.params) expect(maxRelDiff(ref.grads[v.name]!, grads.get(name)!), name).toBeLessThan(2e-3);
+      tf.dispose([ref.value, ...Object.values(ref.grads), ...grads.values()]);
+      tm.dispose();
+    }
     m.dispose();
   });
 
