@@ -30,9 +30,10 @@ export function asciiOnly(text: string): string {
  * A passkey document of exactly `chars` characters with the answer: [task?] filler, info, filler,
  * question, key. The key sits at a random depth, so key-to-question distances cover the whole length.
  */
-export function passkeyDocument(rng: SeededRandom, chars: number, brown: string): string {
+export function passkeyDocument(rng: SeededRandom, chars: number, brown: string, extraQuestion = false): string {
   const key = 1 + rng.int(50000);
-  const info = `The pass key is ${key}. Remember it. ${key} is the pass key.`;
+  // An extra question right after the key gives a second, short-range copy to learn from.
+  const info = `The pass key is ${key}. Remember it. ${key} is the pass key.${extraQuestion ? `\n${PASSKEY_QUESTION} ${key}.` : ''}`;
   const tail = `${PASSKEY_QUESTION} ${key}.`;
   const head = rng.next() < 0.3 ? PASSKEY_TASK : '';
   const fixed = head.length + info.length + tail.length + 4; // four newlines
@@ -46,15 +47,27 @@ export function passkeyDocument(rng: SeededRandom, chars: number, brown: string)
 }
 
 /** `count` text documents and `count` passkey documents, each exactly `length` characters. */
-export async function demoTexts(options: { length: number; count: number; seed: number; brownFile?: string }): Promise<string[]> {
+export async function demoTexts(options: {
+  length: number;
+  /** Passkey documents; text documents are count × (1 − passkeyShare) / passkeyShare of them. */
+  count: number;
+  seed: number;
+  brownFile?: string;
+  /** Share of passkey documents (default 0.5). */
+  passkeyShare?: number;
+  /** Probability of an extra question right after the key (default 0). */
+  extraQuestion?: number;
+}): Promise<string[]> {
   const brown = asciiOnly(await fs.readFile(options.brownFile ?? path.join(fixturesDir(), 'text', 'brown-train.txt'), 'utf8'));
   const rng = new SeededRandom(options.seed, `demo-data-${options.length}`);
   const texts: string[] = [];
   // Text documents start at random offsets so runs at different lengths see different slices.
-  for (let i = 0; i < options.count; i++) {
+  const share = options.passkeyShare ?? 0.5;
+  const textCount = Math.round((options.count * (1 - share)) / share);
+  for (let i = 0; i < textCount; i++) {
     const start = rng.int(Math.max(1, brown.length - options.length));
     texts.push(brown.slice(start, start + options.length).padEnd(options.length, ' '));
   }
-  for (let i = 0; i < options.count; i++) texts.push(passkeyDocument(rng, options.length, brown));
+  for (let i = 0; i < options.count; i++) texts.push(passkeyDocument(rng, options.length, brown, (options.extraQuestion ?? 0) > 0 && rng.next() < options.extraQuestion!));
   return texts;
 }
