@@ -20,6 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { attentionBackwardBlock, hostKernels, onlineSoftmaxBlock } from './host-kernels.js';
 import { attentionBackwardNative, attentionForwardNative, nativeBlas } from './native-attention.js';
+import { timed } from './timing.js';
 
 /** Output and row log-sum-exp of one attention call (`[BK, R, T, D]` and `[BK, R, T, 1]`). */
 export interface AttentionResult {
@@ -244,7 +245,9 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
       out = tf.clone(options.reuse.o);
       lse = options.reuse.lse;
     } else if (blas) {
-      const r = attentionForwardNative(blas, qIn.dataSync() as Float32Array, kIn.dataSync() as Float32Array, vIn.dataSync() as Float32Array, geometry);
+      const r = timed('attention forward', () =>
+        attentionForwardNative(blas, qIn.dataSync() as Float32Array, kIn.dataSync() as Float32Array, vIn.dataSync() as Float32Array, geometry),
+      );
       out = tf.tensor4d(r.out, [BK, R, T, D]);
       lse = tf.tensor4d(r.lse, [BK, R, T, 1]);
     } else {
@@ -266,7 +269,7 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
         const [qS, kS, vS, oS, lseS] = saved as [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D, tf.Tensor4D, tf.Tensor4D];
         if (blas) {
           const data = (t: tf.Tensor) => t.dataSync() as Float32Array;
-          const r = attentionBackwardNative(blas, data(qS), data(kS), data(vS), data(oS), data(lseS), data(dy), geometry);
+          const r = timed('attention backward', () => attentionBackwardNative(blas, data(qS), data(kS), data(vS), data(oS), data(lseS), data(dy), geometry));
           return [tf.tensor4d(r.dq, [BK, R, T, D]), tf.tensor3d(r.dk, [BK, T, D]), tf.tensor3d(r.dv, [BK, T, D])];
         }
         return backward(qS, kS, vS, oS, lseS, dy);

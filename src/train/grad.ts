@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
+import { timed } from './timing.js';
 
 interface EngineLike {
   state: { activeTape: unknown; gradientDepth: number; kernelDepth: number };
@@ -58,7 +59,7 @@ export function recomputed(fn: (inputs: tf.Tensor[], phase: 'forward' | 'recompu
     save(inputs);
     return {
       value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => isolatedGrads(() => fn(saved, 'recompute'), saved, dy),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => timed('layer backward (recompute + backprop)', () => isolatedGrads(() => fn(saved, 'recompute'), saved, dy)),
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return (...inputs: tf.Tensor[]) => op(...inputs);

@@ -173,39 +173,24 @@ export function attentionBackwardBlock(
  */
 export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad(((gIn: tf.Tensor2D, uIn: tf.Tensor2D, save: tf.GradSaveFunc) => {
-    const gd = gIn.dataSync() as Float32Array;
-    const ud = uIn.dataSync() as Float32Array;
-    const n = gd.length;
-    const ve = vectorMath();
-    const [buf] = ve.scratch(n) as [Float32Array];
-    for (let i = 0; i < n; i++) buf[i] = -gd[i]!;
-    ve.exp(buf, n);
-    const sig = new Float32Array(n);
-    const y = new Float32Array(n);
-    for (let i = 0; i < n; i++) {
-      const sg = 1 / (1 + buf[i]!);
-      sig[i] = sg;
-      y[i] = gd[i]! * sg * ud[i]!;
-    }
-    const sigT = tf.tensor2d(sig, gIn.shape);
-    save([gIn, uIn, sigT]);
+    const n = gIn.size;
+    const vm = vectorMath();
+    const [G, U, Y, SG] = vm.scratch(n, n, n, n) as [Float32Array, Float32Array, Float32Array, Float32Array];
+    G.set(gIn.dataSync() as Float32Array);
+    U.set(uIn.dataSync() as Float32Array);
+    vm.swigluForward(G, U, Y, SG, n);
+    save([gIn, uIn, tf.tensor2d(SG.slice(), gIn.shape)]);
     return {
-      value: tf.tensor2d(y, gIn.shape),
+      value: tf.tensor2d(Y.slice(), gIn.shape),
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [gS, uS, sS] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const dyd = dy.dataSync() as Float32Array;
-        const g2 = gS.dataSync() as Float32Array;
-        const u2 = uS.dataSync() as Float32Array;
-        const s2 = sS.dataSync() as Float32Array;
-        const dg = new Float32Array(n);
-        const du = new Float32Array(n);
-        for (let i = 0; i < n; i++) {
-          const sg = s2[i]!;
-          const x = g2[i]!;
-          dg[i] = dyd[i]! * u2[i]! * sg * (1 + x * (1 - sg));
-          du[i] = dyd[i]! * x * sg;
-        }
-        return [tf.tensor2d(dg, gS.shape), tf.tensor2d(du, gS.shape)];
+        const [DY, G2, U2, S2, DG, DU] = vm.scratch(n, n, n, n, n, n) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+        DY.set(dy.dataSync() as Float32Array);
+        G2.set(gS.dataSync() as Float32Array);
+        U2.set(uS.dataSync() as Float32Array);
+        S2.set(sS.dataSync() as Float32Array);
+        vm.swigluBackward(DY, G2, U2, S2, DG, DU, n);
+        return [tf.tensor2d(DG.slice(), gS.shape), tf.tensor2d(DU.slice(), gS.shape)];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);

@@ -24,6 +24,7 @@ import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { crossEntropyRows, hostKernels, swiGluActivation } from './host-kernels.js';
 import { headChunkNative, nativeBlas } from './native-attention.js';
+import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
 import type { LoraSettings, Trainable } from './recipe.js';
 
@@ -147,7 +148,7 @@ export class TrainingModel {
     const bt = batchTensors(batch);
     let result: ReturnType<typeof namedGrads>;
     try {
-      result = namedGrads(() => this.forwardLoss(bt), [...this.params]);
+      result = timed('step (forward + backward)', () => namedGrads(() => this.forwardLoss(bt), [...this.params]));
     } finally {
       this.clearAttention();
     }
@@ -223,7 +224,7 @@ export class TrainingModel {
     let h = this.embed(bt, this.params.get(E));
     for (let i = 0; i < this.spec.numLayers; i++) {
       const names = this.layerParams[i]!;
-      const op = recomputed((xs, phase) => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!, phase));
+      const op = recomputed((xs, phase) => timed(`layer ${phase}`, () => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!, phase)));
       h = op(h, ...names.map((n) => this.params.get(n)!)) as tf.Tensor2D;
     }
     return this.lossHead(h, bt);
@@ -306,7 +307,7 @@ export class TrainingModel {
     const y = rmsNorm(h1, get(`${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
     const gate = linear(y, W(`${p}.mlp.gate_proj.weight`), opt(`${p}.mlp.gate_proj.bias`));
     const up = linear(y, W(`${p}.mlp.up_proj.weight`), opt(`${p}.mlp.up_proj.bias`));
-    const act = this.host ? swiGluActivation(gate, up) : (tf.mul(silu(gate), up) as tf.Tensor2D);
+    const act = this.host ? timed('swiglu activation', () => swiGluActivation(gate, up)) : (tf.mul(silu(gate), up) as tf.Tensor2D);
     const mlp = linear(act, W(`${p}.mlp.down_proj.weight`), opt(`${p}.mlp.down_proj.bias`));
     return tf.add(h1, mlp) as tf.Tensor2D;
   }
@@ -396,7 +397,7 @@ export class TrainingModel {
         const dWAll = grad && jHead >= 0 ? new Float32Array(V * H) : null;
         for (const [s, n] of chunks) {
           const xd = tf.tidy(() => rmsNorm(rowsOf(hIn, s, n), get(ps, normName), spec.rmsNormEps).dataSync() as Float32Array);
-          total += headChunkNative(blas, xd, Wd, n, H, V, bt.targets.subarray(s, s + n), grad ? inv : null, dxAll, s * H, dWAll);
+          total += timed('head (logits, loss, gradient)', () => headChunkNative(blas, xd, Wd, n, H, V, bt.targets.subarray(s, s + n), grad ? inv : null, dxAll, s * H, dWAll));
         }
         if (grad) save([hIn, ...ps, tf.tensor2d(dxAll!, [N, H]), ...(dWAll ? [tf.tensor2d(dWAll, [V, H])] : [])]);
         return { value: tf.scalar(total * inv), gradFunc: backward };

@@ -24,6 +24,13 @@ export function hostMemoryBackend(): boolean {
   return b === 'cpu' || b === 'wasm';
 }
 
+/** Is `t` the only holder of its data on the cpu backend (so its buffer may be written in place)? */
+function soleOwner(t: tf.Tensor): boolean {
+  if (tf.getBackend() !== 'cpu') return false;
+  const be = tf.backend() as unknown as { refCount?(dataId: object): number };
+  return typeof be.refCount === 'function' && be.refCount(t.dataId) === 1;
+}
+
 export class AdamW {
   /** Optimizer steps taken (bias correction uses step + 1). */
   step = 0;
@@ -111,7 +118,10 @@ export class AdamW {
         const vd = this.hostV.get(name)!;
         const pd = p.dataSync() as Float32Array;
         const n = pd.length;
-        const pN = new Float32Array(n);
+        // Update in place when the variable alone holds its buffer (the usual case between steps);
+        // otherwise write a new buffer and assign it.
+        const inPlace = soleOwner(p);
+        const pN = inPlace ? pd : new Float32Array(n);
         const decay = lr * weightDecay;
         for (let i = 0; i < n; i++) {
           const gi = g[i]! * clip;
@@ -122,9 +132,11 @@ export class AdamW {
           const pi = pd[i]!;
           pN[i] = pi - lr * (md[i]! / c1 / (Math.sqrt(vd[i]! / c2) + eps)) - decay * pi;
         }
-        const tensor = tf.tensor(pN, p.shape, 'float32');
-        p.assign(tensor);
-        tensor.dispose();
+        if (!inPlace) {
+          const tensor = tf.tensor(pN, p.shape, 'float32');
+          p.assign(tensor);
+          tensor.dispose();
+        }
         continue;
       }
       const m = this.devM.get(name)!;

@@ -66,9 +66,11 @@ const V = {
   ge: simd(0x46),
   and: simd(0x4e),
   nearest: simd(0x6a),
+  neg: simd(0xe1),
   add: simd(0xe4),
   sub: simd(0xe5),
   mul: simd(0xe6),
+  div: simd(0xe7),
   min: simd(0xe8),
   max: simd(0xe9),
   truncSat: simd(0xf8),
@@ -225,6 +227,53 @@ function fnScaleRows(): Fn {
   };
 }
 
+/** swigluForward(g, u, y, sig, n): sig = σ(g), y = g·sig·u (n a multiple of 4). */
+function fnSwigluForward(): Fn {
+  const [G, U, Y, SG, N] = [0, 1, 2, 3, 4];
+  const [END, GV, SV, X, K, R, YY] = [5, 6, 7, 8, 9, 10, 11];
+  const adv = [G, U, Y, SG].flatMap((p) => [...get(p), ...i32c(16), ...I.add, ...set(p)]);
+  return {
+    params: 5,
+    locals: [[1, I32], [6, V128]],
+    code: [
+      ...get(G), ...get(N), ...i32c(2), ...I.shl, ...I.add, ...set(END),
+      ...block(loop(
+        [...get(G), ...get(END), ...I.geU, 0x0d, 1],
+        [...get(G), ...V.load, ...set(GV)],
+        [...v128f(1), ...v128f(1), ...get(GV), ...V.neg, ...expOf(X, K, R, YY), ...V.add, ...V.div, ...set(SV)],
+        [...get(SG), ...get(SV), ...V.store],
+        [...get(Y), ...get(GV), ...get(SV), ...V.mul, ...get(U), ...V.load, ...V.mul, ...V.store],
+        adv,
+        [0x0c, 0],
+      )),
+    ],
+  };
+}
+
+/** swigluBackward(dy, g, u, sig, dg, du, n): dg = dy·u·sig·(1 + g(1 − sig)), du = dy·g·sig. */
+function fnSwigluBackward(): Fn {
+  const [DY, G, U, SG, DG, DU, N] = [0, 1, 2, 3, 4, 5, 6];
+  const [END, DYV, GV, SV, UV] = [7, 8, 9, 10, 11];
+  const adv = [DY, G, U, SG, DG, DU].flatMap((p) => [...get(p), ...i32c(16), ...I.add, ...set(p)]);
+  return {
+    params: 7,
+    locals: [[1, I32], [4, V128]],
+    code: [
+      ...get(G), ...get(N), ...i32c(2), ...I.shl, ...I.add, ...set(END),
+      ...block(loop(
+        [...get(G), ...get(END), ...I.geU, 0x0d, 1],
+        [...get(DY), ...V.load, ...set(DYV), ...get(G), ...V.load, ...set(GV), ...get(SG), ...V.load, ...set(SV), ...get(U), ...V.load, ...set(UV)],
+        // dg = dy·u·s·(1 + g·(1 − s))
+        [...get(DG), ...get(DYV), ...get(UV), ...V.mul, ...get(SV), ...V.mul, ...v128f(1), ...get(GV), ...v128f(1), ...get(SV), ...V.sub, ...V.mul, ...V.add, ...V.mul, ...V.store],
+        // du = dy·g·s
+        [...get(DU), ...get(DYV), ...get(GV), ...V.mul, ...get(SV), ...V.mul, ...V.store],
+        adv,
+        [0x0c, 0],
+      )),
+    ],
+  };
+}
+
 /** Build the module from its functions; exports memory and the functions by name. */
 function moduleBytes(fns: { name: string; fn: Fn }[]): Uint8Array {
   const types = fns.map(({ fn }) => [0x60, fn.params, ...new Array<number>(fn.params).fill(I32), 0]);
@@ -276,6 +325,10 @@ export interface VectorMath {
   softmaxBackward(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
   /** s[r] *= k[r]. */
   scaleRows(s: Float32Array, rows: number, n4: number, k: Float32Array): void;
+  /** SwiGLU activation: sig = σ(g), y = g·sig·u over n floats (scratch buffers, n padded to 4). */
+  swigluForward(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array, n: number): void;
+  /** Its gradient: dg = dy·u·sig·(1 + g(1 − sig)), du = dy·g·sig. */
+  swigluBackward(dy: Float32Array, g: Float32Array, u: Float32Array, sig: Float32Array, dg: Float32Array, du: Float32Array, n: number): void;
   readonly kind: 'wasm-simd' | 'js';
 }
 
@@ -324,6 +377,20 @@ function jsMath(): VectorMath {
     scaleRows(s, rows, n4, k) {
       for (let r = 0; r < rows; r++) for (let j = 0; j < n4; j++) s[r * n4 + j] = s[r * n4 + j]! * k[r]!;
     },
+    swigluForward(g, u, y, sig, n) {
+      for (let i = 0; i < n; i++) {
+        const sg = 1 / (1 + jsExpValue(-g[i]!));
+        sig[i] = sg;
+        y[i] = g[i]! * sg * u[i]!;
+      }
+    },
+    swigluBackward(dy, g, u, sig, dg, du, n) {
+      for (let i = 0; i < n; i++) {
+        const sg = sig[i]!;
+        dg[i] = dy[i]! * u[i]! * sg * (1 + g[i]! * (1 - sg));
+        du[i] = dy[i]! * g[i]! * sg;
+      }
+    },
   };
 }
 
@@ -335,16 +402,20 @@ function wasmMath(): VectorMath | null {
       { name: 'softmaxRows', fn: fnSoftmaxRows() },
       { name: 'softmaxBackward', fn: fnSoftmaxBackward() },
       { name: 'scaleRows', fn: fnScaleRows() },
+      { name: 'swigluForward', fn: fnSwigluForward() },
+      { name: 'swigluBackward', fn: fnSwigluBackward() },
     ]);
     const inst = new WebAssembly.Instance(new WebAssembly.Module(bytes), {});
     const memory = inst.exports.memory as WasmMemory;
     const fn = (name: string) => inst.exports[name] as (...args: number[]) => void;
-    const [exp, softmaxRows, softmaxBackward, scaleRows] = ['exp', 'softmaxRows', 'softmaxBackward', 'scaleRows'].map(fn) as [
-      (...a: number[]) => void,
-      (...a: number[]) => void,
-      (...a: number[]) => void,
-      (...a: number[]) => void,
-    ];
+    const [exp, softmaxRows, softmaxBackward, scaleRows, swigluForward, swigluBackward] = [
+      'exp',
+      'softmaxRows',
+      'softmaxBackward',
+      'scaleRows',
+      'swigluForward',
+      'swigluBackward',
+    ].map(fn);
     const ptr = (x: Float32Array) => {
       if (x.buffer !== memory.buffer) throw new Error('vector math: not a scratch buffer (or stale after a later scratch call)');
       return x.byteOffset;
@@ -361,10 +432,12 @@ function wasmMath(): VectorMath | null {
           return v;
         });
       },
-      exp: (x, n) => exp(ptr(x), round4(n)),
-      softmaxRows: (s, rows, n4, mOld, mNew, sum) => softmaxRows(ptr(s), rows, n4, ptr(mOld), ptr(mNew), ptr(sum)),
-      softmaxBackward: (s, dP, rows, n4, lse, d) => softmaxBackward(ptr(s), ptr(dP), rows, n4, ptr(lse), ptr(d)),
-      scaleRows: (s, rows, n4, k) => scaleRows(ptr(s), rows, n4, ptr(k)),
+      exp: (x, n) => exp!(ptr(x), round4(n)),
+      softmaxRows: (s, rows, n4, mOld, mNew, sum) => softmaxRows!(ptr(s), rows, n4, ptr(mOld), ptr(mNew), ptr(sum)),
+      softmaxBackward: (s, dP, rows, n4, lse, d) => softmaxBackward!(ptr(s), ptr(dP), rows, n4, ptr(lse), ptr(d)),
+      scaleRows: (s, rows, n4, k) => scaleRows!(ptr(s), rows, n4, ptr(k)),
+      swigluForward: (g, u, y, sig, n) => swigluForward!(ptr(g), ptr(u), ptr(y), ptr(sig), round4(n)),
+      swigluBackward: (dy, g, u, sig, dg, du, n) => swigluBackward!(ptr(dy), ptr(g), ptr(u), ptr(sig), ptr(dg), ptr(du), round4(n)),
     };
     return selfCheck(vm) ? vm : null;
   } catch {
@@ -392,7 +465,14 @@ function selfCheck(vm: VectorMath): boolean {
     m.softmaxBackward(s!, dP!, rows, n4, a!, b!);
     const bwd = [...s!, ...dP!];
     m.scaleRows(s!, rows, n4, b!);
-    return [...fwd, ...bwd, ...s!];
+    const scaled = [...s!];
+    const [g, u, y, sg, dg, du] = m.scratch(8, 8, 8, 8, 8, 8) as Float32Array[];
+    g!.set([-3, -1, 0, 0.5, 1, 2, 30, -100]);
+    u!.set([1, 2, 3, 4, -1, -2, 0.5, 7]);
+    m.swigluForward(g!, u!, y!, sg!, 8);
+    const sw = [...y!, ...sg!];
+    m.swigluBackward(u!, g!, u!, sg!, dg!, du!, 8);
+    return [...fwd, ...bwd, ...scaled, ...sw, ...dg!, ...du!];
   };
   const want = run(js);
   const got = run(vm);
