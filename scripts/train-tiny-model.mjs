@@ -2,8 +2,8 @@
 // Deterministic: the same seed gives the same bytes on the same backend and fopeify version. Rerun with
 //   npm run build && node scripts/train-tiny-model.mjs [--seed S] [--out DIR]
 // Byte-level tokenizer, ~0.8M parameters, 256-token training length. Phase 1: Brown corpus text mixed
-// with passkey-style documents (src/demo/data.ts). Phase 2: a passkey-heavy mix, so that the model
-// learns to retrieve a pass key at its training length.
+// with passkey-style documents (src/demo/data.ts). Phase 2: passkey documents, copy documents (a text
+// repeated: dense retrieval signal) and text, so that the model learns to retrieve at its training length.
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,11 +53,11 @@ if (!args['from-phase1']) {
 
 {
   const steps = 300;
-  const texts = await demoTexts({ length: TRAIN_LENGTH, count: 4800, seed: seed + 100, passkeyShare: 0.8, extraQuestion: 0.5 });
-  console.log('phase 2: passkey-heavy mix');
+  const texts = await demoTexts({ length: TRAIN_LENGTH, count: 2400, seed: seed + 100, passkeyShare: 0.6, extraQuestion: 0.5, copyShare: 1 });
+  console.log('phase 2: passkey documents, copy documents and text');
   const result = await finetune({
     model: phase1Dir, outDir: out, force: true, backend: 'auto',
-    data: { texts, name: `passkey-heavy mix (${TRAIN_LENGTH} bytes each)` },
+    data: { texts, name: `passkey + copy + text mix (${TRAIN_LENGTH} bytes each)` },
     settings: { ...common, steps, lr: 1e-3, warmupSteps: 20, schedule: 'cosine', minLrRatio: 0.1, evalEvery: 50 },
     passkeyTrials: 20, onStep: report(steps), onLog: (l) => console.log(l),
   });

@@ -46,6 +46,20 @@ export function passkeyDocument(rng: SeededRandom, chars: number, brown: string,
   return doc.slice(0, chars).padEnd(chars, ' ');
 }
 
+/**
+ * A copy document of exactly `chars` characters: a random mix of numbers and words, then the same text
+ * again. Every character of the second half is predictable only by looking back — a dense signal that
+ * teaches the model to retrieve (induction), which passkey retrieval needs.
+ */
+export function copyDocument(rng: SeededRandom, chars: number, brown: string): string {
+  const half = Math.floor((chars - 1) / 2);
+  const words = brown.split(/\s+/).filter(Boolean);
+  let x = '';
+  while (x.length < half) x += rng.next() < 0.5 ? `${1 + rng.int(99999)} ` : `${words[rng.int(words.length)] ?? 'word'} `;
+  x = x.slice(0, half);
+  return `${x}\n${x}`.padEnd(chars, ' ').slice(0, chars);
+}
+
 /** `count` text documents and `count` passkey documents, each exactly `length` characters. */
 export async function demoTexts(options: {
   length: number;
@@ -57,6 +71,8 @@ export async function demoTexts(options: {
   passkeyShare?: number;
   /** Probability of an extra question right after the key (default 0). */
   extraQuestion?: number;
+  /** Copy documents, as a multiple of `count` (default 0). */
+  copyShare?: number;
 }): Promise<string[]> {
   const brown = asciiOnly(await fs.readFile(options.brownFile ?? path.join(fixturesDir(), 'text', 'brown-train.txt'), 'utf8'));
   const rng = new SeededRandom(options.seed, `demo-data-${options.length}`);
@@ -68,6 +84,7 @@ export async function demoTexts(options: {
     const start = rng.int(Math.max(1, brown.length - options.length));
     texts.push(brown.slice(start, start + options.length).padEnd(options.length, ' '));
   }
+  for (let i = 0; i < Math.round(options.count * (options.copyShare ?? 0)); i++) texts.push(copyDocument(rng, options.length, brown));
   for (let i = 0; i < options.count; i++) texts.push(passkeyDocument(rng, options.length, brown, (options.extraQuestion ?? 0) > 0 && rng.next() < options.extraQuestion!));
   return texts;
 }
