@@ -51,9 +51,8 @@ export function passkeyDocument(rng: SeededRandom, chars: number, brown: string,
  * again. Every character of the second half is predictable only by looking back — a dense signal that
  * teaches the model to retrieve (induction), which passkey retrieval needs.
  */
-export function copyDocument(rng: SeededRandom, chars: number, brown: string): string {
+export function copyDocument(rng: SeededRandom, chars: number, words: readonly string[]): string {
   const half = Math.floor((chars - 1) / 2);
-  const words = brown.split(/\s+/).filter(Boolean);
   let x = '';
   while (x.length < half) x += rng.next() < 0.5 ? `${1 + rng.int(99999)} ` : `${words[rng.int(words.length)] ?? 'word'} `;
   x = x.slice(0, half);
@@ -84,7 +83,9 @@ export async function demoTexts(options: {
     const start = rng.int(Math.max(1, brown.length - options.length));
     texts.push(brown.slice(start, start + options.length).padEnd(options.length, ' '));
   }
-  for (let i = 0; i < Math.round(options.count * (options.copyShare ?? 0)); i++) texts.push(copyDocument(rng, options.length, brown));
+  const copies = Math.round(options.count * (options.copyShare ?? 0));
+  const words = copies ? brown.split(/\s+/).filter(Boolean) : [];
+  for (let i = 0; i < copies; i++) texts.push(copyDocument(rng, options.length, words));
   for (let i = 0; i < options.count; i++) texts.push(passkeyDocument(rng, options.length, brown, (options.extraQuestion ?? 0) > 0 && rng.next() < options.extraQuestion!));
   return texts;
 }
