@@ -18,7 +18,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   builder: (y) =>
     y
       .option('out', { type: 'string', default: 'fopeify-demo', describe: 'output folder (a rerun resumes finished stages)' })
-      .option('quick', { type: 'boolean', default: false, describe: 'the short variant (about 10 minutes on 2 cores)' })
+      .option('quick', { type: 'boolean', default: false, describe: 'the short variant (a few minutes on 2 cores)' })
       .option('backend', { type: 'string', default: 'auto', describe: 'auto|native|cpu|wasm|tensorflow|tensorflow-gpu' })
       .option('threads', { type: 'number', describe: 'BLAS / backend threads (default: the machine’s cores)' })
       .option('seed', { type: 'number', default: 0 })
@@ -31,8 +31,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     const plan = demoPlan(256, argv.quick);
     reporter.info(
       argv.quick
-        ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; about 10 minutes on a 2-core machine.`
-        : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; expect 1–2 hours on a 2-core machine (use --quick for ~10 minutes).`,
+        ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; a few minutes on a 2-core machine (under 10).`
+        : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; expect 30–60 minutes on a 2-core machine (use --quick for a few minutes).`,
     );
     try {
       const r = await runDemo({

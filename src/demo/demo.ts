@@ -249,7 +249,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   const table: Record<string, Record<number, number>> = {};
   for (const r of needle.results) (table[r.model] ??= {})[r.context_length] = r.accuracy;
-  const verdict = demoVerdict(table, trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' });
+  const longest = plan.windows[plan.windows.length - 1]!;
+  const pplAt = (m: string) => perplexity.find((p) => p.model === m && p.window === longest)?.ppl;
+  const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(2));
+  const verdict =
+    demoVerdict(table, trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' }) +
+    ` Perplexity at ${longest} tokens (${longest / trainLength}× the training length): RoPE ${fmt(pplAt('rope-original'))}, YaRN ${fmt(pplAt('yarn-finetuned'))}, FoPE+YaRN ${fmt(pplAt('fope-yarn-finetuned'))}.`;
   const result: DemoResult = {
     out,
     report: path.join(reportDir, 'report.html'),
