@@ -3,11 +3,11 @@
  * fopeify's native BLAS doing the matmuls). A training step's non-matmul time is dominated by softmax
  * work over `[rows, vocab]` logits and `[rows, keys]` attention scores; tfjs runs each of max, sub, exp,
  * sum, mul, ... as a separate full pass that allocates its output, with `Math.exp` (~10–30 ns). Here
- * each is a few plain loops around one WebAssembly-SIMD exp of the whole block (vector-exp.ts). Other
+ * each is a few plain loops around one WebAssembly-SIMD exp of the whole block (vector-math.ts). Other
  * backends (tensorflow, GPU, wasm) use the equivalent tf ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { vectorMath } from './vector-exp.js';
+import { vectorMath } from './vector-math.js';
 
 /** Use the JS passes: the active backend keeps tensors in JS memory (dataSync is free). */
 export function hostKernels(): boolean {

@@ -1,7 +1,7 @@
 /**
  * The training attention and LM-head loss on the tfjs cpu backend with fopeify's native BLAS: the
  * blockwise (FlashAttention) recurrences written directly as BLAS calls on the tensors' float32 data
- * plus softmax passes in WebAssembly SIMD (vector-exp.ts), with every block's scores in a reused scratch
+ * plus softmax passes in WebAssembly SIMD (vector-math.ts), with every block's scores in a reused scratch
  * buffer that the BLAS writes and the softmax reads in place. No tensor is allocated per block, the accumulators are updated
  * by the BLAS itself (beta = 1), and masked entries are never exponentiated. Same mathematics as the
  * tf-op path of flash-attention.ts; used when the native addon is active.
@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend } from '../backend/select.js';
 import { loadNative, type NativeAddon } from '../backend/native.js';
-import { vectorMath } from './vector-exp.js';
+import { vectorMath } from './vector-math.js';
 
 /** The native BLAS addon when the active backend is tfjs cpu with fopeify's native kernels, else null. */
 export function nativeBlas(): NativeAddon | null {
