@@ -41,39 +41,63 @@ function blockVisible(q0: number, tq: number, k0: number, n: number, window: num
   return true;
 }
 
+/**
+ * `[BK, R, T, X]` ⇄ `[BK, T, R, X]`. In the second layout the R query heads that share a KV head are
+ * adjacent rows for each token, so a block of tq tokens is one `[tq·R, D]` matrix and every product
+ * of a (query block, key block) pair is a single BLAS call instead of R small ones.
+ */
+function stackHeads(x: Float32Array, BK: number, R: number, T: number, X: number, toStacked: boolean): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let b = 0; b < BK; b++) {
+    for (let r = 0; r < R; r++) {
+      for (let t = 0; t < T; t++) {
+        const a = ((b * R + r) * T + t) * X; // [BK, R, T, X]
+        const c = ((b * T + t) * R + r) * X; // [BK, T, R, X]
+        if (toStacked) out.set(x.subarray(a, a + X), c);
+        else out.set(x.subarray(c, c + X), a);
+      }
+    }
+  }
+  return out;
+}
+
 /** Forward: output `[BK, R, T, D]` and row log-sum-exp `[BK, R, T]`. */
 export function attentionForwardNative(blas: NativeAddon, q: Float32Array, k: Float32Array, v: Float32Array, g: Geometry): { out: Float32Array; lse: Float32Array } {
   const { BK, R, T, D, queryBlock: QB, keyBlock: KB, window } = g;
   const scale = 1 / Math.sqrt(D);
   const vm = vectorMath();
-  const out = new Float32Array(BK * R * T * D);
-  const lse = new Float32Array(BK * R * T);
-  const acc = new Float32Array(R * QB * D);
-  const m = new Float64Array(R * QB);
-  const l = new Float64Array(R * QB);
+  const qs = stackHeads(q, BK, R, T, D, true);
+  const out = new Float32Array(BK * T * R * D); // stacked
+  const lse = new Float32Array(BK * T * R); // stacked
+  const acc = new Float32Array(QB * R * D);
+  const m = new Float64Array(QB * R);
+  const l = new Float64Array(QB * R);
   for (let b = 0; b < BK; b++) {
     for (let q0 = 0; q0 < T; q0 += QB) {
       const tq = Math.min(QB, T - q0);
-      const rows = R * tq;
+      const rows = tq * R; // row = (t − q0)·R + r
       m.fill(-Infinity, 0, rows);
       l.fill(0, 0, rows);
       acc.fill(0, 0, rows * D);
-      const qOff = b * R * T * D + q0 * D;
+      const qOff = (b * T + q0) * R * D;
       for (let k0 = 0; k0 < T; k0 += KB) {
         const n = Math.min(KB, T - k0);
         if (!blockVisible(q0, tq, k0, n, window)) continue;
         const n4 = (n + 3) & ~3;
+        const kOff = (b * T + k0) * D;
         const [S, mOld, mNew, sums] = vm.scratch(rows * n4, rows, rows, rows) as [Float32Array, Float32Array, Float32Array, Float32Array];
-        // S[r] = scale · Q[b, r, q0:q0+tq] K[b, k0:k0+n]ᵀ, rows padded to n4 columns (−∞ where masked)
-        blas.sgemm(false, true, tq, n, D, scale, q, qOff, D, k, b * T * D + k0 * D, D, 0, S, 0, n4, R, T * D, 0, tq * n4);
-        for (let row = 0; row < rows; row++) {
-          const i = row % tq;
-          const o = row * n4;
+        // S = scale · Q[b, q0:q0+tq, :] K[b, k0:k0+n]ᵀ, rows padded to n4 columns (−∞ where masked)
+        blas.sgemm(false, true, rows, n, D, scale, qs, qOff, D, k, kOff, D, 0, S, 0, n4);
+        for (let i = 0; i < tq; i++) {
           const a = lo(q0 + i, k0, n, window);
           const z = Math.max(a, hi(q0 + i, k0, n));
-          if (a > 0) S.fill(-Infinity, o, o + a);
-          if (z < n4) S.fill(-Infinity, o + z, o + n4);
-          mOld[row] = m[row]!;
+          for (let r = 0; r < R; r++) {
+            const row = i * R + r;
+            const o = row * n4;
+            if (a > 0) S.fill(-Infinity, o, o + a);
+            if (z < n4) S.fill(-Infinity, o + z, o + n4);
+            mOld[row] = m[row]!;
+          }
         }
         vm.softmaxRows(S, rows, n4, mOld, mNew, sums);
         for (let row = 0; row < rows; row++) {
@@ -84,21 +108,18 @@ export function attentionForwardNative(blas: NativeAddon, q: Float32Array, k: Fl
           l[row] = l[row]! * al + sums[row]!;
           if (al !== 1) for (let d = 0, c = row * D; d < D; d++) acc[c + d] = acc[c + d]! * al;
         }
-        // acc[r] += P[r] V[b, k0:k0+n]
-        blas.sgemm(false, false, tq, D, n, 1, S, 0, n4, v, b * T * D + k0 * D, D, 1, acc, 0, D, R, tq * n4, 0, tq * D);
+        // acc += P V[b, k0:k0+n]
+        blas.sgemm(false, false, rows, D, n, 1, S, 0, n4, v, kOff, D, 1, acc, 0, D);
       }
-      for (let r = 0; r < R; r++) {
-        for (let i = 0; i < tq; i++) {
-          const row = r * tq + i;
-          const inv = 1 / l[row]!;
-          const o = ((b * R + r) * T + q0 + i) * D;
-          for (let d = 0; d < D; d++) out[o + d] = acc[row * D + d]! * inv;
-          lse[(b * R + r) * T + q0 + i] = m[row]! + Math.log(l[row]!);
-        }
+      for (let row = 0; row < rows; row++) {
+        const inv = 1 / l[row]!;
+        const o = qOff + row * D;
+        for (let d = 0; d < D; d++) out[o + d] = acc[row * D + d]! * inv;
+        lse[(b * T + q0) * R + row] = m[row]! + Math.log(l[row]!);
       }
     }
   }
-  return { out, lse };
+  return { out: stackHeads(out, BK, R, T, D, false), lse: stackHeads(lse, BK, R, T, 1, false) };
 }
 
 /** Backward: dq `[BK, R, T, D]`, dk and dv `[BK, T, D]`. */
@@ -115,52 +136,56 @@ export function attentionBackwardNative(
   const { BK, R, T, D, queryBlock: QB, keyBlock: KB, window } = g;
   const scale = 1 / Math.sqrt(D);
   const vm = vectorMath();
-  const dq = new Float32Array(BK * R * T * D);
+  const qs = stackHeads(q, BK, R, T, D, true);
+  const dOs = stackHeads(dO, BK, R, T, D, true);
+  const os = stackHeads(o, BK, R, T, D, true);
+  const lses = stackHeads(lse, BK, R, T, 1, true);
+  const dqs = new Float32Array(BK * T * R * D);
   const dk = new Float32Array(BK * T * D);
   const dv = new Float32Array(BK * T * D);
-  const Drow = new Float32Array(BK * R * T);
-  for (let r = 0; r < BK * R * T; r++) {
+  const Drow = new Float32Array(BK * T * R);
+  for (let r = 0; r < BK * T * R; r++) {
     let s = 0;
-    for (let d = 0, c = r * D; d < D; d++) s += dO[c + d]! * o[c + d]!;
+    for (let d = 0, c = r * D; d < D; d++) s += dOs[c + d]! * os[c + d]!;
     Drow[r] = s;
   }
   for (let b = 0; b < BK; b++) {
     for (let q0 = 0; q0 < T; q0 += QB) {
       const tq = Math.min(QB, T - q0);
-      const rows = R * tq;
-      const qOff = b * R * T * D + q0 * D;
+      const rows = tq * R;
+      const qOff = (b * T + q0) * R * D;
+      const rOff = (b * T + q0) * R;
       for (let k0 = 0; k0 < T; k0 += KB) {
         const n = Math.min(KB, T - k0);
         if (!blockVisible(q0, tq, k0, n, window)) continue;
-        const kOff = b * T * D + k0 * D;
+        const kOff = (b * T + k0) * D;
         const n4 = (n + 3) & ~3;
         const [S, dS, lseB, dB] = vm.scratch(rows * n4, rows * n4, rows, rows) as [Float32Array, Float32Array, Float32Array, Float32Array];
-        blas.sgemm(false, true, tq, n, D, scale, q, qOff, D, k, kOff, D, 0, S, 0, n4, R, T * D, 0, tq * n4);
-        blas.sgemm(false, true, tq, n, D, 1, dO, qOff, D, v, kOff, D, 0, dS, 0, n4, R, T * D, 0, tq * n4);
-        for (let r = 0; r < R; r++) {
-          for (let i = 0; i < tq; i++) {
-            const row = r * tq + i;
+        blas.sgemm(false, true, rows, n, D, scale, qs, qOff, D, k, kOff, D, 0, S, 0, n4);
+        blas.sgemm(false, true, rows, n, D, 1, dOs, qOff, D, v, kOff, D, 0, dS, 0, n4);
+        for (let i = 0; i < tq; i++) {
+          const a = lo(q0 + i, k0, n, window);
+          const z = Math.max(a, hi(q0 + i, k0, n));
+          for (let r = 0; r < R; r++) {
+            const row = i * R + r;
             const off = row * n4;
-            const a = lo(q0 + i, k0, n, window);
-            const z = Math.max(a, hi(q0 + i, k0, n));
             if (a > 0) S.fill(-Infinity, off, off + a);
             if (z < n4) S.fill(-Infinity, off + z, off + n4);
             if (n < n4) dS.fill(0, off + n, off + n4);
-            lseB[row] = lse[(b * R + r) * T + q0 + i]!;
-            dB[row] = Drow[(b * R + r) * T + q0 + i]!;
           }
         }
+        lseB.set(lses.subarray(rOff, rOff + rows));
+        dB.set(Drow.subarray(rOff, rOff + rows));
         // S ← P = exp(S − lse), dS ← P ∘ (dP − D)
         vm.softmaxBackward(S, dS, rows, n4, lseB, dB);
-        // dV[b, k0:] += Σ_r P[r]ᵀ dO[b, r, q0:];  dK[b, k0:] += scale Σ_r dS[r]ᵀ Q[b, r, q0:]
-        blas.sgemm(true, false, n, D, tq, 1, S, 0, n4, dO, qOff, D, 1, dv, kOff, D, R, tq * n4, T * D, 0);
-        blas.sgemm(true, false, n, D, tq, scale, dS, 0, n4, q, qOff, D, 1, dk, kOff, D, R, tq * n4, T * D, 0);
-        // dQ[b, r, q0:] += scale · dS[r] K[b, k0:]
-        blas.sgemm(false, false, tq, D, n, scale, dS, 0, n4, k, kOff, D, 1, dq, qOff, D, R, tq * n4, 0, T * D);
+        // dV[b, k0:] += Pᵀ dO;  dK[b, k0:] += scale · dSᵀ Q;  dQ += scale · dS K
+        blas.sgemm(true, false, n, D, rows, 1, S, 0, n4, dOs, qOff, D, 1, dv, kOff, D);
+        blas.sgemm(true, false, n, D, rows, scale, dS, 0, n4, qs, qOff, D, 1, dk, kOff, D);
+        blas.sgemm(false, false, rows, D, n, scale, dS, 0, n4, k, kOff, D, 1, dqs, qOff, D);
       }
     }
   }
-  return { dq, dk, dv };
+  return { dq: stackHeads(dqs, BK, R, T, D, false), dk, dv };
 }
 
 /**
