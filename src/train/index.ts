@@ -57,3 +57,4 @@ export {
   type MetricsRecord,
   type OutputDtype,
 } from './output.js';
+export { enableTiming, takeTimings } from './timing.js';

@@ -197,7 +197,7 @@ export async function writeModelFolder(options: {
 }
 
 function fmt(n: number): string {
-  return Number.isInteger(n) ? String(n) : n.toPrecision(4).replace(/\.?0+e/, 'e');
+  return Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(4)));
 }
 
 /** README.md: YAML front matter for the Hub and the training settings. No timestamps (same run, same bytes). */
