@@ -200,8 +200,8 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   const records = [...existing];
   let book: PromptBook | undefined;
   let done = 0;
-  for (const { model, cells: todo } of pending) {
-    if (!todo.length) {
+  for (const { model, cells: remaining } of pending) {
+    if (!remaining.length) {
       options.onModel?.({ model, phase: 'skipped' });
       continue;
     }
@@ -211,7 +211,7 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
     options.onModel?.({ model, phase: 'loaded' });
     let tokenizerWarned = false;
     try {
-      for (const cell of todo) {
+      for (const cell of remaining) {
         const prompt = book.get(cell);
         const t0 = performance.now();
         const outcome = await scoreCell(lm, prompt, settings.mode, settings.maxNewTokens);
