@@ -19,7 +19,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     y
       .option('out', { type: 'string', default: 'fopeify-demo', describe: 'output folder (a rerun resumes finished stages)' })
       .option('quick', { type: 'boolean', default: false, describe: 'the short variant (a few minutes on 2 cores)' })
-      .option('backend', { type: 'string', default: 'auto', describe: 'auto|native|cpu|wasm|tensorflow|tensorflow-gpu' })
+      .option('backend', { choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native'] as const, default: 'auto' as const, describe: 'TensorFlow.js backend (auto: the fastest available here)' })
       .option('threads', { type: 'number', describe: 'BLAS / backend threads (default: the machine’s cores)' })
       .option('seed', { type: 'number', default: 0 })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable result' })

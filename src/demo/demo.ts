@@ -107,13 +107,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   if (!(await exists(path.join(base, 'config.json')))) {
     throw new FopeifyError('MODEL_NOT_FOUND', `the demo model is missing: ${base} (run scripts/train-tiny-model.mjs to recreate it)`);
   }
+  // The backend first: a wrong --backend must fail before anything is written.
+  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
   try {
     await fs.mkdir(out, { recursive: true });
   } catch (err) {
     throw outputError(err, out);
   }
   const seed = options.seed ?? 0;
-  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
   const stageSeconds: Record<string, number> = {};
   const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
     const s = Date.now();
