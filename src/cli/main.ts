@@ -23,7 +23,8 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .recommendCommands()
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .fail((msg, err) => {
-      throw err ?? new FopeifyError('BAD_ARGUMENT', msg);
+      // yargs messages may span lines ("Invalid values:\n  Argument: ..."): errors are one line.
+      throw err ?? new FopeifyError('BAD_ARGUMENT', msg.replace(/\s*\n\s*/g, ' '));
     });
   for (const c of await commandsFor(argv)) cli.command(c as CommandModule);
   try {
