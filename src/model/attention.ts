@@ -58,6 +58,35 @@ function causalMask(qFirst: number, tq: number, kStart: number, n: number, windo
   return tf.tensor2d(m, [tq, n]);
 }
 
+/** Running state of an online softmax over key blocks: row maxima, row sums, weighted value sums. */
+// A type alias (not an interface) so it is a tf.TensorContainer that tf.tidy can return.
+export type OnlineSoftmaxState = {
+  m: tf.Tensor3D;
+  l: tf.Tensor3D;
+  acc: tf.Tensor3D;
+};
+
+/**
+ * One key block of the online softmax (FlashAttention's forward recurrence): fold scores `s`
+ * `[B, rows, n]` and values `v` `[B, n, D]` into the running state (null before the first block).
+ * Shared by inference and training so both compute exactly the same attention.
+ */
+export function onlineSoftmaxStep(state: OnlineSoftmaxState | null, s: tf.Tensor3D, v: tf.Tensor3D): OnlineSoftmaxState {
+  const bm = tf.max(s, -1, true) as tf.Tensor3D;
+  if (state === null) {
+    const p = tf.exp(tf.sub(s, bm)) as tf.Tensor3D;
+    return { m: bm, l: tf.sum(p, -1, true) as tf.Tensor3D, acc: tf.matMul(p, v) as tf.Tensor3D };
+  }
+  const mNew = tf.maximum(state.m, bm) as tf.Tensor3D;
+  const alpha = tf.exp(tf.sub(state.m, mNew));
+  const p = tf.exp(tf.sub(s, mNew)) as tf.Tensor3D;
+  return {
+    m: mNew,
+    l: tf.add(tf.mul(state.l, alpha), tf.sum(p, -1, true)) as tf.Tensor3D,
+    acc: tf.add(tf.mul(state.acc, alpha), tf.matMul(p, v)) as tf.Tensor3D,
+  };
+}
+
 /**
  * Attention of queries `q` `[B·nKv, R, Tq, D]` (query token i sits at sequence index `qStart + i`) over
  * key/value blocks. Returns `[B·nKv, R, Tq, D]`.
@@ -87,19 +116,7 @@ export function blockwiseAttention(q: tf.Tensor4D, blocks: readonly KvBlock[], q
               let s = tf.matMul(qBlk, b.k, false, true) as tf.Tensor3D; // [BK, R·tq, n]
               const mask = causalMask(qFirst, tq, b.start, n, window);
               if (mask) s = tf.add(s.reshape([BK, R, tq, n]), mask).reshape([BK, R * tq, n]) as tf.Tensor3D;
-              const bm = tf.max(s, -1, true) as tf.Tensor3D;
-              if (m === null) {
-                const p = tf.exp(tf.sub(s, bm)) as tf.Tensor3D;
-                return { m: bm, l: tf.sum(p, -1, true) as tf.Tensor3D, acc: tf.matMul(p, b.v) as tf.Tensor3D };
-              }
-              const mNew = tf.maximum(m, bm) as tf.Tensor3D;
-              const alpha = tf.exp(tf.sub(m, mNew));
-              const p = tf.exp(tf.sub(s, mNew)) as tf.Tensor3D;
-              return {
-                m: mNew,
-                l: tf.add(tf.mul(l!, alpha), tf.sum(p, -1, true)) as tf.Tensor3D,
-                acc: tf.add(tf.mul(acc!, alpha), tf.matMul(p, b.v)) as tf.Tensor3D,
-              };
+              return onlineSoftmaxStep(m === null ? null : { m, l: l!, acc: acc! }, s, b.v);
             });
             m?.dispose();
             l?.dispose();

@@ -18,6 +18,7 @@
  * attention forward entirely — the most expensive part of a long-context layer.
  */
 import * as tf from '@tensorflow/tfjs';
+import { onlineSoftmaxStep } from '../model/attention.js';
 import { attentionBackwardBlock, hostKernels, onlineSoftmaxBlock } from './host-kernels.js';
 import { attentionBackwardNative, attentionForwardNative, nativeBlas } from './native-attention.js';
 import { timed } from './timing.js';
@@ -149,19 +150,7 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
         const next = tf.tidy(() => {
           const s = scores(qs, sliceKeys(kIn, kb), qb, kb);
           const vBlk = sliceKeys(vIn, kb);
-          const bm = tf.max(s, -1, true) as tf.Tensor3D;
-          if (m === null) {
-            const p = tf.exp(tf.sub(s, bm)) as tf.Tensor3D;
-            return { m: bm, l: tf.sum(p, -1, true) as tf.Tensor3D, acc: tf.matMul(p, vBlk) as tf.Tensor3D };
-          }
-          const mNew = tf.maximum(m, bm) as tf.Tensor3D;
-          const alpha = tf.exp(tf.sub(m, mNew));
-          const p = tf.exp(tf.sub(s, mNew)) as tf.Tensor3D;
-          return {
-            m: mNew,
-            l: tf.add(tf.mul(l!, alpha), tf.sum(p, -1, true)) as tf.Tensor3D,
-            acc: tf.add(tf.mul(acc!, alpha), tf.matMul(p, vBlk)) as tf.Tensor3D,
-          };
+          return onlineSoftmaxStep(m === null ? null : { m, l: l!, acc: acc! }, s, vBlk);
         });
         m?.dispose();
         l?.dispose();
