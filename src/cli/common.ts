@@ -42,14 +42,3 @@ export function sourceOptions(argv: SourceArgs, reporter: Reporter): ModelSource
 export function reporterFor(argv: { json?: boolean }): Reporter {
   return createReporter({ json: argv.json });
 }
-
-/** Parse "1,2,3" into numbers, with a clear error naming the flag. */
-export function parseNumberList(value: string | number | undefined, flag: string): number[] | undefined {
-  if (value === undefined) return undefined;
-  const parts = String(value).split(',').map((s) => s.trim()).filter(Boolean);
-  const nums = parts.map(Number);
-  if (!nums.length || nums.some((n) => !Number.isFinite(n))) {
-    throw new Error(`--${flag} must be a comma-separated list of numbers`);
-  }
-  return nums;
-}

@@ -32,8 +32,6 @@ export interface ConvertOptions extends Partial<ConvertSettings>, ModelSourceOpt
   hash?: boolean;
   /** Replace a non-empty output folder. */
   force?: boolean;
-  /** Progress sink. */
-  onProgress?: ModelSourceOptions['onProgress'];
   onStep?: (text: string) => void;
 }
 
@@ -81,7 +79,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
     const sourceFiles = await describeSourceFiles(source, options.hash ?? false);
     const shards: ConvertResult['shards'] = [];
     const outDir = path.resolve(options.outDir);
-    await writeFolderAtomically(outDir, { force: options.force }, async (tmp) => {
+    const result = await writeFolderAtomically(outDir, { force: options.force }, async (tmp) => {
       const weightMap: Record<string, string> = {};
       let totalSize = 0;
       const target = settings.dtype === 'keep' ? undefined : DTYPE_FLAGS[settings.dtype];
@@ -126,8 +124,10 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await fs.writeFile(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
       await fs.writeFile(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, plan, result, options.hash ?? false), null, 2) + '\n');
+      return result;
     });
-    return summarize(plan, outDir, shards, spec.rope.dim / 2, started);
+    // The time includes the final rename.
+    return { ...result, seconds: (Date.now() - started) / 1000 };
   } finally {
     await ckpt.close();
   }

@@ -13,6 +13,7 @@ import { FopeifyError, outputError } from '../errors.js';
 import { perplexityByWindow } from '../eval/perplexity.js';
 import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
 import { runNeedle } from '../eval/needle.js';
+import { runtimeLoader, type EvalModelLoader } from '../eval/runner.js';
 import type { NeedleSummary } from '../eval/summary.js';
 import { inspectModel, type InspectReport } from '../inspect/inspect.js';
 import { loadModel } from '../model/model.js';
@@ -186,27 +187,18 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     { name: 'yarn-finetuned', dir: yarnDir, description: `RoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
     { name: 'fope-yarn-finetuned', dir: fopeDir, description: `FoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
   ];
-  // Short names in the report: symlink-free copies are not needed, the needle records name models as given.
   const reportDir = path.join(out, 'report');
-  const named = path.join(out, 'models');
-  await fs.mkdir(named, { recursive: true });
-  for (const m of models) {
-    const link = path.join(named, m.name);
-    if (!(await exists(link))) await fs.symlink(m.dir, link, 'dir');
-  }
-  // Models are named by their link in out/models, so records, tables and heatmaps read "yarn-finetuned", not
-  // a long path: the evaluation runs with out/models as the working folder.
-  const modelArgs = models.map((m) => m.name);
-  const cwd = process.cwd();
-  const perplexity: DemoResult['perplexity'] = [];
-  let needle: NeedleSummary;
-  process.chdir(named);
-  try {
+  // Records, tables and heatmaps name the models "rope-original", "yarn-finetuned", ...: the needle runner
+  // takes names, and this loader maps each name to its folder.
+  const dirOf = new Map(models.map((m) => [m.name, m.dir]));
+  const folder = (name: string) => dirOf.get(name) ?? name;
+  const runtime = runtimeLoader();
+  const loader: EvalModelLoader = { tokenizer: (name) => runtime.tokenizer(folder(name)), load: (name) => runtime.load(folder(name)) };
 
   // 4. passkey retrieval across lengths and depths.
-  needle = await stage('needle', () =>
+  const needle = await stage('needle', () =>
     runNeedle({
-      models: modelArgs,
+      models: models.map((m) => m.name),
       out: reportDir,
       task: 'passkey',
       lengths: plan.lengths,
@@ -214,6 +206,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       trials: plan.trials,
       seed,
       mode: 'generate',
+      loader,
       onProgress: (e) => progress(`passkey: ${e.done}/${e.total} cells (${e.record.model} at ${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
       onWarning: (w) => log(`note: ${w}`),
     }),
@@ -221,23 +214,21 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
 
   // 5. perplexity against context length on held-out Brown text.
   const heldOut = asciiOnly(await fs.readFile(path.join(fixturesDir(), 'text', 'brown-heldout.txt'), 'utf8'));
+  const perplexity: DemoResult['perplexity'] = [];
   await stage('perplexity', async () => {
-    for (const m of modelArgs) {
-      progress(`perplexity: ${path.basename(m)}`);
-      const tok = await loadTokenizer(m);
+    for (const m of models) {
+      progress(`perplexity: ${m.name}`);
+      const tok = await loadTokenizer(m.dir);
       const ids = tok.encode(heldOut, { addSpecialTokens: false });
-      const lm = await loadModel(m);
+      const lm = await loadModel(m.dir);
       try {
         const r = await perplexityByWindow(lm, ids, { windows: plan.windows, maxWindows: plan.maxWindows });
-        for (const w of r.results) perplexity.push({ model: m, window: w.window, ppl: w.ppl });
+        for (const w of r.results) perplexity.push({ model: m.name, window: w.window, ppl: w.ppl });
       } finally {
         lm.dispose();
       }
     }
   });
-  } finally {
-    process.chdir(cwd);
-  }
   await writePerplexityReport(reportDir, {
     windows: plan.windows,
     results: perplexity,
