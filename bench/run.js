@@ -1,13 +1,20 @@
-// `npm run bench`: every benchmark, each printing ratios measured side by side in the same run.
-// Select some with `npm run bench -- convert runtime` (default: all that exist).
+// `npm run bench`: the headline benchmarks, each printing ratios measured side by side in the same run:
+//   speed   - the CPU speed table (GEMM, prefill, training step vs the GEMM limit and pure tfjs)
+//   convert - conversion time and memory vs copying the checkpoint
+// The detailed ones run by name: `npm run bench -- gemm runtime train` (or any mix, in that order).
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const ALL = ['convert', 'gemm', 'runtime', 'train'];
-const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ALL;
+const DEFAULT = ['speed', 'convert'];
+// Names first, then options passed to each benchmark: `npm run bench -- speed --pure off`.
+const args = process.argv.slice(2);
+const firstFlag = args.findIndex((a) => a.startsWith('-'));
+const names = firstFlag < 0 ? args : args.slice(0, firstFlag);
+const flags = firstFlag < 0 ? [] : args.slice(firstFlag);
+const wanted = names.length ? names : DEFAULT;
 let failed = 0;
 for (const name of wanted) {
   const file = path.join(here, `${name}.mjs`);
@@ -17,7 +24,7 @@ for (const name of wanted) {
   }
   console.log(`\n=== ${name} ===`);
   // Each benchmark in its own process: peak RSS figures must not include another benchmark's memory.
-  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', file], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', file, ...flags], { stdio: 'inherit' });
   if (r.status !== 0) {
     failed++;
     console.log(`${name} benchmark failed (exit ${r.status})`);

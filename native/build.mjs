@@ -78,6 +78,7 @@ const args = [
   '-shared',
   '-fvisibility=hidden',
   '-Wall',
+  '-Wno-psabi', // the note that 32-byte vector arguments changed ABI in GCC 4.6: internal functions only
   '-DNODE_GYP_MODULE_NAME=fopeify_native',
   `-I${inc}`,
   src,
@@ -90,7 +91,7 @@ if (process.platform === 'darwin') {
 } else {
   // On Linux a shared library may have unresolved symbols; node provides napi_* at dlopen time.
   // libdl is part of libc on glibc >= 2.34 but older systems need it named.
-  args.push('-ldl', '-lm');
+  args.push('-ldl', '-lm', '-pthread');
 }
 if (process.env.FOPEIFY_NATIVE_CFLAGS) args.push(...process.env.FOPEIFY_NATIVE_CFLAGS.split(/\s+/).filter(Boolean));
 

@@ -577,6 +577,357 @@ static napi_value Unary(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- softmax passes of blockwise attention ----
+ * The attention recurrences (src/model/native-attention.ts, src/train/native-attention.ts) spend
+ * most of their non-GEMM time exponentiating score blocks. These loops run that work in C on the
+ * BLAS's thread count: rows are split across pthreads, and exp is a branch-free Cephes-style
+ * polynomial (relative error ~1e-7) written with GCC/Clang vector extensions so that it runs 8 lanes
+ * wide where the CPU has AVX2 (target_clones picks the variant at load time) and 4 wide elsewhere.
+ * Semantics match backend/vector-math.ts (the WebAssembly versions, used when the addon is absent). */
+#include <pthread.h>
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define FOPEIFY_CLONES __attribute__((target_clones("avx2,fma", "default")))
+#else
+#define FOPEIFY_CLONES
+#endif
+
+/* m ? a : b per lane, m from a vector comparison (all ones / all zeros); C has no vector ?: */
+static inline v8f v8_select(v8i m, v8f a, v8f b) {
+  v8i ai, bi;
+  memcpy(&ai, &a, sizeof ai);
+  memcpy(&bi, &b, sizeof bi);
+  v8i ri = (ai & m) | (bi & ~m);
+  v8f r;
+  memcpy(&r, &ri, sizeof r);
+  return r;
+}
+
+/* The constants and the order of every operation are those of vector-math.ts's WebAssembly exp, so
+ * both give the same bits (training results do not depend on which one ran). */
+#define EXP_LO (-87.33654475f)
+#define EXP_HI (88.3762626647949f)
+static inline v8f v8_exp(v8f x) {
+  const v8f lo = (v8f){EXP_LO, EXP_LO, EXP_LO, EXP_LO, EXP_LO, EXP_LO, EXP_LO, EXP_LO};
+  const v8f hi = (v8f){EXP_HI, EXP_HI, EXP_HI, EXP_HI, EXP_HI, EXP_HI, EXP_HI, EXP_HI};
+  v8f xc = v8_select(x < hi, x, hi);
+  xc = v8_select(xc > lo, xc, lo);
+  /* n = round(x·log2 e) with the 1.5·2^23 trick; the low bits of t hold n. */
+  const v8f magic = (v8f){12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f, 12582912.0f};
+  v8f t = xc * 1.44269504088896341f + magic;
+  v8f n = t - magic;
+  v8f r = xc - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  v8f p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  v8i ti;
+  memcpy(&ti, &t, sizeof ti);
+  v8i e = (ti - 0x4B400000 + 127) << 23;
+  v8f scale;
+  memcpy(&scale, &e, sizeof scale);
+  v8f y = p * scale;
+  const v8f zero = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+  return v8_select(x >= lo, y, zero); /* −∞ (masked), NaN and deep underflow give exactly 0 */
+}
+static inline float f_exp(float x) {
+  v8f v = (v8f){x, x, x, x, x, x, x, x};
+  return v8_exp(v)[0];
+}
+
+
+/* Run fn over [0, n) split into one contiguous range per thread (the BLAS's thread count), range
+ * starts rounded down to multiples of `align`; one thread when n < `serial_below`. A thread that
+ * cannot be started has its range run by the caller. */
+typedef void (*range_fn)(void *ctx, int64_t i0, int64_t i1);
+typedef struct {
+  range_fn fn;
+  void *ctx;
+  int64_t i0, i1;
+} range_job;
+#define MAX_POOL_THREADS 64
+
+static void *range_worker(void *arg) {
+  range_job *j = (range_job *)arg;
+  j->fn(j->ctx, j->i0, j->i1);
+  return NULL;
+}
+
+static void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below) {
+  int nt = g_threads > 0 ? g_threads : 1;
+  if (nt > MAX_POOL_THREADS) nt = MAX_POOL_THREADS;
+  if (n < serial_below || n < 2 * nt) nt = 1;
+  range_job jobs[MAX_POOL_THREADS];
+  pthread_t tid[MAX_POOL_THREADS];
+  int started[MAX_POOL_THREADS] = {0};
+  for (int t = 0; t < nt; t++) {
+    int64_t a = t == 0 ? 0 : (n * t / nt) / align * align;
+    int64_t b = t + 1 == nt ? n : (n * (t + 1) / nt) / align * align;
+    jobs[t] = (range_job){fn, ctx, a, b};
+  }
+  for (int t = 1; t < nt; t++) started[t] = pthread_create(&tid[t], NULL, range_worker, &jobs[t]) == 0;
+  range_worker(&jobs[0]);
+  for (int t = 1; t < nt; t++) {
+    if (started[t]) pthread_join(tid[t], NULL);
+    else range_worker(&jobs[t]);
+  }
+}
+
+typedef struct {
+  int op; /* 0: rows, 1: backward */
+  float *S, *dP;
+  int64_t n4;
+  const float *mOld, *lse, *d;
+  float *mNew, *sum;
+  int64_t r0, r1;
+} softmax_job;
+
+FOPEIFY_CLONES static void softmax_rows_range(softmax_job *j) {
+  const int64_t n4 = j->n4, n8 = n4 & ~(int64_t)7;
+  for (int64_t r = j->r0; r < j->r1; r++) {
+    float *row = j->S + r * n4;
+    v8f vm = (v8f){-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int64_t c = 0; c < n8; c += 8) {
+      v8f x;
+      memcpy(&x, row + c, sizeof x);
+      vm = v8_select(x > vm, x, vm);
+    }
+    float mx = j->mOld[r];
+    for (int k = 0; k < 8; k++) mx = vm[k] > mx ? vm[k] : mx;
+    for (int64_t c = n8; c < n4; c++) mx = row[c] > mx ? row[c] : mx;
+    j->mNew[r] = mx;
+    if (mx == -INFINITY) {
+      memset(row, 0, (size_t)n4 * sizeof(float));
+      j->sum[r] = 0;
+      continue;
+    }
+    /* Sum in four lanes over consecutive groups of four, then ((l0 + l1) + l2) + l3: the order of
+     * the WebAssembly version, so the sums are bit-identical too. */
+    v4f acc = (v4f){0, 0, 0, 0};
+    for (int64_t c = 0; c < n8; c += 8) {
+      v8f x;
+      memcpy(&x, row + c, sizeof x);
+      v8f e = v8_exp(x - mx);
+      memcpy(row + c, &e, sizeof e);
+      v4f lo4, hi4;
+      memcpy(&lo4, &e, sizeof lo4);
+      memcpy(&hi4, (const char *)&e + sizeof lo4, sizeof hi4);
+      acc += lo4;
+      acc += hi4;
+    }
+    if (n8 < n4) { /* n4 is a multiple of 4: one group left */
+      v8f x = (v8f){row[n8], row[n8 + 1], row[n8 + 2], row[n8 + 3], 0, 0, 0, 0};
+      v8f e = v8_exp(x - mx);
+      v4f lo4;
+      memcpy(&lo4, &e, sizeof lo4);
+      memcpy(row + n8, &lo4, sizeof lo4);
+      acc += lo4;
+    }
+    j->sum[r] = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+  }
+}
+
+FOPEIFY_CLONES static void softmax_backward_range(softmax_job *j) {
+  const int64_t n4 = j->n4, n8 = n4 & ~(int64_t)7;
+  for (int64_t r = j->r0; r < j->r1; r++) {
+    float *srow = j->S + r * n4, *drow = j->dP + r * n4;
+    const float l = j->lse[r], dd = j->d[r];
+    int64_t c = 0;
+    for (; c < n8; c += 8) {
+      v8f x, g;
+      memcpy(&x, srow + c, sizeof x);
+      memcpy(&g, drow + c, sizeof g);
+      v8f p = v8_exp(x - l);
+      v8f ds = p * (g - dd);
+      memcpy(srow + c, &p, sizeof p);
+      memcpy(drow + c, &ds, sizeof ds);
+    }
+    for (; c < n4; c++) {
+      float p = f_exp(srow[c] - l);
+      srow[c] = p;
+      drow[c] = p * (drow[c] - dd);
+    }
+  }
+}
+
+static void softmax_ranges(void *ctx, int64_t r0, int64_t r1) {
+  softmax_job j = *(softmax_job *)ctx;
+  j.r0 = r0;
+  j.r1 = r1;
+  if (j.op == 0) softmax_rows_range(&j);
+  else softmax_backward_range(&j);
+}
+
+/* Rows across threads, only when the block is big enough to pay for thread start-up. */
+static void softmax_parallel(softmax_job *base, int64_t rows) {
+  parallel_ranges(softmax_ranges, base, rows, 1, base->n4 > 0 ? (65536 + base->n4 - 1) / base->n4 : rows + 1);
+}
+
+static bool f32_at_least(napi_env env, napi_value v, float **p, size_t need) {
+  size_t len;
+  return get_f32_array(env, v, p, &len) && len >= need;
+}
+
+/* softmaxRows(S, rows, n4, mOld, mNew, sum): per row r, m = max(mOld[r], max S[r]); mNew[r] = m;
+ * S[r] = exp(S[r] − m) and sum[r] = Σ S[r] (a row with m = −∞ becomes 0, sum 0). */
+static napi_value SoftmaxRows(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rows, n4;
+  float *S, *mOld, *mNew, *sum;
+  if (argc != 6 || napi_get_value_int64(env, argv[1], &rows) != napi_ok || napi_get_value_int64(env, argv[2], &n4) != napi_ok ||
+      rows < 0 || n4 < 0 || n4 % 4 != 0 || !f32_at_least(env, argv[0], &S, (size_t)(rows * n4)) || !f32_at_least(env, argv[3], &mOld, (size_t)rows) ||
+      !f32_at_least(env, argv[4], &mNew, (size_t)rows) || !f32_at_least(env, argv[5], &sum, (size_t)rows)) {
+    napi_throw_type_error(env, NULL, "softmaxRows: expected (S, rows, n4 (a multiple of 4), mOld, mNew, sum) with Float32Arrays large enough");
+    return NULL;
+  }
+  softmax_job j = {0, S, NULL, n4, mOld, NULL, NULL, mNew, sum, 0, rows};
+  softmax_parallel(&j, rows);
+  return NULL;
+}
+
+/* softmaxBackward(S, dP, rows, n4, lse, d): P = exp(S − lse[r]) into S, dS = P ∘ (dP − d[r]) into dP. */
+static napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rows, n4;
+  float *S, *dP, *lse, *d;
+  if (argc != 6 || napi_get_value_int64(env, argv[2], &rows) != napi_ok || napi_get_value_int64(env, argv[3], &n4) != napi_ok ||
+      rows < 0 || n4 < 0 || !f32_at_least(env, argv[0], &S, (size_t)(rows * n4)) || !f32_at_least(env, argv[1], &dP, (size_t)(rows * n4)) ||
+      !f32_at_least(env, argv[4], &lse, (size_t)rows) || !f32_at_least(env, argv[5], &d, (size_t)rows)) {
+    napi_throw_type_error(env, NULL, "softmaxBackward: expected (S, dP, rows, n4, lse, d) with Float32Arrays large enough");
+    return NULL;
+  }
+  softmax_job j = {1, S, dP, n4, NULL, lse, d, NULL, NULL, 0, rows};
+  softmax_parallel(&j, rows);
+  return NULL;
+}
+
+/* ---- SwiGLU activation ----
+ * y = g·σ(g)·u with σ(g) = 1 / (1 + exp(−g)), optionally storing σ(g): the operations and order of
+ * vector-math.ts's swigluForward, so both give the same bits; threaded like the softmax passes. */
+typedef struct {
+  const float *g, *u;
+  float *y, *sig;
+} swiglu_job;
+
+FOPEIFY_CLONES static void swiglu_ranges(void *ctx, int64_t i0, int64_t i1) {
+  const swiglu_job *j = (const swiglu_job *)ctx;
+  int64_t i = i0;
+  const v8f one = (v8f){1, 1, 1, 1, 1, 1, 1, 1};
+  for (; i + 8 <= i1; i += 8) {
+    v8f g, u;
+    memcpy(&g, j->g + i, sizeof g);
+    memcpy(&u, j->u + i, sizeof u);
+    v8f sg = one / (one + v8_exp(-g));
+    v8f y = g * sg * u;
+    memcpy(j->y + i, &y, sizeof y);
+    if (j->sig) memcpy(j->sig + i, &sg, sizeof sg);
+  }
+  for (; i < i1; i++) {
+    float g = j->g[i];
+    float sg = 1.0f / (1.0f + f_exp(-g));
+    j->y[i] = g * sg * j->u[i];
+    if (j->sig) j->sig[i] = sg;
+  }
+}
+
+/* swiglu(g, u, y, sig | null): over y.length elements. */
+static napi_value Swiglu(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *g, *u, *y, *sig = NULL;
+  size_t lenG, lenU, lenY, lenS = 0;
+  napi_valuetype t4 = napi_undefined;
+  if (argc == 4) napi_typeof(env, argv[3], &t4);
+  if (argc < 3 || !get_f32_array(env, argv[0], &g, &lenG) || !get_f32_array(env, argv[1], &u, &lenU) || !get_f32_array(env, argv[2], &y, &lenY) ||
+      lenG < lenY || lenU < lenY || (t4 != napi_null && t4 != napi_undefined && (!get_f32_array(env, argv[3], &sig, &lenS) || lenS < lenY))) {
+    napi_throw_type_error(env, NULL, "swiglu: expected (g, u, y, sig | null) Float32Arrays, g, u and sig at least as long as y");
+    return NULL;
+  }
+  swiglu_job j = {g, u, y, sig};
+  /* range starts on multiples of 8, so every element takes the same (vector) path as in one thread */
+  parallel_ranges(swiglu_ranges, &j, (int64_t)lenY, 8, 65536);
+  return NULL;
+}
+
+/* ---- AdamW ----
+ * The fused update of src/train/optimizer.ts, element for element in the same double-precision
+ * expressions (rounded to float32 where the JS stores into Float32Arrays), so the results are the
+ * same bits; rows of the parameter are split across threads. sumSquares is the global-norm pass in
+ * the same sequential order (a double sum is not reassociated without -ffast-math). */
+typedef struct {
+  float *p, *m, *v, *out;
+  const float *g;
+  double b1, b2, c1, c2, eps, lr, decay, clip;
+} adamw_job;
+
+static void adamw_ranges(void *ctx, int64_t i0, int64_t i1) {
+  const adamw_job *j = (const adamw_job *)ctx;
+  const double b1 = j->b1, b2 = j->b2, c1 = j->c1, c2 = j->c2, eps = j->eps, lr = j->lr, decay = j->decay, clip = j->clip;
+  for (int64_t i = i0; i < i1; i++) {
+    const double gi = (double)j->g[i] * clip;
+    const double mi = b1 * (double)j->m[i] + (1 - b1) * gi;
+    const double vi = b2 * (double)j->v[i] + (1 - b2) * gi * gi;
+    j->m[i] = (float)mi;
+    j->v[i] = (float)vi;
+    const double pi = (double)j->p[i];
+    j->out[i] = (float)(pi - lr * ((double)j->m[i] / c1 / (sqrt((double)j->v[i] / c2) + eps)) - decay * pi);
+  }
+}
+
+/* adamw(p, g, m, v, out, hyper): hyper = Float64Array [b1, b2, c1, c2, eps, lr, decay, clip]; out may be p. */
+static napi_value Adamw(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *p, *g, *m, *v, *out;
+  size_t lp, lg, lm, lv, lo, hlen;
+  napi_typedarray_type ht;
+  void *hptr;
+  napi_value hab;
+  size_t hoff;
+  if (argc != 6 || !get_f32_array(env, argv[0], &p, &lp) || !get_f32_array(env, argv[1], &g, &lg) || !get_f32_array(env, argv[2], &m, &lm) ||
+      !get_f32_array(env, argv[3], &v, &lv) || !get_f32_array(env, argv[4], &out, &lo) ||
+      napi_get_typedarray_info(env, argv[5], &ht, &hlen, &hptr, &hab, &hoff) != napi_ok || ht != napi_float64_array || hlen != 8 ||
+      lg < lp || lm < lp || lv < lp || lo < lp) {
+    napi_throw_type_error(env, NULL, "adamw: expected (p, g, m, v, out) Float32Arrays at least as long as p, and Float64Array(8) hyper-parameters");
+    return NULL;
+  }
+  const double *h = (const double *)hptr;
+  adamw_job j = {p, m, v, out, g, h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]};
+  parallel_ranges(adamw_ranges, &j, (int64_t)lp, 1, 65536);
+  return NULL;
+}
+
+/* sumSquares(x, start) -> start + Σ x[i]² in double, in index order (as the JS loop). */
+static napi_value SumSquares(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *x;
+  size_t n;
+  double sum;
+  if (argc != 2 || !get_f32_array(env, argv[0], &x, &n) || napi_get_value_double(env, argv[1], &sum) != napi_ok) {
+    napi_throw_type_error(env, NULL, "sumSquares: expected (Float32Array, number)");
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) sum += (double)x[i] * (double)x[i];
+  napi_value r;
+  CHECK(napi_create_double(env, sum, &r));
+  return r;
+}
+
 /* info() -> { loaded, library, kind, threads, config, flushDenormals } */
 static napi_value Info(napi_env env, napi_callback_info info) {
   (void)info;
@@ -604,6 +955,11 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"binary", NULL, Binary, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unary", NULL, Unary, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmaxRows", NULL, SoftmaxRows, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"softmaxBackward", NULL, SoftmaxBackward, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"swiglu", NULL, Swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adamw", NULL, Adamw, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sumSquares", NULL, SumSquares, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_value v;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -51,6 +51,18 @@ export interface NativeAddon {
    */
   binary?(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geom: Float64Array): void;
   unary?(op: number, x: Float32Array, out: Float32Array): void;
+  /**
+   * Blockwise-attention softmax passes in C on the BLAS's thread count, with the semantics of
+   * backend/vector-math.ts's softmaxRows / softmaxBackward. Absent in older builds.
+   */
+  softmaxRows?(s: Float32Array, rows: number, n4: number, mOld: Float32Array, mNew: Float32Array, sum: Float32Array): void;
+  softmaxBackward?(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
+  /** y = g·σ(g)·u over y.length elements (σ(g) into sig when given), as vector-math.ts's swigluForward. Absent in older builds. */
+  swiglu?(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
+  /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. Absent in older builds. */
+  adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
+  /** start + Σ x², in double, in index order. Absent in older builds. */
+  sumSquares?(x: Float32Array, start: number): number;
   info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
   abiVersion: number;
 }

@@ -30,12 +30,12 @@ export function asciiOnly(text: string): string {
  * A passkey document of exactly `chars` characters with the answer: [task?] filler, info, filler,
  * question, key. The key sits at a random depth, so key-to-question distances cover the whole length.
  */
-export function passkeyDocument(rng: SeededRandom, chars: number, brown: string, extraQuestion = false): string {
+export function passkeyDocument(rng: SeededRandom, chars: number, brown: string, extraQuestion = false, taskShare = 0.3): string {
   const key = 1 + rng.int(50000);
   // An extra question right after the key gives a second, short-range copy to learn from.
   const info = `The pass key is ${key}. Remember it. ${key} is the pass key.${extraQuestion ? `\n${PASSKEY_QUESTION} ${key}.` : ''}`;
   const tail = `${PASSKEY_QUESTION} ${key}.`;
-  const head = rng.next() < 0.3 ? PASSKEY_TASK : '';
+  const head = rng.next() < taskShare ? PASSKEY_TASK : '';
   const fixed = head.length + info.length + tail.length + 4; // four newlines
   const filler = Math.max(0, chars - fixed);
   const nPrefix = Math.round(filler * rng.next());
@@ -59,6 +59,66 @@ export function copyDocument(rng: SeededRandom, chars: number, words: readonly s
   return `${x}\n${x}`.padEnd(chars, ' ').slice(0, chars);
 }
 
+const RANDOM_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/**
+ * A repeat document of exactly `chars` characters: Brown text with one random string (letters and
+ * digits, 6–32 characters) inserted twice at random places. After its first character the second copy
+ * is predictable only by finding the first one — the induction signal retrieval is built from — and
+ * because the distance between the copies varies, no fixed positional shortcut (a constant offset) is
+ * learned that would hurt ordinary text.
+ */
+export function repeatDocument(rng: SeededRandom, chars: number, brown: string): string {
+  const len = 6 + rng.int(27);
+  let r = '';
+  for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
+  const textChars = Math.max(0, chars - 2 * (len + 2));
+  const start = rng.int(Math.max(1, brown.length - textChars));
+  const text = brown.slice(start, start + textChars).padEnd(textChars, ' ');
+  const a = rng.int(Math.floor(textChars / 2) + 1);
+  const b = a + rng.int(textChars - a + 1);
+  return `${text.slice(0, a)} ${r} ${text.slice(a, b)} ${r} ${text.slice(b)}`.slice(0, chars).padEnd(chars, ' ');
+}
+
+const KEY_NAMES = ['pass', 'red', 'blue', 'green', 'gold', 'door', 'safe', 'box', 'car', 'house', 'secret', 'magic'];
+
+/**
+ * An associative-recall document of exactly `chars` characters: two to four facts "The {name} key is
+ * {n}." in filler, then questions about them in random order, each in the passkey template's words
+ * ("What is the {name} key? The {name} key is {n}."). Several answers per document give a denser
+ * retrieval signal than one pass key, and distinct names make the lookup depend on content.
+ */
+export function recallDocument(rng: SeededRandom, chars: number, brown: string): string {
+  const k = 2 + rng.int(3);
+  const names: string[] = [];
+  while (names.length < k) {
+    const n = KEY_NAMES[rng.int(KEY_NAMES.length)]!;
+    if (!names.includes(n)) names.push(n);
+  }
+  const keys = names.map(() => 1 + rng.int(50000));
+  const facts = names.map((n, i) => `The ${n} key is ${keys[i]}.`);
+  const order = names.map((_, i) => i);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const questions = order.map((i) => `What is the ${names[i]} key? The ${names[i]} key is ${keys[i]}.`).join('\n');
+  const fillerChars = Math.max(0, chars - facts.join(' ').length - questions.length - 2 * k - 2);
+  const garbage = rng.next() < 0.5 || brown.length < 2000;
+  const start = rng.int(Math.max(1, brown.length - fillerChars - 1));
+  const filler = garbage ? cyclic(PASSKEY_GARBAGE, fillerChars, rng.int(40)) : brown.slice(start, start + fillerChars).padEnd(fillerChars, ' ');
+  // Facts at random cut points of the filler, in order.
+  const cuts = facts.map(() => rng.int(fillerChars + 1)).sort((x, y) => x - y);
+  let body = '';
+  let prev = 0;
+  facts.forEach((f, i) => {
+    body += `${filler.slice(prev, cuts[i])} ${f} `;
+    prev = cuts[i]!;
+  });
+  body += filler.slice(prev);
+  return `${body}\n${questions}`.slice(0, chars).padEnd(chars, ' ');
+}
+
 /** `count` text documents and `count` passkey documents, each exactly `length` characters. */
 export async function demoTexts(options: {
   length: number;
@@ -72,6 +132,12 @@ export async function demoTexts(options: {
   extraQuestion?: number;
   /** Copy documents, as a multiple of `count` (default 0). */
   copyShare?: number;
+  /** Repeat documents (`repeatDocument`), as a multiple of `count` (default 0). */
+  repeatShare?: number;
+  /** Associative-recall documents (`recallDocument`), as a multiple of `count` (default 0). */
+  recallShare?: number;
+  /** Probability that a passkey document starts with the task sentence, as the eval prompt does (default 0.3). */
+  taskShare?: number;
 }): Promise<string[]> {
   const brown = asciiOnly(await fs.readFile(options.brownFile ?? path.join(fixturesDir(), 'text', 'brown-train.txt'), 'utf8'));
   const rng = new SeededRandom(options.seed, `demo-data-${options.length}`);
@@ -86,6 +152,13 @@ export async function demoTexts(options: {
   const copies = Math.round(options.count * (options.copyShare ?? 0));
   const words = copies ? brown.split(/\s+/).filter(Boolean) : [];
   for (let i = 0; i < copies; i++) texts.push(copyDocument(rng, options.length, words));
-  for (let i = 0; i < options.count; i++) texts.push(passkeyDocument(rng, options.length, brown, (options.extraQuestion ?? 0) > 0 && rng.next() < options.extraQuestion!));
+  for (let i = 0; i < options.count; i++) {
+    texts.push(passkeyDocument(rng, options.length, brown, (options.extraQuestion ?? 0) > 0 && rng.next() < options.extraQuestion!, options.taskShare));
+  }
+  // Drawn after the others so that adding them leaves the documents above unchanged for a seed.
+  const repeats = Math.round(options.count * (options.repeatShare ?? 0));
+  for (let i = 0; i < repeats; i++) texts.push(repeatDocument(rng, options.length, brown));
+  const recalls = Math.round(options.count * (options.recallShare ?? 0));
+  for (let i = 0; i < recalls; i++) texts.push(recallDocument(rng, options.length, brown));
   return texts;
 }

@@ -9,6 +9,7 @@
  * Every op here is an ordinary differentiable tfjs op, so the functions work inside tf.grads.
  */
 import * as tf from '@tensorflow/tfjs';
+import { inferenceBlas, nativeBlockwiseAttention } from './native-inference.js';
 
 /** A run of consecutive keys/values, `[B·nKv, n, D]`, starting at sequence index `start`. */
 export interface KvBlock {
@@ -27,6 +28,11 @@ export interface AttentionOptions {
   slidingWindow?: number | null;
   /** Score scale (default 1/√D). */
   scale?: number;
+  /**
+   * false: always the tf-op path. Default: the native path of native-attention.ts when the accelerated
+   * cpu backend is active and no gradient is being recorded.
+   */
+  native?: boolean;
 }
 
 export const DEFAULT_QUERY_BLOCK = 256;
@@ -96,6 +102,9 @@ export function blockwiseAttention(q: tf.Tensor4D, blocks: readonly KvBlock[], q
   const qb = Math.max(1, options.queryBlock ?? DEFAULT_QUERY_BLOCK);
   const window = options.slidingWindow ?? null;
   const scale = options.scale ?? 1 / Math.sqrt(D);
+  // Accelerated cpu backend outside tf.grads: the same recurrence as BLAS calls on the raw data.
+  const blas = options.native === false ? null : inferenceBlas();
+  if (blas) return nativeBlockwiseAttention(blas, q, blocks, qStart, { queryBlock: qb, window, scale });
   return tf.tidy(() => {
     const qs = tf.mul(q, scale) as tf.Tensor4D;
     const outs: tf.Tensor4D[] = [];

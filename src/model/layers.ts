@@ -3,6 +3,7 @@
  * All take and return ordinary tfjs tensors (differentiable, usable inside tf.grads).
  */
 import * as tf from '@tensorflow/tfjs';
+import { inferenceBlas } from './native-inference.js';
 
 /** RMSNorm over the last axis: `x · rsqrt(mean(x²) + eps) · w` (LlamaRMSNorm, in float32). */
 export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T {
@@ -41,6 +42,16 @@ export interface MlpWeights {
 export function swiGlu(x: tf.Tensor2D, w: MlpWeights): tf.Tensor2D {
   return tf.tidy(() => {
     const t = w.transposed ?? false;
+    // Accelerated cpu backend outside tf.grads: the activation in one threaded C pass instead of
+    // three tfjs kernels (sigmoid through Math.exp, two multiplies) with their buffers.
+    const addon = inferenceBlas();
+    if (addon?.swiglu) {
+      const gate = linear(x, w.gate, w.gateBias, t);
+      const up = linear(x, w.up, w.upBias, t);
+      const y = new Float32Array(gate.size);
+      addon.swiglu(gate.dataSync() as Float32Array, up.dataSync() as Float32Array, y, null);
+      return linear(tf.tensor2d(y, gate.shape), w.down, w.downBias, t);
+    }
     const g = silu(linear(x, w.gate, w.gateBias, t));
     const u = linear(x, w.up, w.upBias, t);
     return linear(tf.mul(g, u) as tf.Tensor2D, w.down, w.downBias, t);

@@ -7,7 +7,8 @@
  * backends (tensorflow, GPU, wasm) use the equivalent tf ops.
  */
 import * as tf from '@tensorflow/tfjs';
-import { vectorMath } from './vector-math.js';
+import { vectorMath } from '../backend/vector-math.js';
+import { nativeBlas } from './native-attention.js';
 
 /** Use the JS passes: the active backend keeps tensors in JS memory (dataSync is free). */
 export function hostKernels(): boolean {
@@ -175,24 +176,31 @@ export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad(((gIn: tf.Tensor2D, uIn: tf.Tensor2D, save: tf.GradSaveFunc) => {
     const n = gIn.size;
     const vm = vectorMath();
+    // The addon's threaded C pass (same bits as the WebAssembly one) works on the tensors' data directly.
+    const swiglu = nativeBlas()?.swiglu;
+    if (swiglu) {
+      const y = new Float32Array(n);
+      const sg = new Float32Array(n);
+      swiglu(gIn.dataSync() as Float32Array, uIn.dataSync() as Float32Array, y, sg);
+      save([gIn, uIn, tf.tensor2d(sg, gIn.shape)]);
+      return { value: tf.tensor2d(y, gIn.shape), gradFunc: backward };
+    }
     const [G, U, Y, SG] = vm.scratch(n, n, n, n) as [Float32Array, Float32Array, Float32Array, Float32Array];
     G.set(gIn.dataSync() as Float32Array);
     U.set(uIn.dataSync() as Float32Array);
     vm.swigluForward(G, U, Y, SG, n);
     save([gIn, uIn, tf.tensor2d(SG.slice(), gIn.shape)]);
-    return {
-      value: tf.tensor2d(Y.slice(), gIn.shape),
-      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-        const [gS, uS, sS] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const [DY, G2, U2, S2, DG, DU] = vm.scratch(n, n, n, n, n, n) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
-        DY.set(dy.dataSync() as Float32Array);
-        G2.set(gS.dataSync() as Float32Array);
-        U2.set(uS.dataSync() as Float32Array);
-        S2.set(sS.dataSync() as Float32Array);
-        vm.swigluBackward(DY, G2, U2, S2, DG, DU, n);
-        return [tf.tensor2d(DG.slice(), gS.shape), tf.tensor2d(DU.slice(), gS.shape)];
-      },
-    };
+    return { value: tf.tensor2d(Y.slice(), gIn.shape), gradFunc: backward };
+    function backward(dy: tf.Tensor2D, saved: tf.Tensor[]): tf.Tensor[] {
+      const [gS, uS, sS] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      const [DY, G2, U2, S2, DG, DU] = vm.scratch(n, n, n, n, n, n) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+      DY.set(dy.dataSync() as Float32Array);
+      G2.set(gS.dataSync() as Float32Array);
+      U2.set(uS.dataSync() as Float32Array);
+      S2.set(sS.dataSync() as Float32Array);
+      vm.swigluBackward(DY, G2, U2, S2, DG, DU, n);
+      return [tf.tensor2d(DG.slice(), gS.shape), tf.tensor2d(DU.slice(), gS.shape)];
+    }
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return op(g, u) as tf.Tensor2D;
 }

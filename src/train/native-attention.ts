@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { currentBackend } from '../backend/select.js';
 import { loadNative, type NativeAddon } from '../backend/native.js';
-import { vectorMath } from './vector-math.js';
+import { attentionSoftmax, vectorMath } from '../backend/vector-math.js';
 
 /** The native BLAS addon when the active backend is tfjs cpu with fopeify's native kernels, else null. */
 export function nativeBlas(): NativeAddon | null {
@@ -66,6 +66,7 @@ export function attentionForwardNative(blas: NativeAddon, q: Float32Array, k: Fl
   const { BK, R, T, D, queryBlock: QB, keyBlock: KB, window } = g;
   const scale = 1 / Math.sqrt(D);
   const vm = vectorMath();
+  const sm = attentionSoftmax(blas);
   const qs = stackHeads(q, BK, R, T, D, true);
   const out = new Float32Array(BK * T * R * D); // stacked
   const lse = new Float32Array(BK * T * R); // stacked
@@ -99,7 +100,7 @@ export function attentionForwardNative(blas: NativeAddon, q: Float32Array, k: Fl
             mOld[row] = m[row]!;
           }
         }
-        vm.softmaxRows(S, rows, n4, mOld, mNew, sums);
+        sm.softmaxRows(S, rows, n4, mOld, mNew, sums);
         for (let row = 0; row < rows; row++) {
           const mo = m[row]!;
           const mn = mNew[row]!;
@@ -136,6 +137,7 @@ export function attentionBackwardNative(
   const { BK, R, T, D, queryBlock: QB, keyBlock: KB, window } = g;
   const scale = 1 / Math.sqrt(D);
   const vm = vectorMath();
+  const sm = attentionSoftmax(blas);
   const qs = stackHeads(q, BK, R, T, D, true);
   const dOs = stackHeads(dO, BK, R, T, D, true);
   const os = stackHeads(o, BK, R, T, D, true);
@@ -177,7 +179,7 @@ export function attentionBackwardNative(
         lseB.set(lses.subarray(rOff, rOff + rows));
         dB.set(Drow.subarray(rOff, rOff + rows));
         // S ← P = exp(S − lse), dS ← P ∘ (dP − D)
-        vm.softmaxBackward(S, dS, rows, n4, lseB, dB);
+        sm.softmaxBackward(S, dS, rows, n4, lseB, dB);
         // dV[b, k0:] += Pᵀ dO;  dK[b, k0:] += scale · dSᵀ Q;  dQ += scale · dS K
         blas.sgemm(true, false, n, D, rows, 1, S, 0, n4, dOs, qOff, D, 1, dv, kOff, D);
         blas.sgemm(true, false, n, D, rows, scale, dS, 0, n4, qs, qOff, D, 1, dk, kOff, D);
@@ -207,6 +209,7 @@ export function headChunkNative(
   dW: Float32Array | null,
 ): number {
   const vm = vectorMath();
+  const sm = attentionSoftmax(blas);
   const V4 = (V + 3) & ~3;
   const [L, mOld, mNew, sums, ks] = vm.scratch(n * V4, n, n, n, n) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
   blas.sgemm(false, true, n, V, H, 1, x, 0, H, W, 0, H, 0, L, 0, V4);
@@ -221,7 +224,7 @@ export function headChunkNative(
     }
   }
   mOld.fill(-Infinity);
-  vm.softmaxRows(L, n, V4, mOld, mNew, sums);
+  sm.softmaxRows(L, n, V4, mOld, mNew, sums);
   let nll = 0;
   for (let r = 0; r < n; r++) {
     if (targets[r]! < 0) {

@@ -9,6 +9,7 @@
  * variables and the update is tf ops that stay on the device.
  */
 import * as tf from '@tensorflow/tfjs';
+import { nativeBlas } from './native-attention.js';
 
 export interface AdamWConfig {
   betas: [number, number];
@@ -83,10 +84,13 @@ export class AdamW {
   /** Global L2 norm of the gradients. */
   static globalNorm(grads: Map<string, tf.Tensor>, host = hostMemoryBackend()): number {
     if (host) {
+      const addon = nativeBlas();
       let sum = 0;
       for (const g of grads.values()) {
         const d = g.dataSync() as Float32Array;
-        for (let i = 0; i < d.length; i++) sum += d[i]! * d[i]!;
+        // The addon's loop is this one in C (same order, same bits).
+        if (addon?.sumSquares) sum = addon.sumSquares(d, sum);
+        else for (let i = 0; i < d.length; i++) sum += d[i]! * d[i]!;
       }
       return Math.sqrt(sum);
     }
@@ -109,6 +113,9 @@ export class AdamW {
     const c1 = 1 - Math.pow(b1, t);
     const c2 = 1 - Math.pow(b2, t);
     const { eps, weightDecay } = this.config;
+    // With the accelerator, the fused update runs in threaded C: the same expressions, the same bits.
+    const adamw = this.host ? nativeBlas()?.adamw : undefined;
+    const hyper = new Float64Array([b1, b2, c1, c2, eps, lr, lr * weightDecay, clip]);
     for (const [name, p] of this.params) {
       const g0 = grads.get(name);
       if (!g0) continue;
@@ -123,7 +130,8 @@ export class AdamW {
         const inPlace = soleOwner(p);
         const pN = inPlace ? pd : new Float32Array(n);
         const decay = lr * weightDecay;
-        for (let i = 0; i < n; i++) {
+        if (adamw) adamw(pd, g, md, vd, pN, hyper);
+        else for (let i = 0; i < n; i++) {
           const gi = g[i]! * clip;
           const mi = b1 * md[i]! + (1 - b1) * gi;
           const vi = b2 * vd[i]! + (1 - b2) * gi * gi;

@@ -20,6 +20,9 @@ import {
 } from '../../src/model/index.js';
 import { SeededRandom } from '../../src/rope/random.js';
 import { fixture, tempDir } from '../helpers.js';
+import { setupBackend } from '../../src/backend/select.js';
+import { inferenceBlas } from '../../src/model/native-inference.js';
+import { nativeUsable } from '../backend/helpers.js';
 import { rows, useCpu } from './helpers.js';
 import { relMaxError } from './reference.js';
 
@@ -49,16 +52,18 @@ function randn(shape: number[], seed: number): tf.Tensor {
   return tf.tensor(Float32Array.from({ length: n }, () => rng.normal()), shape);
 }
 
-describe('blockwise attention equals full attention', () => {
-  const cases = [
+/** Head groups, query/key block sizes, cached prefixes and sliding windows that exercise every mask case. */
+const ATTENTION_CASES: { R: number; Tq: number; past: number; qb: number; kb: number; window: number | null }[] = [
     { R: 1, Tq: 9, past: 0, qb: 4, kb: 3, window: null },
     { R: 3, Tq: 17, past: 0, qb: 5, kb: 4, window: null },
     { R: 2, Tq: 1, past: 13, qb: 256, kb: 4, window: null },
     { R: 2, Tq: 6, past: 10, qb: 4, kb: 5, window: null },
     { R: 2, Tq: 20, past: 0, qb: 3, kb: 4, window: 5 },
     { R: 1, Tq: 3, past: 12, qb: 2, kb: 4, window: 6 },
-    { R: 2, Tq: 33, past: 0, qb: 256, kb: 512, window: null },
-  ];
+];
+
+describe('blockwise attention equals full attention', () => {
+  const cases = [...ATTENTION_CASES, { R: 2, Tq: 33, past: 0, qb: 256, kb: 512, window: null }];
   for (const c of cases) {
     it(`R=${c.R} Tq=${c.Tq} past=${c.past} blocks q${c.qb}/k${c.kb} window=${c.window}`, () => {
       const BK = 4;
@@ -85,6 +90,63 @@ describe('blockwise attention equals full attention', () => {
     const a = rows(fope.forward(IDS));
     const b = rows(fope.forward(IDS, { queryBlock: 3, keyBlock: 2 }));
     expect(relMaxError(b, a)).toBeLessThan(1e-5);
+  });
+});
+
+// CI has OpenBLAS (FOPEIFY_EXPECT_NATIVE=1), so this runs there: the accelerated backend's BLAS-direct
+// attention must equal the plain reference, alone and inside whole forward passes with and without a cache.
+describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () => {
+  beforeAll(async () => {
+    await setupBackend({ backend: 'native', quiet: true });
+  });
+  afterAll(async () => {
+    await useCpu();
+  });
+  const cases = [...ATTENTION_CASES, { R: 2, Tq: 70, past: 0, qb: 256, kb: 512, window: null }];
+  for (const c of cases) {
+    it(`R=${c.R} Tq=${c.Tq} past=${c.past} blocks q${c.qb}/k${c.kb} window=${c.window}`, () => {
+      expect(inferenceBlas()).not.toBeNull();
+      const BK = 3;
+      const D = 16;
+      const Tk = c.past + c.Tq;
+      const q = randn([BK, c.R, c.Tq, D], 4) as tf.Tensor4D;
+      const k = randn([BK, Tk, D], 5).mul(3) as tf.Tensor3D;
+      const v = randn([BK, Tk, D], 6) as tf.Tensor3D;
+      const blocks = kvBlocks(k, v, 0, c.kb);
+      const a = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window });
+      const b = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window, native: false });
+      const ref = fullAttention(q, k, v, c.past, { slidingWindow: c.window });
+      expect(relMaxError([a.dataSync()], [ref.dataSync()])).toBeLessThan(1e-5);
+      expect(relMaxError([b.dataSync()], [ref.dataSync()])).toBeLessThan(1e-5);
+      for (const blk of blocks) if (blk.k !== k) (blk.k.dispose(), blk.v.dispose());
+      tf.dispose([a, b, ref, q, k, v]);
+    });
+  }
+
+  it('is not used while a gradient is recorded (tf.grads sees tf ops)', () => {
+    const q = randn([2, 2, 5, 8], 7) as tf.Tensor4D;
+    const k = randn([2, 5, 8], 8) as tf.Tensor3D;
+    const v = randn([2, 5, 8], 9) as tf.Tensor3D;
+    const f = (x: tf.Tensor) => tf.sum(blockwiseAttention(x as tf.Tensor4D, [{ k, v, start: 0 }], 0));
+    const fRef = (x: tf.Tensor) => tf.sum(fullAttention(x as tf.Tensor4D, k, v, 0));
+    const [g] = tf.grads(f)([q]);
+    const [gRef] = tf.grads(fRef)([q]);
+    expect(relMaxError([g!.dataSync()], [gRef!.dataSync()])).toBeLessThan(1e-4);
+    tf.dispose([q, k, v, g!, gRef!]);
+  });
+
+  it('whole forward passes (RoPE and FoPE+YaRN, cached in chunks) equal the plain cpu backend', async () => {
+    await useCpu();
+    const plain = [rows(rope.forward(IDS)), rows(fope.forward(IDS))];
+    await setupBackend({ backend: 'native', quiet: true });
+    [rope, fope].forEach((model, i) => {
+      expect(relMaxError(rows(model.forward(IDS, { queryBlock: 5, keyBlock: 4 })), plain[i]!)).toBeLessThan(1e-4);
+      const cache = model.createCache({ blockSize: 3 });
+      const got: Float32Array[] = [];
+      for (const [s, e] of [[0, 5], [5, 6], [6, 11], [11, 16]] as const) got.push(...rows(model.forward(IDS.slice(s, e), { cache, queryBlock: 2 })));
+      cache.dispose();
+      expect(relMaxError(got, plain[i]!)).toBeLessThan(1e-4);
+    });
   });
 });
 

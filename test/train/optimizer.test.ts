@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/select.js';
 import { SeededRandom } from '../../src/rope/random.js';
 import { AdamW } from '../../src/train/optimizer.js';
-import { vectorMath } from '../../src/train/vector-math.js';
+import { vectorMath } from '../../src/backend/vector-math.js';
 
 beforeAll(async () => {
   await setupBackend({ backend: 'cpu', quiet: true });

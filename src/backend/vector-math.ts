@@ -11,6 +11,8 @@
  * Without WebAssembly SIMD the same API runs in plain JS with `Math.exp`.
  */
 
+import type { NativeAddon } from './native.js';
+
 const LOG2E = 1.44269504088896341;
 const C1 = 0.693359375;
 const C2 = -2.12194440e-4;
@@ -485,4 +487,17 @@ let instance: VectorMath | undefined;
 export function vectorMath(): VectorMath {
   instance ??= wasmMath() ?? jsMath();
   return instance;
+}
+
+/** The softmax passes of blockwise attention: the addon's threaded C versions when it has them, else this engine's. */
+export type AttentionSoftmax = Pick<VectorMath, 'softmaxRows' | 'softmaxBackward'>;
+
+export function attentionSoftmax(addon: NativeAddon | null): AttentionSoftmax {
+  const vm = vectorMath();
+  const rows = addon?.softmaxRows;
+  const back = addon?.softmaxBackward;
+  return {
+    softmaxRows: rows ? (...a) => rows.apply(addon, a) : (...a) => vm.softmaxRows(...a),
+    softmaxBackward: back ? (...a) => back.apply(addon, a) : (...a) => vm.softmaxBackward(...a),
+  };
 }

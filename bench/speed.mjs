@@ -1,0 +1,271 @@
+#!/usr/bin/env node
+// The CPU speed table (issue 4), every number measured in this one run on this machine:
+//   - raw GEMM through fopeify's accelerator (tf.matMul, native BLAS kernels) vs the BLAS called
+//     directly (the limit) vs pure TensorFlow.js (tfjs-backend-cpu);
+//   - prefill of the SmolLM2-135M shape (random weights) at 2048 tokens;
+//   - one training step (forward + backward + AdamW) of that shape at 512 and 2048 tokens;
+// with seconds, effective GFLOP/s, ratio to the GEMM limit, speed-up over pure tfjs and peak RSS.
+//
+// Pure tfjs runs the full model at well under 1 GFLOP/s (a 2048-token prefill ≈ 13 min, a training
+// step far longer), so by default its time is measured per component and summed — model cost is
+// exactly (layers × one layer) + (embedding, final norm, LM head):
+//   pure ≈ 30 × [one decoder layer at T tokens, measured: a 1-layer model with a 512-entry vocabulary]
+//          + [embedding + norm + LM head, measured: a 0-layer model with the full vocabulary,
+//             for training on 128 tokens and scaled by T/128 — the head's cost is linear in rows].
+// --pure full measures the whole model instead (hours); --pure off skips it.
+// Each measurement runs in its own process, so each peak RSS is that measurement's alone.
+// Usage: npm run bench -- speed   |   node bench/speed.mjs [--pure parts|full|off] [--quick] [--threads N] [--json]
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const HERE = fileURLToPath(import.meta.url);
+const ROOT = path.join(path.dirname(HERE), '..');
+const dist = (p) => pathToFileURL(path.join(ROOT, 'dist', p)).href;
+
+const FULL = { prefill: 2048, train: [512, 2048], headRows: 128 };
+// --quick: the same measurements at short lengths (a smoke test of the benchmark, minutes).
+const QUICK = { prefill: 256, train: [128, 256], headRows: 64 };
+const SMALL_VOCAB = 512;
+
+/** Matmul FLOPs of a forward pass over T tokens; the LM head on `headRows` rows (causal attention exact). */
+export function forwardFlops(shape, T, headRows) {
+  const { hiddenSize: H, intermediateSize: I, numLayers: L, numHeads: nH, numKvHeads: nKv, vocabSize: V } = shape;
+  const D = shape.headDim ?? H / nH;
+  const linear = 2 * T * (H * nH * D + 2 * H * nKv * D + nH * D * H + 3 * H * I);
+  const attention = 2 * 2 * nH * D * ((T * (T + 1)) / 2);
+  return L * (linear + attention) + 2 * headRows * H * V;
+}
+
+// ---- children -------------------------------------------------------------------------------------
+
+async function checkpoint(layers, vocab) {
+  const { writeTinyCheckpoint, SMOLLM2_135M_SHAPE } = await import(dist('testing/tiny-checkpoint.js'));
+  const shape = { ...SMOLLM2_135M_SHAPE, numLayers: layers, vocabSize: vocab };
+  const dir = path.join(ROOT, '.bench', `smollm2-135m-shape-L${layers}-V${vocab}`);
+  if (!existsSync(path.join(dir, 'config.json'))) {
+    // bf16 on disk like the real SmolLM2 (float32 in memory); std 0.02 like its init.
+    await writeTinyCheckpoint(dir, { kind: 'llama', dtype: 'BF16', shape, seed: 0, initStd: 0.02, tokenizer: false });
+  }
+  return { dir, shape };
+}
+
+function peakRss() {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+async function childGemm(opts) {
+  const { runGemmBench } = await import(pathToFileURL(path.join(ROOT, 'bench', 'gemm.mjs')).href);
+  const shapes = [
+    { name: `${opts.rows}x576 . (1536x576)^T (up-proj)`, m: opts.rows, k: 576, n: 1536, ta: false, tb: true },
+    { name: '1024x1024 . 1024x1024', m: 1024, k: 1024, n: 1024, ta: false, tb: false },
+  ];
+  const res = await runGemmBench({ shapes, threads: opts.threads, log: () => undefined, plainCpu: opts.pure !== 'off' });
+  return { backend: res.backend, rows: res.rows.map((r) => ({ name: r.name, flop: r.flop, gflops: r.gflops })), peakRssBytes: peakRss() };
+}
+
+async function childPrefill(opts) {
+  const { setupBackend } = await import(dist('backend/select.js'));
+  const { loadModel } = await import(dist('model/index.js'));
+  const info = await setupBackend({ backend: opts.backend, threads: opts.threads, quiet: true });
+  const { dir } = await checkpoint(opts.layers, opts.vocab);
+  const model = await loadModel(dir, { layout: 'inference' });
+  const ids = (n) => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % opts.vocab);
+  // Warm-up (kernel registration, JIT): a short prefill, not timed.
+  const w = model.forward(ids(32), { logits: 'last' });
+  await w.data();
+  w.dispose();
+  const t = performance.now();
+  const out = model.forward(ids(opts.tokens), { logits: 'last' });
+  await out.data();
+  const seconds = (performance.now() - t) / 1000;
+  out.dispose();
+  model.dispose();
+  return { backend: info.description, seconds, peakRssBytes: peakRss() };
+}
+
+async function childTrain(opts) {
+  const tf = await import('@tensorflow/tfjs');
+  const { setupBackend } = await import(dist('backend/select.js'));
+  const { loadModel } = await import(dist('model/index.js'));
+  const { SeededRandom } = await import(dist('rope/random.js'));
+  const { AdamW } = await import(dist('train/optimizer.js'));
+  const { TrainingModel } = await import(dist('train/model.js'));
+  const { DEFAULT_TRAIN } = await import(dist('train/recipe.js'));
+  const info = await setupBackend({ backend: opts.backend, threads: opts.threads, quiet: true });
+  const { dir } = await checkpoint(opts.layers, opts.vocab);
+  const m = await loadModel(dir);
+  const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
+  const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const rng = new SeededRandom(1, 'bench-tokens');
+  const step = () => {
+    const batch = [Int32Array.from({ length: opts.tokens + 1 }, () => rng.int(opts.vocab))];
+    const t0 = performance.now();
+    const r = tm.lossAndGrads(batch);
+    opt.apply(r.grads, 1e-5, 1);
+    tf.dispose([...r.grads.values()]);
+    return (performance.now() - t0) / 1000;
+  };
+  const warm = opts.warmup ? step() : null;
+  const times = [];
+  for (let i = 0; i < opts.steps; i++) times.push(step());
+  return { backend: info.description, seconds: Math.min(...times), warmupSeconds: warm, peakRssBytes: peakRss() };
+}
+
+// ---- parent ---------------------------------------------------------------------------------------
+
+function runChild(job, log) {
+  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', HERE, '--child', JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const line = (r.stdout ?? '').trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (r.status !== 0 || !line) {
+    const why = (r.stderr ?? '').trim().split('\n').slice(-3).join(' | ');
+    log(`  ${job.label}: failed (exit ${r.status}) ${why}`);
+    return { error: `exit ${r.status}: ${why}` };
+  }
+  const res = JSON.parse(line);
+  log(`  ${job.label}: ${res.seconds !== undefined ? `${res.seconds.toFixed(2)} s` : 'done'}, peak RSS ${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+  return res;
+}
+
+/**
+ * Run every measurement; returns { machine, gemm, rows, pureMode } where rows are the table's
+ * workloads: { name, flop, seconds, gflops, limitShare, pureSeconds, pureHow, speedup, peakRssBytes }.
+ * @param {{pure?: 'parts' | 'full' | 'off', threads?: number, quick?: boolean, log?: (s: string) => void}} opts
+ */
+export async function runSpeedBench(opts = {}) {
+  const log = opts.log ?? ((s) => console.log(s));
+  const { prefill: PREFILL_TOKENS, train: TRAIN_TOKENS, headRows: HEAD_ROWS } = opts.quick ? QUICK : FULL;
+  const pure = opts.pure ?? 'parts';
+  const threads = opts.threads;
+  const { SMOLLM2_135M_SHAPE: S } = await import(dist('testing/tiny-checkpoint.js'));
+  const L = S.numLayers;
+  const started = Date.now();
+  log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, load ${os.loadavg()[0].toFixed(1)}`);
+  log(pure === 'full' ? 'pure tfjs: the whole model (this takes hours)' : pure === 'parts' ? 'pure tfjs: per component (one layer × 30 + head), about 5 minutes' : 'pure tfjs: skipped');
+
+  log('GEMM (fopeify accelerator, BLAS direct, pure tfjs) ...');
+  const gemm = runChild({ kind: 'gemm', label: 'GEMM', threads, pure, rows: PREFILL_TOKENS }, log);
+  const limit = gemm.rows ? Math.max(...gemm.rows.map((r) => r.gflops.blas ?? 0)) : NaN;
+
+  const rows = [];
+  const add = (name, flop, acc, pureSeconds, pureHow) => {
+    const row = { name, flop, seconds: acc.seconds ?? NaN, peakRssBytes: acc.peakRssBytes ?? NaN, error: acc.error, pureSeconds, pureHow };
+    row.gflops = flop / row.seconds / 1e9;
+    row.limitShare = row.gflops / limit;
+    row.speedup = pureSeconds / row.seconds;
+    rows.push(row);
+  };
+
+  // Accelerated, full model.
+  log(`prefill ${PREFILL_TOKENS} (full model, accelerated) ...`);
+  const prefill = runChild({ kind: 'prefill', label: `prefill ${PREFILL_TOKENS}`, backend: 'auto', threads, layers: L, vocab: S.vocabSize, tokens: PREFILL_TOKENS }, log);
+  const trains = TRAIN_TOKENS.map((T) => {
+    log(`training step ${T} (full model, accelerated) ...`);
+    return runChild({ kind: 'train', label: `train ${T}`, backend: 'auto', threads, layers: L, vocab: S.vocabSize, tokens: T, steps: T <= 512 ? 3 : 2, warmup: true }, log);
+  });
+
+  // Pure tfjs.
+  const pureRun = (job) => runChild({ ...job, backend: 'cpu', threads }, log);
+  let purePrefill = { seconds: NaN, how: 'skipped' };
+  const pureTrain = new Map(TRAIN_TOKENS.map((T) => [T, { seconds: NaN, how: 'skipped' }]));
+  if (pure === 'full') {
+    const p = pureRun({ kind: 'prefill', label: `pure prefill ${PREFILL_TOKENS}`, layers: L, vocab: S.vocabSize, tokens: PREFILL_TOKENS });
+    purePrefill = { seconds: p.seconds, how: 'measured, whole model' };
+    for (const T of TRAIN_TOKENS) {
+      const r = pureRun({ kind: 'train', label: `pure train ${T}`, layers: L, vocab: S.vocabSize, tokens: T, steps: 1, warmup: false });
+      pureTrain.set(T, { seconds: r.seconds, how: 'measured, whole model' });
+    }
+  } else if (pure === 'parts') {
+    log(`pure tfjs parts: one layer (vocabulary ${SMALL_VOCAB}) and the head (0 layers) ...`);
+    const layerPrefill = pureRun({ kind: 'prefill', label: `pure 1 layer prefill ${PREFILL_TOKENS}`, layers: 1, vocab: SMALL_VOCAB, tokens: PREFILL_TOKENS });
+    const headPrefill = pureRun({ kind: 'prefill', label: `pure head prefill ${PREFILL_TOKENS}`, layers: 0, vocab: S.vocabSize, tokens: PREFILL_TOKENS });
+    purePrefill = { seconds: L * layerPrefill.seconds + headPrefill.seconds, how: `${L} × 1 layer + head, measured` };
+    const headTrain = pureRun({ kind: 'train', label: `pure head train ${HEAD_ROWS} rows`, layers: 0, vocab: S.vocabSize, tokens: HEAD_ROWS, steps: 1, warmup: false });
+    for (const T of TRAIN_TOKENS) {
+      const layer = pureRun({ kind: 'train', label: `pure 1 layer train ${T}`, layers: 1, vocab: SMALL_VOCAB, tokens: T, steps: 1, warmup: T <= 512 });
+      pureTrain.set(T, { seconds: L * layer.seconds + (headTrain.seconds * T) / HEAD_ROWS, how: `${L} × 1 layer + head (${HEAD_ROWS} rows × ${T / HEAD_ROWS}), measured` });
+    }
+  }
+
+  // GEMM rows: the accelerator and pure tfjs on the same shapes; BLAS direct is the limit.
+  for (const g of gemm.rows ?? []) {
+    const acc = { seconds: g.flop / (g.gflops.native * 1e9), peakRssBytes: gemm.peakRssBytes };
+    add(`GEMM ${g.name}`, g.flop, acc, g.gflops.cpu ? g.flop / (g.gflops.cpu * 1e9) : NaN, 'measured');
+  }
+  add(`prefill ${PREFILL_TOKENS} tokens`, forwardFlops(S, PREFILL_TOKENS, 1), prefill, purePrefill.seconds, purePrefill.how);
+  TRAIN_TOKENS.forEach((T, i) => {
+    // forward + backward = 3 × forward (the usual accounting; the recomputed forward is not counted)
+    add(`training step ${T} tokens`, 3 * forwardFlops(S, T, T), trains[i], pureTrain.get(T).seconds, pureTrain.get(T).how);
+  });
+  return {
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '', memGiB: os.totalmem() / 2 ** 30 },
+    backend: prefill.backend ?? gemm.backend,
+    gemm,
+    limitGflops: limit,
+    rows,
+    pureMode: pure,
+    minutes: (Date.now() - started) / 60000,
+  };
+}
+
+/** The table as Markdown. */
+export function formatSpeedTable(res) {
+  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '—');
+  const lines = [
+    `CPU speed — ${res.machine.cpus} × ${res.machine.model}; ${res.backend ?? 'no accelerator'}`,
+    `GEMM limit: ${f(res.limitGflops, 0)} GFLOP/s (the BLAS called directly, best of the shapes below)`,
+    '',
+    '| workload | seconds | GFLOP/s | of GEMM limit | pure tfjs seconds | speed-up | peak RSS (GiB) |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const g of res.gemm.rows ?? []) {
+    if (g.gflops.blas) lines.push(`| GEMM ${g.name}, BLAS direct | ${f(g.flop / (g.gflops.blas * 1e9), 4)} | ${f(g.gflops.blas)} | ${f((100 * g.gflops.blas) / res.limitGflops, 0)} % | | | |`);
+  }
+  for (const r of res.rows) {
+    if (r.error) {
+      lines.push(`| ${r.name} | failed: ${r.error} | | | | | |`);
+      continue;
+    }
+    lines.push(
+      `| ${r.name} | ${f(r.seconds, r.seconds < 1 ? 4 : 2)} | ${f(r.gflops)} | ${f(100 * r.limitShare, 0)} % | ${f(r.pureSeconds, 0)} | ${Number.isFinite(r.speedup) ? `${f(r.speedup, 0)}×` : '—'} | ${f(r.peakRssBytes / 2 ** 30, 2)} |`,
+    );
+  }
+  lines.push('');
+  lines.push('GFLOP/s: matmul FLOPs of the workload (causal attention counted exactly; a training step = 3 × forward) ÷ seconds.');
+  const hows = [...new Set(res.rows.filter((r) => !r.name.startsWith('GEMM')).map((r) => r.pureHow))];
+  lines.push(`Pure tfjs (tfjs-backend-cpu, no fopeify kernels): ${hows.join('; ')}.`);
+  const goal = res.rows.filter((r) => !r.name.startsWith('GEMM') && !r.error);
+  const met = goal.filter((r) => r.limitShare >= 0.5);
+  lines.push(`Goal (prefill and training step ≥ 50 % of the GEMM limit): ${met.length === goal.length ? 'met' : `NOT met (${goal.map((r) => `${r.name} ${f(100 * r.limitShare, 0)} %`).join(', ')})`}.`);
+  lines.push(`Measured in ${f(res.minutes, 1)} minutes.`);
+  return lines.join('\n');
+}
+
+const isMain = process.argv[1] && path.resolve(process.argv[1]) === HERE;
+if (isMain) {
+  const argv = process.argv.slice(2);
+  const flag = (name) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  if (argv[0] === '--child') {
+    const job = JSON.parse(argv[1]);
+    const fn = { gemm: childGemm, prefill: childPrefill, train: childTrain }[job.kind];
+    process.stdout.write(JSON.stringify(await fn(job)) + '\n');
+    // tfjs / BLAS threads must not keep a finished child alive.
+    process.exit(0);
+  } else {
+    const pure = flag('pure') ?? 'parts';
+    if (!['parts', 'full', 'off'].includes(pure)) {
+      console.error(`--pure must be parts, full or off (got ${pure})`);
+      process.exit(2);
+    }
+    const json = argv.includes('--json');
+    const res = await runSpeedBench({ pure, quick: argv.includes('--quick'), threads: flag('threads') ? Number(flag('threads')) : undefined, log: json ? (s) => console.error(s) : undefined });
+    if (json) console.log(JSON.stringify(res, null, 2));
+    else console.log(`\n${formatSpeedTable(res)}`);
+    if (res.rows.some((r) => r.error)) process.exitCode = 1;
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The addon's threaded C passes — attention softmax (native attention, LM-head loss), SwiGLU, AdamW —
+ * against their JavaScript / WebAssembly versions, bit for bit (same exp polynomial, same operation
+ * and summation order): training gives the same bytes with or without them. Softmax blocks have
+ * masked (−∞) entries, fully masked rows, row counts that split unevenly across threads, and n4 not
+ * a multiple of 8 (the scalar tail).
+ */
+import { describe, expect, it } from 'vitest';
+import { loadNative } from '../../src/backend/native.js';
+import { vectorMath } from '../../src/backend/vector-math.js';
+import { nativeUsable, rng } from './helpers.js';
+
+function block(rows: number, n4: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const s = Float32Array.from({ length: rows * n4 }, () => (r() - 0.5) * 40);
+  for (let i = 0; i < rows; i++) {
+    const masked = Math.floor(r() * n4);
+    s.fill(-Infinity, i * n4 + n4 - masked, (i + 1) * n4);
+  }
+  s.fill(-Infinity, 0, n4); // a fully masked row
+  return s;
+}
+
+function maxRelDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i]! - b[i]!) / Math.max(1e-30, Math.abs(b[i]!), 1e-6);
+    if (d > m || Number.isNaN(d)) m = Number.isNaN(d) ? Infinity : d;
+  }
+  return m;
+}
+
+describe.skipIf(!nativeUsable)('native softmax passes equal vector-math', () => {
+  const addon = () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.error);
+    return r.blas.addon;
+  };
+  for (const [rows, n4] of [[3, 12], [257, 516], [768, 512], [5, 4]] as const) {
+    it(`softmaxRows ${rows}×${n4}`, () => {
+      const a = addon();
+      expect(typeof a.softmaxRows).toBe('function');
+      const vm = vectorMath();
+      const s = block(rows, n4, rows + n4);
+      const r = rng(7);
+      const mOld = Float32Array.from({ length: rows }, (_, i) => (i % 3 === 0 ? -Infinity : (r() - 0.5) * 10));
+      mOld[0] = -Infinity; // fully masked and no previous max: a zero row, sum 0
+      const [S, mo, mn, sum] = vm.scratch(rows * n4, rows, rows, rows) as Float32Array[];
+      S!.set(s);
+      mo!.set(mOld);
+      vm.softmaxRows(S!, rows, n4, mo!, mn!, sum!);
+      const want = { S: S!.slice(), mNew: mn!.slice(), sum: sum!.slice() };
+      const got = { S: s.slice(), mNew: new Float32Array(rows), sum: new Float32Array(rows) };
+      a.softmaxRows!(got.S, rows, n4, mOld, got.mNew, got.sum);
+      expect(Array.from(got.mNew)).toEqual(Array.from(want.mNew));
+      // Same constants and operation order as the WebAssembly code: the same bits.
+      expect(maxRelDiff(got.S, want.S)).toBe(0);
+      expect(maxRelDiff(got.sum, want.sum)).toBe(0);
+      expect(Array.from(got.S.subarray(0, n4)).every((x) => x === 0)).toBe(true);
+      expect(got.sum[0]).toBe(0);
+    });
+
+    it(`softmaxBackward ${rows}×${n4}`, () => {
+      const a = addon();
+      const vm = vectorMath();
+      const s = block(rows, n4, 3 * rows + n4);
+      const r = rng(11);
+      const dP = Float32Array.from({ length: rows * n4 }, () => r() - 0.5);
+      const lse = Float32Array.from({ length: rows }, () => 20 + r());
+      const d = Float32Array.from({ length: rows }, () => r() - 0.5);
+      const [S, DP, L, D] = vm.scratch(rows * n4, rows * n4, rows, rows) as Float32Array[];
+      S!.set(s);
+      DP!.set(dP);
+      L!.set(lse);
+      D!.set(d);
+      vm.softmaxBackward(S!, DP!, rows, n4, L!, D!);
+      const gotS = s.slice();
+      const gotD = dP.slice();
+      a.softmaxBackward!(gotS, gotD, rows, n4, lse, d);
+      expect(maxRelDiff(gotS, S!)).toBe(0);
+      expect(maxRelDiff(gotD, DP!)).toBe(0);
+    });
+  }
+
+  it('rejects arrays that are too short', () => {
+    const a = addon();
+    expect(() => a.softmaxRows!(new Float32Array(3), 2, 4, new Float32Array(2), new Float32Array(2), new Float32Array(2))).toThrow(/softmaxRows/);
+  });
+});
+
+describe.skipIf(!nativeUsable)('native SwiGLU activation equals vector-math', () => {
+  for (const n of [5, 64, 100_003]) {
+    it(`${n} elements, with and without σ out`, () => {
+      const r = loadNative();
+      if (!r.ok) throw new Error(r.error);
+      const a = r.blas.addon;
+      expect(typeof a.swiglu).toBe('function');
+      const vm = vectorMath();
+      const g0 = rng(n);
+      const g = Float32Array.from({ length: n }, () => (g0() - 0.5) * 30);
+      const u = Float32Array.from({ length: n }, () => g0() - 0.5);
+      const n4 = (n + 3) & ~3;
+      const [G, U, Y, SG] = vm.scratch(n4, n4, n4, n4) as Float32Array[];
+      G!.set(g);
+      U!.set(u);
+      vm.swigluForward(G!, U!, Y!, SG!, n4);
+      const y = new Float32Array(n);
+      const sg = new Float32Array(n);
+      a.swiglu!(g, u, y, sg);
+      expect(maxRelDiff(y, Y!.subarray(0, n))).toBe(0);
+      expect(maxRelDiff(sg, SG!.subarray(0, n))).toBe(0);
+      const y2 = new Float32Array(n);
+      a.swiglu!(g, u, y2, null);
+      expect(maxRelDiff(y2, y)).toBe(0);
+    });
+  }
+});
+
+describe.skipIf(!nativeUsable)('AdamW through the addon equals the JavaScript update bit for bit', () => {
+  it('params and moments after three clipped, decayed steps', async () => {
+    const tf = await import('@tensorflow/tfjs');
+    const { setupBackend } = await import('../../src/backend/select.js');
+    const { AdamW } = await import('../../src/train/optimizer.js');
+    const run = async (backend: 'cpu' | 'native') => {
+      await setupBackend({ backend, quiet: true });
+      const r = rng(5);
+      const params = new Map([
+        ['a', tf.variable(tf.tensor(Float32Array.from({ length: 70_001 }, () => r() - 0.5)), true, `adam-test-a-${backend}`)],
+        ['b', tf.variable(tf.tensor(Float32Array.from({ length: 33 }, () => r() - 0.5)), true, `adam-test-b-${backend}`)],
+      ]);
+      const opt = new AdamW(params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
+      const norms: number[] = [];
+      for (let s = 0; s < 3; s++) {
+        const grads = new Map([...params].map(([n, p]) => [n, tf.tensor(Float32Array.from({ length: p.size }, () => (r() - 0.5) * (s + 1)))]));
+        norms.push(opt.apply(grads, 1e-3, 5));
+        tf.dispose([...grads.values()]);
+      }
+      const out = [...params].map(([n, p]) => ({ p: (p.dataSync() as Float32Array).slice(), ...opt.moments(n) }));
+      const copy = out.map((o) => ({ p: o.p, m: o.m.slice(), v: o.v.slice() }));
+      tf.dispose([...params.values()]);
+      return { norms, copy };
+    };
+    const js = await run('cpu');
+    const nat = await run('native');
+    await setupBackend({ backend: 'cpu', quiet: true });
+    expect(nat.norms).toEqual(js.norms);
+    nat.copy.forEach((o, i) => {
+      expect(maxRelDiff(o.p, js.copy[i]!.p)).toBe(0);
+      expect(maxRelDiff(o.m, js.copy[i]!.m)).toBe(0);
+      expect(maxRelDiff(o.v, js.copy[i]!.v)).toBe(0);
+    });
+  });
+});
