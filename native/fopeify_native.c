@@ -591,7 +591,7 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define FOPEIFY_CLONES __attribute__((target_clones("avx2,fma", "default")))
+#define FOPEIFY_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define FOPEIFY_CLONES
 #endif
@@ -928,6 +928,47 @@ static napi_value SumSquares(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* ---- RMSNorm (inference) ----
+ * out[r] = x[r] · (1 / sqrt(mean(x[r]²) + eps)) · w, the mean accumulated in double; rows across
+ * threads. Used by the runtime's forward pass outside gradient recording only. */
+typedef struct {
+  const float *x, *w;
+  float *out;
+  int64_t h;
+  double eps;
+} rmsnorm_job;
+
+static void rmsnorm_ranges(void *ctx, int64_t r0, int64_t r1) {
+  const rmsnorm_job *j = (const rmsnorm_job *)ctx;
+  const int64_t h = j->h;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * h;
+    float *o = j->out + r * h;
+    double ss = 0;
+    for (int64_t i = 0; i < h; i++) ss += (double)x[i] * (double)x[i];
+    const float inv = (float)(1.0 / sqrt(ss / (double)h + j->eps));
+    for (int64_t i = 0; i < h; i++) o[i] = x[i] * inv * j->w[i];
+  }
+}
+
+/* rmsnorm(x, w, out, eps): rows of w.length. */
+static napi_value Rmsnorm(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *x, *w, *out;
+  size_t lx, lw, lo;
+  double eps;
+  if (argc != 4 || !get_f32_array(env, argv[0], &x, &lx) || !get_f32_array(env, argv[1], &w, &lw) || !get_f32_array(env, argv[2], &out, &lo) ||
+      napi_get_value_double(env, argv[3], &eps) != napi_ok || lw == 0 || lx % lw != 0 || lo < lx) {
+    napi_throw_type_error(env, NULL, "rmsnorm: expected (x, w, out, eps) with x.length a multiple of w.length and out at least as long as x");
+    return NULL;
+  }
+  rmsnorm_job j = {x, w, out, (int64_t)lw, eps};
+  parallel_ranges(rmsnorm_ranges, &j, (int64_t)(lx / lw), 1, (65536 + (int64_t)lw - 1) / (int64_t)lw);
+  return NULL;
+}
+
 /* info() -> { loaded, library, kind, threads, config, flushDenormals } */
 static napi_value Info(napi_env env, napi_callback_info info) {
   (void)info;
@@ -959,6 +1000,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"softmaxBackward", NULL, SoftmaxBackward, NULL, NULL, NULL, napi_enumerable, NULL},
       {"swiglu", NULL, Swiglu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adamw", NULL, Adamw, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rmsnorm", NULL, Rmsnorm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sumSquares", NULL, SumSquares, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_value v;

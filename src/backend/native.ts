@@ -61,6 +61,8 @@ export interface NativeAddon {
   swiglu?(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
   /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. Absent in older builds. */
   adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
+  /** RMSNorm over rows of w.length: x · rsqrt(mean(x²) + eps) · w (inference only). Absent in older builds. */
+  rmsnorm?(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
   /** start + Σ x², in double, in index order. Absent in older builds. */
   sumSquares?(x: Float32Array, start: number): number;
   info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };

@@ -62,17 +62,52 @@ export function copyDocument(rng: SeededRandom, chars: number, words: readonly s
 const RANDOM_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
 /**
- * A repeat document of exactly `chars` characters: Brown text with one random string (letters and
- * digits, 6–32 characters) inserted twice at random places. After its first character the second copy
- * is predictable only by finding the first one — the induction signal retrieval is built from — and
- * because the distance between the copies varies, no fixed positional shortcut (a constant offset) is
- * learned that would hurt ordinary text.
+ * A repeat document of exactly `chars` characters: Brown text with one or two random strings (letters
+ * and digits, 8–40 characters each) inserted two or three times each at random places. After its first
+ * character a repeated string is predictable only by finding an earlier copy — the induction signal
+ * that retrieval is built from — and because the distances vary, no fixed positional shortcut (a
+ * constant offset) is learned that would hurt ordinary text.
  */
 export function repeatDocument(rng: SeededRandom, chars: number, brown: string): string {
-  const len = 6 + rng.int(27);
+  const inserts: string[] = [];
+  const strings = 1 + rng.int(2);
+  for (let s = 0; s < strings; s++) {
+    const len = 8 + rng.int(33);
+    let r = '';
+    for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
+    const times = 2 + rng.int(2);
+    for (let t = 0; t < times; t++) inserts.push(` ${r} `);
+  }
+  const textChars = Math.max(0, chars - inserts.reduce((n, x) => n + x.length, 0));
+  const start = rng.int(Math.max(1, brown.length - textChars));
+  const text = brown.slice(start, start + textChars).padEnd(textChars, ' ');
+  // Insertion points in text order; the strings keep their interleaving (r1 r2 r1 r1 r2 ...).
+  for (let i = inserts.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [inserts[i], inserts[j]] = [inserts[j]!, inserts[i]!];
+  }
+  const cuts = inserts.map(() => rng.int(textChars + 1)).sort((x, y) => x - y);
+  let doc = '';
+  let prev = 0;
+  inserts.forEach((x, i) => {
+    doc += text.slice(prev, cuts[i]) + x;
+    prev = cuts[i]!;
+  });
+  doc += text.slice(prev);
+  return doc.slice(0, chars).padEnd(chars, ' ');
+}
+
+/**
+ * A dense copy document of exactly `chars` characters: a random string (letters and digits, 30–100
+ * characters) in Brown text, then the same string again after a random gap. A third or more of the
+ * characters are predictable only by looking the string up — a dense signal that forms the induction
+ * circuit much faster than sparse repeats — and the varying gap leaves no fixed-offset shortcut.
+ */
+export function denseCopyDocument(rng: SeededRandom, chars: number, brown: string): string {
+  const len = Math.min(30 + rng.int(71), Math.floor((chars - 4) / 2));
   let r = '';
   for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
-  const textChars = Math.max(0, chars - 2 * (len + 2));
+  const textChars = Math.max(0, chars - 2 * len - 4);
   const start = rng.int(Math.max(1, brown.length - textChars));
   const text = brown.slice(start, start + textChars).padEnd(textChars, ' ');
   const a = rng.int(Math.floor(textChars / 2) + 1);
@@ -136,6 +171,8 @@ export async function demoTexts(options: {
   repeatShare?: number;
   /** Associative-recall documents (`recallDocument`), as a multiple of `count` (default 0). */
   recallShare?: number;
+  /** Dense copy documents (`denseCopyDocument`), as a multiple of `count` (default 0). */
+  denseCopyShare?: number;
   /** Probability that a passkey document starts with the task sentence, as the eval prompt does (default 0.3). */
   taskShare?: number;
 }): Promise<string[]> {
@@ -160,5 +197,7 @@ export async function demoTexts(options: {
   for (let i = 0; i < repeats; i++) texts.push(repeatDocument(rng, options.length, brown));
   const recalls = Math.round(options.count * (options.recallShare ?? 0));
   for (let i = 0; i < recalls; i++) texts.push(recallDocument(rng, options.length, brown));
+  const dense = Math.round(options.count * (options.denseCopyShare ?? 0));
+  for (let i = 0; i < dense; i++) texts.push(denseCopyDocument(rng, options.length, brown));
   return texts;
 }

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js';
+import { inferenceBlas } from './native-inference.js';
 import type { KvCache } from './cache.js';
 import { linear, rmsNorm, swiGlu } from './layers.js';
 import { applyRotaryTf, cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
@@ -171,8 +172,8 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
     let k = heads(proj(w, x, `${p}.k_proj`), nKv);
     const v = heads(proj(w, x, `${p}.v_proj`), nKv);
     if (spec.qkNorm) {
-      q = rmsNorm(q, weight(w, `${p}.q_norm.weight`), spec.rmsNormEps);
-      k = rmsNorm(k, weight(w, `${p}.k_norm.weight`), spec.rmsNormEps);
+      q = normRows(q, weight(w, `${p}.q_norm.weight`), spec.rmsNormEps);
+      k = normRows(k, weight(w, `${p}.k_norm.weight`), spec.rmsNormEps);
     }
     // Query head h shares KV head floor(h / R): view q as [B, nKv, R, T, D] (HF's repeat_kv order).
     const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
@@ -185,14 +186,27 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
   });
 }
 
+/**
+ * RMSNorm of the runtime's forward pass: on the accelerated cpu backend outside tf.grads one threaded C
+ * pass (the tf-op version is five kernels with their buffers); otherwise layers.ts's rmsNorm. Training
+ * keeps rmsNorm itself (src/train), so its numerics do not depend on this.
+ */
+function normRows<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T {
+  const addon = inferenceBlas();
+  if (!addon?.rmsnorm) return rmsNorm(x, w, eps);
+  const out = new Float32Array(x.size);
+  addon.rmsnorm(x.dataSync() as Float32Array, w.dataSync() as Float32Array, out, eps);
+  return tf.tensor(out, x.shape) as T;
+}
+
 /** One decoder layer on the residual stream `[B·T, H]`. */
 export function decoderLayer(h: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: LayerContext): tf.Tensor2D {
   const { weights: w, spec } = ctx;
   const p = `model.layers.${layer}`;
   return tf.tidy(() => {
-    const x = rmsNorm(h, weight(w, `${p}.input_layernorm.weight`), spec.rmsNormEps);
+    const x = normRows(h, weight(w, `${p}.input_layernorm.weight`), spec.rmsNormEps);
     const h1 = tf.add(h, selfAttention(x, layer, rot, ctx)) as tf.Tensor2D;
-    const y = rmsNorm(h1, weight(w, `${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
+    const y = normRows(h1, weight(w, `${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
     const gate = linearWeight(w, `${p}.mlp.gate_proj.weight`);
     const mlp = swiGlu(y, {
       transposed: gate.transposed,
@@ -245,7 +259,7 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
       rotary.release(i);
     }
     if (cache) cache.advance(T);
-    const out = tf.tidy(() => rmsNorm(h, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
+    const out = tf.tidy(() => normRows(h, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
     h.dispose();
     return out;
   } finally {

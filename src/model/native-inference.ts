@@ -80,13 +80,18 @@ export function nativeBlockwiseAttention(
       acc.fill(0, 0, rows * D);
       let seen = false;
       for (const blk of kv) {
-        const { n, start } = blk;
-        if (start > qLast) continue; // every key is in the future of every query
-        if (window !== null && start + n - 1 <= qFirst - window) continue; // every key is too old
+        // Only the keys some query of this block can see: drop a block's future tail (the causal
+        // diagonal) and, with a sliding window, its too-old head — no product for fully masked columns.
+        const first = Math.max(blk.start, window === null ? blk.start : qFirst - window + 1);
+        const end = Math.min(blk.start + blk.n, qLast + 1);
+        if (end <= first) continue;
         seen = true;
+        const start = first;
+        const n = end - first;
+        const kOff = (b * blk.n + (first - blk.start)) * D;
         const n4 = (n + 3) & ~3;
         const [S, mOld, mNew, sums] = vm.scratch(rows * n4, rows, rows, rows) as [Float32Array, Float32Array, Float32Array, Float32Array];
-        blas.sgemm(false, true, rows, n, D, scale, qs, (b * Tq + q0) * R * D, D, blk.k, b * n * D, D, 0, S, 0, n4);
+        blas.sgemm(false, true, rows, n, D, scale, qs, (b * Tq + q0) * R * D, D, blk.k, kOff, D, 0, S, 0, n4);
         for (let i = 0; i < tq; i++) {
           const qi = qFirst + i;
           const lo = window === null ? 0 : Math.min(n, Math.max(0, qi - window + 1 - start));
@@ -109,7 +114,7 @@ export function nativeBlockwiseAttention(
           if (alpha !== 1) for (let d = 0, c = row * D; d < D; d++) acc[c + d] = acc[c + d]! * alpha;
         }
         // acc += P · V_block (beta = 1: the BLAS updates the accumulator in place)
-        blas.sgemm(false, false, rows, D, n, 1, S, 0, n4, blk.v, b * n * D, D, 1, acc, 0, D);
+        blas.sgemm(false, false, rows, D, n, 1, S, 0, n4, blk.v, kOff, D, 1, acc, 0, D);
       }
       if (!seen) throw new Error(`attention: no key is visible to queries ${qFirst}..${qLast}`);
       for (let i = 0; i < tq; i++) {
