@@ -181,11 +181,11 @@ export async function runSpeedBench(opts = {}) {
     log(`pure tfjs parts: one layer (vocabulary ${SMALL_VOCAB}) and the head (0 layers) ...`);
     const layerPrefill = pureRun({ kind: 'prefill', label: `pure 1 layer prefill ${PREFILL_TOKENS}`, layers: 1, vocab: SMALL_VOCAB, tokens: PREFILL_TOKENS });
     const headPrefill = pureRun({ kind: 'prefill', label: `pure head prefill ${PREFILL_TOKENS}`, layers: 0, vocab: S.vocabSize, tokens: PREFILL_TOKENS });
-    purePrefill = { seconds: L * layerPrefill.seconds + headPrefill.seconds, how: `${L} × 1 layer + head, measured` };
+    purePrefill = { seconds: L * layerPrefill.seconds + headPrefill.seconds, how: `${L} × one layer + embedding/head, each measured` };
     const headTrain = pureRun({ kind: 'train', label: `pure head train ${HEAD_ROWS} rows`, layers: 0, vocab: S.vocabSize, tokens: HEAD_ROWS, steps: 1, warmup: false });
     for (const T of TRAIN_TOKENS) {
       const layer = pureRun({ kind: 'train', label: `pure 1 layer train ${T}`, layers: 1, vocab: SMALL_VOCAB, tokens: T, steps: 1, warmup: T <= 512 });
-      pureTrain.set(T, { seconds: L * layer.seconds + (headTrain.seconds * T) / HEAD_ROWS, how: `${L} × 1 layer + head (${HEAD_ROWS} rows × ${T / HEAD_ROWS}), measured` });
+      pureTrain.set(T, { seconds: L * layer.seconds + (headTrain.seconds * T) / HEAD_ROWS, how: `${L} × one layer + head (measured on ${HEAD_ROWS} rows, × ${T / HEAD_ROWS})` });
     }
   }
 
@@ -229,13 +229,13 @@ export function formatSpeedTable(res) {
       continue;
     }
     lines.push(
-      `| ${r.name} | ${f(r.seconds, r.seconds < 1 ? 4 : 2)} | ${f(r.gflops)} | ${f(100 * r.limitShare, 0)} % | ${f(r.pureSeconds, 0)} | ${Number.isFinite(r.speedup) ? `${f(r.speedup, 0)}×` : '—'} | ${f(r.peakRssBytes / 2 ** 30, 2)} |`,
+      `| ${r.name} | ${f(r.seconds, r.seconds < 1 ? 4 : 2)} | ${f(r.gflops)} | ${f(100 * r.limitShare, 0)} % | ${f(r.pureSeconds, r.pureSeconds < 10 ? 2 : 0)} | ${Number.isFinite(r.speedup) ? `${f(r.speedup, 0)}×` : '—'} | ${f(r.peakRssBytes / 2 ** 30, 2)} |`,
     );
   }
   lines.push('');
   lines.push('GFLOP/s: matmul FLOPs of the workload (causal attention counted exactly; a training step = 3 × forward) ÷ seconds.');
-  const hows = [...new Set(res.rows.filter((r) => !r.name.startsWith('GEMM')).map((r) => r.pureHow))];
-  lines.push(`Pure tfjs (tfjs-backend-cpu, no fopeify kernels): ${hows.join('; ')}.`);
+  const hows = res.rows.filter((r) => !r.name.startsWith('GEMM')).map((r) => `${r.name}: ${r.pureHow}`);
+  lines.push(`Pure tfjs (tfjs-backend-cpu, no fopeify kernels) — ${hows.join('; ')}.`);
   const goal = res.rows.filter((r) => !r.name.startsWith('GEMM') && !r.error);
   const met = goal.filter((r) => r.limitShare >= 0.5);
   lines.push(`Goal (prefill and training step ≥ 50 % of the GEMM limit): ${met.length === goal.length ? 'met' : `NOT met (${goal.map((r) => `${r.name} ${f(100 * r.limitShare, 0)} %`).join(', ')})`}.`);
