@@ -15,13 +15,16 @@ const firstFlag = args.findIndex((a) => a.startsWith('-'));
 const names = firstFlag < 0 ? args : args.slice(0, firstFlag);
 const flags = firstFlag < 0 ? [] : args.slice(firstFlag);
 const wanted = names.length ? names : DEFAULT;
+// Checked before anything runs: a typo must not cost the minutes of the benchmarks before it.
+const KNOWN = ['speed', 'convert', 'gemm', 'runtime', 'train'];
+const unknown = wanted.filter((n) => !KNOWN.includes(n) || !existsSync(path.join(here, `${n}.mjs`)));
+if (unknown.length) {
+  console.error(`unknown benchmark ${unknown.join(', ')}: choose from ${KNOWN.join(', ')} (options go after the names)`);
+  process.exit(2);
+}
 let failed = 0;
 for (const name of wanted) {
   const file = path.join(here, `${name}.mjs`);
-  if (!existsSync(file)) {
-    console.log(`(no ${name} benchmark in this build)`);
-    continue;
-  }
   console.log(`\n=== ${name} ===`);
   // Each benchmark in its own process: peak RSS figures must not include another benchmark's memory.
   const r = spawnSync(process.execPath, ['--max-old-space-size=16384', file, ...flags], { stdio: 'inherit' });

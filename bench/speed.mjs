@@ -20,6 +20,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { forwardFlops } from './runtime.mjs';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = path.join(path.dirname(HERE), '..');
@@ -30,13 +31,9 @@ const FULL = { prefill: 2048, train: [512, 2048], headRows: 128 };
 const QUICK = { prefill: 256, train: [128, 256], headRows: 64 };
 const SMALL_VOCAB = 512;
 
-/** Matmul FLOPs of a forward pass over T tokens; the LM head on `headRows` rows (causal attention exact). */
-export function forwardFlops(shape, T, headRows) {
-  const { hiddenSize: H, intermediateSize: I, numLayers: L, numHeads: nH, numKvHeads: nKv, vocabSize: V } = shape;
-  const D = shape.headDim ?? H / nH;
-  const linear = 2 * T * (H * nH * D + 2 * H * nKv * D + nH * D * H + 3 * H * I);
-  const attention = 2 * 2 * nH * D * ((T * (T + 1)) / 2);
-  return L * (linear + attention) + 2 * headRows * H * V;
+/** Matmul FLOPs of a forward pass over T tokens, the LM head on the last row or on every row (bench/runtime.mjs). */
+function flops(shape, T, headOnEveryRow) {
+  return forwardFlops({ ...shape, headDim: shape.headDim ?? shape.hiddenSize / shape.numHeads }, T, 0, !headOnEveryRow);
 }
 
 // ---- children -------------------------------------------------------------------------------------
@@ -194,10 +191,10 @@ export async function runSpeedBench(opts = {}) {
     const acc = { seconds: g.flop / (g.gflops.native * 1e9), peakRssBytes: gemm.peakRssBytes };
     add(`GEMM ${g.name}`, g.flop, acc, g.gflops.cpu ? g.flop / (g.gflops.cpu * 1e9) : NaN, 'measured');
   }
-  add(`prefill ${PREFILL_TOKENS} tokens`, forwardFlops(S, PREFILL_TOKENS, 1), prefill, purePrefill.seconds, purePrefill.how);
+  add(`prefill ${PREFILL_TOKENS} tokens`, flops(S, PREFILL_TOKENS, false), prefill, purePrefill.seconds, purePrefill.how);
   TRAIN_TOKENS.forEach((T, i) => {
     // forward + backward = 3 × forward (the usual accounting; the recomputed forward is not counted)
-    add(`training step ${T} tokens`, 3 * forwardFlops(S, T, T), trains[i], pureTrain.get(T).seconds, pureTrain.get(T).how);
+    add(`training step ${T} tokens`, 3 * flops(S, T, true), trains[i], pureTrain.get(T).seconds, pureTrain.get(T).how);
   });
   return {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '', memGiB: os.totalmem() / 2 ** 30 },

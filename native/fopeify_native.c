@@ -749,10 +749,13 @@ FOPEIFY_CLONES static void softmax_backward_range(softmax_job *j) {
       memcpy(srow + c, &p, sizeof p);
       memcpy(drow + c, &ds, sizeof ds);
     }
-    for (; c < n4; c++) {
-      float p = f_exp(srow[c] - l);
-      srow[c] = p;
-      drow[c] = p * (drow[c] - dd);
+    if (c < n4) { /* n4 is a multiple of 4: one group left, one vector exp */
+      v8f x = (v8f){srow[c], srow[c + 1], srow[c + 2], srow[c + 3], 0, 0, 0, 0};
+      v8f p = v8_exp(x - l);
+      for (int k = 0; k < 4; k++) {
+        srow[c + k] = p[k];
+        drow[c + k] = p[k] * (drow[c + k] - dd);
+      }
     }
   }
 }

@@ -15,7 +15,7 @@ import * as tfjs from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
 import { makeBatchMatMulKernel, makeFusedMatMulKernel } from './matmul.js';
-import { loadNative, type NativeBlas } from './native.js';
+import { loadNative, type NativeAddon, type NativeBlas } from './native.js';
 import { replaceKernel, replacedKernels, restoreKernels } from './registry.js';
 import { installSegmentSum } from './segment-sum.js';
 
@@ -214,6 +214,17 @@ export function getTf(): Tf {
 /** The BackendInfo of the last successful setupBackend, if any. */
 export function currentBackend(): BackendInfo | undefined {
   return current;
+}
+
+/**
+ * fopeify's native addon when the active backend is tfjs cpu with its native kernels (`native`, or
+ * `auto` choosing it), else null: the code paths that work on tensors' data directly with the BLAS and
+ * the addon's C passes (training's attention, loss and optimizer; the runtime's inference path).
+ */
+export function acceleratedCpuAddon(): NativeAddon | null {
+  if (tfjs.getBackend() !== 'cpu' || !current?.accelerated) return null;
+  const r = loadNative();
+  return r.ok ? r.blas.addon : null;
 }
 
 export interface SetupOptions {

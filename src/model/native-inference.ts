@@ -5,13 +5,15 @@
  * scratch buffer. The tf-op version spends most of a long prefill in elementwise passes (Math.exp,
  * masks, broadcasts) and in allocating a fresh tensor per block; this one allocates only its output.
  *
- * Used only outside gradient recording (training has its own native attention with a backward pass,
- * src/train/native-attention.ts) and only when the accelerated cpu backend is active. Same mathematics
+ * Used only outside gradient recording and only when the accelerated cpu backend is active. Training
+ * has its own native attention (src/train/native-attention.ts) with a backward pass and whose
+ * arithmetic must stay fixed bit for bit (reproducible training); this one is free to skip fully masked
+ * key columns, so the two are kept apart. Same mathematics
  * as blockwiseAttention, which the tests compare it with.
  */
 import * as tf from '@tensorflow/tfjs';
-import { currentBackend } from '../backend/select.js';
-import { loadNative, type NativeAddon } from '../backend/native.js';
+import { acceleratedCpuAddon } from '../backend/select.js';
+import type { NativeAddon } from '../backend/native.js';
 import { attentionSoftmax, vectorMath } from '../backend/vector-math.js';
 import type { KvBlock } from './attention.js';
 
@@ -20,12 +22,10 @@ import type { KvBlock } from './attention.js';
  * kernels, and no gradient tape recording (the native path is invisible to tf.grads).
  */
 export function inferenceBlas(): NativeAddon | null {
-  if (tf.getBackend() !== 'cpu' || !currentBackend()?.accelerated) return null;
   // tfjs-core records a tape while gradientDepth > 0 (inside tf.grads / tf.variableGrads).
   const state = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state;
   if (!state || (state.gradientDepth ?? 0) > 0) return null;
-  const r = loadNative();
-  return r.ok ? r.blas.addon : null;
+  return acceleratedCpuAddon();
 }
 
 /** Float32 data of a cpu-backend tensor without a copy (dataSync returns the backing array there). */

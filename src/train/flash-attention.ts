@@ -20,7 +20,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { onlineSoftmaxStep } from '../model/attention.js';
 import { attentionBackwardBlock, hostKernels, onlineSoftmaxBlock } from './host-kernels.js';
-import { attentionBackwardNative, attentionForwardNative, nativeBlas } from './native-attention.js';
+import { acceleratedCpuAddon } from '../backend/select.js';
+import { attentionBackwardNative, attentionForwardNative } from './native-attention.js';
 import { timed } from './timing.js';
 
 /** Output and row log-sum-exp of one attention call (`[BK, R, T, D]` and `[BK, R, T, 1]`). */
@@ -93,7 +94,7 @@ export function flashAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, o
   const window = options.slidingWindow ?? null;
   const host = options.host ?? hostKernels();
   // With the native BLAS active, the whole recurrence runs as BLAS calls on the tensors' data.
-  const blas = host ? nativeBlas() : null;
+  const blas = host ? acceleratedCpuAddon() : null;
   const geometry = { BK, R, T, D, queryBlock: qBlocks[0]!.n, keyBlock: kBlocks[0]!.n, window };
   const scale = 1 / Math.sqrt(D);
   const maskFor = (qb: Block, kb: Block): tf.Tensor | null => {

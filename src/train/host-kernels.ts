@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { vectorMath } from '../backend/vector-math.js';
-import { nativeBlas } from './native-attention.js';
+import { acceleratedCpuAddon } from '../backend/select.js';
 
 /** Use the JS passes: the active backend keeps tensors in JS memory (dataSync is free). */
 export function hostKernels(): boolean {
@@ -177,7 +177,7 @@ export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D {
     const n = gIn.size;
     const vm = vectorMath();
     // The addon's threaded C pass (same bits as the WebAssembly one) works on the tensors' data directly.
-    const swiglu = nativeBlas()?.swiglu;
+    const swiglu = acceleratedCpuAddon()?.swiglu;
     if (swiglu) {
       const y = new Float32Array(n);
       const sg = new Float32Array(n);

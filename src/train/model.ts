@@ -23,7 +23,8 @@ import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { crossEntropyRows, hostKernels, swiGluActivation } from './host-kernels.js';
-import { headChunkNative, nativeBlas } from './native-attention.js';
+import { acceleratedCpuAddon } from '../backend/select.js';
+import { headChunkNative } from './native-attention.js';
 import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
 import type { LoraSettings, Trainable } from './recipe.js';
@@ -370,7 +371,7 @@ export class TrainingModel {
       return { nll, ...out };
     };
 
-    const blas = host ? nativeBlas() : null;
+    const blas = host ? acceleratedCpuAddon() : null;
     const H = h.shape[1];
     /** dh (and the trained norm / head gradients) from the dx and dW kept by the forward pass, times dy. */
     const backward = (dy: tf.Scalar, saved: tf.Tensor[]): tf.Tensor[] =>

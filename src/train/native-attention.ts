@@ -7,16 +7,8 @@
  * tf-op path of flash-attention.ts; used when the native addon is active.
  */
 import * as tf from '@tensorflow/tfjs';
-import { currentBackend } from '../backend/select.js';
-import { loadNative, type NativeAddon } from '../backend/native.js';
+import type { NativeAddon } from '../backend/native.js';
 import { attentionSoftmax, vectorMath } from '../backend/vector-math.js';
-
-/** The native BLAS addon when the active backend is tfjs cpu with fopeify's native kernels, else null. */
-export function nativeBlas(): NativeAddon | null {
-  if (tf.getBackend() !== 'cpu' || !currentBackend()?.accelerated) return null;
-  const r = loadNative();
-  return r.ok ? r.blas.addon : null;
-}
 
 interface Geometry {
   BK: number;

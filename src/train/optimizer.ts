@@ -9,7 +9,7 @@
  * variables and the update is tf ops that stay on the device.
  */
 import * as tf from '@tensorflow/tfjs';
-import { nativeBlas } from './native-attention.js';
+import { acceleratedCpuAddon } from '../backend/select.js';
 
 export interface AdamWConfig {
   betas: [number, number];
@@ -84,7 +84,7 @@ export class AdamW {
   /** Global L2 norm of the gradients. */
   static globalNorm(grads: Map<string, tf.Tensor>, host = hostMemoryBackend()): number {
     if (host) {
-      const addon = nativeBlas();
+      const addon = acceleratedCpuAddon();
       let sum = 0;
       for (const g of grads.values()) {
         const d = g.dataSync() as Float32Array;
@@ -114,7 +114,7 @@ export class AdamW {
     const c2 = 1 - Math.pow(b2, t);
     const { eps, weightDecay } = this.config;
     // With the accelerator, the fused update runs in threaded C: the same expressions, the same bits.
-    const adamw = this.host ? nativeBlas()?.adamw : undefined;
+    const adamw = this.host ? acceleratedCpuAddon()?.adamw : undefined;
     const hyper = new Float64Array([b1, b2, c1, c2, eps, lr, lr * weightDecay, clip]);
     for (const [name, p] of this.params) {
       const g0 = grads.get(name);
