@@ -84,30 +84,12 @@ async function childPrefill(opts) {
 }
 
 async function childTrain(opts) {
-  const tf = await import('@tensorflow/tfjs');
-  const { setupBackend } = await import(dist('backend/select.js'));
-  const { loadModel } = await import(dist('model/index.js'));
-  const { SeededRandom } = await import(dist('rope/random.js'));
-  const { AdamW } = await import(dist('train/optimizer.js'));
-  const { TrainingModel } = await import(dist('train/model.js'));
-  const { DEFAULT_TRAIN } = await import(dist('train/recipe.js'));
-  const info = await setupBackend({ backend: opts.backend, threads: opts.threads, quiet: true });
+  const { trainingStepper } = await import(pathToFileURL(path.join(ROOT, 'bench', 'train.mjs')).href);
   const { dir } = await checkpoint(opts.layers, opts.vocab);
-  const m = await loadModel(dir);
-  const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
-  const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
-  const rng = new SeededRandom(1, 'bench-tokens');
-  const step = () => {
-    const batch = [Int32Array.from({ length: opts.tokens + 1 }, () => rng.int(opts.vocab))];
-    const t0 = performance.now();
-    const r = tm.lossAndGrads(batch);
-    opt.apply(r.grads, 1e-5, 1);
-    tf.dispose([...r.grads.values()]);
-    return (performance.now() - t0) / 1000;
-  };
-  const warm = opts.warmup ? step() : null;
+  const { info, step } = await trainingStepper(dir, opts.tokens, { backend: opts.backend, threads: opts.threads });
+  const warm = opts.warmup ? step().seconds : null;
   const times = [];
-  for (let i = 0; i < opts.steps; i++) times.push(step());
+  for (let i = 0; i < opts.steps; i++) times.push(step().seconds);
   return { backend: info.description, seconds: Math.min(...times), warmupSeconds: warm, peakRssBytes: peakRss() };
 }
 

@@ -70,9 +70,15 @@ function gemmLimit(T) {
   return Math.max(...out);
 }
 
-/** Child: load the checkpoint, run warm-up + measured steps at T tokens, print one JSON line. */
-async function child(dir, T, steps, warmup, threads) {
-  const info = await setupBackend({ backend: 'auto', threads, quiet: true });
+/**
+ * One optimizer step (forward, backward, AdamW) of the checkpoint in `dir` on T random tokens, as a
+ * timed function; the backend is set up first. Shared with bench/speed.mjs.
+ * @param {string} dir
+ * @param {number} T
+ * @param {{backend?: string, threads?: number}} opts
+ */
+export async function trainingStepper(dir, T, opts = {}) {
+  const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
   const m = await loadModel(dir);
   const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
   const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
@@ -85,6 +91,12 @@ async function child(dir, T, steps, warmup, threads) {
     tf.dispose([...r.grads.values()]);
     return { seconds: (performance.now() - t0) / 1000, loss: r.loss };
   };
+  return { info, step, parameters: m.parameterCount };
+}
+
+/** Child: load the checkpoint, run warm-up + measured steps at T tokens, print one JSON line. */
+async function child(dir, T, steps, warmup, threads) {
+  const { info, step, parameters } = await trainingStepper(dir, T, { threads });
   // Short lengths: one warm-up step, then the measured ones. Long ones: the first step is measured
   // (one-time costs are small next to a multi-minute step).
   const warm = warmup ? step() : null;
@@ -110,7 +122,7 @@ async function child(dir, T, steps, warmup, threads) {
       peakRssBytes: rss,
       gemmGflops: gemm,
       loss,
-      parameters: m.parameterCount,
+      parameters,
       tensors: tf.memory().numTensors,
     }) + '\n',
   );
