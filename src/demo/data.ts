@@ -61,6 +61,13 @@ export function copyDocument(rng: SeededRandom, chars: number, words: readonly s
 
 const RANDOM_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789';
 
+/** `len` random letters and digits. */
+function randomString(rng: SeededRandom, len: number): string {
+  let r = '';
+  for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
+  return r;
+}
+
 /**
  * A repeat document of exactly `chars` characters: Brown text with one or two random strings (letters
  * and digits, 8–40 characters each) inserted two or three times each at random places. After its first
@@ -72,9 +79,7 @@ export function repeatDocument(rng: SeededRandom, chars: number, brown: string):
   const inserts: string[] = [];
   const strings = 1 + rng.int(2);
   for (let s = 0; s < strings; s++) {
-    const len = 8 + rng.int(33);
-    let r = '';
-    for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
+    const r = randomString(rng, 8 + rng.int(33));
     const times = 2 + rng.int(2);
     for (let t = 0; t < times; t++) inserts.push(` ${r} `);
   }
@@ -105,8 +110,7 @@ export function repeatDocument(rng: SeededRandom, chars: number, brown: string):
  */
 export function denseCopyDocument(rng: SeededRandom, chars: number, brown: string): string {
   const len = Math.min(30 + rng.int(71), Math.floor((chars - 4) / 2));
-  let r = '';
-  for (let i = 0; i < len; i++) r += RANDOM_CHARS[rng.int(RANDOM_CHARS.length)];
+  const r = randomString(rng, len);
   const textChars = Math.max(0, chars - 2 * len - 4);
   const start = rng.int(Math.max(1, brown.length - textChars));
   const text = brown.slice(start, start + textChars).padEnd(textChars, ' ');
