@@ -32,7 +32,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     reporter.info(
       argv.quick
         ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; a few minutes on a 2-core machine (under 10).`
-        : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; expect 30–60 minutes on a 2-core machine (use --quick for a few minutes).`,
+        : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; about 15–20 minutes on a 2-core machine with the native backend, much longer without it (use --quick for a few minutes).`,
     );
     try {
       const r = await runDemo({
