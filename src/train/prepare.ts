@@ -105,12 +105,12 @@ export async function prepareModel(
   dir: string,
   recipe: Recipe | null,
   seqLen: number,
-  options: { onProgress?: (done: number, total: number) => void } = {},
+  options: { onProgress?: (done: number, total: number) => void; allowNonFinite?: boolean } = {},
 ): Promise<PreparedModel> {
   const spec = await loadModelSpec(dir);
   const notes: string[] = [];
   const yarn = checkRecipe(spec, recipe, seqLen, notes);
-  const load = () => loadWeights(dir, spec, { onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
+  const load = () => loadWeights(dir, spec, { allowNonFinite: options.allowNonFinite, onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
   let config: Record<string, unknown> = structuredClone(spec.raw);
   let conversion: ConversionInfo = { kind: 'none', maxPositionEmbeddings: null, notes };
   let weights: Map<string, tf.Variable>;
