@@ -386,7 +386,10 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       }
       const loss = lossSum / settings.gradAccum;
       // Before the optimizer and the metrics: a NaN step must neither corrupt the weights nor reach metrics.jsonl.
-      if (!Number.isFinite(loss)) throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${step + 1} (lower --lr, or check the weights)`);
+      if (!Number.isFinite(loss)) {
+        tf.dispose([...grads!.values()]);
+        throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${step + 1} (lower --lr, or check the weights)`);
+      }
       const gradNorm = optimizer.apply(grads!, lr, settings.maxGradNorm);
       tf.dispose([...grads!.values()]);
       step++;

@@ -141,15 +141,21 @@ export async function prepareModel(
     weights = (await load()).weights;
   }
 
-  let trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
-  // A plain-RoPE model trained at a longer length can say so; scaled variants derive lengths from their factors.
-  const fixedFope = !trained.fope || trained.fope.numInvFreq !== null;
-  if (trained.rope.type === 'default' && fixedFope && seqLen > trained.rope.maxPositionEmbeddings) {
-    conversion.maxPositionEmbeddings = { from: trained.rope.maxPositionEmbeddings, to: seqLen };
-    config.max_position_embeddings = seqLen;
-    trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+  // The weights are loaded: free them if the converted config is refused.
+  try {
+    let trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+    // A plain-RoPE model trained at a longer length can say so; scaled variants derive lengths from their factors.
+    const fixedFope = !trained.fope || trained.fope.numInvFreq !== null;
+    if (trained.rope.type === 'default' && fixedFope && seqLen > trained.rope.maxPositionEmbeddings) {
+      conversion.maxPositionEmbeddings = { from: trained.rope.maxPositionEmbeddings, to: seqLen };
+      config.max_position_embeddings = seqLen;
+      trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+    }
+    const fopeLayout = detectFopeLayout(weights.keys(), trained.numLayers);
+    if (trained.fope && !fopeLayout) throw new FopeifyError('INTERNAL', 'FoPE settings without coefficients after conversion');
+    return { spec: trained, config, weights, fopeLayout, conversion };
+  } catch (err) {
+    for (const v of weights.values()) v.dispose();
+    throw err;
   }
-  const fopeLayout = detectFopeLayout(weights.keys(), trained.numLayers);
-  if (trained.fope && !fopeLayout) throw new FopeifyError('INTERNAL', 'FoPE settings without coefficients after conversion');
-  return { spec: trained, config, weights, fopeLayout, conversion };
 }
