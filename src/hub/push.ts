@@ -16,7 +16,7 @@ import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
 import { checkSnapshot } from './cache.js';
-import { hubEndpoint, resolveToken } from './env.js';
+import { hubEndpoint, hubTimeoutMs, resolveToken } from './env.js';
 import { createHubFetch, hubError, type ErrorContext } from './http.js';
 import { refreshModelCard } from './model-card.js';
 import { isSafeRepoPath } from './paths.js';
@@ -50,6 +50,12 @@ export interface PushOptions {
   retries?: number;
   /** Injected sleep between retries. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * How long the Hub may keep a request waiting: for its answer, or between two chunks of an upload
+   * (default: FOPEIFY_HUB_TIMEOUT in seconds, else 60 000 ms). A stalled request is retried, except the
+   * commit itself, which fails with a HUB_ERROR (rerunning the push is safe).
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface PushProgress {
@@ -163,7 +169,12 @@ export async function push(options: PushOptions): Promise<PushResult> {
 
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
-  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep, authOrigin: endpoint });
+  const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
+    retries: options.retries,
+    sleep: options.sleep,
+    authOrigin: endpoint,
+    timeoutMs: hubTimeoutMs(options.stallTimeoutMs),
+  });
   const ctx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'write', revision: branch, state: hf.state };
   if (!token) {
     throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);
