@@ -123,7 +123,7 @@ async function waitForLock<T>(lockPath: string, o: LockOptions, tryOnce: () => P
       cancel?.();
       throw new FopeifyError(
         'HUB_ERROR',
-        `another process holds the cache lock ${lockPath}${o.what ? ` (downloading ${o.what})` : ''} and has made no progress for ${Math.round(noProgressMs / 1000)} s; stop that process or run again later`,
+        `another process holds the cache lock ${lockPath}${o.what ? ` (downloading ${o.what})` : ''} and has made no progress for ${+(noProgressMs / 1000).toFixed(1)} s; stop that process or run again later`,
       );
     }
     await new Promise((r) => setTimeout(r, POLL_MS + Math.random() * POLL_MS));
