@@ -2,7 +2,7 @@
  * `fopeify push <dir> <org/name>`: a model folder → one commit on the Hub.
  *
  * The upload itself is @huggingface/hub's commitIter (preupload → LFS batch → LFS PUTs → NDJSON commit),
- * given our retrying fetch. (uploadFiles is the same commit without events; uploadFilesWithProgress
+ * given our retrying fetch, which also puts a deadline on every request (./http.ts). (uploadFiles is the same commit without events; uploadFilesWithProgress
  * replaces the `fetch` option with its own XMLHttpRequest wrapper, which would bypass our retries.) Around it: refuse what is not a model folder, check the token can write before
  * hashing gigabytes, create the repository (409 = it exists), refresh the model card, and leave out files
  * the branch already holds with the same content (compared by sha256 / git blob sha1 against the tree
