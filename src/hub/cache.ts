@@ -14,6 +14,7 @@ import path from 'node:path';
 import { FopeifyError, systemErrorCode } from '../errors.js';
 import { assertSafeRevision, isCommitSha, isSafeRepoPath, joinInside, repoFolderName } from './paths.js';
 import type { SourceFile } from './source.js';
+import { writeFileAtomically } from '../io/atomic.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const PICKLE_RE = /\.(bin|pt|pth)$/;
@@ -44,9 +45,7 @@ export async function writeRef(storage: string, revision: string, commit: string
   const refPath = joinInside(path.join(storage, 'refs'), assertSafeRevision(revision));
   await fs.mkdir(path.dirname(refPath), { recursive: true });
   // Python writes the bare sha, no newline; a temp file + rename keeps a reader from seeing half of it.
-  const tmp = `${refPath}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, commit);
-  await fs.rename(tmp, refPath);
+  await writeFileAtomically(refPath, commit);
 }
 
 async function isReadableFile(p: string): Promise<boolean> {
