@@ -17,6 +17,7 @@ export { decodeToF32, encodeFromF32, f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits,
 // config and RoPE / FoPE math
 export { parseModelConfig, type ModelSpec, type RopeSpec, type FopeSpec, type RopeType } from './config/model-spec.js';
 export { loadModelSpec } from './config/load.js';
+export { CONFIG_LIMITS } from './config/fields.js';
 export { ROPE_VARIANTS, ropeFrequencies, defaultInvFreq, yarnFrequencies, type RopeFrequencies } from './rope/inv-freq.js';
 export { fopeKeptCount, initFopeCoefficients, fopeCosSin, ropeCosSin, applyRotary, type CosSinTable } from './rope/fope.js';
 

@@ -63,6 +63,8 @@ export interface NeedleOptions {
   maxNewTokens?: number;
   /** Hub resolution options for the default loader. */
   source?: ModelSourceOptions;
+  /** Default loader: load weights holding NaN / Inf anyway (scores computed from them are still refused). */
+  allowNonFinite?: boolean;
   /** Where models come from (default: fopeify's tfjs runtime). */
   loader?: EvalModelLoader;
   /** Before the first cell: how many cells this run scores and how many it found finished. */
@@ -170,7 +172,7 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   const settings = needleSettings(options);
   const warn = options.onWarning ?? (() => {});
   const haystack = settings.task === 'niah' ? await readHaystack(options) : undefined;
-  const loader = options.loader ?? runtimeLoader({ source: options.source });
+  const loader = options.loader ?? runtimeLoader({ source: options.source, allowNonFinite: options.allowNonFinite });
   // Never into (or around) a model folder it reads; stale temporaries of killed runs go.
   const out = await prepareOutputFolder(options.out, { sources: await localFolders(options.models) });
   const resultsFile = path.join(out, RESULTS_FILE);

@@ -37,6 +37,7 @@ import {
 import { passkeyAccuracy, passkeyChunks } from './passkey.js';
 import { checkRecipe, prepareModel, type ConversionInfo } from './prepare.js';
 import { loadModelSpec } from '../config/load.js';
+import { checkFiniteResult } from '../model/finite.js';
 import { loadRecipe, resolveTrainSettings, type Recipe, type TrainOverrides, type TrainSettings } from './recipe.js';
 import { learningRate } from './schedule.js';
 
@@ -101,6 +102,8 @@ export interface FinetuneOptions extends ModelSourceOptions {
   onLog?: (line: string) => void;
   /** Loading progress. */
   onLoad?: (text: string) => void;
+  /** Load weights holding NaN / Inf anyway (a non-finite loss still stops the run). */
+  allowNonFinite?: boolean;
 }
 
 export interface FinetuneResult {
@@ -250,6 +253,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   // Model, conversion, tokenizer.
   options.onLoad?.(`loading ${options.model}`);
   const prepared = await prepareModel(resolved.dir, recipe, settings.seqLen, {
+    allowNonFinite: options.allowNonFinite,
     onProgress: (d, t) => options.onLoad?.(`loading ${options.model}: ${d}/${t} tensors`),
   });
   let tm: TrainingModel | undefined;
@@ -350,7 +354,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     const evaluate = (): { loss: number; ppl: number; passkeyAccuracy?: number } => {
       let sum = 0;
       for (const c of data.heldOut) sum += tm!.loss([c]);
-      const loss = data.heldOut.length ? sum / data.heldOut.length : NaN;
+      const loss = data.heldOut.length ? checkFiniteResult(sum / data.heldOut.length, `the held-out loss at step ${step}`) : NaN;
       const out: { loss: number; ppl: number; passkeyAccuracy?: number } = { loss, ppl: Math.exp(loss) };
       if (settings.evalPasskey) out.passkeyAccuracy = passkeyAccuracy(tm!, tok, settings.seqLen, options.passkeyTrials ?? 5, rng);
       return out;
@@ -391,7 +395,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         }
       }
       const loss = lossSum / settings.gradAccum;
-      if (!Number.isFinite(loss)) throw new FopeifyError('INTERNAL', `the loss is ${loss} at step ${step + 1} (lower --lr?)`);
+      // Before the optimizer and the metrics: a NaN step must neither corrupt the weights nor reach metrics.jsonl.
+      if (!Number.isFinite(loss)) {
+        tf.dispose([...grads!.values()]);
+        throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${step + 1} (lower --lr, or check the weights)`);
+      }
       const gradNorm = optimizer.apply(grads!, lr, settings.maxGradNorm);
       tf.dispose([...grads!.values()]);
       step++;
