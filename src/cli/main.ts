@@ -19,6 +19,9 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .version(VERSION)
     .usage('fopeify <command> [options]\n\nTurn RoPE language-model checkpoints into long-context FoPE models, and prove it.')
     .strict()
+    // A repeated scalar flag (`--steps 24 ... --steps 48`, typical when a script appends overrides) takes the
+    // last value, as in most CLIs, instead of becoming an array that every numeric check then rejects.
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .demandCommand(1, 'name a command (see --help)')
     .recommendCommands()
     .wrap(Math.min(110, process.stdout.columns ?? 100))

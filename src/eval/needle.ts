@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, outputError } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
+import { localFolders, prepareOutputFolder } from '../io/output-folder.js';
 import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt, type NeedleTask } from './prompts.js';
 import { appendRecord, readRecords, recordKey, type NeedleRecord } from './records.js';
 import { RESULTS_FILE, writeNeedleReport } from './report.js';
@@ -170,12 +171,8 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   const warn = options.onWarning ?? (() => {});
   const haystack = settings.task === 'niah' ? await readHaystack(options) : undefined;
   const loader = options.loader ?? runtimeLoader({ source: options.source });
-  const out = path.resolve(options.out);
-  try {
-    await fs.mkdir(out, { recursive: true });
-  } catch (err) {
-    throw outputError(err, options.out);
-  }
+  // Never into (or around) a model folder it reads; stale temporaries of killed runs go.
+  const out = await prepareOutputFolder(options.out, { sources: await localFolders(options.models) });
   const resultsFile = path.join(out, RESULTS_FILE);
   const existing = await readRecords(resultsFile);
   const foreign = existing.find(

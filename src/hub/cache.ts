@@ -4,6 +4,8 @@
  *   <cache>/models--org--name/
  *     blobs/<etag>                  file contents; etag = sha256 for LFS files, git blob sha1 otherwise
  *     blobs/<etag>.incomplete       a download in progress (resumed with Range)
+ *   <cache>/.locks/models--org--name/<etag>.lock
+ *                                   held while blobs/<etag> is downloaded (./cache-lock.ts; huggingface_hub's lock)
  *     refs/<revision>               the commit sha a branch or tag pointed to
  *     snapshots/<commit>/<path>     relative symlinks to ../../blobs/<etag>
  */
@@ -12,6 +14,7 @@ import path from 'node:path';
 import { FopeifyError, systemErrorCode } from '../errors.js';
 import { assertSafeRevision, isCommitSha, isSafeRepoPath, joinInside, repoFolderName } from './paths.js';
 import type { SourceFile } from './source.js';
+import { writeFileAtomically } from '../io/atomic.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const PICKLE_RE = /\.(bin|pt|pth)$/;
@@ -42,9 +45,7 @@ export async function writeRef(storage: string, revision: string, commit: string
   const refPath = joinInside(path.join(storage, 'refs'), assertSafeRevision(revision));
   await fs.mkdir(path.dirname(refPath), { recursive: true });
   // Python writes the bare sha, no newline; a temp file + rename keeps a reader from seeing half of it.
-  const tmp = `${refPath}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, commit);
-  await fs.rename(tmp, refPath);
+  await writeFileAtomically(refPath, commit);
 }
 
 async function isReadableFile(p: string): Promise<boolean> {
@@ -166,12 +167,19 @@ export async function linkIntoSnapshot(storage: string, commit: string, file: st
   } catch {
     // absent or not a link
   }
-  await fs.rm(pointer, { force: true });
+  // A link made under a private name and renamed over the pointer: two processes linking the same file
+  // at once both succeed (rm + symlink would fail one of them with EEXIST), and no reader sees it absent.
+  const tmp = path.join(path.dirname(pointer), `.${path.basename(pointer)}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
   try {
-    await fs.symlink(target, pointer);
-  } catch (err) {
-    // Windows without developer mode: Python copies too.
-    if (systemErrorCode(err) === 'EPERM' || systemErrorCode(err) === 'EACCES') await fs.copyFile(blob, pointer);
-    else throw err;
+    try {
+      await fs.symlink(target, tmp);
+    } catch (err) {
+      // Windows without developer mode: Python copies too.
+      if (systemErrorCode(err) === 'EPERM' || systemErrorCode(err) === 'EACCES') await fs.copyFile(blob, tmp);
+      else throw err;
+    }
+    await fs.rename(tmp, pointer);
+  } finally {
+    await fs.rm(tmp, { force: true });
   }
 }

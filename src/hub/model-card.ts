@@ -8,6 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomically } from '../io/atomic.js';
 import { redact } from './redact.js';
 
 export const CARD_BEGIN = '<!-- fopeify:begin — this section is rewritten by fopeify; edit outside it -->';
@@ -446,6 +447,6 @@ export async function refreshModelCard(dir: string, options: RefreshCardOptions 
     existing,
   });
   const changed = content !== existing;
-  if (changed) await fs.writeFile(readmePath, content);
+  if (changed) await writeFileAtomically(readmePath, content);
   return { path: readmePath, changed, content };
 }

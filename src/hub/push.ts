@@ -2,7 +2,7 @@
  * `fopeify push <dir> <org/name>`: a model folder → one commit on the Hub.
  *
  * The upload itself is @huggingface/hub's commitIter (preupload → LFS batch → LFS PUTs → NDJSON commit),
- * given our retrying fetch. (uploadFiles is the same commit without events; uploadFilesWithProgress
+ * given our retrying fetch, which also puts a deadline on every request (./http.ts). (uploadFiles is the same commit without events; uploadFilesWithProgress
  * replaces the `fetch` option with its own XMLHttpRequest wrapper, which would bypass our retries.) Around it: refuse what is not a model folder, check the token can write before
  * hashing gigabytes, create the repository (409 = it exists), refresh the model card, and leave out files
  * the branch already holds with the same content (compared by sha256 / git blob sha1 against the tree
@@ -16,7 +16,7 @@ import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
 import { checkSnapshot } from './cache.js';
-import { hubEndpoint, resolveToken } from './env.js';
+import { hubEndpoint, hubTimeoutMs, resolveToken } from './env.js';
 import { createHubFetch, hubError, type ErrorContext } from './http.js';
 import { refreshModelCard } from './model-card.js';
 import { isSafeRepoPath } from './paths.js';
@@ -50,6 +50,12 @@ export interface PushOptions {
   retries?: number;
   /** Injected sleep between retries. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * How long the Hub may keep a request waiting: for its answer, or between two chunks of an upload
+   * (default: FOPEIFY_HUB_TIMEOUT in seconds, else 60 000 ms). A stalled request is retried, except the
+   * commit itself, which fails with a HUB_ERROR (rerunning the push is safe).
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface PushProgress {
@@ -163,7 +169,12 @@ export async function push(options: PushOptions): Promise<PushResult> {
 
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
-  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep, authOrigin: endpoint });
+  const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
+    retries: options.retries,
+    sleep: options.sleep,
+    authOrigin: endpoint,
+    timeoutMs: hubTimeoutMs(options.stallTimeoutMs),
+  });
   const ctx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'write', revision: branch, state: hf.state };
   if (!token) {
     throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);

@@ -7,7 +7,8 @@
  */
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { FopeifyError, outputError } from '../errors.js';
+import { FopeifyError } from '../errors.js';
+import { writeFileAtomically, writeFileWith } from './atomic.js';
 import { decodeToF32, dtypeSize, isDtype, type Dtype } from './dtype.js';
 
 /** Headers larger than this are refused (the reference implementation uses 100 MB). */
@@ -194,7 +195,7 @@ export function encodeHeader(
 
 /**
  * Write one safetensors file, tensors sorted by name (deterministic bytes), streaming each tensor's
- * data as it is produced. The caller is responsible for atomicity (write into a temporary folder).
+ * data as it is produced, into a temporary sibling renamed onto `path` when complete.
  */
 export async function writeSafetensors(
   path: string,
@@ -203,9 +204,8 @@ export async function writeSafetensors(
 ): Promise<{ bytes: number }> {
   const ordered = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const { header, dataBytes } = encodeHeader(ordered, metadata);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await fs.open(path, 'w');
+  // A new file renamed into place: never written through an existing name (which may be a hard link).
+  return writeFileWith(path, async (handle) => {
     await handle.write(header, 0, header.length, 0);
     let pos = header.length;
     for (const t of ordered) {
@@ -221,13 +221,8 @@ export async function writeSafetensors(
       }
       pos += bytes.byteLength;
     }
-    await handle.close();
-    handle = undefined;
     return { bytes: header.length + dataBytes };
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    throw outputError(err, path);
-  }
+  });
 }
 
 /** Shard file name as transformers writes it. */
@@ -289,9 +284,5 @@ export async function writeShardedSafetensors(
 export async function writeIndex(path: string, weightMap: Record<string, string>, totalSize: number): Promise<void> {
   const sorted = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
   const text = JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sorted }, null, 2) + '\n';
-  try {
-    await fs.writeFile(path, text);
-  } catch (err) {
-    throw outputError(err, path);
-  }
+  await writeFileAtomically(path, text);
 }

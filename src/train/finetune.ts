@@ -12,10 +12,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setupBackend, currentBackend, type BackendInfo, type BackendName } from '../backend/select.js';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, outputError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
-import { isEmptyOrMissing } from '../io/atomic.js';
+import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
+import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { loadTokenizer, type TextTokenizer } from '../model/index.js';
 import { SeededRandom } from '../rope/random.js';
 import * as tf from '@tensorflow/tfjs';
@@ -192,7 +193,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   }
   const dtype = options.dtype ?? 'f32';
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new FopeifyError('BAD_ARGUMENT', `--dtype must be f32, bf16 or f16 (got ${String(dtype)})`);
-  const outDir = path.resolve(options.outDir);
+  const outDir = path.resolve(requireOutputPath(options.outDir, '--out'));
 
   // Fresh run or resume.
   let resumeState: CheckpointState | null = null;
@@ -228,8 +229,17 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   // Everything that can be refused from the config alone is refused before any work starts.
   const resolved = await resolveModel(options.model, options);
   checkRecipe(await loadModelSpec(resolved.dir), recipe, settings.seqLen);
-  if (!resumeState && options.force) await fs.rm(outDir, { recursive: true, force: true });
-  await fs.mkdir(outDir, { recursive: true });
+  // The output may not be, hold, or lie inside the model it reads (--force would delete it).
+  const outputRules = { sources: [resolved.dir], flag: '--out' };
+  await checkOutputFolder(options.outDir, outputRules);
+  if (!resumeState && options.force) {
+    try {
+      await fs.rm(outDir, { recursive: true, force: true });
+    } catch (err) {
+      throw outputError(err, options.outDir);
+    }
+  }
+  await prepareOutputFolder(outDir, outputRules);
 
   let backend: BackendInfo | undefined;
   if (options.backend !== undefined || options.threads !== undefined) {
@@ -292,7 +302,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       await truncateMetrics(outDir, step);
       log(`resumed from ${path.relative(process.cwd(), resumeDir) || resumeDir} (step ${step} of ${settings.steps})`);
     } else {
-      await fs.writeFile(path.join(outDir, 'metrics.jsonl'), '');
+      await writeFileAtomically(path.join(outDir, 'metrics.jsonl'), '');
     }
     const recipeLabel = recipeName ?? 'none';
     log(`recipe ${recipeLabel}${recipe.description ? `: ${recipe.description}` : ''}`);
@@ -311,7 +321,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       data: data.description,
       backend: backendDesc,
     };
-    await fs.writeFile(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...summaryBase, status: 'training' }, null, 2) + '\n');
+    await writeFileAtomically(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...summaryBase, status: 'training' }, null, 2) + '\n');
 
     const checkpointState = (): CheckpointState => ({
       format: 'fopeify-finetune-checkpoint',
@@ -450,7 +460,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       backend: backendDesc,
     };
     if (stopped) {
-      await fs.writeFile(
+      await writeFileAtomically(
         path.join(outDir, SUMMARY_FILE),
         JSON.stringify({ ...summaryBase, status: 'stopped', step, checkpoint: lastCheckpoint && path.relative(outDir, lastCheckpoint) }, null, 2) + '\n',
       );

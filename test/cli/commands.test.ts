@@ -12,4 +12,10 @@ describe('command table', () => {
     expect(r.code).toBe(0);
     for (const c of commandTable) expect(r.stdout).toContain(`fopeify ${c.usage}`);
   });
+  it('a repeated scalar flag takes the last value', () => {
+    const r = runCli(['inspect', 'fixtures/tiny-rope-256', '--length', '100', '--length', '300', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).length).toBe(300);
+  });
 });
