@@ -3,17 +3,17 @@
  * (or copied) byte for byte; the coefficients go into a new shard; config, index, card and provenance are
  * written fresh; the whole folder appears atomically.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
 import { FopeifyError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
-import { copyFileAtomically, linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
+import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
 import { convertBytes, dtypeSize, isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { sha256File } from '../io/hash.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { SIDECAR_FILES } from '../io/model-files.js';
 import { numel, writeIndex, writeSafetensors } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
@@ -136,13 +136,8 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       }
       await writeIndex(path.join(tmp, INDEX_FILE), weightMap, totalSize);
       await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(plan.config, null, 2) + '\n');
-      for (const f of SIDECAR_FILES) {
-        try {
-          await copyFileAtomically(path.join(source.dir, f), path.join(tmp, f));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
-      }
+      // Through the folder's checks: a sidecar linked from outside the folder (a key file) is refused, not copied.
+      for (const f of SIDECAR_FILES) await ModelFolder.at(source.dir).copyTo(f, path.join(tmp, f));
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await writeFileAtomically(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
       await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, plan, result, options.hash ?? false), null, 2) + '\n');

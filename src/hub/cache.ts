@@ -15,6 +15,7 @@ import { FopeifyError, systemErrorCode } from '../errors.js';
 import { assertSafeRevision, isCommitSha, isSafeRepoPath, joinInside, repoFolderName } from './paths.js';
 import type { SourceFile } from './source.js';
 import { writeFileAtomically } from '../io/atomic.js';
+import { ModelFolder } from '../io/model-folder.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const PICKLE_RE = /\.(bin|pt|pth)$/;
@@ -116,43 +117,21 @@ const HEX40 = /^[0-9a-f]{40}$/;
 
 /** Files of a snapshot; the blob a symlink points at names the sha256 (LFS) or git sha1 without reading. */
 export async function listSnapshot(dir: string): Promise<SourceFile[]> {
-  const out: SourceFile[] = [];
-  async function walk(rel: string): Promise<void> {
-    const entries = await fs.readdir(rel ? path.join(dir, rel) : dir, { withFileTypes: true });
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      const abs = path.join(dir, r);
-      if (e.isDirectory()) {
-        await walk(r);
-        continue;
-      }
-      let st;
-      try {
-        st = await fs.stat(abs);
-      } catch {
-        continue; // dangling link (blob removed): not part of the usable snapshot
-      }
-      if (st.isDirectory()) {
-        await walk(r);
-        continue;
-      }
-      if (!st.isFile()) continue;
-      const file: SourceFile = { path: r, size: st.size };
-      if (e.isSymbolicLink()) {
-        const blob = path.basename(await fs.readlink(abs));
-        if (HEX64.test(blob)) {
-          file.sha256 = blob;
-          file.storage = 'lfs';
-        } else if (HEX40.test(blob)) {
-          file.gitOid = blob;
-          file.storage = 'git';
-        }
-      }
-      out.push(file);
+  // Through the folder's rules: a link that leaves the snapshot (other than to this storage's blobs), a
+  // dangling one (blob removed) or a special file is not part of the usable snapshot.
+  const { files } = await ModelFolder.at(dir).list();
+  return files.map((f) => {
+    const file: SourceFile = { path: f.name, size: f.size };
+    const blob = f.real === f.path ? undefined : path.basename(f.real);
+    if (blob && HEX64.test(blob)) {
+      file.sha256 = blob;
+      file.storage = 'lfs';
+    } else if (blob && HEX40.test(blob)) {
+      file.gitOid = blob;
+      file.storage = 'git';
     }
-  }
-  await walk('');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return file;
+  });
 }
 
 /** snapshots/<commit>/<file> → a relative symlink to blobs/<etag> (a copy where symlinks are refused). */

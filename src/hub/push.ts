@@ -15,6 +15,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
+import { isModelFileName } from '../io/model-files.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { checkSnapshot } from './cache.js';
 import { hubEndpoint, hubTimeoutMs, resolveToken } from './env.js';
 import { createHubFetch, hubError, type ErrorContext } from './http.js';
@@ -114,30 +116,22 @@ async function assertModelFolder(dir: string): Promise<void> {
   );
 }
 
-/** Files to upload: everything but dot-files/folders (.git, .cache, …) and unfinished downloads. */
+/**
+ * Files to upload: the regular files that belong to the folder (links only within it or into the Hugging
+ * Face cache's blobs), but not dot-files/folders (.git, .cache, …) or unfinished downloads. Dangling links,
+ * special files and links out of the folder are skipped, and refused when they stand for a model file
+ * (config.json, a shard, …). `abs` is the checked real path, which is what gets read.
+ */
 async function listLocal(dir: string): Promise<{ path: string; abs: string; size: number }[]> {
-  const out: { path: string; abs: string; size: number }[] = [];
-  const seen = new Set<string>();
-  async function walk(rel: string): Promise<void> {
-    const here = rel ? path.join(dir, rel) : dir;
-    const real = await fs.realpath(here);
-    if (seen.has(real)) return; // a symlink loop
-    seen.add(real);
-    for (const e of await fs.readdir(here, { withFileTypes: true })) {
-      if (e.name.startsWith('.') || e.name.endsWith('.incomplete')) continue;
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      const abs = path.join(dir, r);
-      const st = await fs.stat(abs).catch(() => undefined); // follows symlinks (convert may link shards)
-      if (!st) continue;
-      if (st.isDirectory()) await walk(r);
-      else if (st.isFile()) {
-        if (!isSafeRepoPath(r)) throw new FopeifyError('BAD_ARGUMENT', `cannot push ${JSON.stringify(r)}: the Hub does not accept that file name`);
-        out.push({ path: r, abs, size: st.size });
-      }
-    }
+  const { files, ignored } = await ModelFolder.at(dir).list();
+  const needed = ignored.find((e) => isModelFileName(e.name));
+  if (needed) {
+    throw new FopeifyError('UNSAFE_PATH', `cannot push ${path.join(dir, needed.name)}: it ${needed.reason}; fix or remove it, then push again`);
   }
-  await walk('');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const f of files) {
+    if (!isSafeRepoPath(f.name)) throw new FopeifyError('BAD_ARGUMENT', `cannot push ${JSON.stringify(f.name)}: the Hub does not accept that file name`);
+  }
+  return files.map((f) => ({ path: f.name, abs: f.real, size: f.size }));
 }
 
 /** sha256 (the LFS oid) and git blob sha1 (a regular file's oid) in one read. */
@@ -166,6 +160,7 @@ export async function push(options: PushOptions): Promise<PushResult> {
   const st = await fs.stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new FopeifyError('BAD_ARGUMENT', `${options.dir} is not a folder`);
   if (!options.force) await assertModelFolder(dir);
+  await listLocal(dir); // refuse an unusable model file before anything reaches the Hub
 
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);

@@ -4,10 +4,9 @@
  * becomes `any`. The interfaces below are the typed declaration of the part fopeify uses; the one cast
  * from the untyped module happens here and nowhere else.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import * as tokenizersModule from '@huggingface/tokenizers';
 import { FopeifyError } from '../errors.js';
+import { MAX_TOKENIZER_BYTES, ModelFolder } from '../io/model-folder.js';
 
 export interface HfEncoding {
   ids: number[];
@@ -50,22 +49,18 @@ function tokenContent(v: unknown): string | null {
 
 /** Load `<dir>/tokenizer.json` (+ tokenizer_config.json when present). */
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
-  const file = path.join(dir, 'tokenizer.json');
-  let json: object;
-  try {
-    json = JSON.parse(await fs.readFile(file, 'utf8')) as object;
-  } catch (err) {
-    const missing = (err as { code?: string }).code === 'ENOENT';
-    throw new FopeifyError(
-      'MODEL_NOT_FOUND',
-      missing ? `${dir} has no tokenizer.json (fopeify reads fast-tokenizer files only)` : `${file} is not valid JSON`,
-    );
-  }
+  const folder = ModelFolder.at(dir);
+  const file = folder.pathOf('tokenizer.json');
+  // Read through the folder's checks: a FIFO, a device or a link out of the folder is refused, not read.
+  const json = (await folder.readJson('tokenizer.json', { maxBytes: MAX_TOKENIZER_BYTES, code: 'MODEL_NOT_FOUND' })) as object | undefined;
+  if (json === undefined) throw new FopeifyError('MODEL_NOT_FOUND', `${dir} has no tokenizer.json (fopeify reads fast-tokenizer files only)`);
   let config: Record<string, unknown> = {};
   try {
-    config = JSON.parse(await fs.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  } catch {
-    config = {};
+    const c = await folder.readJson('tokenizer_config.json', { maxBytes: MAX_TOKENIZER_BYTES, code: 'BAD_CONFIG' });
+    if (c && typeof c === 'object' && !Array.isArray(c)) config = c as Record<string, unknown>;
+  } catch (err) {
+    // Optional and read leniently, as before; but a file fopeify must not read is still refused.
+    if ((err as FopeifyError).code === 'UNSAFE_PATH') throw err;
   }
   let tok: HfTokenizer;
   try {

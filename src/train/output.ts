@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import { SIDECAR_FILES } from '../convert/convert.js';
 import { outputError } from '../errors.js';
 import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
-import { appendToFile, copyFileAtomically, writeFileAtomically } from '../io/atomic.js';
+import { appendToFile, writeFileAtomically } from '../io/atomic.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { encodeFromF32 } from '../io/dtype.js';
 import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
 import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
@@ -176,14 +177,9 @@ export async function writeModelFolder(options: {
     const config = { ...options.config, torch_dtype: TORCH_DTYPE[dtype] };
     await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     files.push('config.json');
-    for (const f of SIDECAR_FILES) {
-      try {
-        await copyFileAtomically(path.join(options.sourceDir, f), path.join(tmp, f));
-        files.push(f);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
+    // Through the source folder's checks: a sidecar linked from outside it (a key file) is refused, not copied.
+    const source = ModelFolder.at(options.sourceDir);
+    for (const f of SIDECAR_FILES) if (await source.copyTo(f, path.join(tmp, f))) files.push(f);
     await writeFileAtomically(path.join(tmp, 'README.md'), options.card);
     files.push('README.md');
     files.push(...(await writeLossCurve(tmp, options.metrics, 'fine-tuning loss')));

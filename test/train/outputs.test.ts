@@ -70,4 +70,17 @@ describe('finetune output folder', () => {
     expect(names).not.toContain('tokenizer_config.json');
     expect(names.filter((n) => n.includes('fopeify-tmp') || n.startsWith('.fopeify-final'))).toEqual([]);
   });
+
+  it('a tokenizer file linked from outside the model folder is refused, never copied into the output', async () => {
+    const leaky = path.join(root, 'leaky');
+    await fs.cp(model, leaky, { recursive: true });
+    const secret = path.join(root, 'secret-key.txt');
+    await fs.writeFile(secret, 'not part of any model');
+    await fs.rm(path.join(leaky, 'tokenizer_config.json'), { force: true });
+    await fs.symlink(secret, path.join(leaky, 'tokenizer_config.json'));
+    const out = path.join(root, 'leak-out');
+    await expect(finetune({ model: leaky, outDir: out, recipe: 'none', data: text, settings: tiny })).rejects.toMatchObject({ code: 'UNSAFE_PATH' });
+    const names = await fs.readdir(out).catch(() => []);
+    expect(names).not.toContain('tokenizer_config.json');
+  });
 });
