@@ -39,7 +39,9 @@ export class FopeifyError extends Error {
   readonly code: ErrorCode;
   readonly exitCode: number;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    // One line, always: the CLI prints the message as one line on stderr, and parts of it may come from
+    // elsewhere (a JSON parser quoting a snippet with its newlines, a server's error text).
+    super(message.replace(/\s*\n\s*/g, ' '), options);
     this.name = 'FopeifyError';
     this.code = code;
     this.exitCode = EXIT_CODES[code] ?? 1;

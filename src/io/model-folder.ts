@@ -267,7 +267,8 @@ export class ModelFolder {
     const text = await this.readText(name, options);
     if (text === undefined) return undefined;
     try {
-      return parseBoundedJson(text, options.maxDepth ?? MAX_JSON_DEPTH);
+      // A byte-order mark (Windows editors write one) carries no meaning in JSON.
+      return parseBoundedJson(text.replace(/^\uFEFF/, ''), options.maxDepth ?? MAX_JSON_DEPTH);
     } catch (err) {
       if (!(err instanceof JsonShapeError)) throw err;
       throw new FopeifyError(options.code, `${this.pathOf(name)} is not valid JSON: ${err.message}`);

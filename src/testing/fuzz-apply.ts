@@ -559,6 +559,9 @@ export async function writeFuzzCase(c: FuzzCase, root: string, basesDir: string)
   await fs.mkdir(paths.outside);
   await writeJson(path.join(paths.outside, 'secret.json'), { api_token: SECRET_MARKER });
   const writer = new CaseWriter(c, paths, await baseLayout(baseDir));
-  for (const [i, m] of c.mutations.entries()) await writer.apply(m, i);
+  // File-system mutations last: they may rename or replace a file that a content mutation (a NaN weight, a
+  // header change) addresses by its original name.
+  const ordered = [...c.mutations.entries()].sort(([, a], [, b]) => Number(a.kind === 'fs') - Number(b.kind === 'fs'));
+  for (const [i, m] of ordered) await writer.apply(m, i);
   return paths;
 }

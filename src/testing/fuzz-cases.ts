@@ -386,6 +386,14 @@ export function combineExpectations(list: readonly Expectation[]): Expectation {
   return 'any';
 }
 
+/** The top-level config.json keys a mutation edits ('*' for the whole file). */
+function configRoots(m: Mutation): string[] {
+  if (m.kind === 'config.set') return m.paths.map((p) => p.split('.')[0]!);
+  if (m.kind === 'config.delete') return [m.path.split('.')[0]!];
+  if (m.kind === 'config.file') return ['*'];
+  return [];
+}
+
 /** Case `index` of the run seeded `seed`. Pure and deterministic. */
 export function fuzzCase(seed: number, index: number): FuzzCase {
   const rng = new SeededRandom(seed, `fuzz-case:${index}`);
@@ -397,7 +405,15 @@ export function fuzzCase(seed: number, index: number): FuzzCase {
   };
   const first = weightedFamily(rng, false);
   const mutations = [mutation(rng, base, first)];
-  if (first !== 'clean' && first !== 'harmless' && rng.next() < 0.2) mutations.push(mutation(rng, base, weightedFamily(rng, true)));
+  if (first !== 'clean' && first !== 'harmless' && rng.next() < 0.2) {
+    const second = mutation(rng, base, weightedFamily(rng, true));
+    // A second edit of the same config key (rope_scaling=true, then rope_scaling.factor=0 makes it an object
+    // again) would undo the first and its expectation with it: such pairs stay single mutations.
+    const a = configRoots(mutations[0]!);
+    const b = configRoots(second);
+    const overlap = (a.length > 0 && b.length > 0 && (a.includes('*') || b.includes('*'))) || b.some((k) => a.includes(k));
+    if (!overlap) mutations.push(second);
+  }
   const baseLabel = `${base.kind}${base.fope ? '+fope' : ''}${base.sharded ? ' sharded' : ''} ${base.dtype}`;
   return {
     seed,

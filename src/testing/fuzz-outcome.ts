@@ -50,11 +50,15 @@ export interface CaseResult {
 
 export type CaseVerdict = 'success' | 'refusal' | 'failure';
 
-/** success: every stage succeeded; refusal: at least one typed refusal and nothing else; failure: anything else. */
+/**
+ * success: every stage succeeded; refusal: at least one typed refusal and nothing else; failure: anything
+ * else. The decode probe (ids outside any vocabulary) must always be refused, so it does not make a case a
+ * refusal; it is checked by expectationFailures.
+ */
 export function caseVerdict(result: Pick<CaseResult, 'stages' | 'failures'>): CaseVerdict {
   if (result.failures.length) return 'failure';
   if (result.stages.some((s) => s.outcome === 'failure')) return 'failure';
-  return result.stages.some((s) => s.outcome === 'refused') ? 'refusal' : 'success';
+  return result.stages.some((s) => s.outcome === 'refused' && s.stage !== 'decode') ? 'refusal' : 'success';
 }
 
 /** The stages an expectation constrains, and what they must end in. */
@@ -70,6 +74,7 @@ export function expectationFailures(expect: Expectation, stages: readonly StageO
       );
     }
   };
+  must(['decode'], 'refused'); // BAD_IDS holds -1: never a token id
   if (expect === 'refuse-all') must(['inspect', 'convert', 'load'], 'refused');
   if (expect === 'refuse-load') must(['load'], 'refused');
   // A FoPE checkpoint is refused by convert (it already has coefficients), whatever else holds.

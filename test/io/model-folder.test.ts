@@ -244,3 +244,16 @@ describe('bounded JSON', () => {
     expect(err.message).toMatch(/deeper than 64 levels/);
   });
 });
+
+describe('JSON files of a model folder', () => {
+  it('a config.json with a byte-order mark is read; a broken one is one typed line', async () => {
+    const model = await fixture(root, { seed: 5 });
+    const cfg = path.join(model, 'config.json');
+    const text = await fs.readFile(cfg, 'utf8');
+    await fs.writeFile(cfg, `\uFEFF${text}`);
+    expect((await loadModelSpec(model)).family).toBe('llama');
+    await fs.writeFile(cfg, '{\n  "architectures": [\n');
+    const err = await expectCode(loadModelSpec(model), 'BAD_CONFIG');
+    expect(err.message).not.toContain('\n');
+  });
+});
