@@ -6,7 +6,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
+import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { writeRemoteCode } from '../bridge/remote-code.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
@@ -114,6 +116,8 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       }
       await writeIndex(path.join(tmp, INDEX_FILE), weightMap, totalSize);
       await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(plan.config, null, 2) + '\n');
+      // The remote code transformers (and vLLM through it) runs as FoPE; copied, never generated.
+      if (settings.archName === 'fope') await writeRemoteCode(tmp);
       for (const f of SIDECAR_FILES) {
         try {
           await fs.copyFile(path.join(source.dir, f), path.join(tmp, f));
@@ -123,7 +127,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       }
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await fs.writeFile(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
-      await fs.writeFile(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, plan, result, options.hash ?? false), null, 2) + '\n');
+      await fs.writeFile(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
       return result;
     });
     // The time includes the final rename.
@@ -177,6 +181,7 @@ function provenance(
   source: ResolvedModel,
   files: ProvenanceFile[],
   settings: ConvertSettings,
+  spec: ModelSpec,
   plan: ConversionPlan,
   result: ConvertResult,
   hashed: boolean,
@@ -202,7 +207,9 @@ function provenance(
       beta_fast: settings.betaFast,
       beta_slow: settings.betaSlow,
       dtype: settings.dtype,
+      arch_name: settings.archName,
     },
+    base_model_type: spec.family,
     fope: {
       family: 'B',
       num_inv_freq: plan.k,

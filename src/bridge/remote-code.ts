@@ -1,0 +1,82 @@
+/**
+ * The Python files of a FoPE model folder: the transformers remote code (`configuration_fope.py`,
+ * `modeling_fope.py`) and the plain PyTorch core they import (`fope_*.py`). Their one source is the
+ * repository's `python/fopeify_torch/` package; every FoPE folder fopeify writes gets a byte-identical copy
+ * (transformers loads a folder's files and their relative imports, nothing else).
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FopeifyError } from '../errors.js';
+
+/** Every Python file a FoPE folder carries (kept equal to REMOTE_CODE_FILES in fope_runner.py; a test checks). */
+export const REMOTE_CODE_FILES = [
+  'configuration_fope.py',
+  'modeling_fope.py',
+  'fope_spec.py',
+  'fope_rope.py',
+  'fope_core.py',
+  'fope_safetensors.py',
+  'fope_checkpoint.py',
+  'fope_runner.py',
+] as const;
+
+/** The runner `fopeify logits --engine torch` calls inside the folder. */
+export const RUNNER_FILE = 'fope_runner.py';
+
+/** `python/fopeify_torch/` of the installed package (src/bridge and dist/bridge sit at the same depth). */
+export function pythonPackageDir(): string {
+  return fileURLToPath(new URL('../../python/fopeify_torch/', import.meta.url));
+}
+
+/** The repository's `python/` folder (the package's parent: PYTHONPATH for the Python tests). */
+export function pythonRoot(): string {
+  return path.dirname(pythonPackageDir());
+}
+
+/** Copy the Python files into a model folder (overwriting older copies). Returns the file names. */
+export async function writeRemoteCode(dir: string): Promise<string[]> {
+  const src = pythonPackageDir();
+  for (const f of REMOTE_CODE_FILES) {
+    try {
+      await fs.copyFile(path.join(src, f), path.join(dir, f));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !(await exists(path.join(src, f)))) {
+        throw new FopeifyError('INTERNAL', `fopeify's Python source ${path.join(src, f)} is missing (a broken install)`);
+      }
+      throw err;
+    }
+  }
+  return [...REMOTE_CODE_FILES];
+}
+
+/** The Python files a folder lacks. */
+export async function missingRemoteCode(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (const f of REMOTE_CODE_FILES) if (!(await exists(path.join(dir, f)))) missing.push(f);
+  return missing;
+}
+
+/** Python files of the folder that differ from this fopeify's (older or edited copies). */
+export async function staleRemoteCode(dir: string): Promise<string[]> {
+  const src = pythonPackageDir();
+  const stale: string[] = [];
+  for (const f of REMOTE_CODE_FILES) {
+    try {
+      const [a, b] = await Promise.all([fs.readFile(path.join(dir, f)), fs.readFile(path.join(src, f))]);
+      if (!a.equals(b)) stale.push(f);
+    } catch {
+      stale.push(f);
+    }
+  }
+  return stale;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
