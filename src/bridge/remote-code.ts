@@ -7,6 +7,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hasFopeArchName, namedFopeConfig } from '../config/fope-arch.js';
+import { parseModelConfig } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 
 /** Every Python file a FoPE folder carries (kept equal to REMOTE_CODE_FILES in fope_runner.py; a test checks). */
@@ -79,4 +81,33 @@ async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * A FoPE model's config under fopeify's remote-code names (`<base>_fope`, auto_map, base family, layout);
+ * a config without FoPE settings comes back unchanged. For writers of FoPE folders (finetune output).
+ */
+export function fopeFolderConfig(config: Record<string, unknown>, layout: 'shared' | 'per-layer' | null): Record<string, unknown> {
+  const spec = parseModelConfig(config);
+  if (!spec.fope || !layout) return config;
+  return namedFopeConfig(config, spec.family, 'fope', layout);
+}
+
+/**
+ * Before a push: a folder named as fopeify's FoPE remote code gets this fopeify's Python files (missing or
+ * older copies rewritten), so what reaches the Hub loads with `trust_remote_code=True`. Other folders are
+ * left alone. Returns the files written.
+ */
+export async function refreshRemoteCode(dir: string): Promise<string[]> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await fs.readFile(path.join(dir, 'config.json'), 'utf8'));
+  } catch {
+    return [];
+  }
+  if (!raw || typeof raw !== 'object' || !hasFopeArchName(raw as Record<string, unknown>)) return [];
+  const stale = await staleRemoteCode(dir);
+  const src = pythonPackageDir();
+  for (const f of stale) await fs.copyFile(path.join(src, f), path.join(dir, f));
+  return stale;
 }

@@ -249,5 +249,7 @@ function modelCard(source: ResolvedModel, plan: ConversionPlan, s: ConvertSettin
     sinPad: s.sinPad,
     coefficientNames: r.coefficientNames,
     coefficientShape: r.coefficientShape,
+    archName: s.archName,
+    loadId: `./${path.basename(r.outDir)}`,
   });
 }
