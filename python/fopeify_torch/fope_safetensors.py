@@ -136,3 +136,36 @@ class SafetensorsFolder:
         else:
             t = torch.frombuffer(data, dtype=DTYPES[info.dtype]).reshape(info.shape)
         return t if dtype is None else t.to(dtype)
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    if t.numel() == 0:
+        return b""
+    flat = t.reshape(-1).view(torch.uint8)
+    try:
+        return flat.numpy().tobytes()
+    except (RuntimeError, TypeError):  # torch without numpy
+        return bytes(flat.tolist())
+
+
+def write_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write tensors as one safetensors file (names sorted, header padded to 8 bytes, as the reference writer)."""
+    names = {dt: name for name, dt in DTYPES.items()}
+    header: Dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    blobs: List[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        if t.dtype not in names:
+            raise FopeCheckpointError(f"cannot write tensor {name} of dtype {t.dtype}")
+        raw = _tensor_bytes(t)
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(text)))
+        fh.write(text)
+        for b in blobs:
+            fh.write(b)
