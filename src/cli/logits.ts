@@ -101,7 +101,6 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
     if (argv.engine === 'torch') {
       try {
         const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
-        reporter.update(`running ${argv.model} with its PyTorch code`);
         const rows = await torchLogits(resolved.dir, ids, { python: argv.python });
         reporter.stop();
         printLogits(rows, ids, argv.json ?? false, argv.top);
