@@ -219,9 +219,10 @@ class FopeModel(FopePreTrainedModel):
         past_key_values: Any = None,
         inputs_embeds: Optional[torch.FloatTensor] = None,
         use_cache: Optional[bool] = None,
-        cache_position: Optional[torch.LongTensor] = None,
         **kwargs: Any,
     ) -> BaseModelOutputWithPast:
+        # transformers 4.x passes cache_position; 5.x removed it (and warns about forwards that name it).
+        cache_position: Optional[torch.Tensor] = kwargs.pop("cache_position", None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("specify exactly one of input_ids or inputs_embeds")
         for unused in ("output_attentions", "output_hidden_states", "return_dict"):
@@ -289,7 +290,6 @@ class FopeForCausalLM(FopePreTrainedModel, GenerationMixin):
         inputs_embeds: Optional[torch.FloatTensor] = None,
         labels: Optional[torch.LongTensor] = None,
         use_cache: Optional[bool] = None,
-        cache_position: Optional[torch.LongTensor] = None,
         logits_to_keep: Union[int, torch.Tensor] = 0,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
@@ -300,7 +300,6 @@ class FopeForCausalLM(FopePreTrainedModel, GenerationMixin):
             past_key_values=past_key_values,
             inputs_embeds=inputs_embeds,
             use_cache=use_cache,
-            cache_position=cache_position,
             **kwargs,
         )
         hidden = out.last_hidden_state

@@ -23,6 +23,14 @@ import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSett
 
 export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
 
+/**
+ * The output name of a source shard. A single `model.safetensors` is renamed: transformers loads a folder's
+ * `model.safetensors` alone when it exists and never reads the index, so it would miss the coefficient shard.
+ */
+export function outputShardName(file: string): string {
+  return file === 'model.safetensors' ? 'model-00001-of-00001.safetensors' : file;
+}
+
 export { SIDECAR_FILES } from '../io/model-files.js';
 
 export interface ConvertOptions extends Partial<ConvertSettings>, ModelSourceOptions {
@@ -88,6 +96,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       let n = 0;
       for (const [file, shard] of ckpt.shards) {
         options.onStep?.(`shard ${++n}/${ckpt.shards.size}: ${file}`);
+        const outFile = outputShardName(file);
         const needsReencode = target !== undefined && [...shard.tensors.values()].some((t) => isFloatDtype(t.dtype) && t.dtype !== target);
         if (needsReencode) {
           // Re-encode tensor by tensor: only one tensor's bytes are in memory at a time.
@@ -95,15 +104,15 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
             const to = isFloatDtype(t.dtype) ? target! : t.dtype;
             return { name: t.name, dtype: to, shape: t.shape, data: async () => (to === t.dtype ? shard.readBytes(t.name) : convertBytes(await shard.readBytes(t.name), t.dtype, to as FloatDtype)) };
           });
-          await writeSafetensors(path.join(tmp, file), tensors, shard.metadata);
+          await writeSafetensors(path.join(tmp, outFile), tensors, shard.metadata);
           for (const t of tensors) totalSize += numel(t.shape) * dtypeSize(t.dtype);
-          shards.push({ file, action: 'reencoded' });
+          shards.push({ file: outFile, action: 'reencoded' });
         } else {
-          shards.push({ file, action: await linkOrCopy(path.join(source.dir, file), path.join(tmp, file)) });
+          shards.push({ file: outFile, action: await linkOrCopy(path.join(source.dir, file), path.join(tmp, outFile)) });
           for (const t of shard.tensors.values()) totalSize += t.end - t.begin;
         }
       }
-      for (const [name, t] of ckpt.tensors) weightMap[name] = t.file;
+      for (const [name, t] of ckpt.tensors) weightMap[name] = outputShardName(t.file);
       await writeSafetensors(
         path.join(tmp, COEFFICIENT_SHARD),
         plan.coefficients.map((c) => ({ name: c.name, dtype: 'F32' as const, shape: c.shape, data: new Uint8Array(c.data.buffer) })),
