@@ -56,6 +56,9 @@ describe('a converted FoPE folder is remote code under its own name', () => {
     });
     expect(cfg.fope_base_model_type).toBe('qwen2');
     expect(cfg.fope_layout).toBe('per-layer');
+    // transformers reads a model.safetensors alone (never the index): the source's single file is renamed.
+    expect(await fs.readdir(out)).not.toContain('model.safetensors');
+    expect(await fs.readdir(out)).toContain('model-00001-of-00001.safetensors');
     const prov = await readJson(path.join(out, 'fopeify.json'));
     expect(prov.base_model_type).toBe('qwen2');
     expect((prov.options as Record<string, unknown>).arch_name).toBe('fope');
