@@ -10,18 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { hasFopeArchName, namedFopeConfig } from '../config/fope-arch.js';
 import { parseModelConfig } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { REMOTE_CODE_FILES } from '../io/model-files.js';
 
 /** Every Python file a FoPE folder carries (kept equal to REMOTE_CODE_FILES in fope_runner.py; a test checks). */
-export const REMOTE_CODE_FILES = [
-  'configuration_fope.py',
-  'modeling_fope.py',
-  'fope_spec.py',
-  'fope_rope.py',
-  'fope_core.py',
-  'fope_safetensors.py',
-  'fope_checkpoint.py',
-  'fope_runner.py',
-] as const;
+export { REMOTE_CODE_FILES };
 
 /** The runner `fopeify logits --engine torch` calls inside the folder. */
 export const RUNNER_FILE = 'fope_runner.py';

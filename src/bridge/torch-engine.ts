@@ -6,7 +6,7 @@ import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
 import { FopeifyError } from '../errors.js';
 import { findTorchPython, runPython, type FindPythonOptions, type TorchPython } from './python.js';
-import { missingRemoteCode, RUNNER_FILE } from './remote-code.js';
+import { missingRemoteCode, RUNNER_FILE, staleRemoteCode } from './remote-code.js';
 
 export const ENGINES = ['tfjs', 'torch'] as const;
 export type Engine = (typeof ENGINES)[number];
@@ -15,6 +15,11 @@ export interface TorchRunOptions extends FindPythonOptions {
   /** A python already found (skips the search). */
   found?: TorchPython;
   timeoutMs?: number;
+  /**
+   * Run the folder's Python files even when they differ from this fopeify's copies (another fopeify
+   * version, edits, or a repository's own code). Default false: only fopeify's own code is executed.
+   */
+  trustRemoteCode?: boolean;
 }
 
 /** Check the folder can be run by its Python code: a supported config and every Python file present. */
@@ -31,6 +36,13 @@ export async function checkTorchFolder(dir: string): Promise<void> {
 
 async function runner(dir: string, args: string[], options: TorchRunOptions): Promise<string> {
   await checkTorchFolder(dir);
+  const differ = options.trustRemoteCode ? [] : await staleRemoteCode(dir);
+  if (differ.length) {
+    throw new FopeifyError(
+      'BAD_ARGUMENT',
+      `${dir}: ${differ.join(', ')} differ from this fopeify's copies (another fopeify version, edited, or not fopeify's code); pass --trust-remote-code to run the folder's own files anyway, or refresh them with \`fopeify push\``,
+    );
+  }
   const py = options.found ?? (await findTorchPython(options));
   return runPython(py.python, path.join(dir, RUNNER_FILE), args, { env: options.env, timeoutMs: options.timeoutMs });
 }

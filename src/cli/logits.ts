@@ -61,6 +61,7 @@ interface LogitsArgs extends RuntimeArgs {
   top: number;
   engine: Engine;
   python?: string;
+  'trust-remote-code': boolean;
 }
 
 /** Print logits rows as `fopeify logits` does: compact JSON (`{"logits": [...]}`) or the top entries per position. */
@@ -93,6 +94,11 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
         describe: "tfjs: fopeify's runtime; torch: the FoPE folder's own Python code (its .py files) with a python that has PyTorch",
       })
       .option('python', { type: 'string', describe: `python with PyTorch for --engine torch (default ${PYTHON_ENV}, else python3, then /usr/bin/python3)` })
+      .option('trust-remote-code', {
+        type: 'boolean',
+        default: false,
+        describe: "--engine torch: run the folder's .py files even when they differ from this fopeify's copies",
+      })
       .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json', '')
       .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json --engine torch', 'the same logits from the folder\'s PyTorch code') as never,
   handler: async (argv) => {
@@ -101,7 +107,7 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
     if (argv.engine === 'torch') {
       try {
         const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
-        const rows = await torchLogits(resolved.dir, ids, { python: argv.python });
+        const rows = await torchLogits(resolved.dir, ids, { python: argv.python, trustRemoteCode: argv['trust-remote-code'] });
         reporter.stop();
         printLogits(rows, ids, argv.json ?? false, argv.top);
       } finally {

@@ -14,3 +14,18 @@ export const TOKENIZER_FILES = [
 
 /** Copied next to rewritten weights so the output is a complete model folder. */
 export const SIDECAR_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
+
+/**
+ * The Python files of a FoPE remote-code folder (transformers remote code and the PyTorch core it wraps;
+ * see src/bridge/remote-code.ts). Fetched with a model when its repository has them.
+ */
+export const REMOTE_CODE_FILES = [
+  'configuration_fope.py',
+  'modeling_fope.py',
+  'fope_spec.py',
+  'fope_rope.py',
+  'fope_core.py',
+  'fope_safetensors.py',
+  'fope_checkpoint.py',
+  'fope_runner.py',
+] as const;

@@ -168,6 +168,16 @@ describe('bad input is one clear error in fopeify and in the Python code', () =>
     expect(r.stderr).toMatch(/^error\[BAD_CONFIG\]: .* lacks fope_rope\.py/);
   });
 
+  it('runs only fopeify\'s own Python code unless --trust-remote-code', async () => {
+    const out = await convertedFolder();
+    await fs.appendFile(path.join(out, 'fope_rope.py'), '\n# edited\n');
+    expectError(runCli(['logits', out, '--ids', '1,2', '--engine', 'torch', '--python', py?.python ?? 'python3']), /fope_rope\.py differ from this fopeify's copies .* pass --trust-remote-code/);
+    if (!py) return;
+    const r = runCli(['logits', out, '--ids', '1,2', '--json', '--engine', 'torch', '--python', py.python, '--trust-remote-code']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { logits: number[][] }).logits).toHaveLength(2);
+  });
+
   it('no python with torch names what to install', async () => {
     const out = await convertedFolder();
     const r = runCli(['logits', out, '--ids', '1,2', '--engine', 'torch', '--python', path.join(root, 'no-such-python')]);
