@@ -147,6 +147,8 @@ class RotaryEmbedding(nn.Module):
             self.register_buffer("cos_coef", torch.zeros(shape, dtype=torch.float32), persistent=True)
 
     def forward(self, position_ids: torch.Tensor) -> CosSin:
+        if position_ids.dim() == 1:  # flattened tokens (vLLM's Transformers backend): one row
+            position_ids = position_ids[None]
         inv_freq, attention_factor = rope_frequencies(self.spec.rope, rope_seq_len(position_ids))
         if not self.has_coefficients:
             return rope_cos_sin(position_ids, inv_freq, attention_factor)

@@ -44,6 +44,12 @@ class Decoder(unittest.TestCase):
                 b.copy_(torch.eye(4).expand_as(b))
         self.assertTrue(torch.allclose(fope(ids), rope(ids), atol=1e-5))
 
+    def test_flattened_position_ids_are_one_row(self) -> None:
+        rotary = random_model(tiny_config()).model.rotary_emb
+        pos = torch.arange(5.0)
+        for a, b in zip(rotary(pos), rotary(pos[None])):
+            self.assertTrue(torch.equal(a, b))
+
     def test_per_layer_coefficients_are_per_layer(self) -> None:
         model = random_model(tiny_config(layout="per-layer"))
         names = [n for n, _ in model.named_buffers()]
