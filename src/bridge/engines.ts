@@ -19,7 +19,11 @@ export function engineSupport(arch: ArchName): EngineSupport[] {
   if (arch === 'fope') {
     return [
       { engine: 'fopeify', verdict: 'runs FoPE', how: '`fopeify generate|logits|ppl|needle <model>`; `fopeify logits <model> --engine torch` runs the folder\'s own PyTorch code' },
-      { engine: 'transformers 4.57 / 5.x', verdict: 'runs FoPE', how: '`AutoModelForCausalLM.from_pretrained(id, trust_remote_code=True)`; without trust_remote_code it refuses the unknown model_type' },
+      {
+        engine: 'transformers 4.57 / 5.x',
+        verdict: 'runs FoPE',
+        how: '`AutoModelForCausalLM.from_pretrained(id, trust_remote_code=True)` (run with 5.17; 4.57 written for, untested); without trust_remote_code it refuses the unknown model_type',
+      },
       { engine: 'vLLM', verdict: 'probably runs FoPE', how: '`vllm serve <id> --model-impl transformers --trust-remote-code` (its Transformers backend runs the remote code) [I]' },
       { engine: 'SGLang', verdict: 'not supported', how: 'no FoPE outside its Intern-S1-Pro model; the custom architecture name is not one of its models [I]' },
       { engine: 'lmdeploy', verdict: 'not supported', how: 'its PyTorch engine keys on stock architecture names: convert with `--arch-name keep` and use `--backend pytorch` [I]' },
