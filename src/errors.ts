@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'UNSAFE_PATH'
   | 'INTERRUPTED'
+  /** A model produced NaN or ±Inf where a score, a loss or logits were due. */
+  | 'NON_FINITE'
   | 'INTERNAL';
 
 const EXIT_CODES: Partial<Record<ErrorCode, number>> = {

@@ -11,11 +11,13 @@ export type { ModelSourceOptions, ResolvedModel, SourceFile, DownloadProgress } 
 // safetensors and checkpoints
 export { SafetensorsFile, writeSafetensors, writeShardedSafetensors, parseHeader, type TensorInfo, type TensorToWrite } from './io/safetensors.js';
 export { Checkpoint } from './io/checkpoint.js';
+export { ModelFolder, openRegularFile, MAX_CONFIG_BYTES, MAX_INDEX_BYTES, MAX_TOKENIZER_BYTES, MAX_JSON_DEPTH, type ModelFile, type IgnoredEntry, type OpenModelFile } from './io/model-folder.js';
 export { decodeToF32, encodeFromF32, f32ToBf16Bits, bf16BitsToF32, f32ToF16Bits, f16BitsToF32, type Dtype, type FloatDtype } from './io/dtype.js';
 
 // config and RoPE / FoPE math
 export { parseModelConfig, type ModelSpec, type RopeSpec, type FopeSpec, type RopeType } from './config/model-spec.js';
 export { loadModelSpec } from './config/load.js';
+export { CONFIG_LIMITS } from './config/fields.js';
 export { ROPE_VARIANTS, ropeFrequencies, defaultInvFreq, yarnFrequencies, type RopeFrequencies } from './rope/inv-freq.js';
 export { fopeKeptCount, initFopeCoefficients, fopeCosSin, ropeCosSin, applyRotary, type CosSinTable } from './rope/fope.js';
 

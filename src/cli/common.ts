@@ -39,6 +39,19 @@ export function sourceOptions(argv: SourceArgs, reporter: Reporter): ModelSource
   };
 }
 
+export interface WeightArgs {
+  'allow-non-finite'?: boolean;
+}
+
+/** `--allow-non-finite`, for every command that loads weights. */
+export function withWeightOptions<T>(y: Argv<T>): Argv<T & WeightArgs> {
+  return y.option('allow-non-finite', {
+    type: 'boolean',
+    default: false,
+    describe: 'load weights holding NaN, ±Inf or |x| > 1e16 (refused by default); NaN scores and logits are still refused',
+  }) as Argv<T & WeightArgs>;
+}
+
 export function reporterFor(argv: { json?: boolean }): Reporter {
   return createReporter({ json: argv.json });
 }

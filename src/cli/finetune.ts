@@ -8,10 +8,10 @@ import type { CommandModule } from 'yargs';
 import { BACKEND_NAMES, type BackendName } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import { finetune, SYNTHETIC_PASSKEY, type TrainOverrides } from '../train/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import { printJson } from './output.js';
 
-interface FinetuneArgs extends SourceArgs {
+interface FinetuneArgs extends SourceArgs, WeightArgs {
   model: string;
   recipe?: string;
   data?: string;
@@ -58,7 +58,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
   command: 'finetune <model>',
   describe: 'fine-tune a model at a longer context with a recipe (yarn, fope, fope-yarn, ...; see `fopeify recipes`)',
   builder: (y) =>
-    withSourceOptions(y)
+    withWeightOptions(withSourceOptions(y))
       .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
       .option('recipe', { type: 'string', describe: 'recipe name (fopeify recipes) or a .json/.yaml file; required unless --resume' })
       .option('data', { type: 'string', describe: `training text: a .txt/.md/.jsonl ("text" field) file or folder, or ${SYNTHETIC_PASSKEY} (default)` })
@@ -137,6 +137,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
         dtype: argv.dtype,
         keepCheckpointsAtEnd: argv['keep-checkpoints'],
         passkeyTrials: argv['passkey-trials'],
+        allowNonFinite: argv['allow-non-finite'],
         ...sourceOptions(argv, reporter),
         onLoad: (text) => reporter.update(text),
         onLog: (line) => {

@@ -8,13 +8,14 @@ import { BACKEND_NAMES, setupBackend, type BackendInfo, type BackendName } from 
 import { FopeifyError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ResolvedModel } from '../hub/source.js';
+import { checkFiniteValues } from '../model/finite.js';
 import { argmax, loadModel, type LlamaModel } from '../model/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import type { Reporter } from './output.js';
 import { PYTHON_ENV } from '../bridge/python.js';
 import { ENGINES, torchLogits, type Engine } from '../bridge/torch-engine.js';
 
-export interface RuntimeArgs extends SourceArgs {
+export interface RuntimeArgs extends SourceArgs, WeightArgs {
   model: string;
   backend: BackendName;
   threads?: number;
@@ -22,7 +23,7 @@ export interface RuntimeArgs extends SourceArgs {
 
 /** `--backend` and `--threads`, plus the source options (`--revision`, `--offline`, `--json`, ...). */
 export function withRuntimeOptions<T>(y: Argv<T>): Argv<T & RuntimeArgs> {
-  return withSourceOptions(y)
+  return withWeightOptions(withSourceOptions(y))
     .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
     .option('backend', {
       choices: BACKEND_NAMES as BackendName[],
@@ -40,6 +41,7 @@ export async function openModel(argv: RuntimeArgs, reporter: Reporter): Promise<
   const started = Date.now();
   const model = await loadModel(resolved, {
     layout: 'inference',
+    allowNonFinite: argv['allow-non-finite'],
     onProgress: (done, total) => reporter.update(`loading ${argv.model}: ${done}/${total} tensors`),
   });
   reporter.done(`loaded ${argv.model} (${(model.parameterCount / 1e6).toFixed(1)}M parameters) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -122,6 +124,7 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
       const t = model.forward(ids);
       const data = (await t.data()) as Float32Array;
       t.dispose();
+      checkFiniteValues(data, 'the logits');
       const V = model.spec.vocabSize;
       const rowsOf = Array.from({ length: ids.length }, (_, i) => data.subarray(i * V, (i + 1) * V));
       printLogits(rowsOf, ids, argv.json ?? false, argv.top);

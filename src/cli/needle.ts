@@ -7,10 +7,10 @@ import type { Argv, CommandModule } from 'yargs';
 import { BACKEND_NAMES, setupBackend, type BackendName } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import { colorTable, NEEDLE_DEFAULTS, runNeedle, type NeedleTask, type ScoringMode } from '../eval/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import { printJson, rateEta } from './output.js';
 
-interface NeedleArgs extends SourceArgs {
+interface NeedleArgs extends SourceArgs, WeightArgs {
   models: string;
   task: NeedleTask;
   lengths: string;
@@ -44,7 +44,7 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
   command: 'needle',
   describe: 'paired passkey / needle-in-a-haystack comparison across lengths and depths, with heatmaps and report',
   builder: (y: Argv) =>
-    withSourceOptions(y)
+    withWeightOptions(withSourceOptions(y))
       .option('models', { type: 'string', demandOption: true, describe: 'models to compare, comma-separated (folders or Hub ids)' })
       .option('task', { choices: ['passkey', 'niah'] as NeedleTask[], default: NEEDLE_DEFAULTS.task, describe: 'passkey (Landmark template) or niah (needle in a haystack)' })
       .option('lengths', { type: 'string', default: NEEDLE_DEFAULTS.lengths.join(','), describe: 'target prompt lengths in tokens' })
@@ -88,6 +88,7 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
         haystack: argv.haystack,
         maxNewTokens: argv['max-new-tokens'],
         source: sourceOptions(argv, reporter),
+        allowNonFinite: argv['allow-non-finite'],
         onStart: ({ total, skipped }) => {
           if (skipped) reporter.info(`${argv.out}: ${skipped} finished cell${skipped === 1 ? '' : 's'} found, skipping them; ${total} to go`);
           started = Date.now();

@@ -9,6 +9,7 @@ import type { CommandModule } from 'yargs';
 import { FopeifyError } from '../errors.js';
 import { perplexityByWindow, type WindowPerplexity } from '../eval/perplexity.js';
 import { writePerplexityReport } from '../eval/report.js';
+import { checkOutputFolder, localFolders } from '../io/output-folder.js';
 import { parseModels } from './needle.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { openModel, parseIntList, withRuntimeOptions, type RuntimeArgs } from './logits.js';
@@ -60,6 +61,8 @@ export const pplCommand: CommandModule<object, PplArgs> = {
     if (argv.model === undefined && argv.models === undefined) throw new FopeifyError('BAD_ARGUMENT', 'name a model (or several with --models a,b)');
     const models = argv.models !== undefined ? parseModels(argv.models) : [argv.model!];
     const out = argv.out ?? (argv.models !== undefined ? 'ppl-report' : undefined);
+    // Refused before any scoring: an empty --out, or one that is, holds or lies inside a model folder.
+    if (out !== undefined) await checkOutputFolder(out, { sources: await localFolders(models) });
     const reporter = reporterFor(argv);
     const all: { model: string; tokens: number; results: WindowPerplexity[] }[] = [];
     for (const name of models) {

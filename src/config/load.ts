@@ -1,22 +1,11 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { FopeifyError } from '../errors.js';
+import { MAX_CONFIG_BYTES, ModelFolder } from '../io/model-folder.js';
 import { parseModelConfig, type ModelSpec } from './model-spec.js';
 
-/** Read and parse `<dir>/config.json`. */
+/** Read and parse `<dir>/config.json` (a regular file of the folder, at most MAX_CONFIG_BYTES). */
 export async function loadModelSpec(dir: string): Promise<ModelSpec> {
-  const file = path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    throw new FopeifyError('BAD_CONFIG', `${dir} has no config.json`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new FopeifyError('BAD_CONFIG', `${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  return parseModelConfig(raw, file);
+  const folder = ModelFolder.at(dir);
+  const raw = await folder.readJson('config.json', { maxBytes: MAX_CONFIG_BYTES, code: 'BAD_CONFIG' });
+  if (raw === undefined) throw new FopeifyError('BAD_CONFIG', `${dir} has no config.json`);
+  return parseModelConfig(raw, folder.pathOf('config.json'));
 }

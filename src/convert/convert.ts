@@ -3,7 +3,6 @@
  * (or copied) byte for byte; the coefficients go into a new shard; config, index, card and provenance are
  * written fresh; the whole folder appears atomically.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
@@ -12,9 +11,11 @@ import { writeRemoteCode } from '../bridge/remote-code.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
+import { requireOutputPath } from '../io/output-folder.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
 import { convertBytes, dtypeSize, isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { sha256File } from '../io/hash.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { SIDECAR_FILES } from '../io/model-files.js';
 import { numel, writeIndex, writeSafetensors } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
@@ -29,6 +30,21 @@ export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
  */
 export function outputShardName(file: string): string {
   return file === 'model.safetensors' ? 'model-00001-of-00001.safetensors' : file;
+}
+
+/** Files convert writes fresh into the output: a source shard may not carry one of these names. */
+const GENERATED_FILES = ['config.json', 'README.md', 'fopeify.json', INDEX_FILE];
+
+/**
+ * The coefficient shard's name: fope_coefficients.safetensors, or -2, -3, ... when the source already has
+ * a shard of that name (whose tensors are kept, linked, under its own name). Compared without case for
+ * case-insensitive file systems.
+ */
+export function coefficientShardName(taken: Iterable<string>): string {
+  const names = new Set([...taken].map((n) => n.toLowerCase()));
+  let name = COEFFICIENT_SHARD;
+  for (let i = 2; names.has(name.toLowerCase()); i++) name = COEFFICIENT_SHARD.replace(/\.safetensors$/, `-${i}.safetensors`);
+  return name;
 }
 
 export { SIDECAR_FILES } from '../io/model-files.js';
@@ -70,6 +86,7 @@ function settingsFrom(o: ConvertOptions): ConvertSettings {
 
 export async function convertModel(options: ConvertOptions): Promise<ConvertResult> {
   const started = Date.now();
+  requireOutputPath(options.outDir, '--out');
   const settings = settingsFrom(options);
   if (settings.layout !== 'shared' && settings.layout !== 'per-layer') {
     throw new FopeifyError('BAD_ARGUMENT', `--layout must be shared or per-layer (got ${String(settings.layout)})`);
@@ -85,11 +102,16 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
     for (const c of plan.coefficients) {
       if (ckpt.has(c.name)) throw new FopeifyError('BAD_ARGUMENT', `the checkpoint already has ${c.name}`);
     }
+    const reserved = new Set([...GENERATED_FILES, ...SIDECAR_FILES].map((f) => f.toLowerCase()));
+    for (const file of ckpt.shards.keys()) {
+      if (reserved.has(file.toLowerCase())) throw new FopeifyError('BAD_SAFETENSORS', `the checkpoint has a weight shard named ${file}, a file convert writes itself; rename the shard`);
+    }
+    const coefficientShard = coefficientShardName(ckpt.shards.keys());
     options.onStep?.('hashing source files');
     const sourceFiles = await describeSourceFiles(source, options.hash ?? false);
     const shards: ConvertResult['shards'] = [];
     const outDir = path.resolve(options.outDir);
-    const result = await writeFolderAtomically(outDir, { force: options.force }, async (tmp) => {
+    const result = await writeFolderAtomically(outDir, { force: options.force, sources: [source.dir] }, async (tmp) => {
       const weightMap: Record<string, string> = {};
       let totalSize = 0;
       const target = settings.dtype === 'keep' ? undefined : DTYPE_FLAGS[settings.dtype];
@@ -114,29 +136,24 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       }
       for (const [name, t] of ckpt.tensors) weightMap[name] = outputShardName(t.file);
       await writeSafetensors(
-        path.join(tmp, COEFFICIENT_SHARD),
+        path.join(tmp, coefficientShard),
         plan.coefficients.map((c) => ({ name: c.name, dtype: 'F32' as const, shape: c.shape, data: new Uint8Array(c.data.buffer) })),
         { format: 'pt', fopeify_version: VERSION },
       );
-      shards.push({ file: COEFFICIENT_SHARD, action: 'written' });
+      shards.push({ file: coefficientShard, action: 'written' });
       for (const c of plan.coefficients) {
-        weightMap[c.name] = COEFFICIENT_SHARD;
+        weightMap[c.name] = coefficientShard;
         totalSize += numel(c.shape) * 4;
       }
       await writeIndex(path.join(tmp, INDEX_FILE), weightMap, totalSize);
       await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(plan.config, null, 2) + '\n');
       // The remote code transformers (and vLLM through it) runs as FoPE; copied, never generated.
       if (settings.archName === 'fope') await writeRemoteCode(tmp);
-      for (const f of SIDECAR_FILES) {
-        try {
-          await fs.copyFile(path.join(source.dir, f), path.join(tmp, f));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
-      }
+      // Through the folder's checks: a sidecar linked from outside the folder (a key file) is refused, not copied.
+      for (const f of SIDECAR_FILES) await ModelFolder.at(source.dir).copyTo(f, path.join(tmp, f));
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
-      await fs.writeFile(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
-      await fs.writeFile(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
+      await writeFileAtomically(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
+      await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
       return result;
     });
     // The time includes the final rename.

@@ -9,7 +9,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setupBackend, type BackendName } from '../backend/select.js';
 import { convertModel } from '../convert/convert.js';
-import { FopeifyError, outputError } from '../errors.js';
+import { FopeifyError } from '../errors.js';
+import { writeFileAtomically } from '../io/atomic.js';
+import { prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { perplexityByWindow } from '../eval/perplexity.js';
 import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
 import { runNeedle } from '../eval/needle.js';
@@ -103,18 +105,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const t0 = Date.now();
   const log = options.onLog ?? (() => undefined);
   const progress = options.onProgress ?? (() => undefined);
-  const out = path.resolve(options.out ?? 'fopeify-demo');
+  const out = path.resolve(requireOutputPath(options.out ?? 'fopeify-demo'));
   const base = path.resolve(options.model ?? path.join(fixturesDir(), DEMO_MODEL_DIR));
   if (!(await exists(path.join(base, 'config.json')))) {
     throw new FopeifyError('MODEL_NOT_FOUND', `the demo model is missing: ${base} (run scripts/train-tiny-model.mjs to recreate it)`);
   }
   // The backend first: a wrong --backend must fail before anything is written.
   const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
-  try {
-    await fs.mkdir(out, { recursive: true });
-  } catch (err) {
-    throw outputError(err, out);
-  }
+  await prepareOutputFolder(out, { sources: [base] });
   const seed = options.seed ?? 0;
   const stageSeconds: Record<string, number> = {};
   const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -259,9 +257,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     seconds: (Date.now() - t0) / 1000,
     stageSeconds,
   };
-  await fs.writeFile(path.join(out, 'demo.json'), JSON.stringify({ ...result, backend: backend.description }, null, 2) + '\n');
+  await writeFileAtomically(path.join(out, 'demo.json'), JSON.stringify({ ...result, backend: backend.description }, null, 2) + '\n');
   const lines = Object.entries(table).map(([m, row]) => `${m}: ${plan.lengths.map((l) => `${l} → ${((row[l] ?? 0) * 100).toFixed(0)}%`).join(', ')}`);
-  await fs.writeFile(
+  await writeFileAtomically(
     path.join(reportDir, HEADLINE_JSON),
     JSON.stringify({ paragraphs: [`fopeify demo${options.quick ? ' (quick)' : ''}: ${verdict}`, ...lines, `Models: ${models.map((m) => `${m.name} = ${m.description}`).join('; ')}.`] }, null, 2) + '\n',
   );

@@ -10,6 +10,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, outputError } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
+import { localFolders, prepareOutputFolder } from '../io/output-folder.js';
 import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt, type NeedleTask } from './prompts.js';
 import { appendRecord, readRecords, recordKey, type NeedleRecord } from './records.js';
 import { RESULTS_FILE, writeNeedleReport } from './report.js';
@@ -62,6 +63,8 @@ export interface NeedleOptions {
   maxNewTokens?: number;
   /** Hub resolution options for the default loader. */
   source?: ModelSourceOptions;
+  /** Default loader: load weights holding NaN / Inf anyway (scores computed from them are still refused). */
+  allowNonFinite?: boolean;
   /** Where models come from (default: fopeify's tfjs runtime). */
   loader?: EvalModelLoader;
   /** Before the first cell: how many cells this run scores and how many it found finished. */
@@ -169,13 +172,9 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   const settings = needleSettings(options);
   const warn = options.onWarning ?? (() => {});
   const haystack = settings.task === 'niah' ? await readHaystack(options) : undefined;
-  const loader = options.loader ?? runtimeLoader({ source: options.source });
-  const out = path.resolve(options.out);
-  try {
-    await fs.mkdir(out, { recursive: true });
-  } catch (err) {
-    throw outputError(err, options.out);
-  }
+  const loader = options.loader ?? runtimeLoader({ source: options.source, allowNonFinite: options.allowNonFinite });
+  // Never into (or around) a model folder it reads; stale temporaries of killed runs go.
+  const out = await prepareOutputFolder(options.out, { sources: await localFolders(options.models) });
   const resultsFile = path.join(out, RESULTS_FILE);
   const existing = await readRecords(resultsFile);
   const foreign = existing.find(

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
+import { checkFiniteResult } from '../model/finite.js';
 import type { ForwardOptions } from '../model/llama.js';
 
 /** What perplexity needs from a model (LlamaModel has it). */
@@ -99,8 +100,9 @@ export async function perplexityByWindow(model: HiddenStateModel, ids: readonly 
       tokens += r.count;
       options.onProgress?.({ window: w, index: i + 1, count });
     }
-    const mean = tokens ? nll / tokens : null;
-    results.push({ window: w, windows: count, tokens, nll: mean, ppl: mean === null ? null : Math.exp(mean) });
+    const mean = tokens ? checkFiniteResult(nll / tokens, `the mean NLL of window size ${w}`) : null;
+    const ppl = mean === null ? null : checkFiniteResult(Math.exp(mean), `the perplexity of window size ${w}`);
+    results.push({ window: w, windows: count, tokens, nll: mean, ppl });
   }
   return { tokens: ids.length, results };
 }

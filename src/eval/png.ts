@@ -2,7 +2,7 @@
  * A minimal PNG encoder (8-bit RGB, no interlace) on node:zlib: signature, IHDR, one IDAT (deflate of
  * filter-0 scanlines), IEND, each chunk with its CRC-32. Enough for charts; no dependencies.
  */
-import { promises as fs } from 'node:fs';
+import { writeFileAtomically } from '../io/atomic.js';
 import { deflateSync } from 'node:zlib';
 
 /** An 8-bit RGB image, rows top to bottom, `data.length === width * height * 3`. */
@@ -69,5 +69,5 @@ export function encodePng(image: RgbImage): Buffer {
 
 /** Write an RGB image to `file` as PNG. */
 export async function writePng(file: string, image: RgbImage): Promise<void> {
-  await fs.writeFile(file, encodePng(image));
+  await writeFileAtomically(file, encodePng(image));
 }

@@ -3,6 +3,7 @@
  * that stops can be resumed by skipping the cells already there.
  */
 import { promises as fs } from 'node:fs';
+import { appendToFile, truncateFile, writeFileAtomically } from '../io/atomic.js';
 import type { NeedleTask } from './prompts.js';
 import type { ScoringMode } from './scoring.js';
 
@@ -46,37 +47,57 @@ function isRecord(v: unknown): v is NeedleRecord {
 
 /**
  * The records of a results file (none when it does not exist). A torn last line, left by a run killed
- * while writing, is dropped and the file rewritten without it, so appends start on a fresh line.
+ * while appending, is dropped so appends start on a fresh line; the repair never puts a good record at
+ * risk: a torn tail is cut off in one truncate(2) after the last newline, and a file with bad lines in
+ * the middle is rewritten through a temporary file renamed over it. A kill at any moment leaves either
+ * the old file or the repaired one.
  */
 export async function readRecords(file: string): Promise<NeedleRecord[]> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await fs.readFile(file, 'utf8');
+    bytes = await fs.readFile(file);
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') return [];
     throw err;
   }
+  const text = bytes.toString('utf8');
+  const lines = text.split('\n');
+  const tail = lines.pop()!; // after the last newline: '' when the file ends with one
   const out: NeedleRecord[] = [];
   const good: string[] = [];
-  let dropped = 0;
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
+  let droppedInside = 0;
+  const parse = (line: string): NeedleRecord | null => {
     try {
       const v = JSON.parse(line) as unknown;
-      if (isRecord(v)) {
-        out.push(v);
-        good.push(line);
-        continue;
-      }
+      return isRecord(v) ? v : null;
     } catch {
-      /* torn or foreign line */
+      return null; // torn or foreign line
     }
-    dropped++;
+  };
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    const r = parse(line);
+    if (r) {
+      out.push(r);
+      good.push(line);
+    } else droppedInside++;
   }
-  if (dropped || (text.length && !text.endsWith('\n'))) await fs.writeFile(file, good.map((l) => l + '\n').join(''));
+  const tailRecord = tail.trim() ? parse(tail) : null;
+  if (tailRecord) {
+    out.push(tailRecord);
+    good.push(tail);
+  }
+  if (droppedInside) {
+    await writeFileAtomically(file, good.map((l) => l + '\n').join(''));
+  } else if (tailRecord) {
+    await appendToFile(file, '\n'); // a complete record that only lacks its newline
+  } else if (tail.length) {
+    await truncateFile(file, bytes.lastIndexOf(0x0a) + 1); // drop the torn bytes after the last newline
+  }
   return out;
 }
 
+/** Append one record as a line; a failed append (full disk) leaves the file as it was. */
 export async function appendRecord(file: string, record: NeedleRecord): Promise<void> {
-  await fs.appendFile(file, JSON.stringify(record) + '\n');
+  await appendToFile(file, JSON.stringify(record) + '\n');
 }

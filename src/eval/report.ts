@@ -5,7 +5,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { outputError } from '../errors.js';
+import { writeFileAtomically } from '../io/atomic.js';
+import { prepareOutputFolder } from '../io/output-folder.js';
 import { VERSION } from '../version.js';
 import { formatValue, lineChartScene, type LineChartOptions } from './chart.js';
 import { accuracyColor, textColorOn } from './color.js';
@@ -31,13 +32,8 @@ export interface PerplexitySummary {
   settings?: Record<string, unknown>;
 }
 
-async function write(file: string, data: string | Buffer): Promise<void> {
-  try {
-    await fs.writeFile(file, data);
-  } catch (err) {
-    throw outputError(err, file);
-  }
-}
+/** Every report file is written atomically: a reader (or a full disk) never sees half a heatmap. */
+const write = writeFileAtomically;
 
 async function writeScene(dir: string, base: string, scene: Scene): Promise<string[]> {
   const svg = path.join(dir, `${base}.svg`);
@@ -80,11 +76,7 @@ export function heatmapFiles(models: string[]): { model: string; base: string }[
 
 /** summary.json, summary.csv, a heatmap per model, the side-by-side comparison and report.html. */
 export async function writeNeedleReport(dir: string, summary: NeedleSummary): Promise<string[]> {
-  try {
-    await fs.mkdir(dir, { recursive: true });
-  } catch (err) {
-    throw outputError(err, dir);
-  }
+  await prepareOutputFolder(dir);
   const files: string[] = [];
   const json = path.join(dir, SUMMARY_JSON);
   await write(json, JSON.stringify(summary, null, 2) + '\n');
@@ -128,11 +120,7 @@ function pplChart(summary: PerplexitySummary, markers?: { x: number; label: stri
  * report.html (with the needle results too when the folder has them).
  */
 export async function writePerplexityReport(dir: string, input: PerplexityReportInput): Promise<PerplexitySummary> {
-  try {
-    await fs.mkdir(dir, { recursive: true });
-  } catch (err) {
-    throw outputError(err, dir);
-  }
+  await prepareOutputFolder(dir);
   const summary: PerplexitySummary = {
     windows: [...input.windows],
     results: input.results.filter((r): r is { model: string; window: number; ppl: number } => r.ppl !== null && Number.isFinite(r.ppl)),

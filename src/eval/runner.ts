@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { resolveModel } from '../hub/resolve.js';
+import { FopeifyError } from '../errors.js';
 import { loadModel, loadTokenizer, type TextTokenizer } from '../model/index.js';
 
 export interface EvalTokenizer {
@@ -34,6 +35,8 @@ export interface EvalModelLoader {
 export interface RuntimeLoaderOptions {
   /** Hub resolution options (revision, cache, token, offline...). */
   source?: ModelSourceOptions;
+  /** Load weights holding NaN / Inf anyway (LoadWeightsOptions.allowNonFinite). */
+  allowNonFinite?: boolean;
   /** Called while weights load. */
   onLoadProgress?: (model: string, done: number, total: number) => void;
   /** Rows of the attention query block in the prefill (runtime default when unset). */
@@ -51,7 +54,7 @@ function wrapTokenizer(tok: TextTokenizer): EvalTokenizer {
 export async function loadEvalModel(model: string, options: RuntimeLoaderOptions = {}): Promise<EvalModel> {
   const resolved = await resolveModel(model, options.source);
   const tokenizer = await loadTokenizer(resolved.dir);
-  const lm = await loadModel(resolved, { onProgress: (done, total) => options.onLoadProgress?.(model, done, total) });
+  const lm = await loadModel(resolved, { allowNonFinite: options.allowNonFinite, onProgress: (done, total) => options.onLoadProgress?.(model, done, total) });
   const eos = lm.spec.eosTokenId ?? tokenizer.eosTokenId;
   const tok = wrapTokenizer(tokenizer);
   return {
@@ -71,11 +74,16 @@ export async function loadEvalModel(model: string, options: RuntimeLoaderOptions
         const t = tf.tidy(() => {
           const [, T, H] = h.shape;
           const rows = tf.gather(h.reshape([T, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
-          return tf.argMax(lm.logitsFromHidden(rows), 1);
+          const logits = lm.logitsFromHidden(rows);
+          // argMax of a NaN row is an arbitrary id: count the non-finite logits alongside.
+          return tf.stack([tf.argMax(logits, 1).cast('float32'), tf.logicalNot(tf.isFinite(logits)).any(1).cast('float32')]);
         });
-        const out = Array.from((await t.data()) as Int32Array);
+        const both = (await t.data()) as Float32Array;
         t.dispose();
-        return out;
+        const n = positions.length;
+        const bad = both.subarray(n).findIndex((v) => v !== 0);
+        if (bad >= 0) throw new FopeifyError('NON_FINITE', `the logits at position ${positions[bad]} hold NaN or Inf: the model computes non-finite values`);
+        return Array.from(both.subarray(0, n));
       } finally {
         h.dispose();
       }

@@ -4,6 +4,8 @@
  *   <cache>/models--org--name/
  *     blobs/<etag>                  file contents; etag = sha256 for LFS files, git blob sha1 otherwise
  *     blobs/<etag>.incomplete       a download in progress (resumed with Range)
+ *   <cache>/.locks/models--org--name/<etag>.lock
+ *                                   held while blobs/<etag> is downloaded (./cache-lock.ts; huggingface_hub's lock)
  *     refs/<revision>               the commit sha a branch or tag pointed to
  *     snapshots/<commit>/<path>     relative symlinks to ../../blobs/<etag>
  */
@@ -12,6 +14,8 @@ import path from 'node:path';
 import { FopeifyError, systemErrorCode } from '../errors.js';
 import { assertSafeRevision, isCommitSha, isSafeRepoPath, joinInside, repoFolderName } from './paths.js';
 import type { SourceFile } from './source.js';
+import { writeFileAtomically } from '../io/atomic.js';
+import { ModelFolder } from '../io/model-folder.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const PICKLE_RE = /\.(bin|pt|pth)$/;
@@ -42,9 +46,7 @@ export async function writeRef(storage: string, revision: string, commit: string
   const refPath = joinInside(path.join(storage, 'refs'), assertSafeRevision(revision));
   await fs.mkdir(path.dirname(refPath), { recursive: true });
   // Python writes the bare sha, no newline; a temp file + rename keeps a reader from seeing half of it.
-  const tmp = `${refPath}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, commit);
-  await fs.rename(tmp, refPath);
+  await writeFileAtomically(refPath, commit);
 }
 
 async function isReadableFile(p: string): Promise<boolean> {
@@ -115,43 +117,21 @@ const HEX40 = /^[0-9a-f]{40}$/;
 
 /** Files of a snapshot; the blob a symlink points at names the sha256 (LFS) or git sha1 without reading. */
 export async function listSnapshot(dir: string): Promise<SourceFile[]> {
-  const out: SourceFile[] = [];
-  async function walk(rel: string): Promise<void> {
-    const entries = await fs.readdir(rel ? path.join(dir, rel) : dir, { withFileTypes: true });
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      const abs = path.join(dir, r);
-      if (e.isDirectory()) {
-        await walk(r);
-        continue;
-      }
-      let st;
-      try {
-        st = await fs.stat(abs);
-      } catch {
-        continue; // dangling link (blob removed): not part of the usable snapshot
-      }
-      if (st.isDirectory()) {
-        await walk(r);
-        continue;
-      }
-      if (!st.isFile()) continue;
-      const file: SourceFile = { path: r, size: st.size };
-      if (e.isSymbolicLink()) {
-        const blob = path.basename(await fs.readlink(abs));
-        if (HEX64.test(blob)) {
-          file.sha256 = blob;
-          file.storage = 'lfs';
-        } else if (HEX40.test(blob)) {
-          file.gitOid = blob;
-          file.storage = 'git';
-        }
-      }
-      out.push(file);
+  // Through the folder's rules: a link that leaves the snapshot (other than to this storage's blobs), a
+  // dangling one (blob removed) or a special file is not part of the usable snapshot.
+  const { files } = await ModelFolder.at(dir).list();
+  return files.map((f) => {
+    const file: SourceFile = { path: f.name, size: f.size };
+    const blob = f.real === f.path ? undefined : path.basename(f.real);
+    if (blob && HEX64.test(blob)) {
+      file.sha256 = blob;
+      file.storage = 'lfs';
+    } else if (blob && HEX40.test(blob)) {
+      file.gitOid = blob;
+      file.storage = 'git';
     }
-  }
-  await walk('');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return file;
+  });
 }
 
 /** snapshots/<commit>/<file> → a relative symlink to blobs/<etag> (a copy where symlinks are refused). */
@@ -166,12 +146,19 @@ export async function linkIntoSnapshot(storage: string, commit: string, file: st
   } catch {
     // absent or not a link
   }
-  await fs.rm(pointer, { force: true });
+  // A link made under a private name and renamed over the pointer: two processes linking the same file
+  // at once both succeed (rm + symlink would fail one of them with EEXIST), and no reader sees it absent.
+  const tmp = path.join(path.dirname(pointer), `.${path.basename(pointer)}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
   try {
-    await fs.symlink(target, pointer);
-  } catch (err) {
-    // Windows without developer mode: Python copies too.
-    if (systemErrorCode(err) === 'EPERM' || systemErrorCode(err) === 'EACCES') await fs.copyFile(blob, pointer);
-    else throw err;
+    try {
+      await fs.symlink(target, tmp);
+    } catch (err) {
+      // Windows without developer mode: Python copies too.
+      if (systemErrorCode(err) === 'EPERM' || systemErrorCode(err) === 'EACCES') await fs.copyFile(blob, tmp);
+      else throw err;
+    }
+    await fs.rename(tmp, pointer);
+  } finally {
+    await fs.rm(tmp, { force: true });
   }
 }

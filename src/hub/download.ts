@@ -7,10 +7,16 @@
  * Here: `.incomplete` is continued with `Range: bytes=<n>-`, a dropped connection mid-body resumes where
  * it stopped (bounded retries), the content is hashed while it streams (sha256 for LFS files, the git blob
  * sha1 for regular ones) and compared with the oid from the tree listing before the rename into place.
+ *
+ * Concurrency: the whole download of one blob (from the size check of an existing blob to the rename of
+ * `.incomplete`) runs under the blob's cache lock (./cache-lock.ts, the lock huggingface_hub takes), so two
+ * processes never write one `.incomplete`; a waiter finds the finished blob and fetches nothing. The
+ * blob is renamed into place only after its hash and its size on disk match the listing.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import { FopeifyError, outputError, systemErrorCode } from '../errors.js';
+import { acquireCacheLock, type LockOptions } from './cache-lock.js';
 import {
   backoffMs,
   networkErrorCode,
@@ -32,6 +38,8 @@ export interface BlobDownload {
   /** sha256 (LFS) or git blob sha1 (regular file) the content must hash to. */
   oid: string;
   lfs: boolean;
+  /** The cache lock of this blob: `<cache>/.locks/<repo folder>/<etag>.lock`. */
+  lockPath: string;
 }
 
 export interface DownloadContext {
@@ -43,6 +51,8 @@ export interface DownloadContext {
   errors: ErrorContext;
   /** Called with the bytes of this file on disk, as they grow. */
   onBytes?: (bytes: number) => void;
+  /** How long to wait for another process's download of the same blob that makes no progress. */
+  lock?: Pick<LockOptions, 'noProgressMs' | 'mechanism'>;
 }
 
 async function fileSize(p: string): Promise<number | undefined> {
@@ -72,8 +82,19 @@ function rangeStart(res: Response): number | undefined {
 
 /** Download `d` unless its blob is already there with the right size. Returns the bytes fetched. */
 export async function downloadBlob(d: BlobDownload, ctx: DownloadContext): Promise<number> {
+  if ((await fileSize(d.blobPath)) === d.size) return 0;
+  const lock = await acquireCacheLock(d.lockPath, { ...ctx.lock, progressFile: `${d.blobPath}.incomplete`, what: `${d.file} of ${ctx.errors.repo}` });
+  try {
+    return await downloadLocked(d, ctx);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The download proper, with the blob's lock held. */
+async function downloadLocked(d: BlobDownload, ctx: DownloadContext): Promise<number> {
   const existing = await fileSize(d.blobPath);
-  if (existing === d.size) return 0;
+  if (existing === d.size) return 0; // another process finished it while we waited for the lock
   if (existing !== undefined) await fs.rm(d.blobPath, { force: true }); // wrong size: not a blob we trust
 
   const incomplete = `${d.blobPath}.incomplete`;
@@ -166,7 +187,7 @@ export async function downloadBlob(d: BlobDownload, ctx: DownloadContext): Promi
     } catch (err) {
       clearTimeout(stall);
       if (err instanceof FopeifyError) throw err;
-      const net = abort.signal.aborted ? 'ETIMEDOUT (stalled)' : networkErrorCode(err);
+      const net = abort.signal.aborted ? `ETIMEDOUT: no data for ${ctx.stallTimeoutMs / 1000} s` : networkErrorCode(err);
       if (!net) throw err;
       if (attempt >= r.retries) {
         throw new FopeifyError(
@@ -192,6 +213,15 @@ export async function downloadBlob(d: BlobDownload, ctx: DownloadContext): Promi
     throw new FopeifyError(
       'HUB_ERROR',
       `download of ${d.file} from ${ctx.errors.repo} is corrupt: its ${d.lfs ? 'sha256' : 'git sha1'} is ${got}, the Hub lists ${d.oid}; the partial file was deleted, run again`,
+    );
+  }
+  // The hash covers what this process wrote; the size on disk covers anything else that wrote there.
+  const onDisk = await fileSize(incomplete);
+  if (onDisk !== d.size) {
+    await fs.rm(incomplete, { force: true });
+    throw new FopeifyError(
+      'HUB_ERROR',
+      `download of ${d.file} from ${ctx.errors.repo} is corrupt: ${onDisk ?? 0} bytes on disk, the Hub lists ${d.size} (another program wrote to ${incomplete}?); the partial file was deleted, run again`,
     );
   }
   await fs.rename(incomplete, d.blobPath);

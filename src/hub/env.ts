@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { FopeifyError } from '../errors.js';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
@@ -76,4 +77,24 @@ export async function resolveToken(option?: string, env: Env = process.env): Pro
     // No token file (or unreadable): anonymous, as Python does.
   }
   return {};
+}
+
+export const DEFAULT_HUB_TIMEOUT_MS = 60_000;
+
+/**
+ * How long the Hub may keep us waiting (for an answer, or between two chunks of a body): the option,
+ * else FOPEIFY_HUB_TIMEOUT in seconds, else 60 s.
+ */
+export function hubTimeoutMs(option?: number, env: Env = process.env): number {
+  if (option !== undefined) {
+    if (!(Number.isFinite(option) && option > 0)) throw new FopeifyError('BAD_ARGUMENT', `the Hub timeout must be a positive number of milliseconds, got ${option}`);
+    return option;
+  }
+  const v = nonEmpty(env.FOPEIFY_HUB_TIMEOUT);
+  if (v === undefined) return DEFAULT_HUB_TIMEOUT_MS;
+  const s = Number(v);
+  if (!(Number.isFinite(s) && s > 0)) {
+    throw new FopeifyError('BAD_ARGUMENT', `FOPEIFY_HUB_TIMEOUT must be a positive number of seconds, got ${JSON.stringify(v.slice(0, 40))}`);
+  }
+  return Math.round(s * 1000);
 }

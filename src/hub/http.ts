@@ -4,6 +4,12 @@
  * backoff) and remembers the Hub's `X-Error-Code` header, which the library's HubApiError drops but which
  * tells a missing repository from a missing revision or file. `hubError` turns whatever went wrong into
  * one FopeifyError with the repository named and the token masked.
+ *
+ * No request waits forever: each attempt has a watchdog that aborts it when the server keeps us waiting
+ * `timeoutMs` for an answer, or stops taking a request body or sending an answer body for that long (a
+ * body that moves re-arms it, so a long upload is never cut). A stalled attempt is retried like a dropped
+ * connection (bounded, with backoff) unless it is a commit, which may have been applied; the last stall
+ * is a HUB_ERROR naming the request and what it was waiting for.
  */
 import { HubApiError } from '@huggingface/hub';
 import { FopeifyError } from '../errors.js';
@@ -93,19 +99,82 @@ export function networkErrorCode(err: unknown): string | undefined {
   return undefined;
 }
 
-/** Hub API calls and LFS batch answers (JSON), not file bodies or uploads. */
-function bufferable(method: string, url: string): boolean {
-  return method !== 'PUT' && method !== 'HEAD' && (/\/api\//.test(url) || /\.git\/info\/lfs\/objects\/batch$/.test(url));
-}
-
 export interface HubFetchOptions extends RetryOptions {
   /**
    * The Hub's origin: an Authorization header is only ever sent there. The library would send the token
    * to whatever URL a server names (a `Link: rel="next"` page on another host, for one); we drop it.
    */
   authOrigin?: string;
-  /** Bound on each API read (GET) including its body, so a server that never answers does not hang us. */
+  /**
+   * How long a server may keep us waiting (default 60 s): for the answer once the request is sent, and
+   * between two chunks of a request or answer body. An upload or answer that keeps moving is never cut.
+   */
   timeoutMs?: number;
+}
+
+/** Request bodies this large are streamed through a progress watch, so an upload that stalls is noticed. */
+const WATCHED_BODY_BYTES = 1 << 20;
+const BODY_PIECE = 64 * 1024;
+
+/** A request body that is sent as a watched stream, or undefined to send it as is (small, or not a byte body). */
+function watchedBody(body: RequestInit['body']): Blob | undefined {
+  if (body instanceof Blob) return body.size > 0 ? body : undefined;
+  if (typeof body === 'string') return Buffer.byteLength(body) >= WATCHED_BODY_BYTES ? new Blob([body]) : undefined;
+  if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) {
+    return body.byteLength >= WATCHED_BODY_BYTES ? new Blob([body as ArrayBuffer]) : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * `blob` as a pull stream: fetch pulls a piece when the socket took the previous one, so `onPiece` marks
+ * upload progress; `onEnd` marks the whole body handed over.
+ */
+function progressStream(blob: Blob, onPiece: () => void, onEnd: () => void): ReadableStream<Uint8Array> {
+  const reader = blob.stream().getReader();
+  let pending: Uint8Array = new Uint8Array(0);
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (pending.length === 0) {
+          const r = await reader.read();
+          if (r.done) {
+            onEnd();
+            controller.close();
+            return;
+          }
+          pending = r.value;
+        }
+        const piece = pending.subarray(0, BODY_PIECE);
+        pending = pending.subarray(piece.length);
+        onPiece();
+        controller.enqueue(piece);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** What a request is, for messages; never the path or query of a presigned upload URL (a capability). */
+export function describeRequest(method: string, url: string): string {
+  const u = new URL(url);
+  const p = u.pathname;
+  if (method === 'POST' && /\/commit\//.test(p)) return `the commit (POST ${p})`;
+  if (method === 'POST' && /\/preupload\//.test(p)) return `the preupload request (POST ${p})`;
+  if (method === 'POST' && /\/info\/lfs\/objects\/batch$/.test(p)) return `the LFS batch request (POST ${p})`;
+  if (method === 'PUT') return `an LFS upload to ${u.host}`;
+  if (u.origin === 'null') return `${method} request`;
+  return `${method} ${p}`;
+}
+
+class StallError extends Error {
+  constructor(readonly waitingFor: string) {
+    super(`no progress while ${waitingFor}`);
+    this.name = 'TimeoutError';
+  }
 }
 
 export function createHubFetch(base: typeof fetch = globalThis.fetch, options: HubFetchOptions = {}): HubFetch {
@@ -125,54 +194,101 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
     const rateLimitOnly = onlyRateLimitRetry(method, url);
     // A stream body cannot be sent twice; strings, Blobs and buffers (all the library uses) can.
     const replayable = !(init?.body instanceof ReadableStream);
-    const buffer = bufferable(method, url);
-    /** After a network error: whether to stop retrying (and rethrow). */
+    const watched = watchedBody(init?.body);
+    /** After a network error or a stall: whether to stop retrying (and rethrow). */
     const giveUp = (code: string | undefined, attempt: number): boolean => {
       const stop = Boolean(initIn?.signal?.aborted) || !code || rateLimitOnly || !replayable || attempt >= r.retries;
       if (code) state.lastRetried = code;
       if (stop) state.lastAttempts = attempt + 1;
       return stop;
     };
+    const stalledError = (err: StallError, attempt: number): FopeifyError => {
+      const what = describeRequest(method, url);
+      const tries = attempt > 0 ? ` (${attempt + 1} attempts)` : '';
+      const applied = rateLimitOnly ? '; it may or may not have been applied' : '';
+      return new FopeifyError(
+        'HUB_ERROR',
+        `${what} timed out: no progress for ${timeoutMs / 1000} s while ${err.waitingFor}${tries}${applied} (set FOPEIFY_HUB_TIMEOUT, in seconds, to wait longer)`,
+      );
+    };
+
     for (let attempt = 0; ; attempt++) {
-      // API reads get a deadline (headers and body); uploads and downloads do not (they can be long).
-      const deadline = buffer && method === 'GET' ? AbortSignal.timeout(timeoutMs) : undefined;
-      const signal = deadline ? (init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline) : init?.signal;
-      const codeOf = (err: unknown): string | undefined => (deadline?.aborted && !initIn?.signal?.aborted ? 'ETIMEDOUT' : networkErrorCode(err));
-      let res: Response;
+      // One watchdog per attempt: re-armed while a body moves, so only a stall aborts.
+      const watchdog = new AbortController();
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (waitingFor: string): void => {
+        clearTimeout(timer);
+        timer = setTimeout(() => watchdog.abort(new StallError(waitingFor)), timeoutMs);
+      };
+      const signal = init?.signal ? AbortSignal.any([init.signal, watchdog.signal]) : watchdog.signal;
+      let sendInit: RequestInit = { ...init, signal };
+      if (watched) {
+        const headers = new Headers(init?.headers);
+        headers.set('Content-Length', String(watched.size));
+        if (watched.type && !headers.has('Content-Type')) headers.set('Content-Type', watched.type);
+        const sending = 'sending the request body';
+        arm(sending);
+        const body = progressStream(watched, () => arm(sending), () => arm('waiting for the answer'));
+        sendInit = { ...sendInit, headers, body, duplex: 'half' } as RequestInit;
+      } else {
+        arm('waiting for the answer');
+      }
+      /** Our watchdog's verdict, when it fired; else the network error's code. */
+      const stallOf = (): StallError | undefined =>
+        watchdog.signal.aborted && !initIn?.signal?.aborted && watchdog.signal.reason instanceof StallError ? watchdog.signal.reason : undefined;
+      /** A failed attempt: the error to throw, or undefined to retry after a backoff. */
+      const failed = (err: unknown): unknown => {
+        const stall = stallOf();
+        if (!giveUp(stall ? 'ETIMEDOUT' : networkErrorCode(err), attempt)) return undefined;
+        return stall ? stalledError(stall, attempt) : err;
+      };
       try {
-        res = await base(input, signal ? { ...init, signal } : init);
-      } catch (err) {
-        if (giveUp(codeOf(err), attempt)) throw err;
-        await r.sleep(backoffMs(attempt, r));
-        continue;
-      }
-      const errorCode = res.headers.get('X-Error-Code');
-      if (!res.ok && errorCode) {
-        state.errorCodes.set(url, errorCode);
-        if (res.url) state.errorCodes.set(res.url, errorCode);
-      }
-      const retryable = res.status === 429 || (!rateLimitOnly && RETRY_STATUSES.has(res.status));
-      if (retryable && replayable && attempt < r.retries) {
-        const after = parseRetryAfter(res.headers.get('Retry-After'));
-        if (after === undefined || after <= r.maxRetryAfterMs) {
-          state.lastRetried = String(res.status);
-          await res.body?.cancel().catch(() => undefined);
-          await r.sleep(after ?? backoffMs(attempt, r));
-          continue;
-        }
-      }
-      if (buffer) {
-        // API answers are small JSON: read them here, so a connection cut mid-body is retried like one cut
-        // before the headers (the library would otherwise fail in res.json()).
-        let body: ArrayBuffer;
+        let res: Response;
         try {
-          body = await res.arrayBuffer();
+          res = await base(input, sendInit);
         } catch (err) {
-          if (giveUp(codeOf(err), attempt)) throw err;
+          const e = failed(err);
+          if (e) throw e;
+          clearTimeout(timer);
           await r.sleep(backoffMs(attempt, r));
           continue;
         }
-        const copy = new Response(res.status === 204 || res.status === 304 ? null : body, {
+        const errorCode = res.headers.get('X-Error-Code');
+        if (!res.ok && errorCode) {
+          state.errorCodes.set(url, errorCode);
+          if (res.url) state.errorCodes.set(res.url, errorCode);
+        }
+        const retryable = res.status === 429 || (!rateLimitOnly && RETRY_STATUSES.has(res.status));
+        if (retryable && replayable && attempt < r.retries) {
+          const after = parseRetryAfter(res.headers.get('Retry-After'));
+          if (after === undefined || after <= r.maxRetryAfterMs) {
+            state.lastRetried = String(res.status);
+            clearTimeout(timer);
+            await res.body?.cancel().catch(() => undefined);
+            await r.sleep(after ?? backoffMs(attempt, r));
+            continue;
+          }
+        }
+        // Every answer is read here: they are small (JSON, or empty for uploads; file bodies go through
+        // download.ts), so a connection cut or stalled mid-body is retried like one cut before the headers
+        // (the library would otherwise fail, or hang, in res.json()).
+        const chunks: Uint8Array[] = [];
+        try {
+          arm('reading the answer');
+          if (res.body) {
+            for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+              chunks.push(chunk);
+              arm('reading the answer');
+            }
+          }
+        } catch (err) {
+          const e = failed(err);
+          if (e) throw e;
+          clearTimeout(timer);
+          await r.sleep(backoffMs(attempt, r));
+          continue;
+        }
+        const copy = new Response(res.status === 204 || res.status === 304 || method === 'HEAD' ? null : Buffer.concat(chunks), {
           status: res.status,
           statusText: res.statusText,
           headers: res.headers,
@@ -181,9 +297,9 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
         Object.defineProperty(copy, 'url', { value: res.url });
         state.lastAttempts = attempt + 1;
         return copy;
+      } finally {
+        clearTimeout(timer);
       }
-      state.lastAttempts = attempt + 1;
-      return res;
     }
   };
   return { fetch: wrapped as typeof fetch, state, retry: r };

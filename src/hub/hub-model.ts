@@ -11,8 +11,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
 import { checkSnapshot, cachedCommit, INDEX_FILE, linkIntoSnapshot, listSnapshot, repoStorage, shardsFromIndex, writeRef } from './cache.js';
+import { blobLockPath } from './cache-lock.js';
 import { downloadBlob, type BlobDownload } from './download.js';
-import { hubCacheDir, hubEndpoint, isOffline, resolveToken } from './env.js';
+import { hubCacheDir, hubEndpoint, hubTimeoutMs, isOffline, resolveToken } from './env.js';
 import { createHubFetch, hubError, type ErrorContext } from './http.js';
 import { assertBlobName, assertCommitSha, assertSafeRepoPath, assertSafeRevision, encodeRepoPath, joinInside } from './paths.js';
 import type { ModelSourceOptions, ResolvedModel } from './source.js';
@@ -86,11 +87,12 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
   // 2. The Hub.
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
+  const stallTimeoutMs = hubTimeoutMs(options.stallTimeoutMs);
   const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
     retries: options.retries,
     sleep: options.sleep,
     authOrigin: endpoint,
-    timeoutMs: options.stallTimeoutMs,
+    timeoutMs: stallTimeoutMs,
   });
   const errCtx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'read', revision, state: hf.state };
   const common = { hubUrl: endpoint, fetch: hf.fetch, ...(token ? { accessToken: token } : {}) };
@@ -130,7 +132,6 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
   const blobs = path.join(storage, 'blobs');
   await fs.mkdir(blobs, { recursive: true });
   const retry = hf.retry;
-  const stallTimeoutMs = options.stallTimeoutMs ?? 60_000;
   const baseFetch = options.fetch ?? globalThis.fetch;
   let filesDone = 0;
   let filesTotal = 1;
@@ -145,6 +146,7 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
       size: p.size,
       oid: p.oid,
       lfs: p.lfs,
+      lockPath: blobLockPath(cacheDir, repo, p.oid),
     };
     let last = -1;
     await downloadBlob(d, {
@@ -153,6 +155,7 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
       retry,
       stallTimeoutMs,
       errors: errCtx,
+      lock: { noProgressMs: options.lockStallMs },
       onBytes: (bytes) => {
         // At most one event per 256 KiB (and the last byte), so a 10 GB shard does not flood the sink.
         if (bytes !== p.size && bytes - last < 262_144 && bytes > last) return;

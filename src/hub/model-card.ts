@@ -8,9 +8,14 @@
  */
 import { howToLoadMarkdown } from '../bridge/engines.js';
 import { hasFopeArchName } from '../config/fope-arch.js';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomically } from '../io/atomic.js';
+import { parseBoundedJson } from '../io/bounded-json.js';
+import { MAX_JSON_DEPTH, ModelFolder, readOptionalRegularFile } from '../io/model-folder.js';
 import { redact } from './redact.js';
+
+/** Cards, configs and reports read for a card are small; anything larger is not one of them. */
+const MAX_CARD_INPUT_BYTES = 16 * 1024 * 1024;
 
 export const CARD_BEGIN = '<!-- fopeify:begin — this section is rewritten by fopeify; edit outside it -->';
 export const CARD_END = '<!-- fopeify:end -->';
@@ -88,9 +93,21 @@ export function parsePplReport(json: unknown): PplReport | undefined {
   return { windows: j.windows.filter(isNum), results, ...(typeof j.dataset === 'string' ? { dataset: j.dataset } : {}) };
 }
 
+/** An optional JSON input (report, config): undefined when missing, not a regular file, too large or not JSON. */
 async function readJson(p: string): Promise<unknown> {
+  const text = await readOptionalRegularFile(p, MAX_CARD_INPUT_BYTES);
   try {
-    return JSON.parse(await fs.readFile(p, 'utf8')) as unknown;
+    return text === undefined ? undefined : parseBoundedJson(text, MAX_JSON_DEPTH);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A model folder's own JSON file: undefined when missing or not JSON; UNSAFE_PATH when it leads out of the folder. */
+async function readFolderJson(dir: string, name: string): Promise<unknown> {
+  const text = await ModelFolder.at(dir).readText(name, { maxBytes: MAX_CARD_INPUT_BYTES, code: 'BAD_CONFIG' });
+  try {
+    return text === undefined ? undefined : parseBoundedJson(text, MAX_JSON_DEPTH);
   } catch {
     return undefined;
   }
@@ -405,19 +422,16 @@ export interface RefreshCardOptions {
 
 /** Write (or rewrite) `<dir>/README.md` from the folder's config, fopeify.json and eval reports. */
 export async function refreshModelCard(dir: string, options: RefreshCardOptions = {}): Promise<{ path: string; changed: boolean; content: string }> {
-  const config = await readJson(path.join(dir, 'config.json'));
-  const prov = (await readJson(path.join(dir, 'fopeify.json'))) as Record<string, unknown> | undefined;
+  const config = await readFolderJson(dir, 'config.json');
+  const prov = (await readFolderJson(dir, 'fopeify.json')) as Record<string, unknown> | undefined;
   const provenance = prov && typeof prov === 'object' && !Array.isArray(prov) ? prov : undefined;
   const source = provenance?.source as { id?: unknown } | undefined;
   const baseModel = typeof source?.id === 'string' ? source.id : undefined;
   const fope = hasFopeKeys(config);
   const readmePath = path.join(dir, 'README.md');
   let existing: string | undefined;
-  try {
-    existing = await fs.readFile(readmePath, 'utf8');
-  } catch {
-    existing = undefined;
-  }
+  // Read through the folder's checks: a README.md linked from outside (or a FIFO) is refused, never read into the card.
+  existing = await ModelFolder.at(dir).readText('README.md', { maxBytes: MAX_CARD_INPUT_BYTES, code: 'BAD_ARGUMENT' });
   let done = doneFromProvenance(provenance, fope);
   let sections: { heading: string; body: string }[] | undefined;
   let title: string | undefined;
@@ -453,6 +467,6 @@ export async function refreshModelCard(dir: string, options: RefreshCardOptions 
     existing,
   });
   const changed = content !== existing;
-  if (changed) await fs.writeFile(readmePath, content);
+  if (changed) await writeFileAtomically(readmePath, content);
   return { path: readmePath, changed, content };
 }

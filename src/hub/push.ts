@@ -2,7 +2,7 @@
  * `fopeify push <dir> <org/name>`: a model folder → one commit on the Hub.
  *
  * The upload itself is @huggingface/hub's commitIter (preupload → LFS batch → LFS PUTs → NDJSON commit),
- * given our retrying fetch. (uploadFiles is the same commit without events; uploadFilesWithProgress
+ * given our retrying fetch, which also puts a deadline on every request (./http.ts). (uploadFiles is the same commit without events; uploadFilesWithProgress
  * replaces the `fetch` option with its own XMLHttpRequest wrapper, which would bypass our retries.) Around it: refuse what is not a model folder, check the token can write before
  * hashing gigabytes, create the repository (409 = it exists), refresh the model card, and leave out files
  * the branch already holds with the same content (compared by sha256 / git blob sha1 against the tree
@@ -16,8 +16,10 @@ import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { refreshRemoteCode } from '../bridge/remote-code.js';
 import { FopeifyError } from '../errors.js';
+import { isModelFileName } from '../io/model-files.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { checkSnapshot } from './cache.js';
-import { hubEndpoint, resolveToken } from './env.js';
+import { hubEndpoint, hubTimeoutMs, resolveToken } from './env.js';
 import { createHubFetch, hubError, type ErrorContext } from './http.js';
 import { refreshModelCard } from './model-card.js';
 import { isSafeRepoPath } from './paths.js';
@@ -51,6 +53,12 @@ export interface PushOptions {
   retries?: number;
   /** Injected sleep between retries. */
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * How long the Hub may keep a request waiting: for its answer, or between two chunks of an upload
+   * (default: FOPEIFY_HUB_TIMEOUT in seconds, else 60 000 ms). A stalled request is retried, except the
+   * commit itself, which fails with a HUB_ERROR (rerunning the push is safe).
+   */
+  stallTimeoutMs?: number;
 }
 
 export interface PushProgress {
@@ -109,30 +117,22 @@ async function assertModelFolder(dir: string): Promise<void> {
   );
 }
 
-/** Files to upload: everything but dot-files/folders (.git, .cache, …) and unfinished downloads. */
+/**
+ * Files to upload: the regular files that belong to the folder (links only within it or into the Hugging
+ * Face cache's blobs), but not dot-files/folders (.git, .cache, …) or unfinished downloads. Dangling links,
+ * special files and links out of the folder are skipped, and refused when they stand for a model file
+ * (config.json, a shard, …). `abs` is the checked real path, which is what gets read.
+ */
 async function listLocal(dir: string): Promise<{ path: string; abs: string; size: number }[]> {
-  const out: { path: string; abs: string; size: number }[] = [];
-  const seen = new Set<string>();
-  async function walk(rel: string): Promise<void> {
-    const here = rel ? path.join(dir, rel) : dir;
-    const real = await fs.realpath(here);
-    if (seen.has(real)) return; // a symlink loop
-    seen.add(real);
-    for (const e of await fs.readdir(here, { withFileTypes: true })) {
-      if (e.name.startsWith('.') || e.name.endsWith('.incomplete')) continue;
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      const abs = path.join(dir, r);
-      const st = await fs.stat(abs).catch(() => undefined); // follows symlinks (convert may link shards)
-      if (!st) continue;
-      if (st.isDirectory()) await walk(r);
-      else if (st.isFile()) {
-        if (!isSafeRepoPath(r)) throw new FopeifyError('BAD_ARGUMENT', `cannot push ${JSON.stringify(r)}: the Hub does not accept that file name`);
-        out.push({ path: r, abs, size: st.size });
-      }
-    }
+  const { files, ignored } = await ModelFolder.at(dir).list();
+  const needed = ignored.find((e) => isModelFileName(e.name));
+  if (needed) {
+    throw new FopeifyError('UNSAFE_PATH', `cannot push ${path.join(dir, needed.name)}: it ${needed.reason}; fix or remove it, then push again`);
   }
-  await walk('');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const f of files) {
+    if (!isSafeRepoPath(f.name)) throw new FopeifyError('BAD_ARGUMENT', `cannot push ${JSON.stringify(f.name)}: the Hub does not accept that file name`);
+  }
+  return files.map((f) => ({ path: f.name, abs: f.real, size: f.size }));
 }
 
 /** sha256 (the LFS oid) and git blob sha1 (a regular file's oid) in one read. */
@@ -161,10 +161,16 @@ export async function push(options: PushOptions): Promise<PushResult> {
   const st = await fs.stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new FopeifyError('BAD_ARGUMENT', `${options.dir} is not a folder`);
   if (!options.force) await assertModelFolder(dir);
+  await listLocal(dir); // refuse an unusable model file before anything reaches the Hub
 
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
-  const hf = createHubFetch(options.fetch ?? globalThis.fetch, { retries: options.retries, sleep: options.sleep, authOrigin: endpoint });
+  const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
+    retries: options.retries,
+    sleep: options.sleep,
+    authOrigin: endpoint,
+    timeoutMs: hubTimeoutMs(options.stallTimeoutMs),
+  });
   const ctx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'write', revision: branch, state: hf.state };
   if (!token) {
     throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);

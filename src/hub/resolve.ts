@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
+import { ModelFolder } from '../io/model-folder.js';
 import type { ModelSourceOptions, ResolvedModel, SourceFile } from './source.js';
 
 /** A Hub id looks like `org/name` (or `name`) and is not an existing path. */
@@ -8,22 +9,10 @@ export function looksLikeHubId(model: string): boolean {
   return /^[A-Za-z0-9][\w.-]*(\/[\w.-]+)?$/.test(model) && !model.includes('..');
 }
 
+/** The files that belong to a local model folder; dangling links, special files and links out of it are left out. */
 async function listFolder(dir: string): Promise<SourceFile[]> {
-  const out: SourceFile[] = [];
-  async function walk(rel: string): Promise<void> {
-    const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
-    for (const e of entries) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.name.startsWith('.')) continue;
-      if (e.isDirectory()) await walk(r);
-      else {
-        const st = await fs.stat(path.join(dir, r));
-        if (st.isFile()) out.push({ path: r, size: st.size });
-      }
-    }
-  }
-  await walk('');
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const { files } = await ModelFolder.at(dir).list();
+  return files.map((f) => ({ path: f.name, size: f.size }));
 }
 
 /**

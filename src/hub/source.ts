@@ -21,8 +21,17 @@ export interface ModelSourceOptions {
   retries?: number;
   /** Injected sleep used between retries (tests pass a recorder so they do not wait). */
   sleep?: (ms: number) => Promise<void>;
-  /** Abort (and retry) a download whose body stalls this long without a byte, or an API read that takes this long (default 60 000 ms). */
+  /**
+   * How long the Hub may keep us waiting: for the answer to a request, and between two chunks of a body
+   * (a download that makes progress is never cut). A stalled request is aborted and retried. Default:
+   * FOPEIFY_HUB_TIMEOUT (seconds), else 60 000 ms.
+   */
   stallTimeoutMs?: number;
+  /**
+   * Another process (fopeify or Python's huggingface_hub) downloading the same file into the same cache
+   * is waited for; give up when its download has made no progress for this long (default 10 minutes).
+   */
+  lockStallMs?: number;
 }
 
 export interface DownloadProgress {

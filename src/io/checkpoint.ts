@@ -5,6 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
+import { MAX_INDEX_BYTES, ModelFolder } from './model-folder.js';
 import { SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -31,31 +32,29 @@ export class Checkpoint {
     } catch {
       throw new FopeifyError('MODEL_NOT_FOUND', `model folder not found: ${dir}`);
     }
+    const folder = ModelFolder.at(dir);
     const shardFiles: string[] = [];
     let indexed = false;
-    if (names.includes(INDEX_FILE)) {
+    const index = names.includes(INDEX_FILE)
+      ? ((await folder.readJson(INDEX_FILE, { maxBytes: MAX_INDEX_BYTES, code: 'BAD_SAFETENSORS' })) as { weight_map?: Record<string, unknown> } | undefined)
+      : undefined; // a dangling index link counts as no index: the shards are read as they are
+    if (index !== undefined) {
       indexed = true;
-      let index: { weight_map?: Record<string, string> };
-      try {
-        index = JSON.parse(await fs.readFile(path.join(dir, INDEX_FILE), 'utf8'));
-      } catch {
-        throw new FopeifyError('BAD_SAFETENSORS', `${path.join(dir, INDEX_FILE)} is not valid JSON`);
-      }
-      if (!index.weight_map || typeof index.weight_map !== 'object') {
+      if (!index || typeof index !== 'object' || !index.weight_map || typeof index.weight_map !== 'object' || Array.isArray(index.weight_map)) {
         throw new FopeifyError('BAD_SAFETENSORS', `${path.join(dir, INDEX_FILE)} has no weight_map`);
       }
       for (const f of new Set(Object.values(index.weight_map))) {
         if (typeof f !== 'string' || f.includes('/') || f.includes('\\') || f.startsWith('.')) {
-          throw new FopeifyError('BAD_SAFETENSORS', `${INDEX_FILE} names an invalid shard: ${String(f)}`);
+          throw new FopeifyError('BAD_SAFETENSORS', `${INDEX_FILE} names an invalid shard: ${typeof f === 'string' ? JSON.stringify(f.slice(0, 200)) : typeof f}`);
         }
         if (!names.includes(f)) {
           throw new FopeifyError('MISSING_SHARD', `${INDEX_FILE} names shard ${f}, which is missing from ${dir}`);
         }
         shardFiles.push(f);
       }
-      const shards = await openShards(dir, shardFiles.sort());
+      const shards = await openShards(folder, shardFiles.sort());
       const tensors = new Map<string, CheckpointTensor>();
-      for (const [name, file] of Object.entries(index.weight_map)) {
+      for (const [name, file] of Object.entries(index.weight_map as Record<string, string>)) {
         const info = shards.get(file)!.tensors.get(name);
         if (!info) {
           await closeAll(shards);
@@ -76,7 +75,7 @@ export class Checkpoint {
       }
       throw new FopeifyError('MODEL_NOT_FOUND', `${dir} has no .safetensors weights`);
     }
-    const shards = await openShards(dir, shardFiles.sort());
+    const shards = await openShards(folder, shardFiles.sort());
     const tensors = new Map<string, CheckpointTensor>();
     for (const [file, st] of shards) {
       for (const [name, info] of st.tensors) {
@@ -127,10 +126,15 @@ export class Checkpoint {
   }
 }
 
-async function openShards(dir: string, files: string[]): Promise<Map<string, SafetensorsFile>> {
+/** Open each shard through the folder's checks: a missing or dangling one is MISSING_SHARD, an unsafe one UNSAFE_PATH. */
+async function openShards(folder: ModelFolder, files: string[]): Promise<Map<string, SafetensorsFile>> {
   const shards = new Map<string, SafetensorsFile>();
   try {
-    for (const f of files) shards.set(f, await SafetensorsFile.open(path.join(dir, f)));
+    for (const f of files) {
+      const opened = await folder.open(f);
+      if (!opened) throw new FopeifyError('MISSING_SHARD', `shard ${f} is missing from ${folder.dir} (absent, or a dangling symlink)`);
+      shards.set(f, await SafetensorsFile.fromHandle(opened.path, opened.handle));
+    }
   } catch (err) {
     await closeAll(shards);
     throw err;

@@ -29,3 +29,21 @@ export const REMOTE_CODE_FILES = [
   'fope_checkpoint.py',
   'fope_runner.py',
 ] as const;
+
+/**
+ * Root files a model folder is made of (weights, index, config, tokenizer and generation files, card,
+ * provenance, adapter). A push refuses to go on when one of them is there but unusable (a link out of the
+ * folder, a FIFO) instead of silently leaving it out; any other unusable entry is skipped.
+ */
+export function isModelFileName(name: string): boolean {
+  return (
+    name === 'config.json' ||
+    name === 'README.md' ||
+    name === 'fopeify.json' ||
+    name === 'adapter_config.json' ||
+    name.endsWith('.safetensors') ||
+    name.endsWith('.safetensors.index.json') ||
+    SIDECAR_FILES.includes(name) ||
+    (REMOTE_CODE_FILES as readonly string[]).includes(name)
+  );
+}

@@ -5,13 +5,17 @@
  * Format: 8-byte little-endian header length N, N bytes of JSON (padded with spaces to a multiple of 8),
  * then raw little-endian tensor data; offsets in the header are relative to the end of the header.
  */
-import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { FopeifyError, outputError } from '../errors.js';
+import { FopeifyError, systemErrorCode } from '../errors.js';
+import { writeFileAtomically, writeFileWith } from './atomic.js';
+import { JsonShapeError, parseBoundedJson } from './bounded-json.js';
 import { decodeToF32, dtypeSize, isDtype, type Dtype } from './dtype.js';
+import { openRegularFile } from './model-folder.js';
 
 /** Headers larger than this are refused (the reference implementation uses 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
+/** A header is an object of tensor entries (objects holding a shape array) and `__metadata__`: depth 3. */
+export const MAX_HEADER_DEPTH = 3;
 
 export interface TensorInfo {
   name: string;
@@ -30,7 +34,34 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Parse and validate a header against the file size. Pure: tested directly with crafted bytes. */
+/** A value from an untrusted header, shown short in a message. */
+function show(v: unknown): string {
+  const s = typeof v === 'string' ? JSON.stringify(v) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+function showShape(shape: readonly number[]): string {
+  return shape.length > 8 ? `[${shape.slice(0, 8).join(', ')}, ... (${shape.length} dims)]` : `[${shape.join(', ')}]`;
+}
+
+/** Bytes of a dtype × shape, or undefined when the element count passes 2^53 (the reference fails on overflow too). */
+function tensorBytes(shape: readonly number[], dtype: Dtype): number | undefined {
+  let n = 1;
+  for (const d of shape) {
+    n *= d;
+    if (n > Number.MAX_SAFE_INTEGER) return undefined;
+  }
+  const bytes = n * dtypeSize(dtype);
+  return bytes > Number.MAX_SAFE_INTEGER ? undefined : bytes;
+}
+
+/**
+ * Parse and validate a header against the size of the data section, as the reference implementation does:
+ * JSON of depth ≤ 3, known dtypes, non-negative integer dims whose product does not overflow, and tensor
+ * data that covers the data section exactly — contiguous from 0, no gap, no overlap, ending at its last
+ * byte. (A header length a few bytes short still parses when the cut falls in the padding; only the last
+ * rule catches it, before every tensor is read shifted.) Pure: tested directly with crafted bytes.
+ */
 export function parseHeader(
   headerJson: string,
   dataBytes: number,
@@ -38,9 +69,10 @@ export function parseHeader(
 ): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   let raw: unknown;
   try {
-    raw = JSON.parse(headerJson);
-  } catch {
-    throw bad(path, 'header is not JSON');
+    raw = parseBoundedJson(headerJson, MAX_HEADER_DEPTH);
+  } catch (err) {
+    if (!(err instanceof JsonShapeError)) throw err;
+    throw bad(path, err.message.startsWith('nests') ? `header ${err.message}` : 'header is not JSON');
   }
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw bad(path, 'header is not a JSON object');
   const tensors = new Map<string, TensorInfo>();
@@ -49,38 +81,47 @@ export function parseHeader(
     if (name === '__metadata__') {
       if (!value || typeof value !== 'object' || Array.isArray(value)) throw bad(path, '__metadata__ is not an object');
       for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') throw bad(path, `__metadata__.${k} is not a string`);
+        if (typeof v !== 'string') throw bad(path, `__metadata__.${show(k)} is not a string`);
       }
       metadata = value as Record<string, string>;
       continue;
     }
+    const label = show(name);
     const e = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (!e || typeof e !== 'object') throw bad(path, `entry ${name} is not an object`);
-    if (typeof e.dtype !== 'string' || !isDtype(e.dtype)) throw bad(path, `tensor ${name} has unknown dtype ${String(e.dtype)}`);
+    if (!e || typeof e !== 'object' || Array.isArray(e)) throw bad(path, `entry ${label} is not an object`);
+    if (typeof e.dtype !== 'string' || !isDtype(e.dtype)) throw bad(path, `tensor ${label} has unknown dtype ${show(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(path, `tensor ${name} has an invalid shape`);
+      throw bad(path, `tensor ${label} has an invalid shape (dims must be non-negative integers)`);
     }
     const off = e.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(path, `tensor ${name} has invalid data_offsets`);
+      throw bad(path, `tensor ${label} has invalid data_offsets`);
     }
     const [begin, end] = off as [number, number];
-    if (begin > end) throw bad(path, `tensor ${name} has data_offsets out of order`);
+    if (begin > end) throw bad(path, `tensor ${label} has data_offsets out of order`);
     if (end > dataBytes) {
-      throw bad(path, `tensor ${name} lies outside the file (ends at ${end}, data section has ${dataBytes} bytes; truncated?)`);
+      throw bad(path, `tensor ${label} lies outside the file (ends at ${end}, data section has ${dataBytes} bytes; truncated?)`);
     }
     const shape = e.shape as number[];
-    const expected = numel(shape) * dtypeSize(e.dtype);
+    const expected = tensorBytes(shape, e.dtype);
+    if (expected === undefined) throw bad(path, `tensor ${label}: ${e.dtype} × ${showShape(shape)} overflows`);
     if (expected !== end - begin) {
-      throw bad(path, `tensor ${name}: ${e.dtype} × [${shape.join(', ')}] needs ${expected} bytes, offsets give ${end - begin}`);
+      throw bad(path, `tensor ${label}: ${e.dtype} × ${showShape(shape)} needs ${expected} bytes, offsets give ${end - begin}`);
     }
     tensors.set(name, { name, dtype: e.dtype, shape, begin, end });
   }
   const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
-  for (let i = 1; i < sorted.length; i++) {
-    const prev = sorted[i - 1]!;
-    const cur = sorted[i]!;
-    if (cur.begin < prev.end) throw bad(path, `tensors ${prev.name} and ${cur.name} overlap`);
+  let covered = 0;
+  for (const t of sorted) {
+    if (t.begin < covered) throw bad(path, `tensors overlap at byte ${t.begin} (${show(t.name)})`);
+    if (t.begin > covered) throw bad(path, `bytes ${covered}..${t.begin} of the data section belong to no tensor (before ${show(t.name)})`);
+    covered = t.end;
+  }
+  if (covered !== dataBytes) {
+    throw bad(
+      path,
+      `the tensors cover ${covered} bytes but the data section has ${dataBytes}: the header length is wrong or bytes were appended`,
+    );
   }
   return { tensors, metadata };
 }
@@ -96,13 +137,20 @@ export class SafetensorsFile {
     private handle: FileHandle | undefined,
   ) {}
 
+  /** Open a safetensors file by path (a regular file only: a FIFO or device is refused, never waited on). */
   static async open(path: string): Promise<SafetensorsFile> {
-    let handle: FileHandle;
+    let opened;
     try {
-      handle = await fs.open(path, 'r');
+      opened = await openRegularFile(path);
     } catch (err) {
-      throw new FopeifyError('MISSING_SHARD', `cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+      if (err instanceof FopeifyError) throw err;
+      throw new FopeifyError('MISSING_SHARD', `cannot open ${path}: ${systemErrorCode(err) ?? String(err)}`);
     }
+    return SafetensorsFile.fromHandle(path, opened.handle);
+  }
+
+  /** Read the header from an open handle (which this takes over: closed on failure and by close()). */
+  static async fromHandle(path: string, handle: FileHandle): Promise<SafetensorsFile> {
     try {
       const { size } = await handle.stat();
       if (size < 8) throw bad(path, `file has ${size} bytes, shorter than the 8-byte header length`);
@@ -113,8 +161,19 @@ export class SafetensorsFile {
       const headerLen = Number(n);
       if (8 + headerLen > size) throw bad(path, `header length ${headerLen} runs past the end of the file (${size} bytes; truncated?)`);
       const headerBuf = Buffer.alloc(headerLen);
-      await handle.read(headerBuf, 0, headerLen, 8);
-      const { tensors, metadata } = parseHeader(headerBuf.toString('utf8'), size - 8 - headerLen, path);
+      let done = 0;
+      while (done < headerLen) {
+        const { bytesRead } = await handle.read(headerBuf, done, headerLen - done, 8 + done);
+        if (bytesRead === 0) throw bad(path, 'file shrank while its header was read');
+        done += bytesRead;
+      }
+      let headerJson: string;
+      try {
+        headerJson = new TextDecoder('utf-8', { fatal: true }).decode(headerBuf);
+      } catch {
+        throw bad(path, 'header is not UTF-8');
+      }
+      const { tensors, metadata } = parseHeader(headerJson, size - 8 - headerLen, path);
       return new SafetensorsFile(path, size, 8 + headerLen, tensors, metadata, handle);
     } catch (err) {
       await handle.close();
@@ -194,7 +253,7 @@ export function encodeHeader(
 
 /**
  * Write one safetensors file, tensors sorted by name (deterministic bytes), streaming each tensor's
- * data as it is produced. The caller is responsible for atomicity (write into a temporary folder).
+ * data as it is produced, into a temporary sibling renamed onto `path` when complete.
  */
 export async function writeSafetensors(
   path: string,
@@ -203,9 +262,8 @@ export async function writeSafetensors(
 ): Promise<{ bytes: number }> {
   const ordered = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const { header, dataBytes } = encodeHeader(ordered, metadata);
-  let handle: FileHandle | undefined;
-  try {
-    handle = await fs.open(path, 'w');
+  // A new file renamed into place: never written through an existing name (which may be a hard link).
+  return writeFileWith(path, async (handle) => {
     await handle.write(header, 0, header.length, 0);
     let pos = header.length;
     for (const t of ordered) {
@@ -221,13 +279,8 @@ export async function writeSafetensors(
       }
       pos += bytes.byteLength;
     }
-    await handle.close();
-    handle = undefined;
     return { bytes: header.length + dataBytes };
-  } catch (err) {
-    await handle?.close().catch(() => undefined);
-    throw outputError(err, path);
-  }
+  });
 }
 
 /** Shard file name as transformers writes it. */
@@ -289,9 +342,5 @@ export async function writeShardedSafetensors(
 export async function writeIndex(path: string, weightMap: Record<string, string>, totalSize: number): Promise<void> {
   const sorted = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
   const text = JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sorted }, null, 2) + '\n';
-  try {
-    await fs.writeFile(path, text);
-  } catch (err) {
-    throw outputError(err, path);
-  }
+  await writeFileAtomically(path, text);
 }

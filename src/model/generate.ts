@@ -9,6 +9,7 @@ import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { SeededRandom } from '../rope/random.js';
 import { KvCache } from './cache.js';
+import { checkFiniteValues } from './finite.js';
 import { forwardLogits, type ForwardOptions } from './llama.js';
 import type { WeightMap } from './weights.js';
 
@@ -94,7 +95,10 @@ function eosSet(eos: number | readonly number[] | null | undefined): Set<number>
 async function lastLogits(weights: WeightMap, spec: ModelSpec, ids: number[], options: ForwardOptions): Promise<Float32Array> {
   const t = tf.tidy(() => forwardLogits(weights, spec, ids, { ...options, logits: 'last' }));
   try {
-    return (await t.data()) as Float32Array;
+    const data = (await t.data()) as Float32Array;
+    // argmax over NaN picks token 0 and sampling picks garbage: a NaN must not become a token.
+    checkFiniteValues(data, 'the next-token logits');
+    return data;
   } finally {
     t.dispose();
   }

@@ -48,8 +48,14 @@ export {
   type LoadedWeights,
 } from './weights.js';
 export { generate, sampleToken, argmax, type GenerateOptions, type GenerateResult, type SamplingOptions } from './generate.js';
+export { MAX_ABS_WEIGHT, firstNonFinite, checkWeightValues, checkFiniteResult, checkFiniteValues } from './finite.js';
+export { withTimeLimit, TimeLimitExceeded } from './time-limit.js';
 export {
   loadTokenizer,
+  textTokenizer,
+  DEFAULT_TOKENIZE_LIMIT_MS,
+  TOKENIZE_MS_PER_CHAR,
+  type TokenizerLimits,
   HfTokenizerClass,
   type TextTokenizer,
   type HfTokenizer,

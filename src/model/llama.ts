@@ -37,7 +37,8 @@ export interface ForwardOptions {
   keyBlock?: number;
 }
 
-function idsTensor(ids: TokenIds): { t: tf.Tensor2D; owned: boolean } {
+/** Token ids as an int32 `[B, T]` tensor; plain ids are checked against the vocabulary first. */
+function idsTensor(ids: TokenIds, vocabSize: number): { t: tf.Tensor2D; owned: boolean } {
   if (ids instanceof tf.Tensor) {
     if (ids.rank !== 2) throw new FopeifyError('BAD_ARGUMENT', `token ids must be [batch, T], got shape [${ids.shape}]`);
     return { t: ids.dtype === 'int32' ? ids : (ids.cast('int32') as tf.Tensor2D), owned: ids.dtype !== 'int32' };
@@ -49,7 +50,14 @@ function idsTensor(ids: TokenIds): { t: tf.Tensor2D; owned: boolean } {
   const flat = new Int32Array(rows.length * T);
   rows.forEach((r, b) => {
     if (r.length !== T) throw new FopeifyError('BAD_ARGUMENT', 'every sequence of a batch must have the same length');
-    for (let i = 0; i < T; i++) flat[b * T + i] = r[i]!;
+    for (let i = 0; i < T; i++) {
+      const id = r[i]!;
+      // tf.gather gives zeros (or throws, per backend) for an id outside the table: say which id it was.
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new FopeifyError('BAD_ARGUMENT', `token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+      }
+      flat[b * T + i] = id;
+    }
   });
   return { t: tf.tensor2d(flat, [rows.length, T], 'int32'), owned: true };
 }
@@ -226,32 +234,35 @@ export function decoderLayer(h: tf.Tensor2D, layer: number, rot: RotaryTables, c
  * appended to it and `cache.length` advances by T.
  */
 export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-  const { t: idT, owned } = idsTensor(ids);
+  const { t: idT, owned } = idsTensor(ids, spec.vocabSize);
   const [B, T] = idT.shape;
   const cache = options.cache;
   const qStart = cache ? cache.length : 0;
-  let positions = options.positions;
-  if (positions) {
-    if (positions.length !== T) throw new FopeifyError('BAD_ARGUMENT', `${positions.length} positions given for ${T} tokens`);
-  } else {
-    const p = new Float32Array(T);
-    for (let i = 0; i < T; i++) p[i] = qStart + i;
-    positions = p;
-  }
-  if (cache && cache.numLayers !== spec.numLayers) throw new FopeifyError('BAD_ARGUMENT', 'the KV cache belongs to another model');
-  const rotary = new RotaryProvider(weights, spec, positions);
-  const ctx: LayerContext = {
-    weights,
-    spec,
-    B,
-    T,
-    qStart,
-    cache,
-    queryBlock: options.queryBlock,
-    keyBlock: options.keyBlock ?? DEFAULT_KEY_BLOCK,
-  };
+  // Everything made here is freed on every path, a throw included (a failing forward leaks nothing).
+  let rotary: RotaryProvider | undefined;
+  let h: tf.Tensor2D | undefined;
   try {
-    let h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), idT.reshape([B * T])) as tf.Tensor2D);
+    let positions = options.positions;
+    if (positions) {
+      if (positions.length !== T) throw new FopeifyError('BAD_ARGUMENT', `${positions.length} positions given for ${T} tokens`);
+    } else {
+      const p = new Float32Array(T);
+      for (let i = 0; i < T; i++) p[i] = qStart + i;
+      positions = p;
+    }
+    if (cache && cache.numLayers !== spec.numLayers) throw new FopeifyError('BAD_ARGUMENT', 'the KV cache belongs to another model');
+    rotary = new RotaryProvider(weights, spec, positions);
+    const ctx: LayerContext = {
+      weights,
+      spec,
+      B,
+      T,
+      qStart,
+      cache,
+      queryBlock: options.queryBlock,
+      keyBlock: options.keyBlock ?? DEFAULT_KEY_BLOCK,
+    };
+    h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), idT.reshape([B * T])) as tf.Tensor2D);
     for (let i = 0; i < spec.numLayers; i++) {
       const next = decoderLayer(h, i, rotary.get(i), ctx);
       h.dispose();
@@ -259,11 +270,11 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
       rotary.release(i);
     }
     if (cache) cache.advance(T);
-    const out = tf.tidy(() => normRows(h, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
-    h.dispose();
-    return out;
+    const last = h;
+    return tf.tidy(() => normRows(last, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
   } finally {
-    rotary.dispose();
+    h?.dispose();
+    rotary?.dispose();
     if (owned) idT.dispose();
   }
 }

@@ -4,10 +4,10 @@
  * becomes `any`. The interfaces below are the typed declaration of the part fopeify uses; the one cast
  * from the untyped module happens here and nowhere else.
  */
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import * as tokenizersModule from '@huggingface/tokenizers';
 import { FopeifyError } from '../errors.js';
+import { MAX_TOKENIZER_BYTES, ModelFolder } from '../io/model-folder.js';
+import { TimeLimitExceeded, withTimeLimit } from './time-limit.js';
 
 export interface HfEncoding {
   ids: number[];
@@ -48,24 +48,78 @@ function tokenContent(v: unknown): string | null {
   return null;
 }
 
+export interface TokenizerLimits {
+  /**
+   * Time limit of one encode or decode: this many ms plus TOKENIZE_MS_PER_CHAR per character of the
+   * text (default 10 000). A pre-tokenizer regex that backtracks catastrophically ends in a BAD_CONFIG
+   * error instead of a command that never returns.
+   */
+  timeLimitMs?: number;
+}
+
+export const DEFAULT_TOKENIZE_LIMIT_MS = 10_000;
+/** 0.1 ms per character: ~10× what the slowest tokenizer measured here needs (~5 µs per character). */
+export const TOKENIZE_MS_PER_CHAR = 0.1;
+
+/**
+ * The fopeify view of a loaded tokenizer: time-limited encode and decode whose failures are typed
+ * (a tokenizer is model data, possibly untrusted), and ids checked before decoding.
+ */
+export function textTokenizer(tok: HfTokenizer, config: Record<string, unknown>, file: string, limits: TokenizerLimits = {}): TextTokenizer {
+  const base = limits.timeLimitMs ?? DEFAULT_TOKENIZE_LIMIT_MS;
+  const guarded = <T>(what: string, chars: number, fn: () => T): T => {
+    const limitMs = base + TOKENIZE_MS_PER_CHAR * chars;
+    try {
+      return withTimeLimit(fn, limitMs);
+    } catch (err) {
+      if (err instanceof FopeifyError) throw err;
+      if (err instanceof TimeLimitExceeded) {
+        throw new FopeifyError(
+          'BAD_CONFIG',
+          `${what} with ${file} took longer than ${(limitMs / 1000).toFixed(1)} s and was stopped (a pre-tokenizer or decoder regex that backtracks without end?)`,
+        );
+      }
+      throw new FopeifyError('BAD_CONFIG', `${what} with ${file} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+  };
+  const idOf = (key: string): number | null => {
+    const content = tokenContent(config[key]);
+    if (content === null) return null;
+    return tok.token_to_id(content) ?? null;
+  };
+  return {
+    encode: (text, options) => {
+      if (typeof text !== 'string') throw new FopeifyError('BAD_ARGUMENT', `only text can be tokenized (got ${typeof text})`);
+      return guarded(`tokenizing ${text.length} characters`, text.length, () => tok.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids);
+    },
+    decode: (ids, options) => {
+      const bad = ids.find((id) => !Number.isInteger(id) || id < 0);
+      if (bad !== undefined) throw new FopeifyError('BAD_ARGUMENT', `cannot decode token id ${bad}: ids are non-negative integers`);
+      // @huggingface/tokenizers refuses an empty list; no ids are no text.
+      if (!ids.length) return '';
+      // Ids the tokenizer does not know (a model's padded vocabulary) decode to nothing, as in HF tokenizers.
+      return guarded(`decoding ${ids.length} tokens`, ids.length, () => tok.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false }));
+    },
+    eosTokenId: idOf('eos_token'),
+    bosTokenId: idOf('bos_token'),
+    raw: tok,
+  };
+}
+
 /** Load `<dir>/tokenizer.json` (+ tokenizer_config.json when present). */
-export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
-  const file = path.join(dir, 'tokenizer.json');
-  let json: object;
-  try {
-    json = JSON.parse(await fs.readFile(file, 'utf8')) as object;
-  } catch (err) {
-    const missing = (err as { code?: string }).code === 'ENOENT';
-    throw new FopeifyError(
-      'MODEL_NOT_FOUND',
-      missing ? `${dir} has no tokenizer.json (fopeify reads fast-tokenizer files only)` : `${file} is not valid JSON`,
-    );
-  }
+export async function loadTokenizer(dir: string, limits: TokenizerLimits = {}): Promise<TextTokenizer> {
+  const folder = ModelFolder.at(dir);
+  const file = folder.pathOf('tokenizer.json');
+  // Read through the folder's checks: a FIFO, a device or a link out of the folder is refused, not read.
+  const json = (await folder.readJson('tokenizer.json', { maxBytes: MAX_TOKENIZER_BYTES, code: 'MODEL_NOT_FOUND' })) as object | undefined;
+  if (json === undefined) throw new FopeifyError('MODEL_NOT_FOUND', `${dir} has no tokenizer.json (fopeify reads fast-tokenizer files only)`);
   let config: Record<string, unknown> = {};
   try {
-    config = JSON.parse(await fs.readFile(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-  } catch {
-    config = {};
+    const c = await folder.readJson('tokenizer_config.json', { maxBytes: MAX_TOKENIZER_BYTES, code: 'BAD_CONFIG' });
+    if (c && typeof c === 'object' && !Array.isArray(c)) config = c as Record<string, unknown>;
+  } catch (err) {
+    // Optional and read leniently, as before; but a file fopeify must not read is still refused.
+    if ((err as FopeifyError).code === 'UNSAFE_PATH') throw err;
   }
   let tok: HfTokenizer;
   try {
@@ -73,16 +127,5 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   } catch (err) {
     throw new FopeifyError('BAD_CONFIG', `cannot load ${file}: ${(err as Error).message}`);
   }
-  const idOf = (key: string): number | null => {
-    const content = tokenContent(config[key]);
-    if (content === null) return null;
-    return tok.token_to_id(content) ?? null;
-  };
-  return {
-    encode: (text, options) => tok.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids,
-    decode: (ids, options) => tok.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false }),
-    eosTokenId: idOf('eos_token'),
-    bosTokenId: idOf('bos_token'),
-    raw: tok,
-  };
+  return textTokenizer(tok, config, file, limits);
 }

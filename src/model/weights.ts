@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
+import { checkWeightValues } from './finite.js';
 
 /** Weights by Hugging Face name. Variables when loaded by loadWeights; any tensors for forwardLogits. */
 export type WeightMap = Map<string, tf.Tensor>;
@@ -140,6 +141,11 @@ export interface LoadWeightsOptions {
   layout?: 'hf' | 'inference';
   /** Which weights are trainable variables (default: none; FoPE coefficients never are). */
   trainable?: boolean | ((name: string) => boolean);
+  /**
+   * Load tensors holding NaN, ±Inf or |x| > MAX_ABS_WEIGHT (default false: refused with BAD_SAFETENSORS
+   * naming the tensor). For users studying a broken checkpoint; evaluations still refuse NaN scores.
+   */
+  allowNonFinite?: boolean;
   /** Called after each tensor is loaded. */
   onProgress?: (done: number, total: number, name: string) => void;
 }
@@ -216,8 +222,11 @@ export async function loadWeights(dir: string, spec: ModelSpec, options: LoadWei
     const weights = new Map<string, tf.Variable>();
     const add = (name: string, data: Float32Array, shape: number[], trainable: boolean) => {
       const t = tf.tensor(data, shape, 'float32');
-      weights.set(name, tf.variable(t, trainable, `fopeify/${id}/${name}`, 'float32'));
-      t.dispose();
+      try {
+        weights.set(name, tf.variable(t, trainable, `fopeify/${id}/${name}`, 'float32'));
+      } finally {
+        t.dispose();
+      }
     };
     try {
       let done = 0;
@@ -225,6 +234,7 @@ export async function loadWeights(dir: string, spec: ModelSpec, options: LoadWei
         const src = byCanonical.get(name)!;
         const shape = ckpt.info(src).shape;
         const data = await ckpt.readFloat32(src);
+        if (!options.allowNonFinite) checkWeightValues(src, data, shape);
         const trainable = coefNames.includes(name) ? false : isTrainable(name);
         if (inference && isLinearWeight(name)) {
           add(name + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], trainable);

@@ -57,7 +57,7 @@ export const SMOLLM2_135M_SHAPE: ModelShape = {
   tieWordEmbeddings: true,
 };
 
-const TINY_SHAPE: ModelShape = {
+export const TINY_SHAPE: ModelShape = {
   hiddenSize: 64,
   intermediateSize: 128,
   numLayers: 2,

@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
-import { writeFolderAtomically } from '../io/atomic.js';
+import { writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import type { DataPosition } from './data.js';
 import type { AdamW } from './optimizer.js';
@@ -72,7 +72,7 @@ export async function saveCheckpoint(outDir: string, state: CheckpointState, par
       }
     }
     await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), moments, { optimizer_step: String(optimizer.step) });
-    await fs.writeFile(path.join(tmp, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+    await writeFileAtomically(path.join(tmp, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
   });
   return dir;
 }

@@ -12,10 +12,11 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setupBackend, currentBackend, type BackendInfo, type BackendName } from '../backend/select.js';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, outputError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
-import { isEmptyOrMissing } from '../io/atomic.js';
+import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
+import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { loadTokenizer, type TextTokenizer } from '../model/index.js';
 import { SeededRandom } from '../rope/random.js';
 import * as tf from '@tensorflow/tfjs';
@@ -36,6 +37,7 @@ import {
 import { passkeyAccuracy, passkeyChunks } from './passkey.js';
 import { checkRecipe, prepareModel, type ConversionInfo } from './prepare.js';
 import { loadModelSpec } from '../config/load.js';
+import { checkFiniteResult } from '../model/finite.js';
 import { loadRecipe, resolveTrainSettings, type Recipe, type TrainOverrides, type TrainSettings } from './recipe.js';
 import { learningRate } from './schedule.js';
 
@@ -100,6 +102,8 @@ export interface FinetuneOptions extends ModelSourceOptions {
   onLog?: (line: string) => void;
   /** Loading progress. */
   onLoad?: (text: string) => void;
+  /** Load weights holding NaN / Inf anyway (a non-finite loss still stops the run). */
+  allowNonFinite?: boolean;
 }
 
 export interface FinetuneResult {
@@ -192,7 +196,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   }
   const dtype = options.dtype ?? 'f32';
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new FopeifyError('BAD_ARGUMENT', `--dtype must be f32, bf16 or f16 (got ${String(dtype)})`);
-  const outDir = path.resolve(options.outDir);
+  const outDir = path.resolve(requireOutputPath(options.outDir, '--out'));
 
   // Fresh run or resume.
   let resumeState: CheckpointState | null = null;
@@ -228,8 +232,17 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   // Everything that can be refused from the config alone is refused before any work starts.
   const resolved = await resolveModel(options.model, options);
   checkRecipe(await loadModelSpec(resolved.dir), recipe, settings.seqLen);
-  if (!resumeState && options.force) await fs.rm(outDir, { recursive: true, force: true });
-  await fs.mkdir(outDir, { recursive: true });
+  // The output may not be, hold, or lie inside the model it reads (--force would delete it).
+  const outputRules = { sources: [resolved.dir], flag: '--out' };
+  await checkOutputFolder(options.outDir, outputRules);
+  if (!resumeState && options.force) {
+    try {
+      await fs.rm(outDir, { recursive: true, force: true });
+    } catch (err) {
+      throw outputError(err, options.outDir);
+    }
+  }
+  await prepareOutputFolder(outDir, outputRules);
 
   let backend: BackendInfo | undefined;
   if (options.backend !== undefined || options.threads !== undefined) {
@@ -240,6 +253,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   // Model, conversion, tokenizer.
   options.onLoad?.(`loading ${options.model}`);
   const prepared = await prepareModel(resolved.dir, recipe, settings.seqLen, {
+    allowNonFinite: options.allowNonFinite,
     onProgress: (d, t) => options.onLoad?.(`loading ${options.model}: ${d}/${t} tensors`),
   });
   let tm: TrainingModel | undefined;
@@ -292,7 +306,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       await truncateMetrics(outDir, step);
       log(`resumed from ${path.relative(process.cwd(), resumeDir) || resumeDir} (step ${step} of ${settings.steps})`);
     } else {
-      await fs.writeFile(path.join(outDir, 'metrics.jsonl'), '');
+      await writeFileAtomically(path.join(outDir, 'metrics.jsonl'), '');
     }
     const recipeLabel = recipeName ?? 'none';
     log(`recipe ${recipeLabel}${recipe.description ? `: ${recipe.description}` : ''}`);
@@ -311,7 +325,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       data: data.description,
       backend: backendDesc,
     };
-    await fs.writeFile(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...summaryBase, status: 'training' }, null, 2) + '\n');
+    await writeFileAtomically(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...summaryBase, status: 'training' }, null, 2) + '\n');
 
     const checkpointState = (): CheckpointState => ({
       format: 'fopeify-finetune-checkpoint',
@@ -340,7 +354,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     const evaluate = (): { loss: number; ppl: number; passkeyAccuracy?: number } => {
       let sum = 0;
       for (const c of data.heldOut) sum += tm!.loss([c]);
-      const loss = data.heldOut.length ? sum / data.heldOut.length : NaN;
+      const loss = data.heldOut.length ? checkFiniteResult(sum / data.heldOut.length, `the held-out loss at step ${step}`) : NaN;
       const out: { loss: number; ppl: number; passkeyAccuracy?: number } = { loss, ppl: Math.exp(loss) };
       if (settings.evalPasskey) out.passkeyAccuracy = passkeyAccuracy(tm!, tok, settings.seqLen, options.passkeyTrials ?? 5, rng);
       return out;
@@ -381,7 +395,11 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
         }
       }
       const loss = lossSum / settings.gradAccum;
-      if (!Number.isFinite(loss)) throw new FopeifyError('INTERNAL', `the loss is ${loss} at step ${step + 1} (lower --lr?)`);
+      // Before the optimizer and the metrics: a NaN step must neither corrupt the weights nor reach metrics.jsonl.
+      if (!Number.isFinite(loss)) {
+        tf.dispose([...grads!.values()]);
+        throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${step + 1} (lower --lr, or check the weights)`);
+      }
       const gradNorm = optimizer.apply(grads!, lr, settings.maxGradNorm);
       tf.dispose([...grads!.values()]);
       step++;
@@ -450,7 +468,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       backend: backendDesc,
     };
     if (stopped) {
-      await fs.writeFile(
+      await writeFileAtomically(
         path.join(outDir, SUMMARY_FILE),
         JSON.stringify({ ...summaryBase, status: 'stopped', step, checkpoint: lastCheckpoint && path.relative(outDir, lastCheckpoint) }, null, 2) + '\n',
       );

@@ -12,8 +12,12 @@ import { howToLoadMarkdown } from '../bridge/engines.js';
 import { fopeFolderConfig, writeRemoteCode } from '../bridge/remote-code.js';
 import { hasFopeArchName } from '../config/fope-arch.js';
 import { SIDECAR_FILES } from '../convert/convert.js';
+import { outputError } from '../errors.js';
 import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
+import { appendToFile, writeFileAtomically } from '../io/atomic.js';
+import { ModelFolder } from '../io/model-folder.js';
 import { encodeFromF32 } from '../io/dtype.js';
+import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
 import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { isFopeCoefficient, loraNames, modulesToSave, peftAdapterConfig, peftTensorName } from './lora.js';
@@ -90,13 +94,11 @@ export async function readMetrics(outDir: string): Promise<MetricsRecord[]> {
 /** Keep the records of steps ≤ `step` (resume: the steps after the checkpoint are trained again). */
 export async function truncateMetrics(outDir: string, step: number): Promise<void> {
   const kept = (await readMetrics(outDir)).filter((r) => r.step <= step);
-  const file = path.join(outDir, METRICS_FILE);
-  await fs.writeFile(`${file}.tmp`, kept.map((r) => JSON.stringify(r) + '\n').join(''));
-  await fs.rename(`${file}.tmp`, file);
+  await writeFileAtomically(path.join(outDir, METRICS_FILE), kept.map((r) => JSON.stringify(r) + '\n').join(''));
 }
 
 export async function appendMetrics(outDir: string, record: MetricsRecord): Promise<void> {
-  await fs.appendFile(path.join(outDir, METRICS_FILE), JSON.stringify(record) + '\n');
+  await appendToFile(path.join(outDir, METRICS_FILE), JSON.stringify(record) + '\n');
 }
 
 /** The loss curve: training loss per step and held-out loss at each evaluation. */
@@ -110,8 +112,8 @@ export function lossCurveSeries(records: MetricsRecord[]): LineSeries[] {
 export async function writeLossCurve(dir: string, records: MetricsRecord[], title: string): Promise<string[]> {
   if (!records.length) return [];
   const opts = { title, xLabel: 'step', yLabel: 'loss', series: lossCurveSeries(records), logX: false };
-  await fs.writeFile(path.join(dir, LOSS_CURVE_SVG), lineChartSvg(opts));
-  await fs.writeFile(path.join(dir, LOSS_CURVE_PNG), lineChartPng(opts));
+  await writeFileAtomically(path.join(dir, LOSS_CURVE_SVG), lineChartSvg(opts));
+  await writeFileAtomically(path.join(dir, LOSS_CURVE_PNG), lineChartPng(opts));
   return [LOSS_CURVE_SVG, LOSS_CURVE_PNG];
 }
 
@@ -130,9 +132,13 @@ export async function writeModelFolder(options: {
   maxShardBytes?: number;
 }): Promise<string[]> {
   const { outDir, model, dtype } = options;
-  const tmp = path.join(outDir, `.fopeify-final-${process.pid}`);
-  await fs.rm(tmp, { recursive: true, force: true });
-  await fs.mkdir(tmp, { recursive: true });
+  await removeStaleTemps(outDir);
+  const tmp = tempSibling(path.join(outDir, 'model'));
+  try {
+    await fs.mkdir(tmp, { recursive: true });
+  } catch (err) {
+    throw outputError(err, outDir);
+  }
   const files: string[] = [];
   const merged: tf.Tensor[] = [];
   try {
@@ -168,32 +174,31 @@ export async function writeModelFolder(options: {
       }
       await writeSafetensors(path.join(tmp, ADAPTER_WEIGHTS), adapterTensors, { format: 'pt' });
       const cfg = peftAdapterConfig(model.options.lora, options.baseModel, modulesToSave(direct));
-      await fs.writeFile(path.join(tmp, ADAPTER_CONFIG), JSON.stringify(cfg, null, 2) + '\n');
+      await writeFileAtomically(path.join(tmp, ADAPTER_CONFIG), JSON.stringify(cfg, null, 2) + '\n');
       files.push(ADAPTER_WEIGHTS, ADAPTER_CONFIG);
     }
     // A FoPE model is written as remote code under its own name (transformers then runs FoPE, not RoPE).
     const config = fopeFolderConfig({ ...options.config, torch_dtype: TORCH_DTYPE[dtype] }, model.fopeLayout);
-    await fs.writeFile(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+    await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     files.push('config.json');
     if (hasFopeArchName(config)) files.push(...(await writeRemoteCode(tmp)));
-    for (const f of SIDECAR_FILES) {
-      try {
-        await fs.copyFile(path.join(options.sourceDir, f), path.join(tmp, f));
-        files.push(f);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-    }
-    await fs.writeFile(path.join(tmp, 'README.md'), options.card);
+    // Through the source folder's checks: a sidecar linked from outside it (a key file) is refused, not copied.
+    const source = ModelFolder.at(options.sourceDir);
+    for (const f of SIDECAR_FILES) if (await source.copyTo(f, path.join(tmp, f))) files.push(f);
+    await writeFileAtomically(path.join(tmp, 'README.md'), options.card);
     files.push('README.md');
     files.push(...(await writeLossCurve(tmp, options.metrics, 'fine-tuning loss')));
-    await fs.writeFile(path.join(tmp, SUMMARY_FILE), JSON.stringify(options.summary, null, 2) + '\n');
+    await writeFileAtomically(path.join(tmp, SUMMARY_FILE), JSON.stringify(options.summary, null, 2) + '\n');
     files.push(SUMMARY_FILE);
     // Weights of an earlier layout (another shard count) would confuse loaders: remove them first.
-    for (const f of await fs.readdir(outDir)) {
-      if (/^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/.test(f) && !files.includes(f)) await fs.rm(path.join(outDir, f));
+    try {
+      for (const f of await fs.readdir(outDir)) {
+        if (/^model(-\d+-of-\d+)?\.safetensors$|^model\.safetensors\.index\.json$/.test(f) && !files.includes(f)) await fs.rm(path.join(outDir, f));
+      }
+      for (const f of files) await fs.rename(path.join(tmp, f), path.join(outDir, f));
+    } catch (err) {
+      throw outputError(err, outDir);
     }
-    for (const f of files) await fs.rename(path.join(tmp, f), path.join(outDir, f));
     return files;
   } finally {
     tf.dispose(merged);

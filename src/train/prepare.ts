@@ -105,12 +105,12 @@ export async function prepareModel(
   dir: string,
   recipe: Recipe | null,
   seqLen: number,
-  options: { onProgress?: (done: number, total: number) => void } = {},
+  options: { onProgress?: (done: number, total: number) => void; allowNonFinite?: boolean } = {},
 ): Promise<PreparedModel> {
   const spec = await loadModelSpec(dir);
   const notes: string[] = [];
   const yarn = checkRecipe(spec, recipe, seqLen, notes);
-  const load = () => loadWeights(dir, spec, { onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
+  const load = () => loadWeights(dir, spec, { allowNonFinite: options.allowNonFinite, onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
   let config: Record<string, unknown> = structuredClone(spec.raw);
   let conversion: ConversionInfo = { kind: 'none', maxPositionEmbeddings: null, notes };
   let weights: Map<string, tf.Variable>;
@@ -141,15 +141,21 @@ export async function prepareModel(
     weights = (await load()).weights;
   }
 
-  let trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
-  // A plain-RoPE model trained at a longer length can say so; scaled variants derive lengths from their factors.
-  const fixedFope = !trained.fope || trained.fope.numInvFreq !== null;
-  if (trained.rope.type === 'default' && fixedFope && seqLen > trained.rope.maxPositionEmbeddings) {
-    conversion.maxPositionEmbeddings = { from: trained.rope.maxPositionEmbeddings, to: seqLen };
-    config.max_position_embeddings = seqLen;
-    trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+  // The weights are loaded: free them if the converted config is refused.
+  try {
+    let trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+    // A plain-RoPE model trained at a longer length can say so; scaled variants derive lengths from their factors.
+    const fixedFope = !trained.fope || trained.fope.numInvFreq !== null;
+    if (trained.rope.type === 'default' && fixedFope && seqLen > trained.rope.maxPositionEmbeddings) {
+      conversion.maxPositionEmbeddings = { from: trained.rope.maxPositionEmbeddings, to: seqLen };
+      config.max_position_embeddings = seqLen;
+      trained = parseModelConfig(config, 'config.json (after the recipe conversion)');
+    }
+    const fopeLayout = detectFopeLayout(weights.keys(), trained.numLayers);
+    if (trained.fope && !fopeLayout) throw new FopeifyError('INTERNAL', 'FoPE settings without coefficients after conversion');
+    return { spec: trained, config, weights, fopeLayout, conversion };
+  } catch (err) {
+    for (const v of weights.values()) v.dispose();
+    throw err;
   }
-  const fopeLayout = detectFopeLayout(weights.keys(), trained.numLayers);
-  if (trained.fope && !fopeLayout) throw new FopeifyError('INTERNAL', 'FoPE settings without coefficients after conversion');
-  return { spec: trained, config, weights, fopeLayout, conversion };
 }

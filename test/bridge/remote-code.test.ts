@@ -145,10 +145,21 @@ describe('bad input is one clear error in fopeify and in the Python code', () =>
     await editConfig(out, (c) => {
       for (const k of ['rope_scaling', 'rope_parameters']) (c[k] as Record<string, unknown>).num_inv_freq = 9;
     });
-    const message = /K = 3, but config\.json says num_inv_freq = 9/;
+    const message = /num_inv_freq 9 exceeds the 8 rotary frequencies/;
     expectError(runCli(['logits', out, '--ids', '1,2']), message);
     if (!py) return;
     expectError(runCli(['logits', out, '--ids', '1,2', '--engine', 'torch', '--python', py.python]), message);
+    // The folder's own Python code says so too.
+    const r = (() => {
+      try {
+        execFileSync(py.python, [path.join(out, 'fope_runner.py'), 'logits', '--ids', '1,2'], { encoding: 'utf8', stdio: 'pipe' });
+        return { status: 0, stderr: '' };
+      } catch (err) {
+        return err as { status: number; stderr: string };
+      }
+    })();
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/^error\[BAD_SAFETENSORS\]: FoPE coefficient model\.rotary_emb\.sin_coef has shape \[2, 3, 3\]: K = 3, but config\.json says num_inv_freq = 9/);
   });
 
   it('a missing .py file', async () => {

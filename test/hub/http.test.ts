@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FopeifyError } from '../../src/errors.js';
 import { createHubFetch, parseRetryAfter } from '../../src/hub/http.js';
 
 describe('createHubFetch', () => {
@@ -32,6 +33,35 @@ describe('createHubFetch', () => {
     const { fetch } = createHubFetch(base, { sleep: async () => undefined });
     expect((await fetch('https://hub.example/api/models/a/b/commit/main', { method: 'POST', body: 'x' })).status).toBe(500);
     expect(calls).toBe(1);
+  });
+
+  it('an upload that keeps moving is not cut by the timeout; one that stops is, naming what stalled', async () => {
+    const body = new Blob([Buffer.alloc(2 << 20, 7)]);
+    /** A server that reads the request body piece by piece, `delayMs` apart, stopping after `stopAfter` pieces. */
+    const reader = (delayMs: number, stopAfter = Infinity) =>
+      (async (_input: string | URL | Request, init?: RequestInit) => {
+        const r = (init?.body as ReadableStream<Uint8Array>).getReader();
+        let bytes = 0;
+        for (let n = 0; ; n++) {
+          if (n >= stopAfter) await new Promise((_, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason)));
+          const c = await r.read();
+          if (c.done) break;
+          bytes += c.value.length;
+          await new Promise((res) => setTimeout(res, delayMs));
+        }
+        expect(new Headers(init?.headers).get('Content-Length')).toBe(String(2 << 20));
+        return new Response(JSON.stringify({ bytes }));
+      }) as typeof fetch;
+    // 32 pieces of 64 KiB, 20 ms apart: ~0.7 s in all, against a 200 ms idle timeout.
+    const moving = createHubFetch(reader(20), { timeoutMs: 200, sleep: async () => undefined });
+    const res = await moving.fetch('https://upload.example/part?sig=secret', { method: 'PUT', body });
+    expect(await res.json()).toEqual({ bytes: 2 << 20 });
+
+    const stalling = createHubFetch(reader(1, 3), { timeoutMs: 200, retries: 1, sleep: async () => undefined });
+    const err = await stalling.fetch('https://upload.example/part?sig=secret', { method: 'PUT', body }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FopeifyError);
+    expect((err as Error).message).toMatch(/an LFS upload to upload\.example timed out: no progress for 0\.2 s while sending the request body \(2 attempts\)/);
+    expect((err as Error).message).not.toContain('secret'); // a presigned URL's query is a capability
   });
 
   it('parses Retry-After seconds and dates', () => {

@@ -5,7 +5,8 @@
  * the real Hub answers them — including what the real Hub refuses (un-uploaded LFS oids in a commit, `..`
  * paths, bad or read-only tokens) — so a client that works here is exercised against the protocol, not
  * against a mock. Tests can inject failures (429 with Retry-After, 5xx, connection resets before an answer,
- * hang-ups or stalls mid-body) and serve a hostile tree listing.
+ * requests never answered, uploads never read, hang-ups (truncation) or stalls mid-body, slow bodies) and
+ * serve a hostile tree listing.
  *
  * Tokens: `hf_write…` may write, `hf_read…` may only read, any other `Bearer` value is rejected with 401.
  */
@@ -58,7 +59,14 @@ export type Fault =
   /** Serve a file body, but destroy the connection after `afterBytes` bytes. */
   | { kind: 'hangup'; afterBytes: number }
   /** Serve a file body, but stop sending after `afterBytes` bytes and keep the connection open. */
-  | { kind: 'stall'; afterBytes: number };
+  | { kind: 'stall'; afterBytes: number }
+  /**
+   * Never answer (no status line), keeping the connection open; with `readBody: false` also stop reading
+   * the request body, so an upload stalls once the socket buffers are full.
+   */
+  | { kind: 'hang'; readBody?: boolean }
+  /** Serve a file body in `chunkBytes` pieces, `delayMs` apart (a slow but live connection). */
+  | { kind: 'slow'; chunkBytes: number; delayMs: number };
 
 export interface Injection {
   /** HTTP method to match (any when absent). */
@@ -365,9 +373,14 @@ export class HubServer {
     this.reqOf.set(res, req);
     res.on('finish', () => (log.status = res.statusCode));
 
-    const fault = this.takeFault(req, ['status', 'reset']);
+    const fault = this.takeFault(req, ['status', 'reset', 'hang']);
     if (fault) {
       log.fault = fault.kind;
+      if (fault.kind === 'hang') {
+        if (fault.readBody === false) req.pause();
+        else req.resume();
+        return; // the connection stays open until the client gives up or the server closes
+      }
       if (fault.kind === 'reset') {
         req.socket.destroy();
         return;
@@ -795,7 +808,19 @@ export class HubServer {
       res.end();
       return;
     }
-    const fault = this.takeFault(req, ['hangup', 'stall']);
+    const fault = this.takeFault(req, ['hangup', 'stall', 'slow']);
+    if (fault?.kind === 'slow') {
+      let at = 0;
+      const next = (): void => {
+        if (res.destroyed) return;
+        const piece = body.subarray(at, at + fault.chunkBytes);
+        at += piece.length;
+        if (at >= body.length) res.end(piece);
+        else res.write(piece, () => setTimeout(next, fault.delayMs));
+      };
+      next();
+      return;
+    }
     if (fault && (fault.kind === 'hangup' || fault.kind === 'stall')) {
       const n = Math.min(fault.afterBytes, body.length);
       res.write(body.subarray(0, n), () => {

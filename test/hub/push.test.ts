@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -243,5 +244,51 @@ describe('push', () => {
     const again = await push(pushOpts(dir, 'org/carded'));
     expect(again.cardWritten).toBe(false);
     expect(again.uploaded).toEqual([]);
+  });
+});
+
+describe.runIf(process.platform !== 'win32')('push uploads only the model’s own files', () => {
+  async function secret(): Promise<string> {
+    const file = path.join(await tempDir(), 'id_key');
+    await fs.writeFile(file, 'SECRET-KEY-MATERIAL-0987654321\n');
+    return file;
+  }
+  function hubHolds(repo: string, text: string): boolean {
+    return [...hub.snapshot(repo).values()].some((b) => b.toString('latin1').includes(text));
+  }
+
+  it('skips an unrelated link out of the folder, a dangling link, a loop, a FIFO and a linked folder', { timeout: 30_000 }, async () => {
+    const dir = await modelDir({ seed: 23 });
+    const key = await secret();
+    await fs.symlink(key, path.join(dir, 'notes.txt'));
+    await fs.symlink(path.dirname(key), path.join(dir, 'keys'));
+    await fs.symlink('nowhere', path.join(dir, 'dangling.txt'));
+    await fs.symlink('loop', path.join(dir, 'loop'));
+    execFileSync('mkfifo', [path.join(dir, 'foo')]);
+    const res = await push(pushOpts(dir, 'org/no-leak'));
+    for (const n of ['notes.txt', 'keys/id_key', 'dangling.txt', 'loop', 'foo']) expect(res.uploaded).not.toContain(n);
+    expect(res.uploaded).toContain('config.json');
+    expect(hubHolds('org/no-leak', 'SECRET-KEY-MATERIAL')).toBe(false);
+  });
+
+  it('refuses a model file linked out of the folder, before anything reaches the Hub', async () => {
+    const dir = await modelDir({ seed: 29 });
+    const key = await secret();
+    await fs.rm(path.join(dir, 'tokenizer_config.json'), { force: true });
+    await fs.symlink(key, path.join(dir, 'tokenizer_config.json'));
+    const before = hub.requests.length;
+    const err = await expectError(push(pushOpts(dir, 'org/refused')), 'UNSAFE_PATH');
+    expect(err.message).toMatch(/tokenizer_config\.json: it is a symlink to .*outside the model folder/);
+    expect(hub.requests.length).toBe(before);
+    expect(hub.repos.has('org/refused')).toBe(false);
+  });
+
+  it('refuses a README.md linked out of the folder instead of reading it into the card', async () => {
+    const dir = await modelDir({ seed: 31 });
+    const key = await secret();
+    await fs.symlink(key, path.join(dir, 'README.md'));
+    await expectError(push(pushOpts(dir, 'org/card-leak')), 'UNSAFE_PATH');
+    expect(await fs.readFile(key, 'utf8')).toBe('SECRET-KEY-MATERIAL-0987654321\n'); // untouched
+    expect(hub.repos.has('org/card-leak')).toBe(false);
   });
 });

@@ -131,6 +131,19 @@ describe('download into the HF cache', () => {
     expect(bySha.dir).toBe(again.dir);
   });
 
+  it('a link planted in a cached snapshot that leaves the cache is not listed (nor hashed into provenance)', async () => {
+    const o = await opts();
+    const first = await resolveHubModel('org/single', o);
+    const secret = path.join(await tempDir(), 'id_rsa');
+    await fs.writeFile(secret, 'private key');
+    await fs.symlink(secret, path.join(first.dir, 'notes.txt'));
+    const noNet = (() => Promise.reject(new Error('network used'))) as typeof fetch;
+    const again = await resolveHubModel('org/single', { ...o, fetch: noNet, offline: true });
+    expect(again.files.map((f) => f.path)).not.toContain('notes.txt');
+    expect(again.files.map((f) => f.path)).toContain('config.json');
+    expect(again.files.find((f) => f.path === 'config.json')?.gitOid).toMatch(/^[0-9a-f]{40}$/);
+  });
+
   it('offline with nothing cached fails with OFFLINE and sends no request', async () => {
     const o = await opts();
     const before = hub.requests.length;

@@ -1,6 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FopeifyError } from '../../src/errors.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { bf16BitsToF32, decodeToF32, encodeFromF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/io/dtype.js';
 import { encodeHeader, parseHeader, SafetensorsFile, writeSafetensors, writeShardedSafetensors } from '../../src/io/safetensors.js';
@@ -119,5 +121,85 @@ describe('header validation', () => {
     const lying = path.join(root, 'lying.safetensors');
     await fs.writeFile(lying, Buffer.concat([header, Buffer.alloc(16)]));
     await expect(SafetensorsFile.open(lying)).rejects.toThrow(/outside the file/);
+  });
+});
+
+describe('header validation as the reference does it', () => {
+  /** A file whose header JSON is padded with 7 spaces, so a length cut up to 7 bytes short still parses. */
+  async function paddedFile(name: string): Promise<{ file: string; bytes: Buffer }> {
+    const json = JSON.stringify({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [8, 16] } }) + ' '.repeat(7);
+    const head = Buffer.alloc(8);
+    head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
+    const data = Buffer.from(new Float32Array([1, 2, 3, 4]).buffer);
+    const bytes = Buffer.concat([head, Buffer.from(json), data]);
+    const file = path.join(root, name);
+    await fs.writeFile(file, bytes);
+    return { file, bytes };
+  }
+
+  it('accepts the padded file as written', async () => {
+    const { file } = await paddedFile('padded.safetensors');
+    const st = await SafetensorsFile.open(file);
+    expect(await st.readFloat32('b')).toEqual(new Float32Array([3, 4]));
+    await st.close();
+  });
+
+  for (let short = 1; short <= 7; short++) {
+    it(`refuses a header length ${short} byte(s) short (inside the padding) instead of reading shifted tensors`, async () => {
+      const { bytes } = await paddedFile(`short-${short}.safetensors`);
+      const cut = Buffer.from(bytes);
+      cut.writeBigUInt64LE(cut.readBigUInt64LE(0) - BigInt(short), 0);
+      const file = path.join(root, `short-${short}-cut.safetensors`);
+      await fs.writeFile(file, cut);
+      await expect(SafetensorsFile.open(file)).rejects.toThrow(/header length is wrong/);
+    });
+  }
+
+  const entry = (dtype: unknown, shape: unknown, offsets: unknown) => ({ dtype, shape, data_offsets: offsets });
+  const cases: [string, string, number, RegExp][] = [
+    ['trailing bytes after the last tensor', JSON.stringify({ t: entry('F32', [2], [0, 8]) }), 12, /header length is wrong or bytes were appended/],
+    ['a gap between tensors', JSON.stringify({ a: entry('F32', [1], [0, 4]), b: entry('F32', [1], [8, 12]) }), 12, /belong to no tensor/],
+    ['data not starting at 0', JSON.stringify({ a: entry('F32', [1], [4, 8]) }), 8, /bytes 0\.\.4 .* belong to no tensor/],
+    ['an empty header with data', JSON.stringify({}), 4, /cover 0 bytes but the data section has 4/],
+    ['a shape product that overflows', JSON.stringify({ t: entry('F32', [2 ** 52, 2 ** 52, 0], [0, 0]) }), 0, /overflows/],
+    ['a fractional dim', JSON.stringify({ t: entry('F32', [1.5], [0, 6]) }), 6, /invalid shape/],
+    ['a dim given as a string', JSON.stringify({ t: entry('F32', ['2'], [0, 8]) }), 8, /invalid shape/],
+    ['a tensor entry that is an array', JSON.stringify({ t: [] }), 0, /entry "t" is not an object/],
+    ['an unknown dtype', JSON.stringify({ t: entry('F4', [2], [0, 1]) }), 1, /unknown dtype "F4"/],
+    ['a dtype nested a million levels deep', `{"t":{"dtype":${'['.repeat(1e6)}${']'.repeat(1e6)},"shape":[1],"data_offsets":[0,4]}}`, 4, /deeper than 3 levels/],
+    ['metadata nested deeper than a header can be', JSON.stringify({ __metadata__: { a: [[1]] } }), 0, /deeper than 3 levels/],
+  ];
+  for (const [name, json, size, re] of cases) {
+    it(`refuses ${name} with BAD_SAFETENSORS`, () => {
+      let caught: unknown;
+      try {
+        parseHeader(json, size, 'x');
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught, 'expected a refusal').toBeInstanceOf(FopeifyError);
+      expect((caught as FopeifyError).code).toBe('BAD_SAFETENSORS');
+      expect((caught as Error).message).toMatch(re);
+    });
+  }
+
+  it('accepts zero-sized tensors anywhere in the contiguous layout', () => {
+    const json = JSON.stringify({ a: entry('F32', [1], [0, 4]), e: entry('F16', [0, 3], [4, 4]), b: entry('U8', [2], [4, 6]) });
+    expect([...parseHeader(json, 6, 'x').tensors.keys()].sort()).toEqual(['a', 'b', 'e']);
+  });
+
+  it('refuses a header that is not UTF-8', async () => {
+    const json = Buffer.concat([Buffer.from('{"'), Buffer.from([0xff]), Buffer.from('":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}')]);
+    const head = Buffer.alloc(8);
+    head.writeBigUInt64LE(BigInt(json.length), 0);
+    const file = path.join(root, 'latin1.safetensors');
+    await fs.writeFile(file, Buffer.concat([head, json]));
+    await expect(SafetensorsFile.open(file)).rejects.toThrow(/not UTF-8/);
+  });
+
+  it.runIf(process.platform !== 'win32')('refuses a FIFO given by path without blocking', { timeout: 10_000 }, async () => {
+    const fifo = path.join(root, 'fifo.safetensors');
+    execFileSync('mkfifo', [fifo]);
+    await expect(SafetensorsFile.open(fifo)).rejects.toThrow(/is a FIFO, not a regular file/);
   });
 });
