@@ -39,3 +39,10 @@ export * from './hub/index.js';
 // Both eval and hub name a NeedleSummary; the library's is the evaluation's (hub's is its card-reading view).
 export type { NeedleSummary } from './eval/index.js';
 export { runDemo, demoPlan, demoVerdict, type DemoOptions, type DemoResult, type DemoPlan } from './demo/demo.js';
+
+// PyTorch bridge: the Python files of FoPE folders, a python with torch, `--engine torch`, the engine table
+export { REMOTE_CODE_FILES, writeRemoteCode, refreshRemoteCode, missingRemoteCode, pythonPackageDir } from './bridge/remote-code.js';
+export { findTorchPython, type TorchPython, type FindPythonOptions } from './bridge/python.js';
+export { torchLogits, torchGenerate, ENGINES, type Engine } from './bridge/torch-engine.js';
+export { engineSupport, howToLoadMarkdown, type EngineSupport } from './bridge/engines.js';
+export { namedFopeConfig, fopeModelType, fopeArchitecture, type ArchName } from './config/fope-arch.js';

@@ -2,6 +2,7 @@ import type { CommandModule } from 'yargs';
 import { convertModel } from '../convert/convert.js';
 import type { OutputDtype } from '../convert/plan.js';
 import type { FopeLayout } from '../convert/fope-layout.js';
+import { ARCH_NAMES, type ArchName } from '../config/fope-arch.js';
 import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
 import { printJson } from './output.js';
 
@@ -22,6 +23,7 @@ interface ConvertArgs extends SourceArgs {
   dtype: OutputDtype;
   hash: boolean;
   force: boolean;
+  'arch-name': ArchName;
 }
 
 export const convertCommand: CommandModule<object, ConvertArgs> = {
@@ -43,6 +45,11 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('beta-fast', { type: 'number', default: 32, describe: 'YaRN beta_fast' })
       .option('beta-slow', { type: 'number', default: 1, describe: 'YaRN beta_slow' })
       .option('dtype', { choices: ['keep', 'f32', 'bf16', 'f16'] as const, default: 'keep' as const, describe: 'weights dtype of the output' })
+      .option('arch-name', {
+        choices: ARCH_NAMES as ArchName[],
+        default: 'fope' as ArchName,
+        describe: 'fope: remote-code model <base>_fope with its .py files (transformers/vLLM run FoPE); keep: stock names (lmdeploy --backend pytorch only)',
+      })
       .option('hash', { type: 'boolean', default: false, describe: 'compute the sha256 of every source file for fopeify.json' })
       .option('force', { type: 'boolean', default: false, describe: 'replace a non-empty output folder' })
       .example('fopeify convert HuggingFaceTB/SmolLM2-135M -o smollm2-fope --yarn 4', '') as never,
@@ -67,6 +74,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         dtype: argv.dtype,
         hash: argv.hash,
         force: argv.force,
+        archName: argv['arch-name'],
         ...sourceOptions(argv, reporter),
         onStep: (t) => reporter.update(`converting ${argv.model}: ${t}`),
       });

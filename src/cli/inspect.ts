@@ -32,6 +32,13 @@ export function formatInspect(r: InspectReport): string {
       `fope          family ${r.fope.family}, K=${r.fope.k}, coefficients [${r.fope.coefficientShape.join(', ')}]${r.fope.perLayer ? ` × ${r.fope.coefficientTensors.length / 2} layers` : ' shared by all layers'}, init_factor ${r.fope.initFactor ?? '?'}, sep_head ${r.fope.sepHead ?? '?'}, sin pad ${r.fope.sinPad}`,
     );
   } else lines.push('fope          no (plain RoPE)');
+  if (r.loading) {
+    lines.push(
+      `loading       ${r.loading.archName === 'fope' ? `remote code, model_type ${r.loading.modelType} (base ${r.loading.baseFamily})` : `stock model_type ${r.loading.modelType}`}:`,
+    );
+    for (const e of r.loading.engines) lines.push(`  ${e.engine.padEnd(24)} ${e.verdict.padEnd(20)} ${e.how}`);
+  }
+  for (const w of r.warnings) lines.push(`warning       ${w}`);
   if (r.frequencies) {
     const clipped = r.frequencies.filter((f) => !f.kept).length;
     lines.push('');

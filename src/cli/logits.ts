@@ -12,6 +12,8 @@ import { checkFiniteValues } from '../model/finite.js';
 import { argmax, loadModel, type LlamaModel } from '../model/index.js';
 import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import type { Reporter } from './output.js';
+import { PYTHON_ENV } from '../bridge/python.js';
+import { ENGINES, torchLogits, type Engine } from '../bridge/torch-engine.js';
 
 export interface RuntimeArgs extends SourceArgs, WeightArgs {
   model: string;
@@ -59,6 +61,26 @@ export function parseIntList(value: unknown, flag: string, min = 0): number[] {
 interface LogitsArgs extends RuntimeArgs {
   ids: string;
   top: number;
+  engine: Engine;
+  python?: string;
+  'trust-remote-code': boolean;
+}
+
+/** Print logits rows as `fopeify logits` does: compact JSON (`{"logits": [...]}`) or the top entries per position. */
+function printLogits(rowsOf: ArrayLike<number>[], ids: readonly number[], json: boolean, top: number): void {
+  if (json) {
+    // Compact: one row of V floats per position would be V lines each when indented.
+    process.stdout.write(`{"logits": [${rowsOf.map((r) => `[${Array.from(r).join(', ')}]`).join(',\n')}]}\n`);
+    return;
+  }
+  const V = rowsOf[0]?.length ?? 0;
+  const k = Math.max(1, Math.min(top, V));
+  for (let i = 0; i < ids.length; i++) {
+    const r = rowsOf[i]!;
+    const order = Array.from({ length: V }, (_, j) => j).sort((a, b) => r[b]! - r[a]!).slice(0, k);
+    const shown = order.map((id) => `${id}:${r[id]!.toFixed(4)}`).join('  ');
+    process.stdout.write(`${String(i).padStart(4)}  id ${String(ids[i]).padStart(6)}  argmax ${String(argmax(r)).padStart(6)}  top ${shown}\n`);
+  }
 }
 
 export const logitsCommand: CommandModule<object, LogitsArgs> = {
@@ -68,10 +90,33 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
     withRuntimeOptions(y)
       .option('ids', { type: 'string', demandOption: true, describe: 'token ids, comma-separated (e.g. 1,2,3)' })
       .option('top', { type: 'number', default: 5, describe: 'highest logits shown per position (text output)' })
-      .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json', '') as never,
+      .option('engine', {
+        choices: ENGINES as unknown as Engine[],
+        default: 'tfjs' as Engine,
+        describe: "tfjs: fopeify's runtime; torch: the FoPE folder's own Python code (its .py files) with a python that has PyTorch",
+      })
+      .option('python', { type: 'string', describe: `python with PyTorch for --engine torch (default ${PYTHON_ENV}, else python3, then /usr/bin/python3)` })
+      .option('trust-remote-code', {
+        type: 'boolean',
+        default: false,
+        describe: "--engine torch: run the folder's .py files even when they differ from this fopeify's copies",
+      })
+      .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json', '')
+      .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json --engine torch', 'the same logits from the folder\'s PyTorch code') as never,
   handler: async (argv) => {
     const ids = parseIntList(argv.ids, 'ids');
     const reporter = reporterFor(argv);
+    if (argv.engine === 'torch') {
+      try {
+        const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
+        const rows = await torchLogits(resolved.dir, ids, { python: argv.python, trustRemoteCode: argv['trust-remote-code'] });
+        reporter.stop();
+        printLogits(rows, ids, argv.json ?? false, argv.top);
+      } finally {
+        reporter.stop();
+      }
+      return;
+    }
     const { model } = await openModel(argv, reporter);
     try {
       const bad = ids.find((id) => id >= model.spec.vocabSize);
@@ -82,18 +127,7 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
       checkFiniteValues(data, 'the logits');
       const V = model.spec.vocabSize;
       const rowsOf = Array.from({ length: ids.length }, (_, i) => data.subarray(i * V, (i + 1) * V));
-      if (argv.json) {
-        // Compact: one row of V floats per position would be V lines each when indented.
-        process.stdout.write(`{"logits": [${rowsOf.map((r) => `[${Array.from(r).join(', ')}]`).join(',\n')}]}\n`);
-        return;
-      }
-      const k = Math.max(1, Math.min(argv.top, V));
-      for (let i = 0; i < ids.length; i++) {
-        const r = rowsOf[i]!;
-        const order = Array.from(r.keys()).sort((a, b) => r[b]! - r[a]!).slice(0, k);
-        const top = order.map((id) => `${id}:${r[id]!.toFixed(4)}`).join('  ');
-        process.stdout.write(`${String(i).padStart(4)}  id ${String(ids[i]).padStart(6)}  argmax ${String(argmax(r)).padStart(6)}  top ${top}\n`);
-      }
+      printLogits(rowsOf, ids, argv.json ?? false, argv.top);
     } finally {
       reporter.stop();
       model.dispose();

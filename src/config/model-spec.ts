@@ -3,6 +3,7 @@
  * the runtime and the converter read this, never the raw JSON.
  */
 import { FopeifyError } from '../errors.js';
+import { fopeBaseFamily } from './fope-arch.js';
 import { CONFIG_LIMITS, ConfigFields, describe } from './fields.js';
 
 export type RopeType = 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3' | 'longrope';
@@ -233,7 +234,8 @@ export function parseModelConfig(raw: unknown, source = 'config.json'): ModelSpe
   const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as unknown[]).map(String) : [];
   const modelType = typeof cfg.model_type === 'string' ? cfg.model_type : '';
   const architecture = archs.find((a) => a in ARCHITECTURES) ?? archs[0] ?? '';
-  const family = ARCHITECTURES[architecture] ?? (archs.length === 0 ? MODEL_TYPES[modelType] : undefined);
+  // fopeify's remote-code FoPE folders (`<base>_fope`, `Fope<Base>ForCausalLM`) record their base family.
+  const family = fopeBaseFamily(cfg) ?? ARCHITECTURES[architecture] ?? (archs.length === 0 ? MODEL_TYPES[modelType] : undefined);
   if (!family) {
     const name = architecture || modelType || 'unknown';
     const reason = UNSUPPORTED_REASONS[modelType];

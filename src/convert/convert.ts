@@ -5,7 +5,9 @@
  */
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
+import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { writeRemoteCode } from '../bridge/remote-code.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
@@ -21,6 +23,14 @@ import { convertModelCard } from './model-card.js';
 import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSettings, type OutputDtype } from './plan.js';
 
 export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
+
+/**
+ * The output name of a source shard. A single `model.safetensors` is renamed: transformers loads a folder's
+ * `model.safetensors` alone when it exists and never reads the index, so it would miss the coefficient shard.
+ */
+export function outputShardName(file: string): string {
+  return file === 'model.safetensors' ? 'model-00001-of-00001.safetensors' : file;
+}
 
 /** Files convert writes fresh into the output: a source shard may not carry one of these names. */
 const GENERATED_FILES = ['config.json', 'README.md', 'fopeify.json', INDEX_FILE];
@@ -108,6 +118,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       let n = 0;
       for (const [file, shard] of ckpt.shards) {
         options.onStep?.(`shard ${++n}/${ckpt.shards.size}: ${file}`);
+        const outFile = outputShardName(file);
         const needsReencode = target !== undefined && [...shard.tensors.values()].some((t) => isFloatDtype(t.dtype) && t.dtype !== target);
         if (needsReencode) {
           // Re-encode tensor by tensor: only one tensor's bytes are in memory at a time.
@@ -115,15 +126,15 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
             const to = isFloatDtype(t.dtype) ? target! : t.dtype;
             return { name: t.name, dtype: to, shape: t.shape, data: async () => (to === t.dtype ? shard.readBytes(t.name) : convertBytes(await shard.readBytes(t.name), t.dtype, to as FloatDtype)) };
           });
-          await writeSafetensors(path.join(tmp, file), tensors, shard.metadata);
+          await writeSafetensors(path.join(tmp, outFile), tensors, shard.metadata);
           for (const t of tensors) totalSize += numel(t.shape) * dtypeSize(t.dtype);
-          shards.push({ file, action: 'reencoded' });
+          shards.push({ file: outFile, action: 'reencoded' });
         } else {
-          shards.push({ file, action: await linkOrCopy(path.join(source.dir, file), path.join(tmp, file)) });
+          shards.push({ file: outFile, action: await linkOrCopy(path.join(source.dir, file), path.join(tmp, outFile)) });
           for (const t of shard.tensors.values()) totalSize += t.end - t.begin;
         }
       }
-      for (const [name, t] of ckpt.tensors) weightMap[name] = t.file;
+      for (const [name, t] of ckpt.tensors) weightMap[name] = outputShardName(t.file);
       await writeSafetensors(
         path.join(tmp, coefficientShard),
         plan.coefficients.map((c) => ({ name: c.name, dtype: 'F32' as const, shape: c.shape, data: new Uint8Array(c.data.buffer) })),
@@ -136,11 +147,13 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       }
       await writeIndex(path.join(tmp, INDEX_FILE), weightMap, totalSize);
       await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(plan.config, null, 2) + '\n');
+      // The remote code transformers (and vLLM through it) runs as FoPE; copied, never generated.
+      if (settings.archName === 'fope') await writeRemoteCode(tmp);
       // Through the folder's checks: a sidecar linked from outside the folder (a key file) is refused, not copied.
       for (const f of SIDECAR_FILES) await ModelFolder.at(source.dir).copyTo(f, path.join(tmp, f));
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await writeFileAtomically(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
-      await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, plan, result, options.hash ?? false), null, 2) + '\n');
+      await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
       return result;
     });
     // The time includes the final rename.
@@ -194,6 +207,7 @@ function provenance(
   source: ResolvedModel,
   files: ProvenanceFile[],
   settings: ConvertSettings,
+  spec: ModelSpec,
   plan: ConversionPlan,
   result: ConvertResult,
   hashed: boolean,
@@ -219,7 +233,9 @@ function provenance(
       beta_fast: settings.betaFast,
       beta_slow: settings.betaSlow,
       dtype: settings.dtype,
+      arch_name: settings.archName,
     },
+    base_model_type: spec.family,
     fope: {
       family: 'B',
       num_inv_freq: plan.k,
@@ -259,5 +275,7 @@ function modelCard(source: ResolvedModel, plan: ConversionPlan, s: ConvertSettin
     sinPad: s.sinPad,
     coefficientNames: r.coefficientNames,
     coefficientShape: r.coefficientShape,
+    archName: s.archName,
+    loadId: `./${path.basename(r.outDir)}`,
   });
 }

@@ -1,4 +1,6 @@
 /** The README.md model card written next to converted weights (YAML front matter + what was done). */
+import { howToLoadMarkdown } from '../bridge/engines.js';
+import type { ArchName } from '../config/fope-arch.js';
 
 export interface ConvertCardInput {
   baseModel: string;
@@ -14,6 +16,10 @@ export interface ConvertCardInput {
   sinPad: 0 | 1;
   coefficientNames: string[];
   coefficientShape: number[];
+  /** How the output names its architecture (`fope`: remote code; `keep`: stock names). */
+  archName: ArchName;
+  /** What the load examples name (the output folder; push rewrites the card with the Hub id). */
+  loadId: string;
 }
 
 function yamlString(s: string): string {
@@ -63,10 +69,9 @@ export function convertModelCard(c: ConvertCardInput): string {
     '',
     `Coefficients (float32, shape [${c.coefficientShape.join(', ')}]): ${c.coefficientNames.slice(0, 4).map((n) => `\`${n}\``).join(', ')}${c.coefficientNames.length > 4 ? ', …' : ''}.`,
     '',
-    '## Loading',
+    '## How to load',
     '',
-    'FoPE-aware engines read the FoPE keys from `rope_scaling` / `rope_parameters` in config.json (`fope_init_factor`, `fope_sep_head`, `num_inv_freq`) and the coefficients from `model.rotary_emb.{sin,cos}_coef`. Plain transformers ignores the coefficients and runs the model as RoPE. fopeify loads it directly: `fopeify generate <this folder> --prompt ...`.',
-    '',
+    howToLoadMarkdown(c.archName, c.loadId),
     'The converted model has not been fine-tuned by this step: FoPE with a non-zero init factor changes the positional signal, so fine-tune (`fopeify finetune --recipe fope`) before judging quality.',
     '',
     'Provenance (tool version, source files and their hashes, every option) is in `fopeify.json`.',

@@ -3,6 +3,7 @@
  * coefficient tensors and the new config. Pure, so inspect, convert and tests share one answer.
  */
 import type { ModelSpec, RopeSpec } from '../config/model-spec.js';
+import { ARCH_NAMES, namedFopeConfig, type ArchName } from '../config/fope-arch.js';
 import { FopeifyError } from '../errors.js';
 import { fopeKeptCount, initFopeCoefficients } from '../rope/fope.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';
@@ -29,6 +30,12 @@ export interface ConvertSettings {
   betaFast: number;
   betaSlow: number;
   dtype: OutputDtype;
+  /**
+   * `fope` (default): the output is a remote-code model under its own name (`<base>_fope`, auto_map, the
+   * folder's .py files), which transformers and vLLM run as FoPE; `keep`: the stock names (lmdeploy's
+   * PyTorch engine reads the FoPE keys itself; transformers then silently runs RoPE).
+   */
+  archName: ArchName;
 }
 
 export const DEFAULT_SETTINGS: Omit<ConvertSettings, 'clipLength' | 'numInvFreq' | 'yarn' | 'originalLength'> = {
@@ -40,6 +47,7 @@ export const DEFAULT_SETTINGS: Omit<ConvertSettings, 'clipLength' | 'numInvFreq'
   betaFast: 32,
   betaSlow: 1,
   dtype: 'keep',
+  archName: 'fope',
 };
 
 export interface FrequencyRow {
@@ -116,6 +124,7 @@ export function planConversion(spec: ModelSpec, settings: ConvertSettings): Conv
     throw new FopeifyError('BAD_ARGUMENT', `--init-factor must be a number ≥ 0 (got ${settings.initFactor})`);
   }
   if (settings.sinPad !== 0 && settings.sinPad !== 1) throw new FopeifyError('BAD_ARGUMENT', '--sin-pad must be 1 or 0');
+  if (!ARCH_NAMES.includes(settings.archName)) throw new FopeifyError('BAD_ARGUMENT', `--arch-name must be fope or keep (got ${String(settings.archName)})`);
   if (!Number.isInteger(settings.seed)) throw new FopeifyError('BAD_ARGUMENT', '--seed must be an integer');
   const rope = outputRopeSpec(spec, settings);
   const { invFreq, attentionFactor } = ropeFrequencies(rope, rope.maxPositionEmbeddings);
@@ -146,13 +155,13 @@ export function planConversion(spec: ModelSpec, settings: ConvertSettings): Conv
   config.max_position_embeddings = rope.maxPositionEmbeddings;
   if (settings.dtype !== 'keep') config.torch_dtype = TORCH_DTYPES[settings.dtype];
   return {
+    config: namedFopeConfig(config, spec.family, settings.archName, settings.layout),
     rope,
     attentionFactor,
     clipLength,
     k,
     frequencies: frequencyTable(invFreq, k),
     coefficients,
-    config,
     maxPositionEmbeddings: rope.maxPositionEmbeddings,
   };
 }

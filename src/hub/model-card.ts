@@ -6,6 +6,8 @@
  * `buildModelCard` is pure (text in, text out) so convert can use the same format; `refreshModelCard`
  * gathers its inputs from a model folder (config.json, fopeify.json, eval reports) for push.
  */
+import { howToLoadMarkdown } from '../bridge/engines.js';
+import { hasFopeArchName } from '../config/fope-arch.js';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic.js';
 import { parseBoundedJson } from '../io/bounded-json.js';
@@ -440,8 +442,13 @@ export async function refreshModelCard(dir: string, options: RefreshCardOptions 
     const oldDone = old.find((s) => s.heading === 'What was done');
     const bullets = oldDone?.body.split('\n').map((l) => /^\s*-\s+(.+)$/.exec(l)?.[1]).filter((x): x is string => Boolean(x));
     if (bullets?.length) done = bullets;
-    sections = old.filter((s) => !['What was done', 'Evaluation', 'Provenance'].includes(s.heading));
+    sections = old.filter((s) => !['What was done', 'Evaluation', 'Provenance', 'How to load', 'Loading'].includes(s.heading));
     title = /^# (.+)$/m.exec(body)?.[1];
+  }
+  if (fope && config && typeof config === 'object') {
+    // Load instructions name where the model will be (the repository), for the naming it has.
+    const arch = hasFopeArchName(config as Record<string, unknown>) ? 'fope' : 'keep';
+    sections = [...(sections ?? []), { heading: 'How to load', body: howToLoadMarkdown(arch, options.repo ?? `./${path.basename(path.resolve(dir))}`) }];
   }
   let evals = options.evals;
   if (!evals) {

@@ -14,6 +14,7 @@ import { commitIter, createBranch, createRepo, HubApiError, listFiles, modelInfo
 import { createHash } from 'node:crypto';
 import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { refreshRemoteCode } from '../bridge/remote-code.js';
 import { FopeifyError } from '../errors.js';
 import { isModelFileName } from '../io/model-files.js';
 import { ModelFolder } from '../io/model-folder.js';
@@ -228,6 +229,8 @@ export async function push(options: PushOptions): Promise<PushResult> {
     progress({ phase: 'card', file: 'README.md', filesDone: 0, filesTotal: 1 });
     cardWritten = (await refreshModelCard(dir, { repo })).changed;
   }
+  // A FoPE remote-code folder travels with this fopeify's .py files (the Hub copy must load as FoPE).
+  await refreshRemoteCode(dir);
 
   const listed = await listLocal(dir);
   const files: LocalFile[] = [];

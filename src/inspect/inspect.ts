@@ -3,6 +3,9 @@
  * FoPE would remove at a length, and for FoPE checkpoints their settings and coefficient shapes.
  * Reads only config.json and safetensors headers.
  */
+import { engineSupport, stockNameWarning, type EngineSupport } from '../bridge/engines.js';
+import { missingRemoteCode } from '../bridge/remote-code.js';
+import { hasFopeArchName, type ArchName } from '../config/fope-arch.js';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { findFopeCoefficients, type CoefFamily } from '../convert/fope-layout.js';
@@ -55,6 +58,17 @@ export interface InspectReport {
   /** How many complete a period within L (what FoPE keeps). */
   keptWithinLength?: number;
   frequencies?: FrequencyRow[];
+  /** Things a user should know (e.g. FoPE tensors under a stock model_type). */
+  warnings: string[];
+  /** For a FoPE folder: how it names its architecture and which engines run it correctly (engines.md). */
+  loading?: {
+    archName: ArchName;
+    modelType: string;
+    baseFamily: string;
+    /** Python files of a remote-code folder that are missing. */
+    missingRemoteCode: string[];
+    engines: EngineSupport[];
+  };
   fope: null | {
     family: CoefFamily;
     initFactor: number | null;
@@ -92,6 +106,7 @@ export async function inspectModel(options: InspectOptions): Promise<InspectRepo
       dtypes: ckpt.dtypeCounts(),
       tensors: ckpt.tensors.size,
       shards: ckpt.shards.size,
+      warnings: [],
       fope: null,
     };
     const found = findFopeCoefficients(ckpt.tensors.keys());
@@ -110,6 +125,13 @@ export async function inspectModel(options: InspectOptions): Promise<InspectRepo
       };
     } else if (spec?.fope) {
       throw new FopeifyError('BAD_SAFETENSORS', 'config.json has FoPE keys but the checkpoint holds no FoPE coefficient tensors');
+    }
+    if (report.fope && spec) {
+      const archName: ArchName = hasFopeArchName(spec.raw) ? 'fope' : 'keep';
+      const missing = archName === 'fope' ? await missingRemoteCode(source.dir) : [];
+      report.loading = { archName, modelType: spec.modelType, baseFamily: spec.family, missingRemoteCode: missing, engines: engineSupport(archName) };
+      if (archName === 'keep') report.warnings.push(stockNameWarning(spec.modelType));
+      if (missing.length) report.warnings.push(`the remote-code folder lacks ${missing.join(', ')}: transformers cannot load it (fopeify push rewrites them)`);
     }
     if (spec) {
       const L = options.length ?? spec.rope.maxPositionEmbeddings;

@@ -16,6 +16,21 @@ export const TOKENIZER_FILES = [
 export const SIDECAR_FILES = [...TOKENIZER_FILES, 'generation_config.json'];
 
 /**
+ * The Python files of a FoPE remote-code folder (transformers remote code and the PyTorch core it wraps;
+ * see src/bridge/remote-code.ts). Fetched with a model when its repository has them.
+ */
+export const REMOTE_CODE_FILES = [
+  'configuration_fope.py',
+  'modeling_fope.py',
+  'fope_spec.py',
+  'fope_rope.py',
+  'fope_core.py',
+  'fope_safetensors.py',
+  'fope_checkpoint.py',
+  'fope_runner.py',
+] as const;
+
+/**
  * Root files a model folder is made of (weights, index, config, tokenizer and generation files, card,
  * provenance, adapter). A push refuses to go on when one of them is there but unusable (a link out of the
  * folder, a FIFO) instead of silently leaving it out; any other unusable entry is skipped.
@@ -28,6 +43,7 @@ export function isModelFileName(name: string): boolean {
     name === 'adapter_config.json' ||
     name.endsWith('.safetensors') ||
     name.endsWith('.safetensors.index.json') ||
-    SIDECAR_FILES.includes(name)
+    SIDECAR_FILES.includes(name) ||
+    (REMOTE_CODE_FILES as readonly string[]).includes(name)
   );
 }

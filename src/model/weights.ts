@@ -100,6 +100,9 @@ export function checkFopeCoefShape(spec: ModelSpec, name: string, shape: readonl
   if (G !== 1 && G !== spec.numKvHeads) {
     throw bad(`the head count must be 1 or the ${spec.numKvHeads} KV heads`);
   }
+  // num_inv_freq, when recorded, is what every loader builds K from (fope.md §7); without it the shape decides.
+  const recordedK = spec.fope?.numInvFreq ?? null;
+  if (recordedK !== null && K !== recordedK) throw bad(`K = ${K}, but config.json says num_inv_freq = ${recordedK}`);
   return G;
 }
 

@@ -8,6 +8,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { howToLoadMarkdown } from '../bridge/engines.js';
+import { fopeFolderConfig, writeRemoteCode } from '../bridge/remote-code.js';
+import { hasFopeArchName } from '../config/fope-arch.js';
 import { SIDECAR_FILES } from '../convert/convert.js';
 import { outputError } from '../errors.js';
 import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
@@ -174,9 +177,11 @@ export async function writeModelFolder(options: {
       await writeFileAtomically(path.join(tmp, ADAPTER_CONFIG), JSON.stringify(cfg, null, 2) + '\n');
       files.push(ADAPTER_WEIGHTS, ADAPTER_CONFIG);
     }
-    const config = { ...options.config, torch_dtype: TORCH_DTYPE[dtype] };
+    // A FoPE model is written as remote code under its own name (transformers then runs FoPE, not RoPE).
+    const config = fopeFolderConfig({ ...options.config, torch_dtype: TORCH_DTYPE[dtype] }, model.fopeLayout);
     await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     files.push('config.json');
+    if (hasFopeArchName(config)) files.push(...(await writeRemoteCode(tmp)));
     // Through the source folder's checks: a sidecar linked from outside it (a key file) is refused, not copied.
     const source = ModelFolder.at(options.sourceDir);
     for (const f of SIDECAR_FILES) if (await source.copyTo(f, path.join(tmp, f))) files.push(f);
@@ -272,6 +277,7 @@ export function finetuneModelCard(c: ModelCardInput): string {
           '',
         ]
       : []),
+    ...(tags.includes('fope') ? ['## How to load', '', howToLoadMarkdown('fope', 'path/to/this-folder'), ''] : []),
     '![loss curve](loss_curve.png)',
     '',
     'Per-step metrics are in `metrics.jsonl`; the resolved settings and results in `finetune.json`.',

@@ -36,7 +36,7 @@ describe('CLI: convert → push → convert from the Hub id', () => {
     const snapshots = path.join(root, 'cache', 'models--tester--tiny-fope', 'snapshots');
     const [commit] = await fs.readdir(snapshots);
     const cached = path.join(snapshots, commit!);
-    for (const f of ['config.json', 'model.safetensors', 'fope_coefficients.safetensors']) {
+    for (const f of ['config.json', 'model-00001-of-00001.safetensors', 'fope_coefficients.safetensors', 'modeling_fope.py']) {
       expect(Buffer.compare(await fs.readFile(path.join(cached, f)), await fs.readFile(path.join(fope, f)))).toBe(0);
     }
   });

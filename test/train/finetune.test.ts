@@ -1,3 +1,4 @@
+import { REMOTE_CODE_FILES } from '../../src/bridge/remote-code.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -179,6 +180,17 @@ describe('finetune', () => {
     await expect(finetune(base({ model, outDir: path.join(root, 'f-bad'), recipe: 'fope' }))).rejects.toThrow(/fine-tunes a FoPE model/);
     const again = await finetune(base({ model: path.join(root, 'fy'), outDir: path.join(root, 'f-ok'), recipe: 'fope', settings: { seqLen: 64, steps: 1 } }));
     expect(again.conversion.kind).toBe('none');
+    // Fine-tuned FoPE models are remote code under their own name, even from a folder with the stock names.
+    const keep = path.join(root, 'fy-keep');
+    await convertModel({ model, outDir: keep, initFactor: 0.1, archName: 'keep' });
+    const fromKeep = path.join(root, 'f-keep');
+    await finetune(base({ model: keep, outDir: fromKeep, recipe: 'fope', settings: { seqLen: 32, steps: 1 } }));
+    for (const dir of [path.join(root, 'fy'), path.join(root, 'f-ok'), fromKeep]) {
+      const cfg = JSON.parse(await fs.readFile(path.join(dir, 'config.json'), 'utf8'));
+      expect([cfg.model_type, cfg.architectures, cfg.fope_base_model_type, cfg.auto_map?.AutoModelForCausalLM]).toEqual(['llama_fope', ['FopeLlamaForCausalLM'], 'llama', 'modeling_fope.FopeLlamaForCausalLM']);
+      for (const f of REMOTE_CODE_FILES) await fs.access(path.join(dir, f));
+      expect(await fs.readFile(path.join(dir, 'README.md'), 'utf8')).toContain('trust_remote_code=True');
+    }
   });
 
   it('synthetic:passkey data and passkey accuracy at the target length', async () => {
