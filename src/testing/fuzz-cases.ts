@@ -386,6 +386,13 @@ export function combineExpectations(list: readonly Expectation[]): Expectation {
   return 'any';
 }
 
+/** The kind of file a content mutation rewrites, for pairing rules. */
+function fileGroup(m: Mutation): 'safetensors' | 'index' | 'tokenizer' | undefined {
+  if (m.kind.startsWith('safetensors.') || m.kind === 'weights.value') return 'safetensors';
+  if (m.kind === 'index' || m.kind === 'tokenizer') return m.kind;
+  return undefined;
+}
+
 /** The top-level config.json keys a mutation edits ('*' for the whole file). */
 function configRoots(m: Mutation): string[] {
   if (m.kind === 'config.set') return m.paths.map((p) => p.split('.')[0]!);
@@ -411,7 +418,10 @@ export function fuzzCase(seed: number, index: number): FuzzCase {
     // again) would undo the first and its expectation with it: such pairs stay single mutations.
     const a = configRoots(mutations[0]!);
     const b = configRoots(second);
-    const overlap = (a.length > 0 && b.length > 0 && (a.includes('*') || b.includes('*'))) || b.some((k) => a.includes(k));
+    const sameConfigKey = (a.length > 0 && b.length > 0 && (a.includes('*') || b.includes('*'))) || b.some((k) => a.includes(k));
+    // Likewise two edits of one file kind (a header made unparsable, then a tensor entry rewritten in it;
+    // the index removed, then an entry dropped from it): the second cannot apply to what the first left.
+    const overlap = sameConfigKey || (fileGroup(second) !== undefined && fileGroup(second) === fileGroup(mutations[0]!));
     if (!overlap) mutations.push(second);
   }
   const baseLabel = `${base.kind}${base.fope ? '+fope' : ''}${base.sharded ? ' sharded' : ''} ${base.dtype}`;
