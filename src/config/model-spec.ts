@@ -204,16 +204,9 @@ export function parseFopeSpec(raw: Record<string, unknown>, source = 'config.jso
 }
 
 /** Parameters a Llama-family decoder of these dimensions holds (what its checkpoint must contain). */
-export function impliedParameterCount(d: {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  tieWordEmbeddings: boolean;
-}): number {
+export function impliedParameterCount(
+  d: Pick<ModelSpec, 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'vocabSize' | 'tieWordEmbeddings'>,
+): number {
   const H = d.hiddenSize;
   const attn = 2 * H * d.numHeads * d.headDim + 2 * H * d.numKvHeads * d.headDim;
   const perLayer = attn + 3 * H * d.intermediateSize + 2 * H;
