@@ -38,6 +38,8 @@ import { checkFiniteResult } from '../model/finite.js';
 import { resolveTrainSettings, type TrainOverrides, type TrainSettings } from './recipe.js';
 import { buildData, completeModelFolder, eosOf, recipeFor, resumedSettings, sameJson, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
 import { learningRate } from './schedule.js';
+import { finetuneTorch, type TorchEngineOptions } from './torch-finetune.js';
+import { ENGINES, type Engine } from '../bridge/torch-engine.js';
 
 export { SYNTHETIC_DOCUMENTS, SYNTHETIC_PASSKEY } from './run-common.js';
 
@@ -97,6 +99,10 @@ export interface FinetuneOptions extends ModelSourceOptions {
   onLoad?: (text: string) => void;
   /** Load weights holding NaN / Inf anyway (a non-finite loss still stops the run). */
   allowNonFinite?: boolean;
+  /** Who trains: fopeify's TensorFlow.js trainer (default) or PyTorch under torchrun. */
+  engine?: Engine;
+  /** Settings of the torch engine. */
+  torch?: TorchEngineOptions;
 }
 
 export interface FinetuneResult {
@@ -123,9 +129,14 @@ export interface FinetuneResult {
   /** Files of the model folder (completed runs). */
   files: string[];
   backend: string;
+  /** The torch engine's job folder and each node's command (--no-launch). */
+  job?: { dir: string; commands: string[] };
 }
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  const engine = options.engine ?? 'tfjs';
+  if (!(ENGINES as readonly string[]).includes(engine)) throw new FopeifyError('BAD_ARGUMENT', `--engine must be ${ENGINES.join(' or ')} (got ${String(engine)})`);
+  if (engine === 'torch') return finetuneTorch(options);
   const started = Date.now();
   const log = options.onLog ?? (() => undefined);
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
