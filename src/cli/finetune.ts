@@ -6,7 +6,11 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { BACKEND_NAMES, type BackendName } from '../backend/select.js';
+import { PYTHON_ENV } from '../bridge/python.js';
+import { ENGINES, type Engine } from '../bridge/torch-engine.js';
 import { FopeifyError } from '../errors.js';
+import { DEFAULT_MASTER_PORT } from '../train/torch-finetune.js';
+import type { ParallelStrategy } from '../train/torch-job.js';
 import { finetune, SYNTHETIC_PASSKEY, type TrainOverrides } from '../train/index.js';
 import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import { printJson } from './output.js';
@@ -41,6 +45,15 @@ interface FinetuneArgs extends SourceArgs, WeightArgs {
   dtype: 'f32' | 'bf16' | 'f16';
   force: boolean;
   'keep-checkpoints': boolean;
+  engine: Engine;
+  python?: string;
+  'nproc-per-node'?: number;
+  nnodes?: number;
+  'node-rank'?: number;
+  'master-addr'?: string;
+  'master-port'?: number;
+  parallel: ParallelStrategy;
+  launch: boolean;
 }
 
 /** Default output folder: `<model name>-<recipe>` in the current folder. */
@@ -92,6 +105,19 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
       .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'weights dtype of the saved model' })
       .option('force', { type: 'boolean', default: false, describe: 'start over in a non-empty --out folder (its content is removed)' })
       .option('keep-checkpoints', { type: 'boolean', default: false, describe: 'keep checkpoints/ after the last step (to extend training later)' })
+      .option('engine', {
+        choices: ENGINES as unknown as Engine[],
+        default: 'tfjs' as Engine,
+        describe: "tfjs: fopeify's own trainer; torch: PyTorch under torchrun (DDP, FSDP2 on GPUs) with the same recipe, data and output",
+      })
+      .option('python', { type: 'string', describe: `--engine torch: python with PyTorch (default ${PYTHON_ENV}, else python3, then /usr/bin/python3)` })
+      .option('nproc-per-node', { type: 'number', describe: '--engine torch: processes on this node (one per GPU; default 1)' })
+      .option('nnodes', { type: 'number', describe: '--engine torch: machines taking part (default 1)' })
+      .option('node-rank', { type: 'number', describe: '--engine torch: this machine\'s index, 0 to nnodes-1 (default 0)' })
+      .option('master-addr', { type: 'string', describe: '--engine torch: host of node 0 (needed with --nnodes > 1)' })
+      .option('master-port', { type: 'number', describe: `--engine torch: rendezvous port on node 0 (default ${DEFAULT_MASTER_PORT})` })
+      .option('parallel', { choices: ['auto', 'ddp', 'fsdp'] as const, default: 'auto' as const, describe: '--engine torch: DDP, or FSDP2 (torch >= 2.4 with CUDA); auto picks FSDP2 on several GPUs' })
+      .option('launch', { type: 'boolean', default: true, describe: '--engine torch: --no-launch writes the job folder and prints each node\'s torchrun command' })
       .example('fopeify finetune HuggingFaceTB/SmolLM2-135M --recipe yarn --data corpus/ --seq-len 16384 --out smollm2-yarn', '')
       .example('fopeify finetune ./smollm2-fope --recipe fope --steps 200 --stop-after 50 --out ft', 'then: ... --resume --out ft') as never,
   handler: async (argv) => {
@@ -138,6 +164,17 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
         keepCheckpointsAtEnd: argv['keep-checkpoints'],
         passkeyTrials: argv['passkey-trials'],
         allowNonFinite: argv['allow-non-finite'],
+        engine: argv.engine,
+        torch: {
+          python: argv.python,
+          nprocPerNode: argv['nproc-per-node'],
+          nnodes: argv.nnodes,
+          nodeRank: argv['node-rank'],
+          masterAddr: argv['master-addr'],
+          masterPort: argv['master-port'],
+          parallel: argv.parallel,
+          launch: argv.launch,
+        },
         ...sourceOptions(argv, reporter),
         onLoad: (text) => reporter.update(text),
         onLog: (line) => {
@@ -167,9 +204,16 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
         return !rel ? '.' : rel.startsWith('..') ? p : rel;
       };
       const rel = relOf(r.outDir);
+      if (r.job) {
+        const lines = [`job folder ${relOf(r.job.dir)}: start it on ${r.job.commands.length === 1 ? 'this machine' : 'every node'} with`];
+        r.job.commands.forEach((c, i) => lines.push(`${r.job!.commands.length > 1 ? `  node ${i}: ` : '  '}${c}`));
+        lines.push(`then write the model folder with: fopeify finetune ${argv.model} --engine torch --resume --out ${rel}`);
+        process.stdout.write(lines.join('\n') + '\n');
+        return;
+      }
       if (!r.completed) {
         process.stdout.write(
-          `stopped after step ${r.step}/${r.steps} (checkpoint ${relOf(r.checkpoint ?? '')}); continue with: fopeify finetune ${argv.model} --resume --out ${rel}\n`,
+          `stopped after step ${r.step}/${r.steps} (checkpoint ${relOf(r.checkpoint ?? '')}); continue with: fopeify finetune ${argv.model}${argv.engine === 'torch' ? ' --engine torch' : ''} --resume --out ${rel}\n`,
         );
         return;
       }

@@ -17,36 +17,31 @@ import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
 import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
-import { loadTokenizer, type TextTokenizer } from '../model/index.js';
+import { loadTokenizer } from '../model/index.js';
 import { SeededRandom } from '../rope/random.js';
 import * as tf from '@tensorflow/tfjs';
 import { latestCheckpoint, pruneCheckpoints, readCheckpointState, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
-import { PackedDataset, packChunks, readDocuments, splitHeldOut, type DataPosition } from './data.js';
+import type { DataPosition } from './data.js';
 import { TrainingModel } from './model.js';
 import { AdamW } from './optimizer.js';
 import {
   appendMetrics,
-  finetuneModelCard,
-  readMetrics,
   SUMMARY_FILE,
   truncateMetrics,
-  writeModelFolder,
   type MetricsRecord,
   type OutputDtype,
 } from './output.js';
-import { passkeyAccuracy, passkeyChunks } from './passkey.js';
+import { passkeyAccuracy } from './passkey.js';
 import { checkRecipe, prepareModel, type ConversionInfo } from './prepare.js';
 import { loadModelSpec } from '../config/load.js';
 import { checkFiniteResult } from '../model/finite.js';
-import { loadRecipe, resolveTrainSettings, type Recipe, type TrainOverrides, type TrainSettings } from './recipe.js';
+import { resolveTrainSettings, type TrainOverrides, type TrainSettings } from './recipe.js';
+import { buildData, completeModelFolder, eosOf, recipeFor, resumedSettings, sameJson, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
 import { learningRate } from './schedule.js';
+import { finetuneTorch, type TorchEngineOptions } from './torch-finetune.js';
+import { ENGINES, type Engine } from '../bridge/torch-engine.js';
 
-export const SYNTHETIC_PASSKEY = 'synthetic:passkey';
-/** Documents of --data synthetic:passkey. */
-export const SYNTHETIC_DOCUMENTS = 256;
-
-/** Settings a resumed run may change; anything else must match the checkpoint. */
-const RESUMABLE_CHANGES: readonly (keyof TrainSettings)[] = ['steps', 'evalEvery', 'saveEvery', 'evalPasskey'];
+export { SYNTHETIC_DOCUMENTS, SYNTHETIC_PASSKEY } from './run-common.js';
 
 export interface StepInfo {
   /** Optimizer steps done (1-based after the first step). */
@@ -104,6 +99,10 @@ export interface FinetuneOptions extends ModelSourceOptions {
   onLoad?: (text: string) => void;
   /** Load weights holding NaN / Inf anyway (a non-finite loss still stops the run). */
   allowNonFinite?: boolean;
+  /** Who trains: fopeify's TensorFlow.js trainer (default) or PyTorch under torchrun. */
+  engine?: Engine;
+  /** Settings of the torch engine. */
+  torch?: TorchEngineOptions;
 }
 
 export interface FinetuneResult {
@@ -130,65 +129,14 @@ export interface FinetuneResult {
   /** Files of the model folder (completed runs). */
   files: string[];
   backend: string;
-}
-
-const NONE_RECIPE: Recipe = {
-  name: 'none',
-  description: 'no conversion: train the model as it is',
-  file: '',
-  convert: null,
-  requiresFope: false,
-  train: {},
-};
-
-async function recipeFor(name: string | null | undefined): Promise<Recipe> {
-  if (name === undefined || name === null) return NONE_RECIPE;
-  return loadRecipe(name);
-}
-
-function eosOf(tok: TextTokenizer, config: Record<string, unknown>): number {
-  if (tok.eosTokenId !== null) return tok.eosTokenId;
-  const e = config.eos_token_id;
-  const id = Array.isArray(e) ? e[0] : e;
-  if (typeof id === 'number') return id;
-  throw new FopeifyError('BAD_CONFIG', 'the model names no end-of-sequence token (tokenizer_config.json eos_token or config.json eos_token_id)');
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** Train data and held-out chunks. */
-async function buildData(
-  data: FinetuneOptions['data'],
-  tok: TextTokenizer,
-  eos: number,
-  s: TrainSettings,
-  evalBatches: number,
-  log: (l: string) => void,
-): Promise<{ train: PackedDataset; heldOut: Int32Array[]; description: string }> {
-  if (data === undefined || data === SYNTHETIC_PASSKEY) {
-    // A fixed number of documents (not a function of --steps, so a resumed run may extend training).
-    const n = SYNTHETIC_DOCUMENTS;
-    const train = passkeyChunks(tok, eos, s.seqLen, n, s.seed);
-    const heldOut = passkeyChunks(tok, eos, s.seqLen, evalBatches, s.seed, 1_000_000);
-    log(`data: ${n} synthetic passkey documents of ${s.seqLen} tokens`);
-    return { train: new PackedDataset(train, s.seed), heldOut, description: `${SYNTHETIC_PASSKEY} (${n} documents of ${s.seqLen} tokens)` };
-  }
-  const { docs, description } =
-    typeof data === 'string'
-      ? await readDocuments(data).then((r) => ({ docs: r.docs, description: `${data} (${r.files.length} file${r.files.length === 1 ? '' : 's'}, ${r.docs.length} documents)` }))
-      : { docs: data.texts, description: `${data.name ?? 'in-memory texts'} (${data.texts.length} documents)` };
-  const tokens = docs.map((d) => tok.encode(d, { addSpecialTokens: false }));
-  const all = packChunks(tokens, eos, s.seqLen + 1);
-  // Always held out (whether or not this run evaluates), so the training chunks never depend on --eval-every.
-  const split = splitHeldOut(all);
-  const count = tokens.reduce((a, t) => a + t.length + 1, 0);
-  log(`data: ${description}: ${count} tokens → ${split.train.length} training chunks of ${s.seqLen + 1} tokens, ${split.heldOut.length} held out`);
-  return { train: new PackedDataset(split.train, s.seed), heldOut: split.heldOut.slice(0, Math.max(1, evalBatches)), description: `${description}, ${count} tokens` };
+  /** The torch engine's job folder and each node's command (--no-launch). */
+  job?: { dir: string; commands: string[] };
 }
 
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
+  const engine = options.engine ?? 'tfjs';
+  if (!(ENGINES as readonly string[]).includes(engine)) throw new FopeifyError('BAD_ARGUMENT', `--engine must be ${ENGINES.join(' or ')} (got ${String(engine)})`);
+  if (engine === 'torch') return finetuneTorch(options);
   const started = Date.now();
   const log = options.onLog ?? (() => undefined);
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
@@ -214,18 +162,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   const recipe = await recipeFor(recipeName);
   let settings: TrainSettings;
   if (resumeState) {
-    settings = { ...resumeState.settings };
-    for (const [k, v] of Object.entries(options.settings ?? {})) {
-      if (v === undefined) continue;
-      const key = k as keyof TrainSettings;
-      const merged = key === 'lora' ? { ...settings.lora, ...(v as object) } : v;
-      if (sameJson(settings[key], merged)) continue;
-      if (!RESUMABLE_CHANGES.includes(key)) {
-        throw new FopeifyError('BAD_ARGUMENT', `--resume: ${k} is ${JSON.stringify(settings[key])} in the checkpoint; it cannot change when resuming (only ${RESUMABLE_CHANGES.join(', ')} can)`);
-      }
-      (settings as unknown as Record<string, unknown>)[key] = merged;
-    }
-    settings = resolveTrainSettings(NONE_RECIPE, settings);
+    settings = resumedSettings(resumeState.settings, options.settings);
     if (options.recipe && options.recipe !== recipeName) log(`note: --recipe ${options.recipe} ignored: the checkpoint was trained with ${recipeName ?? 'none'}`);
   } else settings = resolveTrainSettings(recipe, options.settings ?? {});
 
@@ -316,7 +253,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     log(`settings: ${JSON.stringify(settings)}`);
     log(`trainable parameters: ${tm.trainableCount.toLocaleString('en-US')} of ${parameters.toLocaleString('en-US')} (${settings.trainable})`);
 
-    const summaryBase = {
+    const summaryBase: SummaryBase = {
       fopeify_finetune: 1,
       model: resumeState?.model ?? options.model,
       recipe: recipeName,
@@ -477,49 +414,23 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     }
 
     // Completed: the model folder.
-    const metrics = await readMetrics(outDir);
-    finalLoss = metrics.length ? metrics[metrics.length - 1]!.loss : finalLoss;
-    lastEval = [...metrics].reverse().find((r) => r.eval_loss !== undefined) ?? null;
-    const adapter = settings.trainable === 'lora' && settings.lora.save === 'adapter';
-    const card = finetuneModelCard({
-      baseModel: summaryBase.model,
-      recipe: recipeName,
-      recipeDescription: recipe.description,
-      settings,
-      conversion: prepared.conversion,
-      data: data.description,
-      stepsDone: step,
-      tokens: tokensDone,
-      finalLoss,
-      lastEval,
-      trainable: tm.trainableCount,
-      parameters,
-      adapter,
-      backend: backendDesc,
-    });
-    const summary = {
-      ...summaryBase,
-      status: 'completed',
-      steps_done: step,
-      tokens: tokensDone,
-      final_loss: finalLoss,
-      last_eval: lastEval,
-      trainable_parameters: tm.trainableCount,
-      parameters,
-      seconds: secondsBefore + (Date.now() - started) / 1000,
-    };
-    result.files = await writeModelFolder({
+    const done = await completeModelFolder({
       outDir,
       sourceDir: resolved.dir,
+      recipe,
+      summaryBase,
       model: tm,
       config: prepared.config,
       dtype,
-      loraSave: settings.lora.save,
-      baseModel: summaryBase.model,
-      card,
-      summary,
-      metrics,
+      stepsDone: step,
+      tokens: tokensDone,
+      parameters,
+      seconds: secondsBefore + (Date.now() - started) / 1000,
+      finalLoss,
     });
+    result.files = done.files;
+    finalLoss = done.finalLoss;
+    lastEval = done.lastEval;
     result.finalLoss = finalLoss;
     result.lastEval = lastEval;
     if (!options.keepCheckpointsAtEnd) {

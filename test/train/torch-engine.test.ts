@@ -1,0 +1,173 @@
+/**
+ * `finetune --engine torch` (python/fopeify_train under torchrun, CPU float32, Debian's torch 1.13 in CI)
+ * against the tfjs trainer on the same tiny FoPE model, data, seed and settings: the first 5 losses within
+ * 1e-4 relative and the weights after 5 steps within 1e-4; 2-process DDP (gloo) equals 1 process with the
+ * same global batch (1e-5); --stop-after / --resume is exact; a failing rank stops the job with its error
+ * and leaves no model files, and the interrupted job continues with --resume; the model folder runs in
+ * fopeify with the torch core's logits.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/select.js';
+import { torchLogits } from '../../src/bridge/torch-engine.js';
+import { FopeifyError } from '../../src/errors.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { finetune, readMetrics, type FinetuneOptions, type FinetuneResult } from '../../src/train/index.js';
+import { runCli, runCliAsync } from '../cli/cli-helpers.js';
+import { fixture, tempDir } from '../helpers.js';
+import { relativeError, requireTorchWhenExpected, torchPython } from '../bridge/torch-python.js';
+
+const { py, why } = await torchPython();
+const root = tempDir('fopeify-torch-train-');
+let model: string;
+let dataFile: string;
+
+function trainingText(sentences: number): string {
+  const subjects = ['The cat', 'A dog', 'The bird', 'My friend', 'The teacher', 'A child'];
+  const verbs = ['sees', 'likes', 'finds', 'follows', 'draws', 'calls'];
+  const objects = ['the ball.', 'a red box.', 'the old tree.', 'a small boat.', 'the blue door.', 'the garden.'];
+  const out: string[] = [];
+  for (let i = 0; i < sentences; i++) out.push(`${subjects[i % 6]} ${verbs[(i * 5) % 6]} ${objects[(i * 7) % 6]}`);
+  return out.join(' ');
+}
+
+/** One recipe for every run: FoPE conversion (coefficients frozen), all weights trained, cosine schedule. */
+const run = (outDir: string, over: Partial<FinetuneOptions> = {}): Promise<FinetuneResult> =>
+  finetune({
+    model,
+    outDir: path.join(root, outDir),
+    recipe: 'fope-yarn',
+    data: dataFile,
+    settings: { seqLen: 32, steps: 5, batch: 2, gradAccum: 1, lr: 3e-3, warmupSteps: 1, schedule: 'cosine', weightDecay: 0.01, evalEvery: 5, saveEvery: 2 },
+    ...over,
+    torch: { python: py?.python, ...over.torch },
+  });
+
+async function weightsOf(dir: string): Promise<Map<string, Float32Array>> {
+  const f = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  try {
+    const out = new Map<string, Float32Array>();
+    for (const name of [...f.tensors.keys()].sort()) out.set(name, await f.readFloat32(name));
+    return out;
+  } finally {
+    await f.close();
+  }
+}
+
+async function losses(dir: string): Promise<number[]> {
+  return (await readMetrics(path.join(root, dir))).map((r) => r.loss);
+}
+
+function normRelative(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    d += (a[i]! - b[i]!) ** 2;
+    n += b[i]! ** 2;
+  }
+  return Math.sqrt(d / n);
+}
+
+function maxRelativeDiff(a: number[], b: number[]): number {
+  expect(a).toHaveLength(b.length);
+  return Math.max(...a.map((x, i) => Math.abs(x - b[i]!) / Math.abs(b[i]!)));
+}
+
+beforeAll(async () => {
+  await setupBackend({ backend: 'auto', quiet: true });
+  model = await fixture(root, { seed: 1 });
+  dataFile = path.join(root, 'text.txt');
+  await fs.writeFile(dataFile, trainingText(400));
+});
+
+describe('finetune --engine torch', () => {
+  requireTorchWhenExpected(py, why);
+
+  it('no python with torch: a clear error naming what to install, before any work', async () => {
+    const err = await run('no-python', { engine: 'torch', torch: { python: path.join(root, 'no-such-python') } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FopeifyError);
+    expect((err as FopeifyError).code).toBe('BACKEND_UNAVAILABLE');
+    expect((err as FopeifyError).message).toMatch(/apt-get install python3-torch.*pip install torch/);
+    await expect(fs.access(path.join(root, 'no-python'))).rejects.toThrow();
+  });
+
+  it.runIf(py)(
+    'matches the tfjs trainer (5 losses ≤ 1e-4, weights ≤ 1e-4, coefficients untouched), loss falls, and the folder runs in fopeify with the torch core\'s logits',
+    async () => {
+      const tfjs = await run('tfjs');
+      const torch = await run('torch', { engine: 'torch' });
+      expect(torch).toMatchObject({ completed: true, step: 5, steps: 5, conversion: { kind: 'fope' } });
+      expect(torch.files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'README.md', 'finetune.json', 'modeling_fope.py', 'tokenizer.json']));
+      expect(tfjs.files.sort()).toEqual(torch.files.sort());
+      const [lt, lp] = [await losses('tfjs'), await losses('torch')];
+      expect(lp).toHaveLength(5);
+      expect(maxRelativeDiff(lp, lt)).toBeLessThanOrEqual(1e-4);
+      expect(lp[4]!).toBeLessThan(lp[0]! - 0.5);
+      // Weights after 5 steps; the FoPE coefficients were not trained by either engine.
+      const [wt, wp] = [await weightsOf(path.join(root, 'tfjs')), await weightsOf(path.join(root, 'torch'))];
+      expect([...wp.keys()]).toEqual([...wt.keys()]);
+      // ‖Δ‖ / ‖w‖ per tensor. Not max |Δ| per element: AdamW's step m̂/(√v̂ + ε) of an element whose
+      // gradient is near ε (1e-8) turns float32 summation-order differences into a visible change of that
+      // one element (seen: one of 2048, 3e-5 after 5 steps); a wrong update rule moves every element.
+      for (const [name, w] of wt) {
+        expect(normRelative(wp.get(name)!, w), name).toBeLessThanOrEqual(1e-4);
+        expect(relativeError([wp.get(name)!], [w]), name).toBeLessThanOrEqual(1e-3);
+      }
+      const coef = [...wt.keys()].find((n) => n.endsWith('sin_coef'))!;
+      expect(wp.get(coef)).toEqual(wt.get(coef));
+      const summary = JSON.parse(await fs.readFile(path.join(root, 'torch', 'finetune.json'), 'utf8')) as Record<string, unknown>;
+      expect(summary).toMatchObject({ status: 'completed', engine: 'torch', steps_done: 5, torch: { strategy: 'single', world_size: 1 } });
+      // Nothing of the job is left: torch-job/, torch-result/ and checkpoints/ are gone.
+      expect((await fs.readdir(path.join(root, 'torch'))).filter((f) => /^torch-|^checkpoints$/.test(f))).toEqual([]);
+      // The folder runs in fopeify (tfjs runtime) with the logits of the torch core (the folder's own .py files).
+      const ids = [3, 17, 200, 45, 9, 88, 120, 7];
+      const cli = await runCliAsync(['logits', path.join(root, 'torch'), '--ids', ids.join(','), '--json']);
+      expect(cli.code, cli.stderr).toBe(0);
+      const fromTfjs = (JSON.parse(cli.stdout) as { logits: number[][] }).logits;
+      expect(relativeError(fromTfjs, await torchLogits(path.join(root, 'torch'), ids, { found: py! }))).toBeLessThanOrEqual(1e-4);
+    },
+    120_000,
+  );
+
+  it.runIf(py)('--stop-after then --resume gives the same losses and bytes as the uninterrupted run', async () => {
+    const first = await run('resumed', { engine: 'torch', stopAfter: 2 });
+    expect(first).toMatchObject({ completed: false, step: 2 });
+    expect(first.checkpoint).toMatch(/step-00000002$/);
+    const second = await run('resumed', { engine: 'torch', resume: true });
+    expect(second).toMatchObject({ completed: true, step: 5, resumedFrom: 2 });
+    expect(await losses('resumed')).toEqual(await losses('torch'));
+    expect(await fs.readFile(path.join(root, 'resumed', 'model.safetensors'))).toEqual(await fs.readFile(path.join(root, 'torch', 'model.safetensors')));
+  }, 90_000);
+
+  it.runIf(py)('2-process DDP (gloo): a failing rank stops the job with its error and no model files; --resume continues; losses equal 1 process ≤ 1e-5', async () => {
+    const ddp = { engine: 'torch' as const, torch: { nprocPerNode: 2, env: { ...process.env, FOPEIFY_TORCH_FAIL_AT: '1:3' } } };
+    const err = await run('ddp', ddp).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FopeifyError);
+    expect((err as FopeifyError).message).toMatch(/failed on rank 1: .*injected failure at step 3/);
+    const left = await fs.readdir(path.join(root, 'ddp'));
+    expect(left.filter((f) => /safetensors|^config\.json$|^README/.test(f))).toEqual([]);
+    expect(await fs.readdir(path.join(root, 'ddp', 'checkpoints'))).toEqual(['step-00000002']);
+    const done = await run('ddp', { ...ddp, resume: true, torch: { nprocPerNode: 2 } });
+    expect(done).toMatchObject({ completed: true, step: 5, resumedFrom: 2 });
+    const summary = JSON.parse(await fs.readFile(path.join(root, 'ddp', 'finetune.json'), 'utf8')) as Record<string, unknown>;
+    expect(summary).toMatchObject({ torch: { strategy: 'ddp', world_size: 2 } });
+    expect(maxRelativeDiff(await losses('ddp'), await losses('torch'))).toBeLessThanOrEqual(1e-5);
+  }, 120_000);
+
+  it.runIf(py)('--no-launch writes the job folder and prints the torchrun command of every node', () => {
+    const out = path.join(root, 'nolaunch');
+    const r = runCli(['finetune', model, '--recipe', 'fope-yarn', '--data', dataFile, '--seq-len', '32', '--steps', '3', '--batch', '8', '--engine', 'torch', '--nnodes', '2', '--nproc-per-node', '4', '--master-addr', 'node0.example', '--no-launch', '--out', out, '--python', py!.python]);
+    expect(r.code, r.stderr).toBe(0);
+    const nodes = r.stdout.split('\n').filter((l) => /node \d: cd /.test(l));
+    expect(nodes).toHaveLength(2);
+    expect(nodes[1]).toMatch(/--nnodes 2 --node_rank 1 --master_addr node0\.example --master_port 29500 .*--nproc_per_node 4 python\/fopeify_train\/run\.py --job \./);
+    expect(r.stdout).toMatch(/fopeify finetune .* --engine torch --resume --out/);
+  }, 60_000);
+
+  it('refuses a global batch that does not split over the processes', async () => {
+    await expect(run('split', { engine: 'torch', settings: { seqLen: 32, steps: 2, batch: 3 }, torch: { python: py?.python ?? 'python3', nprocPerNode: 2, launch: false } })).rejects.toThrow(
+      /3 sequences per step cannot be split over 2 processes/,
+    );
+  });
+});
