@@ -185,7 +185,6 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   if (options.backend !== undefined || options.threads !== undefined) {
     backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quietBackend });
   } else backend = currentBackend();
-  const backendDesc = backend?.description ?? tf.getBackend();
 
   // Model, conversion, tokenizer.
   options.onLoad?.(`loading ${options.model}`);
@@ -193,6 +192,8 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     allowNonFinite: options.allowNonFinite,
     onProgress: (d, t) => options.onLoad?.(`loading ${options.model}: ${d}/${t} tensors`),
   });
+  // After the load: tfjs picks its default backend at the first op when fopeify did not set one up.
+  const backendDesc = backend?.description ?? tf.getBackend() ?? 'tfjs';
   let tm: TrainingModel | undefined;
   let optimizer: AdamW | undefined;
   try {
