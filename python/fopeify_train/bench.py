@@ -18,7 +18,7 @@ from fopeify_torch.fope_core import CausalLM
 from fopeify_torch.fope_spec import ModelSpec, parse_model_config
 
 from .optim import AdamW
-from .parallel import Placement, attention_for, checkpoint_layers
+from .parallel import Placement, attention_for, checkpoint_layers, set_cpu_threads
 from .trainer import autocast, chunk_loss
 
 SMOLLM2_135M: Dict[str, Any] = {
@@ -108,6 +108,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cuda = args.device.startswith("cuda")
     device = torch.device(args.device)
     place = Placement(0, 1, 0, device, "single", cuda)
+    if not cuda:
+        set_cpu_threads(1)
     model = random_model(SMOLLM2_135M, device)
     if cuda:
         checkpoint_layers(model)

@@ -56,6 +56,18 @@ def choose_strategy(requested: str, world: int, cuda: bool) -> str:
     return "fsdp" if cuda and torch_version() >= (2, 4) else "ddp"
 
 
+def set_cpu_threads(local_processes: int) -> None:
+    """Share this machine's cores among the processes on it, unless OMP_NUM_THREADS says otherwise.
+
+    Why: some OpenMP builds (Debian's torch 1.13 among them) start with one thread whatever the core count,
+    and torchrun only sets OMP_NUM_THREADS=1 itself; a CPU run would then leave cores idle.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores // max(1, local_processes)))
+
+
 def init_processes(requested: str) -> Placement:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -67,6 +79,7 @@ def init_processes(requested: str) -> Placement:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+        set_cpu_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return Placement(rank, world, local_rank, device, choose_strategy(requested, world, cuda), cuda)
