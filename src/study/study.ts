@@ -20,6 +20,7 @@ import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { writeFileAtomically } from '../io/atomic.js';
 import { prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
+import { SUMMARY_FILE } from '../train/output.js';
 import { originalLength } from '../train/prepare.js';
 import { VERSION } from '../version.js';
 import { aggregateStudy, type StudyAggregate } from './aggregate.js';
@@ -111,6 +112,12 @@ async function readJson<T>(file: string): Promise<T | null> {
   } catch {
     return null;
   }
+}
+
+/** What a fine-tuned folder's finetune.json says (a cell resumed after its fine-tuning had finished). */
+async function finishedFineTune(dir: string): Promise<StudyCell['finetune']> {
+  const j = await readJson<{ steps_done?: number; final_loss?: number | null; seconds?: number }>(path.join(dir, SUMMARY_FILE));
+  return j && typeof j.steps_done === 'number' ? { steps: j.steps_done, finalLoss: j.final_loss ?? null, seconds: j.seconds ?? 0 } : null;
 }
 
 const minutes = (s: number) => (s >= 90 ? `${(s / 60).toFixed(1)} min` : `${Math.round(s)} s`);
@@ -229,7 +236,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
       conversion,
       convertCommand,
       recipe: variant.recipe,
-      finetune: ft ? { steps: ft.step, finalLoss: ft.finalLoss, seconds: ft.seconds } : null,
+      finetune: ft ? { steps: ft.step, finalLoss: ft.finalLoss, seconds: ft.seconds } : await finishedFineTune(tunedDir),
       passkeyCells: needle.cells.map((c) => ({ length: c.context_length, depth: c.depth, accuracy: c.accuracy, trials: c.trials })),
       accuracy: needle.results.map((r) => ({ length: r.context_length, accuracy: r.accuracy, trials: r.trials })),
       perplexity: ppl.map((p) => ({ window: p.window, ppl: p.ppl })),

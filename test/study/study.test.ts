@@ -63,6 +63,12 @@ describe('runStudy', () => {
     expect(json.cells.find((c: { variant: string }) => c.variant === 'fourier-yarn').convertCommand).toMatch(/--num-inv-freq 8 --yarn 2 --seed 0$/);
     await fs.access(path.join(out, 'report.html'));
     await fs.access(path.join(out, 'accuracy.png'));
+    // A rerun runs only the cell that has no cell.json; its fine-tuned model is reused.
+    await fs.rm(path.join(out, 'cells', 'fope', 'seed-0', 'cell.json'));
+    const again = await runStudy({ model: base, out, seeds: 1, plan: tiny });
+    expect(again.ranCells).toEqual(['fope/seed-0']);
+    expect(again.cells.find((c) => c.variant === 'fope')!.finetune).toMatchObject({ steps: 1 });
+    expect(again.aggregate.accuracy).toEqual(r.aggregate.accuracy);
     // Another budget into the same folder would mix cells: refused before anything runs.
     await expect(runStudy({ model: base, out, seeds: 1, plan: { ...tiny, steps: 2 } })).rejects.toThrow(/another model or plan/);
   });
