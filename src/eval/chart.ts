@@ -144,7 +144,9 @@ export function lineChartScene(options: LineChartOptions): Scene {
     s.points.forEach(([x, y], k) => {
       const e = s.errors?.[k];
       if (!e || !Number.isFinite(y) || !Number.isFinite(e[0]) || !Number.isFinite(e[1]) || (logY && e[0] <= 0)) return;
-      const [cx, y0, y1] = [fx(x), fy(e[0]), fy(e[1])];
+      // Bars of different series at the same x are spread by a few pixels so each stays visible.
+      const dodge = (i - (options.series.length - 1) / 2) * 3;
+      const [cx, y0, y1] = [fx(x) + dodge, fy(e[0]), fy(e[1])];
       shapes.push({ kind: 'line', x1: cx, y1: y0, x2: cx, y2: y1, stroke: color, width: 1.5 });
       shapes.push({ kind: 'line', x1: cx - 4, y1: y0, x2: cx + 4, y2: y0, stroke: color, width: 1.5 });
       shapes.push({ kind: 'line', x1: cx - 4, y1: y1, x2: cx + 4, y2: y1, stroke: color, width: 1.5 });
