@@ -89,6 +89,41 @@ function metricOf(v: VariantScores, metric: ClaimCheck['metric']): Map<number, n
   return metric === 'beyond accuracy' ? v.beyondAccuracy : metric === 'beyond perplexity' ? v.beyondPpl : v.shortPpl;
 }
 
+interface Ranking {
+  order: { s: VariantScores; iv: Interval }[];
+  /** The best − each other variant, per seed; outcome from the best's side ("ahead" = better). */
+  comparisons: { against: string; difference: PairedDifference }[];
+}
+
+/** Variants best first by the mean of `metric`, and the best one's paired difference from each other. */
+function rank(variants: readonly VariantScores[], metric: (v: VariantScores) => Map<number, number>, lowerIsBetter: boolean): Ranking {
+  const order = variants
+    .map((s) => ({ s, iv: meanInterval([...metric(s).values()], lowerIsBetter ? undefined : [0, 1]) }))
+    .sort((x, y) => (lowerIsBetter ? x.iv.mean - y.iv.mean : y.iv.mean - x.iv.mean));
+  const best = order[0]!.s;
+  const comparisons = order.slice(1).map(({ s }) => {
+    const d = pairedDifference(metric(best), metric(s));
+    return { against: s.id, difference: { ...d, outcome: better(d.outcome, lowerIsBetter) } };
+  });
+  return { order, comparisons };
+}
+
+/** Whether the best variant's lead exceeds the intervals: against all, some, none ("no difference"). */
+function leadSentence(r: Ranking, best: string, fmt: (x: number) => string, where: string): string {
+  const top = r.order[0]!;
+  if (r.order.length === 1) return `Only ${top.s.label} was measured; there is nothing to compare.`;
+  if (r.order.every(({ iv }) => iv.mean === top.iv.mean)) return `No difference: every variant scored the same (${fmt(top.iv.mean)}).`;
+  const label = (id: string) => r.order.find((o) => o.s.id === id)!.s.label;
+  const ahead = r.comparisons.filter((c) => c.difference.outcome === 'ahead').map((c) => label(c.against));
+  const rest = r.comparisons.filter((c) => c.difference.outcome !== 'ahead').map((c) => label(c.against));
+  if (r.comparisons.every((c) => c.difference.outcome === 'no interval')) {
+    return `${top.s.label} has ${best}; with one seed no interval can be stated, so whether the lead is real is not tested.`;
+  }
+  if (!rest.length) return `${top.s.label} is ahead of every other variant ${where}, and each lead exceeds its 95 % interval (paired by seed).`;
+  if (!ahead.length) return `${top.s.label} has ${best}, but no lead exceeds its 95 % interval: no difference between the variants ${where} at this budget.`;
+  return `${top.s.label} has ${best}; its lead exceeds the 95 % interval against ${ahead.join(', ')}, but not against ${rest.join(', ')} (no difference there).`;
+}
+
 /** The verdict from per-seed scores; `trainLength` and `beyond` (the lengths beyond it) only name things. */
 export function studyVerdict(scores: readonly VariantScores[], context: { trainLength: number; beyond: number[] }): StudyVerdict {
   const measured = scores.filter((s) => s.beyondAccuracy.size > 0);
@@ -97,37 +132,24 @@ export function studyVerdict(scores: readonly VariantScores[], context: { trainL
     return { leader: null, leaderComparisons: [], claims: [], text: `No verdict: ${why}.` };
   }
   const byId = new Map(measured.map((s) => [s.id, s]));
-  const acc = measured.map((s) => ({ s, iv: meanInterval([...s.beyondAccuracy.values()], [0, 1]) })).sort((x, y) => y.iv.mean - x.iv.mean);
   const seeds = Math.max(...measured.map((s) => s.beyondAccuracy.size));
   const parts: string[] = [];
-  parts.push(
+  const accRank = rank(measured, (s) => s.beyondAccuracy, false);
+  const accHead =
     `Mean passkey accuracy beyond the training length (${context.trainLength} tokens; at ${context.beyond.join(', ')}), ${seeds === 1 ? 'one seed' : `mean of ${seeds} seeds with 95 % t-intervals`}: ` +
-      acc.map(({ s, iv }) => `${s.label} ${pct(iv.mean)}${intervalText(iv, pct)}`).join(', ') +
-      '.',
-  );
-  const leader = acc[0]!.s;
-  const leaderComparisons = acc.slice(1).map(({ s }) => ({ against: s.id, difference: pairedDifference(leader.beyondAccuracy, s.beyondAccuracy) }));
-  if (acc.length === 1) {
-    parts.push(`Only ${leader.label} was measured; there is nothing to compare.`);
-  } else if (acc.every(({ iv }) => iv.mean === acc[0]!.iv.mean)) {
-    parts.push(`No difference: every variant scored the same (${pct(acc[0]!.iv.mean)}).`);
-  } else {
-    const label = (id: string) => byId.get(id)!.label;
-    const ahead = leaderComparisons.filter((c) => c.difference.outcome === 'ahead').map((c) => label(c.against));
-    const ties = leaderComparisons.filter((c) => c.difference.outcome === 'tie').map((c) => label(c.against));
-    const untested = leaderComparisons.filter((c) => c.difference.outcome === 'no interval').map((c) => label(c.against));
-    if (untested.length === leaderComparisons.length) {
-      parts.push(`${leader.label} has the highest mean; with one seed no interval can be stated, so whether the lead is real is not tested.`);
-    } else if (ahead.length === leaderComparisons.length) {
-      parts.push(`${leader.label} is ahead of every other variant, and each lead exceeds its 95 % interval (paired by seed).`);
-    } else if (!ahead.length) {
-      parts.push(`${leader.label} has the highest mean, but no lead exceeds its 95 % interval: no difference between the variants beyond the training length at this budget.`);
-    } else {
-      parts.push(
-        `${leader.label} has the highest mean; its lead exceeds the 95 % interval against ${ahead.join(', ')}, but not against ${[...ties, ...untested].join(', ')} (no difference there).`,
-      );
-    }
+    accRank.order.map(({ s, iv }) => `${s.label} ${pct(iv.mean)}${intervalText(iv, pct)}`).join(', ') +
+    '.';
+  parts.push(`${accHead} ${leadSentence(accRank, 'the highest mean', pct, 'beyond the training length')}`);
+  const withPpl = measured.filter((s) => s.beyondPpl.size);
+  if (withPpl.length > 1) {
+    const pplRank = rank(withPpl, (s) => s.beyondPpl, true);
+    parts.push(
+      `Mean perplexity over the windows beyond the training length: ${pplRank.order.map(({ s, iv }) => `${s.label} ${num(iv.mean)}${intervalText(iv, num)}`).join(', ')}. ` +
+        leadSentence(pplRank, 'the lowest perplexity', num, 'in perplexity beyond the training length'),
+    );
   }
+  const leader = accRank.order[0]!.s;
+  const leaderComparisons = accRank.comparisons;
   const claims: ClaimCheck[] = [];
   for (const c of CLAIMS) {
     const a = byId.get(c.a);
@@ -156,7 +178,6 @@ export function studyVerdict(scores: readonly VariantScores[], context: { trainL
         : `At the original training length no variant's perplexity is above RoPE fine-tuned's beyond the interval: no short-context regression found.`,
     );
   }
-  // Paragraphs: the ranking and the lead, the claims (one per line), the short-context row.
-  const [ranking, lead, ...rest] = parts;
-  return { leader: leader.id, leaderComparisons, claims, text: [`${ranking} ${lead}`, ...rest].join('\n') };
+  // Paragraphs: accuracy ranking and lead, perplexity, the claims (one per line), the short-context row.
+  return { leader: leader.id, leaderComparisons, claims, text: parts.join('\n') };
 }

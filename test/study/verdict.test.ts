@@ -3,8 +3,8 @@ import { studyVerdict, type VariantScores } from '../../src/study/verdict.js';
 
 const seeds = (xs: number[]) => new Map(xs.map((x, i) => [i, x]));
 
-function variant(id: string, label: string, beyond: number[], shortPpl: number[] = [5, 5, 5]): VariantScores {
-  return { id, label, beyondAccuracy: seeds(beyond), beyondPpl: seeds(beyond.map(() => 6)), shortAccuracy: seeds(beyond.map(() => 1)), shortPpl: seeds(shortPpl) };
+function variant(id: string, label: string, beyond: number[], shortPpl: number[] = [5, 5, 5], beyondPpl: number[] = beyond.map(() => 6)): VariantScores {
+  return { id, label, beyondAccuracy: seeds(beyond), beyondPpl: seeds(beyondPpl), shortAccuracy: seeds(beyond.map(() => 1)), shortPpl: seeds(shortPpl) };
 }
 
 const ctx = { trainLength: 256, beyond: [512, 1024] };
@@ -14,7 +14,8 @@ describe('study verdict', () => {
     const v = studyVerdict([variant('rope', 'RoPE', [0, 0, 0]), variant('yarn', 'YaRN', [0.3, 0.35, 0.25]), variant('fope-yarn', 'FoPE+YaRN', [0.9, 0.8, 0.85])], ctx);
     expect(v.leader).toBe('fope-yarn');
     expect(v.leaderComparisons.map((c) => c.difference.outcome)).toEqual(['ahead', 'ahead']);
-    expect(v.text).toMatch(/FoPE\+YaRN is ahead of every other variant, and each lead exceeds its 95 % interval/);
+    expect(v.text).toMatch(/FoPE\+YaRN is ahead of every other variant beyond the training length, and each lead exceeds its 95 % interval/);
+    expect(v.text).toMatch(/Mean perplexity over the windows beyond the training length: .*No difference: every variant scored the same \(6\.00\)/);
     const claim = v.claims.find((c) => c.a === 'fope-yarn' && c.b === 'yarn')!;
     expect(claim.outcome).toBe('ahead');
     expect(claim.sentence).toMatch(/\+55 points \(95 % CI \+\d+ … \+\d+\) → FoPE\+YaRN ahead, beyond the interval/);
@@ -61,6 +62,20 @@ describe('study verdict', () => {
     expect(v.text).toMatch(/short-context regression/);
     expect(v.text).toMatch(/Fourier-only\+YaRN \(\+1\.07/);
     expect(v.text).not.toMatch(/for clip-only/);
+  });
+
+  it('ranks perplexity with lower as better', () => {
+    const v = studyVerdict(
+      [variant('yarn', 'YaRN', [0.5, 0.5, 0.5], undefined, [9.0, 9.5, 9.2]), variant('fope-yarn', 'FoPE+YaRN', [0.5, 0.5, 0.5], undefined, [6.0, 6.1, 6.3])],
+      ctx,
+    );
+    expect(v.text).toMatch(/Mean perplexity over the windows beyond the training length: FoPE\+YaRN 6\.13 \[[\d.]+, [\d.]+\], YaRN 9\.23/);
+    expect(v.text).toMatch(/FoPE\+YaRN is ahead of every other variant in perplexity beyond the training length/);
+    const tie = studyVerdict(
+      [variant('yarn', 'YaRN', [0.5, 0.5, 0.5], undefined, [6.0, 9.5, 7.2]), variant('fope-yarn', 'FoPE+YaRN', [0.5, 0.5, 0.5], undefined, [7.0, 6.1, 8.3])],
+      ctx,
+    );
+    expect(tie.text).toMatch(/FoPE\+YaRN has the lowest perplexity, but no lead exceeds its 95 % interval: no difference between the variants in perplexity/);
   });
 
   it('gives no verdict without results beyond the training length', () => {
