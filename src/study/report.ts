@@ -94,7 +94,8 @@ function heatmapPanelsOf(agg: StudyAggregate, plan: StudyPlan, variants: Variant
   return variants
     .filter((v) => agg.depthAccuracy.some((d) => d.variant === v))
     .map((v) => ({
-      name: VARIANTS[v].label,
+      // The short ids: long labels would be elided to the same tail ("...nly+YaRN") in narrow panels.
+      name: v,
       lengths: plan.lengths,
       depths: plan.depths,
       accuracy: plan.depths.map((d) => plan.lengths.map((L) => agg.depthAccuracy.find((x) => x.variant === v && x.length === L && x.depth === d)?.accuracy ?? null)),
@@ -123,7 +124,7 @@ export async function writeStudyReport(out: string, r: StudyReportInput): Promis
   await writeScene(out, ACCURACY_CHART, accScene);
   await writeScene(out, PPL_CHART, pplScene);
   const panels = heatmapPanelsOf(agg, plan, variants);
-  const heat = panels.length ? heatmapScene(panels, { title: 'Passkey accuracy by depth and length (mean over seeds)', subtitle: `${plan.trials} trials per cell per seed, ${r.seeds.length} seeds` }) : null;
+  const heat = panels.length ? heatmapScene(panels, { title: 'Passkey accuracy by depth and length (mean over seeds)', subtitle: `${plan.trials} trial${plan.trials === 1 ? '' : 's'} per cell per seed, ${r.seeds.length} seed${r.seeds.length === 1 ? '' : 's'}` }) : null;
   if (heat) await writeScene(out, HEATMAP_FIGURE, heat);
   const body: string[] = [
     `<h1>fopeify study${r.quick ? ' (quick)' : ''}</h1>`,
