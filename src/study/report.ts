@@ -139,7 +139,7 @@ export async function writeStudyReport(out: string, r: StudyReportInput): Promis
     htmlTable(tables.perplexity),
     inlineSvg(sceneToSvg(pplScene)),
     '<h2>Variants</h2>',
-    settingsTable(variants.map((v): [string, unknown] => [VARIANTS[v].label, `${VARIANTS[v].description} (recipe ${VARIANTS[v].recipe ?? 'none'})`])),
+    settingsTable(variants.map((v): [string, unknown] => [`${VARIANTS[v].label} (${v})`, `${VARIANTS[v].description} (recipe ${VARIANTS[v].recipe ?? 'none'})`])),
     '<h2>Plan</h2>',
     settingsTable([
       ['model', r.model],
