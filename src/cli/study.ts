@@ -21,6 +21,7 @@ interface StudyArgs extends SourceArgs {
   windows?: string;
   'max-windows'?: number;
   threshold?: number;
+  'init-factor'?: number;
   out: string;
   quick: boolean;
   backend: BackendName;
@@ -50,6 +51,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
         .option('trials', { type: 'number', describe: 'passkey trials per length × depth (default 8; --quick 2)' })
         .option('windows', { type: 'string', describe: 'perplexity windows, comma-separated (default: the passkey multiples)' })
         .option('max-windows', { type: 'number', describe: 'perplexity windows scored per size' })
+        .option('init-factor', { type: 'number', describe: 'Fourier gain of the FoPE variants (default 0.1; the paper used 0.3–0.6)' })
         .option('threshold', { type: 'number', describe: 'accuracy kept for the effective length (default 0.8)' })
         .option('out', { type: 'string', default: 'fopeify-study', describe: 'output folder (a rerun skips finished variant × seed cells)' })
         .option('quick', { type: 'boolean', default: false, describe: 'the short study: under 15 minutes on 2 cores with the shipped tiny model' })
@@ -61,7 +63,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
   handler: async (argv) => {
     // Heavy modules (tfjs) load only when the command runs, so `--help` stays fast.
     const { runStudy } = await import('../study/study.js');
-    const { studyPlan, parseVariants } = await import('../study/plan.js');
+    const { parseVariants } = await import('../study/plan.js');
     const { studyTables } = await import('../study/report.js');
     const reporter = reporterFor(argv);
     const variants = parseVariants(argv.variants);
@@ -73,15 +75,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
     if (argv.windows !== undefined) plan.windows = numberList(argv.windows, 'windows', true);
     if (argv['max-windows'] !== undefined) plan.maxWindows = argv['max-windows'];
     if (argv.threshold !== undefined) plan.threshold = argv.threshold;
-    // Said before anything runs: what this will cost. The plan's defaults are those of a 256-token model.
-    const p = studyPlan(256, argv.quick);
-    const seeds = argv.seeds ?? p.seeds;
-    const steps = argv.steps ?? p.steps;
-    reporter.info(
-      argv.quick
-        ? `fopeify study --quick: ${variants.length} variants × ${seeds} seeds, ${steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at 1×–4× the training length; under 15 minutes on a 2-core machine with the shipped tiny model.`
-        : `fopeify study: ${variants.length} variants × ${seeds} seeds, ${steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at 1×–8×; hours on a 2-core machine with the shipped tiny model (--quick: under 15 minutes). A rerun resumes.`,
-    );
+    if (argv['init-factor'] !== undefined) plan.initFactor = argv['init-factor'];
     try {
       const r = await runStudy({
         model: argv.model,
@@ -96,6 +90,13 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
         threads: argv.threads,
         source: sourceOptions(argv, reporter),
         command: commandLine(),
+        // Said once the inputs are checked, before any cell runs: what this will cost.
+        onStart: ({ plan: p, variants: vs, seeds, quick }) =>
+          reporter.info(
+            quick
+              ? `fopeify study --quick: ${vs.length} variants × ${seeds.length} seeds, ${p.steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at ${p.lengths.join(', ')} tokens; meant to take under 15 minutes on a 2-core machine with the shipped tiny model.`
+              : `fopeify study: ${vs.length} variants × ${seeds.length} seeds, ${p.steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at ${p.lengths.join(', ')} tokens; with the default budget this takes hours on a 2-core machine (--quick: under 15 minutes). A rerun resumes.`,
+          ),
         onLog: (l) => reporter.info(l),
         onProgress: (t) => reporter.update(t),
       });
@@ -116,7 +117,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
           '',
           r.verdict,
           '',
-          `report: ${r.report}  (${(r.seconds / 60).toFixed(1)} min; ${r.ranCells.length} of ${r.cells.length} cells run now, the rest resumed)`,
+          `report: ${r.report}  (${(r.seconds / 60).toFixed(1)} min; ${r.ranCells.length} of ${r.cells.length} cells run now, the others found finished; the cells took ${(r.cellSeconds / 60).toFixed(1)} min in all)`,
           '',
         ].join('\n'),
       );

@@ -10,7 +10,7 @@ import type { FineTuneBudget } from '../demo/stages.js';
 export const VARIANT_IDS = ['rope', 'yarn', 'fope-yarn', 'clip-yarn', 'fourier-yarn', 'fope'] as const;
 export type VariantId = (typeof VARIANT_IDS)[number];
 
-/** The Fourier gain of every FoPE variant (the demo's and SGLang's default). */
+/** The default Fourier gain of the FoPE variants (the demo's and SGLang's default; the paper used 0.3–0.6). */
 export const STUDY_INIT_FACTOR = 0.1;
 
 export interface VariantContext {
@@ -18,6 +18,8 @@ export interface VariantContext {
   yarnFactor: number;
   /** head_dim / 2: the number of RoPE frequencies (keeping all of them = no clipping). */
   headDimHalf: number;
+  /** Gain of the Fourier coefficients (`--init-factor`) of the variants that have a Fourier series. */
+  initFactor: number;
   seed: number;
 }
 
@@ -53,8 +55,8 @@ export const VARIANTS: Record<VariantId, Variant> = {
   'fope-yarn': {
     id: 'fope-yarn',
     label: 'FoPE+YaRN',
-    description: `FoPE (clipping + Fourier series, gain ${STUDY_INIT_FACTOR}) + YaRN, fine-tuned`,
-    conversion: (c) => ({ initFactor: STUDY_INIT_FACTOR, yarn: c.yarnFactor, seed: c.seed }),
+    description: 'FoPE (clipping + Fourier series, gain = the init factor) + YaRN, fine-tuned',
+    conversion: (c) => ({ initFactor: c.initFactor, yarn: c.yarnFactor, seed: c.seed }),
     recipe: 'fope',
   },
   'clip-yarn': {
@@ -67,15 +69,15 @@ export const VARIANTS: Record<VariantId, Variant> = {
   'fourier-yarn': {
     id: 'fourier-yarn',
     label: 'Fourier-only+YaRN',
-    description: `Fourier series only (--num-inv-freq head_dim/2: nothing clipped, gain ${STUDY_INIT_FACTOR}) + YaRN, fine-tuned`,
-    conversion: (c) => ({ initFactor: STUDY_INIT_FACTOR, numInvFreq: c.headDimHalf, yarn: c.yarnFactor, seed: c.seed }),
+    description: 'Fourier series only (--num-inv-freq head_dim/2: nothing clipped; gain = the init factor) + YaRN, fine-tuned',
+    conversion: (c) => ({ initFactor: c.initFactor, numInvFreq: c.headDimHalf, yarn: c.yarnFactor, seed: c.seed }),
     recipe: 'fope',
   },
   fope: {
     id: 'fope',
     label: 'FoPE',
-    description: `FoPE (clipping + Fourier series, gain ${STUDY_INIT_FACTOR}) without YaRN, fine-tuned`,
-    conversion: (c) => ({ initFactor: STUDY_INIT_FACTOR, seed: c.seed }),
+    description: 'FoPE (clipping + Fourier series, gain = the init factor) without YaRN, fine-tuned',
+    conversion: (c) => ({ initFactor: c.initFactor, seed: c.seed }),
     recipe: 'fope',
   },
 };
@@ -104,6 +106,8 @@ export interface StudyPlan extends FineTuneBudget {
   maxWindows: number;
   /** Accuracy a length must keep to count toward the effective length (the YaRN paper's 80 %). */
   threshold: number;
+  /** Gain of the Fourier coefficients of the FoPE variants (clip-only always has 0). */
+  initFactor: number;
   /** Seed of the fine-tuning documents (the same for every variant and seed; the seed changes their order). */
   dataSeed: number;
   /** Seed of the passkey prompts (the same for every cell, so cells are compared on the same prompts). */
@@ -133,6 +137,7 @@ export function studyPlan(trainLength: number, quick: boolean, targetLength?: nu
     windows: multiples.map((m) => m * trainLength),
     maxWindows: quick ? 2 : 16,
     threshold: 0.8,
+    initFactor: STUDY_INIT_FACTOR,
     dataSeed: 1,
     evalSeed: 0,
     seeds: quick ? 2 : 3,
@@ -151,6 +156,9 @@ export function checkPlan(plan: StudyPlan): StudyPlan {
   ints('--trials', [plan.trials], 1);
   if (!plan.depths.length || plan.depths.some((d) => !(d >= 0 && d <= 1))) throw new FopeifyError('BAD_ARGUMENT', `--depths must be numbers in [0, 1]`);
   if (!(plan.threshold > 0 && plan.threshold <= 1)) throw new FopeifyError('BAD_ARGUMENT', `--threshold must be in (0, 1] (got ${plan.threshold})`);
+  if (!(plan.initFactor > 0 && Number.isFinite(plan.initFactor))) {
+    throw new FopeifyError('BAD_ARGUMENT', `--init-factor must be a number > 0 (got ${plan.initFactor}); 0 is the clip-only variant`);
+  }
   const withTrain = (xs: number[]) => [...new Set([...xs, plan.trainLength])].sort((a, b) => a - b);
   return { ...plan, lengths: withTrain(plan.lengths), windows: withTrain(plan.windows), depths: [...plan.depths] };
 }

@@ -111,6 +111,7 @@ export interface StudyReportInput {
   aggregate: StudyAggregate;
   verdict: string;
   seconds: number;
+  cellSeconds: number;
 }
 
 /** table.csv, the charts and report.html in `out`; returns report.html's path. */
@@ -154,7 +155,8 @@ export async function writeStudyReport(out: string, r: StudyReportInput): Promis
       ['perplexity windows', plan.windows],
       ['windows per size', plan.maxWindows],
       ['effective-length threshold', plan.threshold],
-      ['time (this run)', `${(r.seconds / 60).toFixed(1)} min`],
+      ['Fourier gain (init factor) of the FoPE variants', plan.initFactor],
+      ['time', `${(r.seconds / 60).toFixed(1)} min this run; ${(r.cellSeconds / 60).toFixed(1)} min for all cells`],
     ]),
     `<p class="files">Files: <a href="study.json">study.json</a> (every number, per seed, and the commands), <a href="${STUDY_TABLE_CSV}">${STUDY_TABLE_CSV}</a>, <a href="${ACCURACY_CHART}.png">${ACCURACY_CHART}.png</a>, <a href="${PPL_CHART}.png">${PPL_CHART}.png</a>${heat ? `, <a href="${HEATMAP_FIGURE}.png">${HEATMAP_FIGURE}.png</a>` : ''}; per cell: cells/&lt;variant&gt;/seed-&lt;n&gt;/ (cell.json, the model, needle records).</p>`,
     `<p class="files">Written by fopeify ${escapeXml(VERSION)}.</p>`,

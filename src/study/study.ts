@@ -19,7 +19,7 @@ import { FopeifyError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { writeFileAtomically } from '../io/atomic.js';
-import { prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
+import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { SUMMARY_FILE } from '../train/output.js';
 import { originalLength } from '../train/prepare.js';
 import { VERSION } from '../version.js';
@@ -55,6 +55,8 @@ export interface StudyOptions {
   source?: ModelSourceOptions;
   /** The command line that started this run, recorded in study.json. */
   command?: string;
+  /** Once the inputs are checked and before any cell runs: what this study will do. */
+  onStart?: (info: { plan: StudyPlan; variants: VariantId[]; seeds: number[]; quick: boolean }) => void;
   onLog?: (line: string) => void;
   onProgress?: (text: string) => void;
 }
@@ -91,7 +93,10 @@ export interface StudyResult {
   ranCells: string[];
   aggregate: StudyAggregate;
   verdict: string;
+  /** Seconds of this invocation. */
   seconds: number;
+  /** Seconds all cells took when they ran (over every invocation). */
+  cellSeconds: number;
 }
 
 function cellName(v: VariantId, seed: number): string {
@@ -142,7 +147,8 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const { seeds: _omit, ...defaultPlan } = defaults;
   const plan = checkPlan({ ...defaultPlan, ...options.plan, ...(options.steps !== undefined ? { steps: options.steps } : {}), trainLength });
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
-  // The backend first: a wrong --backend must fail before anything is written.
+  // The output rules and the backend before anything is printed or written.
+  await checkOutputFolder(out, { sources: [base] });
   const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
   await prepareOutputFolder(out, { sources: [base] });
 
@@ -156,6 +162,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const earlier = await readJson<{ commands?: string[] }>(path.join(out, STUDY_JSON));
   const commands = [...(earlier?.commands ?? []), options.command ?? `runStudy(${JSON.stringify({ model: options.model, variants, seeds: seedCount, quick })})`];
 
+  options.onStart?.({ plan, variants, seeds, quick });
   log(
     `study of ${base}: trained at ${trainLength} tokens; ${variants.length} variants × ${seeds.length} seed${seeds.length === 1 ? '' : 's'}, each fine-tuned at ${plan.fineTuneLength} tokens for ${plan.steps} steps × batch ${plan.batch}; ` +
       `passkey at ${plan.lengths.join(', ')} × ${plan.depths.length} depths × ${plan.trials} trials, perplexity at ${plan.windows.join(', ')}`,
@@ -163,7 +170,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
 
   const data = await fineTuneData(plan, plan.dataSeed);
   const text = await heldOutText();
-  const ctx = { yarnFactor: plan.fineTuneLength / trainLength, headDimHalf: Math.floor(spec.rope.dim / 2) };
+  const ctx = { yarnFactor: plan.fineTuneLength / trainLength, headDimHalf: Math.floor(spec.rope.dim / 2), initFactor: plan.initFactor };
   const todo = variants.flatMap((v) => seeds.map((seed) => ({ v, seed })));
   const cells: StudyCell[] = [];
   const ranCells: string[] = [];
@@ -266,6 +273,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
     aggregate,
     verdict: aggregate.verdict.text,
     seconds: (Date.now() - t0) / 1000,
+    cellSeconds: cells.reduce((a, c) => a + c.seconds, 0),
   };
   const studyJson = {
     fopeify_study: 1,

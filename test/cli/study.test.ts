@@ -19,7 +19,7 @@ describe('fopeify study (CLI)', () => {
     expect(first.stdout).toMatch(/^YaRN\s/m);
     expect(first.stdout).toMatch(/^FoPE\+YaRN\s/m);
     expect(first.stdout).toMatch(/Mean passkey accuracy beyond the training length \(256 tokens; at 512\), mean of 2 seeds/);
-    expect(first.stdout).toMatch(/4 of 4 cells run now/);
+    expect(first.stdout).toMatch(/4 of 4 cells run now, the others found finished; the cells took [\d.]+ min in all/);
     const json = await readJson(out, 'study.json');
     expect(json.commands).toHaveLength(1);
     expect(json.commands[0]).toMatch(/^fopeify study --variants yarn,fope-yarn --seeds 2 /);
@@ -30,14 +30,16 @@ describe('fopeify study (CLI)', () => {
     expect(html).toContain('Passkey accuracy (RULER-style)');
     expect(html).toContain('Student-t');
     // The seed changes the coefficient init.
-    const seedOf = async (s: number) => (await readJson(out, 'cells', 'fope-yarn', `seed-${s}`, 'converted', 'fopeify.json')).options.seed;
-    expect([await seedOf(0), await seedOf(1)]).toEqual([0, 1]);
+    const optionsOf = async (s: number) => (await readJson(out, 'cells', 'fope-yarn', `seed-${s}`, 'converted', 'fopeify.json')).options;
+    expect([(await optionsOf(0)).seed, (await optionsOf(1)).seed]).toEqual([0, 1]);
+    expect(await optionsOf(0)).toMatchObject({ init_factor: 0.1, yarn: 2 }); // the default gain
 
     // A rerun skips the finished cells and records its command too.
     const again = runCli(['study', ...tiny, '--out', out, '--json']);
     expect(again.code, again.stderr).toBe(0);
     const r = JSON.parse(again.stdout);
     expect(r.ranCells).toEqual([]);
+    expect(r.cellSeconds).toBeGreaterThan(0);
     expect(r.cells).toHaveLength(4);
     expect(r.aggregate.accuracy).toEqual(json.aggregate.accuracy);
     expect((await readJson(out, 'study.json')).commands).toHaveLength(2);
@@ -46,5 +48,7 @@ describe('fopeify study (CLI)', () => {
   it('refuses bad arguments with one line', () => {
     expectCleanFailure(runCli(['study', '--variants', 'alibi', '--out', path.join(root, 'x')]), /unknown variant "alibi"/);
     expectCleanFailure(runCli(['study', '--lengths', '256,abc', '--out', path.join(root, 'y')]), /--lengths must be a comma-separated list of integers/);
+    // The output rules: never inside the model being read.
+    expectCleanFailure(runCli(['study', '--out', path.resolve(__dirname, '../../fixtures/tiny-rope-256/study')]), /inside the model folder being read/);
   });
 });
