@@ -125,6 +125,13 @@ async function finishedFineTune(dir: string): Promise<StudyCell['finetune']> {
   return j && typeof j.steps_done === 'number' ? { steps: j.steps_done, finalLoss: j.final_loss ?? null, seconds: j.seconds ?? 0 } : null;
 }
 
+/** JSON with object keys sorted, so equal plans compare equal whatever order their keys were written in. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v,
+  );
+}
+
 const minutes = (s: number) => (s >= 90 ? `${(s / 60).toFixed(1)} min` : `${Math.round(s)} s`);
 
 /** Run (or resume) a study. */
@@ -155,7 +162,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   // A folder holds one plan: cells measured under another budget must not be mixed into this one.
   const planRecord = { model: base, plan };
   const previous = await readJson<typeof planRecord>(path.join(out, STUDY_PLAN_JSON));
-  if (previous && JSON.stringify(previous) !== JSON.stringify(planRecord)) {
+  if (previous && canonicalJson(previous) !== canonicalJson(planRecord)) {
     throw new FopeifyError('OUTPUT_EXISTS', `${options.out ?? 'fopeify-study'} holds a study with another model or plan (see ${STUDY_PLAN_JSON}); choose another --out to run this one`);
   }
   if (!previous) await writeFileAtomically(path.join(out, STUDY_PLAN_JSON), JSON.stringify(planRecord, null, 2) + '\n');
