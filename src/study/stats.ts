@@ -67,11 +67,14 @@ export interface PairedDifference extends Interval {
   outcome: Comparison;
 }
 
-/** a − b per seed both have, and its 95 % t-interval: does the difference exceed the interval? */
-export function pairedDifference(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): PairedDifference {
+/**
+ * a − b per seed both have, and its 95 % t-interval: does the difference exceed the interval? `bounds`
+ * clips the interval to what a difference can be (accuracy: [−1, 1]); clipping never moves it across 0.
+ */
+export function pairedDifference(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>, bounds?: [number, number]): PairedDifference {
   const seeds = [...a.keys()].filter((s) => b.has(s)).sort((x, y) => x - y);
   const diffs = seeds.map((s) => a.get(s)! - b.get(s)!);
-  const iv = meanInterval(diffs);
+  const iv = meanInterval(diffs, bounds);
   let outcome: Comparison;
   if (iv.lo === null || iv.hi === null) outcome = 'no interval';
   else if (iv.lo > 0) outcome = 'ahead';

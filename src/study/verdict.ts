@@ -102,7 +102,7 @@ function rank(variants: readonly VariantScores[], metric: (v: VariantScores) => 
     .sort((x, y) => (lowerIsBetter ? x.iv.mean - y.iv.mean : y.iv.mean - x.iv.mean));
   const best = order[0]!.s;
   const comparisons = order.slice(1).map(({ s }) => {
-    const d = pairedDifference(metric(best), metric(s));
+    const d = pairedDifference(metric(best), metric(s), lowerIsBetter ? undefined : [-1, 1]);
     return { against: s.id, difference: { ...d, outcome: better(d.outcome, lowerIsBetter) } };
   });
   return { order, comparisons };
@@ -155,7 +155,7 @@ export function studyVerdict(scores: readonly VariantScores[], context: { trainL
     const a = byId.get(c.a);
     const b = byId.get(c.b);
     if (!a || !b) continue;
-    const d = pairedDifference(metricOf(a, c.metric), metricOf(b, c.metric));
+    const d = pairedDifference(metricOf(a, c.metric), metricOf(b, c.metric), c.metric === 'beyond accuracy' ? [-1, 1] : undefined);
     if (!d.n) continue;
     const outcome = better(d.outcome, c.metric !== 'beyond accuracy');
     const what = c.metric === 'beyond accuracy' ? 'accuracy beyond the training length' : `perplexity at ${context.trainLength} tokens`;

@@ -49,6 +49,9 @@ describe('study statistics', () => {
     const partial = pairedDifference(new Map([[0, 1], [1, 1], [5, 1]]), new Map([[0, 0], [1, 0.5]]));
     expect(partial.seeds).toEqual([0, 1]);
     expect(pairedDifference(m([1]), m([0])).outcome).toBe('no interval');
+    // Accuracy differences live in [−1, 1]: the interval is clipped there, the outcome unchanged.
+    const wide = pairedDifference(m([1, 0]), m([0, 0.5]), [-1, 1]); // diffs 1, −0.5: mean 0.25, half 9.53
+    expect([wide.lo, wide.hi, wide.outcome]).toEqual([-1, 1, 'tie']);
   });
 
   it('finds the effective length: the longest length up to which accuracy stays at the threshold', () => {
