@@ -46,3 +46,11 @@ export { findTorchPython, type TorchPython, type FindPythonOptions } from './bri
 export { torchLogits, torchGenerate, ENGINES, type Engine } from './bridge/torch-engine.js';
 export { engineSupport, howToLoadMarkdown, type EngineSupport } from './bridge/engines.js';
 export { namedFopeConfig, fopeModelType, fopeArchitecture, type ArchName } from './config/fope-arch.js';
+
+// `fopeify study`: the paper's comparison and ablation across seeds, with 95 % intervals and a verdict
+export { runStudy, STUDY_JSON, type StudyOptions, type StudyResult, type StudyCell } from './study/study.js';
+export { studyPlan, checkPlan, parseVariants, VARIANTS, VARIANT_IDS, STUDY_INIT_FACTOR, type StudyPlan, type Variant, type VariantId, type VariantConversion } from './study/plan.js';
+export { aggregateStudy, type StudyAggregate, type SeededInterval } from './study/aggregate.js';
+export { studyVerdict, type StudyVerdict, type VariantScores, type ClaimCheck } from './study/verdict.js';
+export { meanInterval, pairedDifference, effectiveLength, tQuantile975, INTERVAL_METHOD, type Interval, type PairedDifference, type Comparison } from './study/stats.js';
+export { studyTables, writeStudyReport, type StudyTables } from './study/report.js';

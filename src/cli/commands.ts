@@ -27,6 +27,7 @@ export const commandTable: CommandEntry[] = [
   { name: 'recipes', usage: 'recipes', summary: 'list the fine-tuning recipes', load: async () => (await import('./recipes.js')).recipesCommand },
   { name: 'push', usage: 'push <dir> <repo>', summary: 'upload a model folder to the Hub in one commit, with a model card', load: async () => (await import('./push.js')).pushCommand },
   { name: 'demo', usage: 'demo', summary: 'the whole story on the shipped tiny model: convert, fine-tune, passkey, perplexity, report', load: async () => (await import('./demo.js')).demoCommand },
+  { name: 'study', usage: 'study [model]', summary: 'RoPE vs YaRN vs FoPE+YaRN and the ablations across seeds: table, 95 % intervals, verdict, report', load: async () => (await import('./study.js')).studyCommand },
 ];
 
 /**

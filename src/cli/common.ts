@@ -1,6 +1,7 @@
 /** Options shared by several commands, declared once. */
 import type { Argv } from 'yargs';
 import type { ModelSourceOptions } from '../hub/source.js';
+import { FopeifyError } from '../errors.js';
 import { createReporter, type Reporter } from './output.js';
 
 export interface SourceArgs {
@@ -54,4 +55,14 @@ export function withWeightOptions<T>(y: Argv<T>): Argv<T & WeightArgs> {
 
 export function reporterFor(argv: { json?: boolean }): Reporter {
   return createReporter({ json: argv.json });
+}
+
+/** A comma-separated list of numbers (`--lengths 512,1024`), refused with a one-line error when malformed. */
+export function numberList(value: string, flag: string, integers: boolean): number[] {
+  const parts = String(value).split(',').map((s) => s.trim()).filter(Boolean);
+  const nums = parts.map(Number);
+  if (!nums.length || nums.some((n) => !Number.isFinite(n) || (integers && !Number.isInteger(n)))) {
+    throw new FopeifyError('BAD_ARGUMENT', `--${flag} must be a comma-separated list of ${integers ? 'integers' : 'numbers'} (got ${JSON.stringify(value)})`);
+  }
+  return nums;
 }

@@ -7,7 +7,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { BACKEND_NAMES, setupBackend, type BackendName } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import { colorTable, NEEDLE_DEFAULTS, runNeedle, type NeedleTask, type ScoringMode } from '../eval/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
+import { numberList, reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
 import { printJson, rateEta } from './output.js';
 
 interface NeedleArgs extends SourceArgs, WeightArgs {
@@ -23,15 +23,6 @@ interface NeedleArgs extends SourceArgs, WeightArgs {
   'max-new-tokens': number;
   backend: BackendName;
   threads?: number;
-}
-
-function numberList(value: string, flag: string, integers: boolean): number[] {
-  const parts = String(value).split(',').map((s) => s.trim()).filter(Boolean);
-  const nums = parts.map(Number);
-  if (!nums.length || nums.some((n) => !Number.isFinite(n) || (integers && !Number.isInteger(n)))) {
-    throw new FopeifyError('BAD_ARGUMENT', `--${flag} must be a comma-separated list of ${integers ? 'integers' : 'numbers'} (got ${JSON.stringify(value)})`);
-  }
-  return nums;
 }
 
 export function parseModels(value: string): string[] {

@@ -5,23 +5,18 @@
  * training length, plus perplexity against context length → report.html. Numbers are reported as they
  * come out; the verdict is computed from them, never tuned.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setupBackend, type BackendName } from '../backend/select.js';
 import { convertModel } from '../convert/convert.js';
 import { FopeifyError } from '../errors.js';
 import { writeFileAtomically } from '../io/atomic.js';
 import { prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
-import { perplexityByWindow } from '../eval/perplexity.js';
 import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
 import { runNeedle } from '../eval/needle.js';
-import { runtimeLoader, type EvalModelLoader } from '../eval/runner.js';
 import type { NeedleSummary } from '../eval/summary.js';
 import { inspectModel, type InspectReport } from '../inspect/inspect.js';
-import { loadModel } from '../model/model.js';
-import { loadTokenizer } from '../model/tokenizer.js';
-import { finetune, type StepInfo } from '../train/finetune.js';
-import { asciiOnly, demoTexts, fixturesDir } from './data.js';
+import { fixturesDir } from './data.js';
+import { exists, fineTuneData, fineTuneSettings, fineTuneStage, heldOutText, HELD_OUT_TEXT, namedModelLoader, perplexityOfModels } from './stages.js';
 
 export const DEMO_MODEL_DIR = 'tiny-rope-256';
 
@@ -83,8 +78,6 @@ export function demoPlan(trainLength: number, quick: boolean): DemoPlan {
   };
 }
 
-const exists = (p: string) => fs.stat(p).then(() => true, () => false);
-
 /** One line per model and length: which model retrieves best beyond the training length, stated plainly. */
 export function demoVerdict(table: Record<string, Record<number, number>>, trainLength: number, names: { rope: string; yarn: string; fope: string }): string {
   const beyond = (m: string) => Object.entries(table[m] ?? {}).filter(([l]) => Number(l) > trainLength);
@@ -145,37 +138,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   }
 
   // 3. fine-tune both with the same data and budget.
-  const texts = await demoTexts({ length: plan.fineTuneLength, count: Math.max(64, plan.steps * plan.batch), seed: seed + 1 });
-  const settings = {
-    seqLen: plan.fineTuneLength,
-    steps: plan.steps,
-    batch: plan.batch,
-    gradAccum: 1,
-    lr: plan.lr,
-    warmupSteps: Math.min(20, Math.floor(plan.steps / 4)),
-    schedule: 'cosine' as const,
-    seed,
-    evalEvery: 0,
-    saveEvery: Math.max(10, Math.floor(plan.steps / 4)),
-  };
+  const data = await fineTuneData(plan, seed + 1);
+  const settings = fineTuneSettings(plan, seed);
   const tuned = async (name: string, model: string, recipe: string) => {
     const dir = path.join(out, name);
-    if (await exists(path.join(dir, 'config.json'))) return dir;
-    const resume = await exists(path.join(dir, 'checkpoints'));
-    await stage(`finetune ${name}`, () =>
-      finetune({
-        model,
-        outDir: dir,
-        recipe,
-        data: { texts, name: `Brown + passkey documents (${plan.fineTuneLength} bytes each)` },
-        settings,
-        resume,
-        force: !resume,
-        quietBackend: true,
-        onStep: (s: StepInfo) => progress(`fine-tuning ${name}: step ${s.step}/${s.steps}, loss ${s.loss.toFixed(3)}, ${s.tokensPerSecond.toFixed(0)} tok/s, ETA ${s.etaSeconds.toFixed(0)}s`),
-        onLog: (l) => (l.startsWith('settings') ? undefined : log(`${name}: ${l}`)),
-      }),
-    );
+    if (!(await exists(path.join(dir, 'config.json')))) {
+      await stage(`finetune ${name}`, () => fineTuneStage({ name, model, dir, recipe, data, settings, onLog: log, onProgress: progress }));
+    }
     return dir;
   };
   const yarnDir = await tuned('yarn-finetuned', base, 'yarn');
@@ -186,12 +155,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     { name: 'fope-yarn-finetuned', dir: fopeDir, description: `FoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
   ];
   const reportDir = path.join(out, 'report');
-  // Records, tables and heatmaps name the models "rope-original", "yarn-finetuned", ...: the needle runner
-  // takes names, and this loader maps each name to its folder.
-  const dirOf = new Map(models.map((m) => [m.name, m.dir]));
-  const folder = (name: string) => dirOf.get(name) ?? name;
-  const runtime = runtimeLoader();
-  const loader: EvalModelLoader = { tokenizer: (name) => runtime.tokenizer(folder(name)), load: (name) => runtime.load(folder(name)) };
+  const loader = namedModelLoader(models);
 
   // 4. passkey retrieval across lengths and depths.
   const needle = await stage('needle', () =>
@@ -211,26 +175,14 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   );
 
   // 5. perplexity against context length on held-out Brown text.
-  const heldOut = asciiOnly(await fs.readFile(path.join(fixturesDir(), 'text', 'brown-heldout.txt'), 'utf8'));
-  const perplexity: DemoResult['perplexity'] = [];
-  await stage('perplexity', async () => {
-    for (const m of models) {
-      progress(`perplexity: ${m.name}`);
-      const tok = await loadTokenizer(m.dir);
-      const ids = tok.encode(heldOut, { addSpecialTokens: false });
-      const lm = await loadModel(m.dir);
-      try {
-        const r = await perplexityByWindow(lm, ids, { windows: plan.windows, maxWindows: plan.maxWindows });
-        for (const w of r.results) perplexity.push({ model: m.name, window: w.window, ppl: w.ppl });
-      } finally {
-        lm.dispose();
-      }
-    }
-  });
+  const heldOut = await heldOutText();
+  const perplexity: DemoResult['perplexity'] = await stage('perplexity', () =>
+    perplexityOfModels(models, heldOut, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: progress }),
+  );
   await writePerplexityReport(reportDir, {
     windows: plan.windows,
     results: perplexity,
-    settings: { text: 'fixtures/text/brown-heldout.txt', max_windows: plan.maxWindows },
+    settings: { text: HELD_OUT_TEXT, max_windows: plan.maxWindows },
     markers: [
       { x: trainLength, label: 'trained' },
       { x: plan.fineTuneLength, label: 'fine-tuned' },

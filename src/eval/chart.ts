@@ -1,7 +1,7 @@
 /**
  * Line charts (perplexity against context length): one line per model, log-2 x axis over the windows,
  * log y axis when the values span more than a factor of 10, an optional dashed marker (e.g. the training
- * length), legend on the right.
+ * length), optional error bars per point, legend on the right.
  */
 import { SERIES_COLORS } from './color.js';
 import { textWidth } from './font.js';
@@ -14,6 +14,11 @@ export interface LineSeries {
   name: string;
   /** [x, y] points; non-finite y values break the line. */
   points: [number, number][];
+  /**
+   * Error bars: [low, high] for the point of the same index (e.g. a 95 % interval across seeds); null or
+   * non-finite bounds draw no bar there.
+   */
+  errors?: ([number, number] | null)[];
 }
 
 export interface LineChartOptions {
@@ -79,8 +84,10 @@ export function lineChartScene(options: LineChartOptions): Scene {
   const height = options.height ?? 440;
   const shapes: Shape[] = [];
   const pts = options.series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y));
+  // The axis covers the error bars too.
+  const bars = options.series.flatMap((s) => (s.errors ?? []).flatMap((e) => (e ? e.filter((v) => Number.isFinite(v)) : [])));
   const xs = [...new Set(options.series.flatMap((s) => s.points.map(([x]) => x)))].sort((a, b) => a - b);
-  const ys = pts.map(([, y]) => y);
+  const ys = [...pts.map(([, y]) => y), ...bars];
   const xMin = xs[0] ?? 0;
   const xMax = xs[xs.length - 1] ?? 1;
   const logX = options.logX ?? (xMin > 0 && xMax / xMin >= 4);
@@ -134,6 +141,16 @@ export function lineChartScene(options: LineChartOptions): Scene {
       if (run.length > 1) shapes.push({ kind: 'polyline', points: run, stroke: color, width: 2 });
       run = [];
     };
+    s.points.forEach(([x, y], k) => {
+      const e = s.errors?.[k];
+      if (!e || !Number.isFinite(y) || !Number.isFinite(e[0]) || !Number.isFinite(e[1]) || (logY && e[0] <= 0)) return;
+      // Bars of different series at the same x are spread by a few pixels so each stays visible.
+      const dodge = (i - (options.series.length - 1) / 2) * 3;
+      const [cx, y0, y1] = [fx(x) + dodge, fy(e[0]), fy(e[1])];
+      shapes.push({ kind: 'line', x1: cx, y1: y0, x2: cx, y2: y1, stroke: color, width: 1.5 });
+      shapes.push({ kind: 'line', x1: cx - 4, y1: y0, x2: cx + 4, y2: y0, stroke: color, width: 1.5 });
+      shapes.push({ kind: 'line', x1: cx - 4, y1: y1, x2: cx + 4, y2: y1, stroke: color, width: 1.5 });
+    });
     for (const [x, y] of [...s.points].sort((a, b) => a[0] - b[0])) {
       if (!Number.isFinite(y) || (logY && y <= 0)) {
         flush();

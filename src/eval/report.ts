@@ -35,7 +35,8 @@ export interface PerplexitySummary {
 /** Every report file is written atomically: a reader (or a full disk) never sees half a heatmap. */
 const write = writeFileAtomically;
 
-async function writeScene(dir: string, base: string, scene: Scene): Promise<string[]> {
+/** A scene as `<base>.svg` and `<base>.png` in `dir`. */
+export async function writeScene(dir: string, base: string, scene: Scene): Promise<string[]> {
   const svg = path.join(dir, `${base}.svg`);
   const png = path.join(dir, `${base}.png`);
   await write(svg, sceneToSvg(scene));
@@ -140,7 +141,8 @@ async function readJson<T>(file: string): Promise<T | null> {
   }
 }
 
-function settingsTable(rows: [string, unknown][]): string {
+/** A two-column key / value table (arrays joined, objects as key: value). */
+export function settingsTable(rows: [string, unknown][]): string {
   const fmt = (v: unknown): string =>
     Array.isArray(v)
       ? v.join(', ')
@@ -181,13 +183,15 @@ function pplTable(summary: PerplexitySummary): string {
   return `<table class="grid">${head}${rows.join('')}</table>`;
 }
 
-const STYLE = `body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
+/** The stylesheet of every fopeify report page. */
+export const REPORT_STYLE = `body{font-family:Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 table{border-collapse:collapse;margin:1em 0}th,td{padding:.35em .7em;border:1px solid #e3e3e3;text-align:right}
 table.settings th{text-align:left;background:#f7f7f7}table.settings td{text-align:left}
 .figure{overflow-x:auto;margin:1em 0}.files{color:#666;font-size:.9em}`;
 
-function inlineSvg(svg: string | null): string {
+/** An SVG file's text as an inline figure (empty without one). */
+export function inlineSvg(svg: string | null): string {
   if (!svg) return '';
   return `<div class="figure">${svg.replace(/^<\?xml[^>]*>\s*/, '')}</div>`;
 }
@@ -246,7 +250,7 @@ export async function writeReport(dir: string): Promise<string> {
   }
   if (body.length === 1) body.push('<p>No results in this folder yet.</p>');
   body.push(`<p class="files">Written by fopeify ${escapeXml(VERSION)}.</p>`);
-  const html = `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>fopeify report</title><style>${STYLE}</style></head>\n<body>\n${body.join('\n')}\n</body></html>\n`;
+  const html = `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>fopeify report</title><style>${REPORT_STYLE}</style></head>\n<body>\n${body.join('\n')}\n</body></html>\n`;
   const file = path.join(dir, REPORT_HTML);
   await write(file, html);
   return file;

@@ -134,6 +134,20 @@ describe('line chart', () => {
     expect(svg.match(/<polyline/g)).toHaveLength(2);
   });
 
+  it('draws error bars, and the y axis covers them', () => {
+    const plain = lineChartScene({ series: [{ name: 'a', points: [[256, 50], [512, 60]] }], logY: false });
+    const withBars = lineChartScene({
+      series: [{ name: 'a', points: [[256, 50], [512, 60]], errors: [[20, 80], null] }],
+      logY: false,
+    });
+    const lines = (sc: typeof plain) => sc.shapes.filter((s) => s.kind === 'line' && s.stroke !== '#E5E5E5' && s.stroke !== '#F0F0F0' && s.stroke !== '#000000');
+    // One bar (a vertical stroke and two caps) for the point with an interval, none for the other.
+    expect(lines(withBars).length - lines(plain).length).toBe(3);
+    const labels = (sc: typeof plain) => sc.shapes.filter((s) => s.kind === 'text' && s.role === 'y-label').map((s) => Number((s as { text: string }).text));
+    expect(Math.max(...labels(withBars))).toBeGreaterThanOrEqual(80);
+    expect(Math.max(...labels(plain))).toBeLessThan(80);
+  });
+
   it('rasterizes', () => {
     const scene = lineChartScene({ series });
     const r = rasterizeScene(scene);
