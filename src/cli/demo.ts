@@ -29,11 +29,12 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
     const { runDemo, demoPlan } = await import('../demo/demo.js');
     const reporter = reporterFor(argv);
     const plan = demoPlan(256, argv.quick);
-    reporter.info(
-      argv.quick
-        ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; a few minutes on a 2-core machine (under 10).`
-        : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; about 15–20 minutes on a 2-core machine with the native backend, much longer without it (use --quick for a few minutes).`,
-    );
+    const banner = () =>
+      reporter.info(
+        argv.quick
+          ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; a few minutes on a 2-core machine (under 10).`
+          : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; about 15–20 minutes on a 2-core machine with the native backend, much longer without it (use --quick for a few minutes).`,
+      );
     try {
       const r = await runDemo({
         out: argv.out,
@@ -41,6 +42,7 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
         backend: argv.backend,
         threads: argv.threads,
         seed: argv.seed,
+        onStart: banner,
         onLog: (l) => reporter.info(l),
         onProgress: (t) => reporter.update(t),
       });

@@ -10,7 +10,7 @@ import { setupBackend, type BackendName } from '../backend/select.js';
 import { convertModel } from '../convert/convert.js';
 import { FopeifyError } from '../errors.js';
 import { writeFileAtomically } from '../io/atomic.js';
-import { prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
+import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
 import { runNeedle } from '../eval/needle.js';
 import type { NeedleSummary } from '../eval/summary.js';
@@ -33,6 +33,8 @@ export interface DemoOptions {
   /** Override parts of the plan (tests run a miniature demo). */
   plan?: Partial<DemoPlan>;
   onLog?: (line: string) => void;
+  /** Called once the inputs are checked, before the backend is set up and anything runs (a start banner). */
+  onStart?: () => void;
   onProgress?: (text: string) => void;
 }
 
@@ -103,7 +105,10 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   if (!(await exists(path.join(base, 'config.json')))) {
     throw new FopeifyError('MODEL_NOT_FOUND', `the demo model is missing: ${base} (run scripts/train-tiny-model.mjs to recreate it)`);
   }
-  // The backend first: a wrong --backend must fail before anything is written.
+  // The output rules and the backend first: a wrong --out or --backend must fail before anything is
+  // printed or written.
+  await checkOutputFolder(out, { sources: [base] });
+  options.onStart?.();
   const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
   await prepareOutputFolder(out, { sources: [base] });
   const seed = options.seed ?? 0;

@@ -13,6 +13,11 @@ async function leftovers(dir: string): Promise<string[]> {
 }
 
 describe('bad input: one clear line, non-zero exit, nothing half-written', () => {
+  it('demo with --out inside its model: the refusal is the only line, before any banner', () => {
+    const r = runCli(['demo', '--quick', '--out', path.resolve(__dirname, '../../fixtures/tiny-rope-256/out')]);
+    expectCleanFailure(r, /inside the model folder being read/);
+    expect(r.stdout).toBe('');
+  });
   it('nonexistent model', () => {
     expectCleanFailure(runCli(['inspect', path.join(root, 'nope')]), /model not found/);
     expectCleanFailure(runCli(['convert', './no/such/dir', '-o', path.join(root, 'o1')]), /model not found/);
