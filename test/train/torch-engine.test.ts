@@ -13,6 +13,9 @@ import { setupBackend } from '../../src/backend/select.js';
 import { torchLogits } from '../../src/bridge/torch-engine.js';
 import { FopeifyError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { loadTokenizer } from '../../src/model/index.js';
+import { SeededRandom } from '../../src/rope/random.js';
+import { passkeyEvalPrompts } from '../../src/train/passkey.js';
 import { finetune, readMetrics, type FinetuneOptions, type FinetuneResult } from '../../src/train/index.js';
 import { runCli, runCliAsync } from '../cli/cli-helpers.js';
 import { fixture, tempDir } from '../helpers.js';
@@ -153,6 +156,30 @@ describe('finetune --engine torch', () => {
     const summary = JSON.parse(await fs.readFile(path.join(root, 'ddp', 'finetune.json'), 'utf8')) as Record<string, unknown>;
     expect(summary).toMatchObject({ torch: { strategy: 'ddp', world_size: 2 } });
     expect(maxRelativeDiff(await losses('ddp'), await losses('torch'))).toBeLessThanOrEqual(1e-5);
+  }, 120_000);
+
+  it.runIf(py)('--eval-passkey: every evaluation records passkey_accuracy on the tfjs trainer\'s prompts, equal to its value', async () => {
+    const over: Partial<FinetuneOptions> = {
+      settings: { seqLen: 64, steps: 2, batch: 2, gradAccum: 1, lr: 3e-3, warmupSteps: 1, evalEvery: 1, saveEvery: 0, evalPasskey: true, seed: 3 },
+      passkeyTrials: 3,
+      keepCheckpointsAtEnd: true,
+    };
+    await run('passkey-tfjs', over);
+    await run('passkey-torch', { ...over, engine: 'torch' });
+    const [mt, mp] = [await readMetrics(path.join(root, 'passkey-tfjs')), await readMetrics(path.join(root, 'passkey-torch'))];
+    expect(mp.map((r) => r.step)).toEqual([1, 2]);
+    for (const [i, r] of mp.entries()) {
+      expect(r.passkey_accuracy).toBeGreaterThanOrEqual(0);
+      expect(r.passkey_accuracy).toBeLessThanOrEqual(1);
+      expect(r.passkey_accuracy).toBe(mt[i]!.passkey_accuracy);
+    }
+    // The prompts the trainer scored are the tfjs trainer's: its 'train' stream of the seed, 3 per evaluation, in order.
+    const written = JSON.parse(await fs.readFile(path.join(root, 'passkey-torch', 'torch-job', 'data', 'passkey.json'), 'utf8')) as { evals: { ids: number[]; prompt_length: number }[][] };
+    const tok = await loadTokenizer(model);
+    const rng = new SeededRandom(3, 'train');
+    const expected = [0, 1].map(() => passkeyEvalPrompts(tok, 64, 3, rng).map((p) => ({ ids: p.ids, prompt_length: p.promptLength })));
+    expect(written.evals).toEqual(expected);
+    expect(new Set(written.evals.flat().map((p) => p.ids.join(','))).size).toBe(6);
   }, 120_000);
 
   it.runIf(py)('--no-launch writes the job folder and prints the torchrun command of every node', () => {
