@@ -216,11 +216,11 @@ describe('finetune --engine torch', () => {
     expect(new Set(written.evals.flat().map((p) => p.ids.join(','))).size).toBe(6);
   }, 120_000);
 
-  it.runIf(py)('--eval-passkey scores teacher-forced: a prompt whose answer is the model\'s own greedy continuation counts as right', async () => {
-    // lr 1e-12: the weights at the evaluation after step 1 are, to the argmax, the prepared ones of the
-    // tfjs reference folder, whose logits (fopeify logits, tfjs runtime) say which prompts are right.
-    const settings = { seqLen: 64, steps: 1, batch: 2, gradAccum: 1, lr: 1e-12, warmupSteps: 0, evalEvery: 1, saveEvery: 0, evalPasskey: true, seed: 5 };
-    await run('pk-ref', { settings: { ...settings, evalPasskey: false } });
+  it.runIf(py)('--eval-passkey scores teacher-forced (a prompt whose answer is the model\'s own greedy continuation counts as right) and --resume continues with the next evaluation\'s prompts', async () => {
+    // lr 1e-12: the weights at the evaluations after steps 1 and 2 are, to the argmax, the prepared ones of
+    // the tfjs reference folder, whose logits (fopeify logits, tfjs runtime) say which prompts are right.
+    const settings = { seqLen: 64, steps: 2, batch: 2, gradAccum: 1, lr: 1e-12, warmupSteps: 0, evalEvery: 1, saveEvery: 0, evalPasskey: true, seed: 5 };
+    await run('pk-ref', { settings: { ...settings, steps: 1, evalPasskey: false } });
     await run('pk-job', { settings, passkeyTrials: 3, engine: 'torch', torch: { python: py!.python, launch: false } });
     const argmaxRows = async (ids: number[]): Promise<number[]> => {
       const r = await runCliAsync(['logits', path.join(root, 'pk-ref'), '--ids', ids.join(','), '--json']);
@@ -230,25 +230,32 @@ describe('finetune --engine torch', () => {
     const jobDir = path.join(root, 'pk-job', 'torch-job');
     const file = path.join(jobDir, 'data', 'passkey.json');
     const written = JSON.parse(await fs.readFile(file, 'utf8')) as { evals: { ids: number[]; prompt_length: number }[][] };
-    const prompts = written.evals[0]!;
-    // Prompt 0's answer becomes the greedy continuation of its prompt (as many tokens as the real answer).
-    const first = prompts[0]!;
+    expect(written.evals).toHaveLength(2);
+    // The second evaluation's prompt 0 gets the greedy continuation of its prompt as its answer (as many
+    // tokens as the real answer): right there, and only there.
+    const first = written.evals[1]![0]!;
     const greedy = first.ids.slice(0, first.prompt_length);
     while (greedy.length < first.ids.length) greedy.push((await argmaxRows(greedy)).at(-1)!);
     expect(greedy).not.toEqual(first.ids);
-    prompts[0] = { ids: greedy, prompt_length: first.prompt_length };
-    let right = 0;
-    for (const p of prompts) {
-      const predicted = (await argmaxRows(p.ids.slice(0, -1))).slice(p.prompt_length - 1);
-      if (predicted.every((id, j) => id === p.ids[p.prompt_length + j])) right++;
+    written.evals[1]![0] = { ids: greedy, prompt_length: first.prompt_length };
+    const expected: number[] = [];
+    for (const prompts of written.evals) {
+      let right = 0;
+      for (const p of prompts) {
+        const predicted = (await argmaxRows(p.ids.slice(0, -1))).slice(p.prompt_length - 1);
+        if (predicted.every((id, j) => id === p.ids[p.prompt_length + j])) right++;
+      }
+      expected.push(right / prompts.length);
     }
-    expect(right).toBeGreaterThanOrEqual(1);
+    expect(expected[1]).toBeGreaterThan(expected[0]!);
     await fs.writeFile(file, JSON.stringify(written));
-    const torchrun = `${py!.python} -m torch.distributed.run`;
-    const launched = await new Promise<number | null>((resolve) => spawn('sh', [path.join(jobDir, 'launch.sh')], { env: { ...process.env, TORCHRUN: torchrun }, stdio: 'ignore' }).on('close', resolve));
-    expect(launched).toBe(0);
+    // Step 1 (evaluation 1), a checkpoint, then --resume: step 2 must score evaluation 2's prompts.
+    const launch = (...args: string[]) =>
+      new Promise<number | null>((resolve) => spawn('sh', [path.join(jobDir, 'launch.sh'), ...args], { env: { ...process.env, TORCHRUN: `${py!.python} -m torch.distributed.run` }, stdio: 'ignore' }).on('close', resolve));
+    expect(await launch('--stop-after', '1')).toBe(0);
+    expect(await launch('--resume')).toBe(0);
     const metrics = await readMetrics(path.join(root, 'pk-job'));
-    expect(metrics.map((r) => r.passkey_accuracy)).toEqual([right / 3]);
+    expect(metrics.map((r) => r.passkey_accuracy)).toEqual(expected);
   }, 120_000);
 
   it.runIf(py)('--no-launch writes the job folder and prints the torchrun command of every node', () => {
