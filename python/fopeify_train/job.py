@@ -65,6 +65,9 @@ class Job:
     result_dir: str
     keep_checkpoints: int
     parallel: str
+    passkey_file: Optional[str]
+    """--eval-passkey: the prompts of every passkey evaluation (fopeify draws them, as the tfjs trainer does)."""
+    passkey_evals: int
     raw: Dict[str, Any]
 
 
@@ -102,6 +105,7 @@ def read_job(folder: str) -> Job:
     at = lambda p: os.path.normpath(os.path.join(folder, p))  # noqa: E731
     data = raw["data"]
     lora = raw.get("lora")
+    passkey = raw.get("passkey")
     return Job(
         folder=folder,
         settings=_settings(raw["settings"]),
@@ -121,5 +125,7 @@ def read_job(folder: str) -> Job:
         result_dir=at(raw["result_dir"]),
         keep_checkpoints=int(raw.get("keep_checkpoints", 2)),
         parallel=str(raw.get("parallel", "auto")),
+        passkey_file=at(passkey["file"]) if passkey else None,
+        passkey_evals=int(passkey["evals"]) if passkey else 0,
         raw=raw,
     )

@@ -4,11 +4,12 @@ Rank 0 writes metrics.jsonl, checkpoints and the result; every rank computes the
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ class Progress:
     tokens: int = 0
     seconds_before: float = 0.0
     final_loss: Optional[float] = None
+    passkey_evals: int = 0
 
 
 def build_model(job: Job) -> CausalLM:
@@ -87,6 +89,21 @@ def to_local(param: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
     return distribute_tensor(full.to(local(param).device), mesh, param.placements).to_local()
 
 
+def read_passkey_prompts(job: Job) -> List[List[Tuple[List[int], int]]]:
+    """The (ids, prompt length) of every prompt of every passkey evaluation, in the run's order."""
+    if job.passkey_file is None:
+        return []
+    try:
+        with open(job.passkey_file, "r", encoding="utf-8") as fh:
+            evals = json.load(fh)["evals"]
+        out = [[(list(map(int, p["ids"])), int(p["prompt_length"])) for p in prompts] for prompts in evals]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise JobError(f"{job.passkey_file} is not a passkey prompt file of fopeify: {err}", "BAD_CONFIG") from err
+    if len(out) != job.passkey_evals:
+        raise JobError(f"{job.passkey_file} holds {len(out)} evaluations, job.json says {job.passkey_evals}", "BAD_CONFIG")
+    return out
+
+
 class Trainer:
     def __init__(self, job: Job, place: Placement, stop_after: Optional[int]) -> None:
         self.job = job
@@ -102,6 +119,7 @@ class Trainer:
         self.progress = Progress()
         self.started = time.time()
         self.fault = self._fault()
+        self.passkey = read_passkey_prompts(job)
 
     def _fault(self) -> Optional[int]:
         spec = os.environ.get(FAULT_ENV, "")
@@ -125,7 +143,7 @@ class Trainer:
                 self.optimizer.m[name].copy_(to_local(p, m[name]))
                 self.optimizer.v[name].copy_(to_local(p, v[name]))
         self.optimizer.step = opt_step
-        self.progress = Progress(int(state["step"]), int(state["tokens"]), float(state["seconds"]))
+        self.progress = Progress(int(state["step"]), int(state["tokens"]), float(state["seconds"]), passkey_evals=int(state.get("passkey_evals", 0)))
         if self.place.is_main:
             rewrite_metrics(self.job.metrics_file, [r for r in read_metrics(self.job.metrics_file) if r["step"] <= self.progress.step])
 
@@ -135,7 +153,7 @@ class Trainer:
         m = {n: to_full(self.params[n], t) for n, t in self.optimizer.m.items()}
         v = {n: to_full(self.params[n], t) for n, t in self.optimizer.v.items()}
         if self.place.is_main:
-            state = {"step": p.step, "samples": p.step * self.job.settings.samples_per_step, "tokens": p.tokens, "seconds": self.elapsed(), "world_size": self.place.world}
+            state = {"step": p.step, "passkey_evals": p.passkey_evals, "samples": p.step * self.job.settings.samples_per_step, "tokens": p.tokens, "seconds": self.elapsed(), "world_size": self.place.world}
             save_checkpoint(self.job.checkpoints_dir, state, trainable, m, v, self.optimizer.step)
             prune_checkpoints(self.job.checkpoints_dir, max(1, self.job.keep_checkpoints))
         barrier(self.place)
@@ -176,6 +194,28 @@ class Trainer:
         finally:
             self.model.train()
 
+    @torch.no_grad()
+    def passkey_accuracy(self) -> float:
+        """Teacher-forced passkey accuracy over the next evaluation's prompts: a prompt is right iff the argmax
+        at every answer position is the answer token (src/train/passkey.ts's rule, on the same prompts)."""
+        n = self.progress.passkey_evals
+        if n >= len(self.passkey):
+            raise JobError(f"passkey evaluation {n + 1} has no prompts in {self.job.passkey_file} (rewrite the job with fopeify)", "BAD_CONFIG")
+        self.progress.passkey_evals += 1
+        prompts = self.passkey[n]
+        self.model.eval()
+        try:
+            correct = 0
+            for ids, prompt_length in prompts:
+                x = torch.tensor([ids], dtype=torch.int64, device=self.place.device)
+                with autocast(self.place):
+                    logits = self.model(x, None, self.attention)
+                predicted = logits[0, prompt_length - 1 : len(ids) - 1].float().argmax(dim=-1).tolist()
+                correct += int(predicted == ids[prompt_length:])
+            return correct / len(prompts) if prompts else 0.0
+        finally:
+            self.model.train()
+
     def run(self) -> bool:
         """Train to the end (True) or until --stop-after (False, after a checkpoint)."""
         s = self.job.settings
@@ -210,6 +250,8 @@ class Trainer:
                 ev = self.evaluate()
                 record["eval_loss"] = ev
                 record["eval_ppl"] = math.exp(ev)
+                if self.passkey:
+                    record["passkey_accuracy"] = self.passkey_accuracy()
             if self.place.is_main:
                 append_metrics(self.job.metrics_file, record)
             stop = self.stop_after is not None and run_steps >= self.stop_after and p.step < s.steps

@@ -42,18 +42,35 @@ export function passkeyChunks(tok: TextTokenizer, eosId: number, seqLen: number,
   return out;
 }
 
-/** Teacher-forced passkey accuracy of the model at `length` tokens over `trials` prompts drawn from `rng`. */
-export function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, length: number, trials: number, rng: SeededRandom): number {
+/** One teacher-forced passkey prompt: its token ids (prompt then answer) and where the answer starts. */
+export interface PasskeyEvalPrompt {
+  ids: number[];
+  promptLength: number;
+}
+
+/**
+ * The `trials` prompts of one passkey evaluation at `length` tokens, keys and depths drawn from `rng`.
+ * Both engines score these (the torch engine gets them written into its job folder): one prompt logic.
+ */
+export function passkeyEvalPrompts(tok: TextTokenizer, length: number, trials: number, rng: SeededRandom): PasskeyEvalPrompt[] {
   const et = evalTokenizer(tok);
   const countTokens = (t: string) => tok.encode(t).length;
-  let correct = 0;
+  const out: PasskeyEvalPrompt[] = [];
   let hint: number | undefined;
   for (let i = 0; i < trials; i++) {
     const key = 1 + rng.int(50000);
     const depth = rng.next();
     const prompt = buildPasskeyPrompt({ key, depth, targetTokens: Math.max(1, length - ANSWER_ROOM), countTokens, hint });
     hint = prompt.fillerChars;
-    const { ids, promptLength } = teacherForcedIds(et, prompt.text, prompt.answer);
+    out.push(teacherForcedIds(et, prompt.text, prompt.answer));
+  }
+  return out;
+}
+
+/** Teacher-forced passkey accuracy of the model at `length` tokens over `trials` prompts drawn from `rng`. */
+export function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, length: number, trials: number, rng: SeededRandom): number {
+  let correct = 0;
+  for (const { ids, promptLength } of passkeyEvalPrompts(tok, length, trials, rng)) {
     const positions = Array.from({ length: ids.length - promptLength }, (_, j) => promptLength - 1 + j);
     const predicted = tm.withMergedWeights((w) =>
       tf.tidy(() => {

@@ -16,9 +16,11 @@ import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
 import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { loadTokenizer } from '../model/index.js';
+import { SeededRandom } from '../rope/random.js';
 import { latestCheckpoint, pruneCheckpoints } from './checkpoint.js';
 import type { FinetuneOptions, FinetuneResult } from './finetune.js';
 import { TrainingModel } from './model.js';
+import { passkeyEvalPrompts, type PasskeyEvalPrompt } from './passkey.js';
 import { METRICS_FILE, readMetrics, SUMMARY_FILE, truncateMetrics, type MetricsRecord } from './output.js';
 import { checkRecipe, prepareModel } from './prepare.js';
 import { resolveTrainSettings, type TrainSettings } from './recipe.js';
@@ -123,6 +125,20 @@ async function loadTrained(outDir: string, tm: TrainingModel): Promise<void> {
   }
 }
 
+/**
+ * The prompts of every passkey evaluation the run can still make, in the order the tfjs trainer draws them
+ * (its 'train' stream of the seed, which only the passkey evaluation consumes). The trainer counts its
+ * passkey evaluations (kept in checkpoints) and scores the n-th with evals[n]. On --resume the evaluations
+ * already in metrics.jsonl come first (the count is an upper bound: the trainer truncates to its checkpoint).
+ */
+async function passkeyPrompts(outDir: string, s: TrainSettings, tok: Awaited<ReturnType<typeof loadTokenizer>>, trials: number, resumed: boolean): Promise<PasskeyEvalPrompt[][]> {
+  if (!(Number.isInteger(trials) && trials > 0)) throw new FopeifyError('BAD_ARGUMENT', `the passkey trials must be a positive integer (got ${trials})`);
+  const before = resumed ? (await readMetrics(outDir)).filter((r) => r.passkey_accuracy !== undefined).length : 0;
+  const ahead = s.evalEvery > 0 ? Math.floor(s.steps / s.evalEvery) + (s.steps % s.evalEvery ? 1 : 0) : 0;
+  const rng = new SeededRandom(s.seed, 'train');
+  return Array.from({ length: before + ahead }, () => passkeyEvalPrompts(tok, s.seqLen, trials, rng));
+}
+
 export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneResult> {
   const started = Date.now();
   const log = options.onLog ?? (() => undefined);
@@ -150,9 +166,6 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
   const recipeName = saved ? saved.recipe : (options.recipe ?? null);
   const recipe = await recipeFor(recipeName);
   const settings: TrainSettings = saved ? resumedSettings(saved.settings, options.settings) : resolveTrainSettings(recipe, options.settings ?? {});
-  if (settings.evalPasskey) {
-    throw new FopeifyError('BAD_ARGUMENT', '--eval-passkey is not available with --engine torch (held-out perplexity is); run `fopeify needle` on the result, or train with --engine tfjs');
-  }
 
   // A python with torch before any heavy work (launching needs it; --no-launch prints commands anyway).
   let py: TorchPython | null = null;
@@ -217,9 +230,10 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
     log(`settings: ${JSON.stringify(settings)}`);
     log(`trainable parameters: ${tm.trainableCount.toLocaleString('en-US')} of ${parameters.toLocaleString('en-US')} (${settings.trainable})`);
 
+    const passkey = settings.evalPasskey ? await passkeyPrompts(outDir, settings, tok, options.passkeyTrials ?? 5, saved !== null) : undefined;
     const launcher = await printedLauncher(t.python ?? (env.FOPEIFY_PYTHON || undefined), env);
     options.onLoad?.('writing the torch job');
-    const jobDir = await writeJobFolder({ outDir, record, model: tm, train: data.train, heldOut: data.heldOut, topology, launcher, parallel, keepCheckpoints: options.keepCheckpoints ?? 2 });
+    const jobDir = await writeJobFolder({ outDir, record, model: tm, train: data.train, heldOut: data.heldOut, topology, launcher, parallel, keepCheckpoints: options.keepCheckpoints ?? 2, passkey });
     const backend = `torch ${py?.torchVersion ?? '?'} (torchrun: ${topology.nnodes} node${topology.nnodes > 1 ? 's' : ''} × ${topology.nprocPerNode} process${topology.nprocPerNode > 1 ? 'es' : ''})`;
     const summaryBase: SummaryBase = { fopeify_finetune: 1, model: record.model, recipe: recipeName, settings, conversion: prepared.conversion, data: data.description, backend };
 
@@ -291,7 +305,7 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
             gradNorm: r.grad_norm,
             tokensPerSecond: r.tokens_per_s,
             etaSeconds: mean * (settings.steps - r.step),
-            eval: r.eval_loss !== undefined ? { loss: r.eval_loss, ppl: r.eval_ppl! } : undefined,
+            eval: r.eval_loss !== undefined ? { loss: r.eval_loss, ppl: r.eval_ppl!, ...(r.passkey_accuracy !== undefined ? { passkeyAccuracy: r.passkey_accuracy } : {}) } : undefined,
           });
         },
       });

@@ -5,7 +5,8 @@
  *  - model/: the prepared model (after the recipe's conversion) as config.json + float32 safetensors, and
  *    the initial LoRA factors (drawn here: one implementation of the seeded init);
  *  - data/: the packed chunks (int32, seq-len + 1 tokens each), held-out chunks, and the chunk order of
- *    every step (the seeded per-epoch shuffle of PackedDataset, written out);
+ *    every step (the seeded per-epoch shuffle of PackedDataset, written out); with --eval-passkey, the
+ *    teacher-forced passkey prompts of every evaluation (passkey.json: the tfjs trainer's prompts, in order);
  *  - python/: fopeify_torch (the model core) and fopeify_train (the trainer);
  *  - launch.sh: the torchrun line.
  * Paths inside are relative to the folder, so it can be copied to, or mounted on, other machines.
@@ -20,6 +21,7 @@ import { writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { CHECKPOINTS_DIR } from './checkpoint.js';
 import type { PackedDataset } from './data.js';
+import type { PasskeyEvalPrompt } from './passkey.js';
 import type { TrainingModel } from './model.js';
 import { METRICS_FILE } from './output.js';
 import type { TrainSettings } from './recipe.js';
@@ -155,6 +157,8 @@ export interface JobInput {
   launcher: readonly string[];
   parallel: ParallelStrategy;
   keepCheckpoints: number;
+  /** --eval-passkey: the prompts of the n-th passkey evaluation of the run at evals[n]. */
+  passkey?: PasskeyEvalPrompt[][];
 }
 
 /** Write (or rewrite: everything in it is a function of the run) `<out>/torch-job/`; returns its path. */
@@ -189,6 +193,7 @@ export async function writeJobFolder(j: JobInput): Promise<string> {
     metrics: `../${METRICS_FILE}`,
     checkpoints_dir: `../${CHECKPOINTS_DIR}`,
     result_dir: `../${RESULT_DIR}`,
+    passkey: j.passkey ? { file: 'data/passkey.json', evals: j.passkey.length } : null,
     keep_checkpoints: j.keepCheckpoints,
     parallel: j.parallel,
     run: j.record,
@@ -205,6 +210,10 @@ export async function writeJobFolder(j: JobInput): Promise<string> {
     }
     await writeFileAtomically(path.join(tmp, job.data.train), int32Bytes(j.train.chunks, chunkLen));
     await writeFileAtomically(path.join(tmp, job.data.held_out), int32Bytes(j.heldOut, chunkLen));
+    if (j.passkey) {
+      const evals = j.passkey.map((prompts) => prompts.map((p) => ({ ids: p.ids, prompt_length: p.promptLength })));
+      await writeFileAtomically(path.join(tmp, 'data', 'passkey.json'), JSON.stringify({ evals }) + '\n');
+    }
     await writeFileAtomically(path.join(tmp, job.data.order), new Uint8Array(stepOrder(j.train, s.steps, perStep).buffer));
     await copyPythonPackage(pythonPackageDir(), path.join(tmp, 'python', 'fopeify_torch'));
     await copyPythonPackage(trainerPackageDir(), path.join(tmp, 'python', 'fopeify_train'));
