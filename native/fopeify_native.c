@@ -439,6 +439,19 @@ static napi_value PortableSgemm(napi_env env, napi_callback_info info) {
   return sgemm_with(env, info, fopeify_portable_sgemm);
 }
 
+/* portableVariant(name?) -> the portable SGEMM's variant in use, after switching to `name` when given
+ * and this CPU runs it ("portable-avx512" | "portable-avx2" | "portable-generic"). */
+static napi_value PortableVariant(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[32];
+  size_t len = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fopeify_portable_init();
+  if (argc >= 1 && napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) == napi_ok) fopeify_portable_use(name);
+  return make_string(env, fopeify_portable_init());
+}
+
 /* ---- elementwise arithmetic ----
  * tfjs-cpu computes each element as a JavaScript (double precision) expression of float32 inputs and
  * stores the result to a Float32Array. Doing exactly that here - double arithmetic, one conversion
@@ -1012,6 +1025,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"portableSgemm", NULL, PortableSgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"portableVariant", NULL, PortableVariant, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"binary", NULL, Binary, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unary", NULL, Unary, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -47,31 +47,60 @@ int fopeify_sgemm_serial_avx512(int, int, int64_t, int64_t, int64_t, float, cons
 #endif
 
 static serial_fn g_serial = NULL;
+static pthread_mutex_t g_call = PTHREAD_MUTEX_INITIALIZER; /* one parallel GEMM at a time */
 static const char *g_variant = "portable-generic";
 static int g_nthreads = 1;
 
-const char *fopeify_portable_init(void) {
-  if (g_serial) return g_variant;
-  serial_fn f = fopeify_sgemm_serial_generic;
-  const char *name = "portable-generic";
+/* The variants this build has and this CPU runs, best first. */
+static int variant_ok(const char *name) {
+  if (!strcmp(name, "portable-generic")) return 1;
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-#ifdef SG_HAVE_AVX2
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    f = fopeify_sgemm_serial_avx2;
-    name = "portable-avx2";
-  }
-#endif
 #ifdef SG_HAVE_AVX512
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
-    f = fopeify_sgemm_serial_avx512;
-    name = "portable-avx512";
+  if (!strcmp(name, "portable-avx512")) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+#endif
+#ifdef SG_HAVE_AVX2
+  if (!strcmp(name, "portable-avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+#endif
+  return 0;
+}
+
+static serial_fn variant_fn(const char *name) {
+#ifdef SG_HAVE_AVX512
+  if (!strcmp(name, "portable-avx512")) return fopeify_sgemm_serial_avx512;
+#endif
+#ifdef SG_HAVE_AVX2
+  if (!strcmp(name, "portable-avx2")) return fopeify_sgemm_serial_avx2;
+#endif
+  return fopeify_sgemm_serial_generic;
+}
+
+static const char *const g_variants[] = {"portable-avx512", "portable-avx2", "portable-generic"};
+
+const char *fopeify_portable_init(void) {
+  if (g_serial) return g_variant;
+  for (size_t i = 0; i < sizeof g_variants / sizeof g_variants[0]; i++) {
+    if (variant_ok(g_variants[i])) {
+      g_variant = g_variants[i];
+      break;
+    }
   }
-#endif
-#endif
-  g_variant = name;
-  g_serial = f;
+  g_serial = variant_fn(g_variant);
   return g_variant;
+}
+
+int fopeify_portable_use(const char *name) {
+  for (size_t i = 0; i < sizeof g_variants / sizeof g_variants[0]; i++) {
+    if (!strcmp(name, g_variants[i]) && variant_ok(name)) {
+      pthread_mutex_lock(&g_call); /* not while a parallel GEMM runs */
+      g_variant = g_variants[i];
+      g_serial = variant_fn(name);
+      pthread_mutex_unlock(&g_call);
+      return 1;
+    }
+  }
+  return 0;
 }
 
 /* ---- the thread pool ---- */
@@ -91,7 +120,6 @@ typedef struct {
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_start = PTHREAD_COND_INITIALIZER, g_done = PTHREAD_COND_INITIALIZER;
-static pthread_mutex_t g_call = PTHREAD_MUTEX_INITIALIZER; /* one parallel GEMM at a time */
 static job_t g_job;
 static unsigned long g_gen = 0;
 static int g_pending = 0, g_workers = 0;

@@ -6,6 +6,10 @@
  * "portable-generic". */
 const char *fopeify_portable_init(void);
 
+/* Switch to the named variant when this build has it and this CPU runs it (tests compare variants on
+ * one machine); returns 0 and changes nothing otherwise. */
+int fopeify_portable_use(const char *name);
+
 /* cblas_sgemm's signature and semantics (order 101 row-major / 102 column-major, trans 111 / 112),
  * so the addon calls it exactly like a dlopen()ed BLAS. */
 void fopeify_portable_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A,
