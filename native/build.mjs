@@ -174,8 +174,9 @@ const check = spawnSync(
   process.execPath,
   [
     '-e',
-    `const m=require(${JSON.stringify(out)});const r=m.load({threads:1});` +
-      `console.log(r.ok?('BLAS: '+r.library+(r.config?' ('+r.config+')':'')):('built, but '+r.error));`,
+    `const m=require(${JSON.stringify(out)});const r=m.load({threads:1,systemBlas:process.env.FOPEIFY_NO_SYSTEM_BLAS!=='1'});` +
+      `console.log(!r.ok?('built, but '+r.error):r.kind==='portable'?('GEMM: '+r.library+' (built-in SGEMM, no BLAS library loaded; ' +` +
+      `'OpenBLAS is a little faster: apt-get install libopenblas0)'):('BLAS: '+r.library+(r.config?' ('+r.config+')':'')));`,
   ],
   { encoding: 'utf8' },
 );
