@@ -24,7 +24,9 @@
 
 #define SG_W (SG_VBYTES / 4) /* floats per vector */
 #define SG_NR (2 * SG_W)     /* columns of the register tile */
-#define SG_KC 256            /* depth of a packed slice: an A panel + a B panel stay in L1/L2 */
+#ifndef SG_KC
+#define SG_KC 256 /* depth of a packed slice: an A panel + a B panel stay in L1/L2 */
+#endif
 #define SG_MC (SG_MR * 16)   /* rows of A packed at once (~200 KB at most: L2) */
 #define SG_NC 2048           /* columns of B packed at once (~2 MB: L3) */
 
@@ -59,7 +61,12 @@ static void pack_a(int ta, const float *A, int64_t lda, int64_t mc, int64_t kc, 
   for (int64_t r0 = 0; r0 < mc; r0 += SG_MR) {
     int64_t mr = mc - r0 < SG_MR ? mc - r0 : SG_MR;
     float *dst = pa + r0 * kc;
-    if (!ta) {
+    if (!ta && mr == SG_MR) {
+      /* A transpose: MR row streams in, one contiguous stream out (fixed trip count: unrolled). */
+      const float *src = A + r0 * lda;
+      for (int64_t p = 0; p < kc; p++)
+        for (int i = 0; i < SG_MR; i++) dst[p * SG_MR + i] = src[i * lda + p];
+    } else if (!ta) {
       for (int64_t i = 0; i < mr; i++) {
         const float *src = A + (r0 + i) * lda;
         for (int64_t p = 0; p < kc; p++) dst[p * SG_MR + i] = src[p];
@@ -96,6 +103,11 @@ static void pack_b(int tb, const float *B, int64_t ldb, int64_t kc, int64_t nc, 
           for (; j < SG_NR; j++) dst[p * SG_NR + j] = 0.0f;
         }
       }
+    } else if (nr == SG_NR) {
+      /* A transpose: NR row streams in, one contiguous stream out. */
+      const float *src = B + c0 * ldb;
+      for (int64_t p = 0; p < kc; p++)
+        for (int j = 0; j < SG_NR; j++) dst[p * SG_NR + j] = src[j * ldb + p];
     } else {
       for (int64_t j = 0; j < nr; j++) {
         const float *src = B + (c0 + j) * ldb;
