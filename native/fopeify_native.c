@@ -6,7 +6,8 @@
  *  - No BLAS headers at build time: the cblas prototypes are declared below and the library is
  *    dlopen()ed at run time, so the addon builds on any machine with a C compiler and the
  *    `node-api-headers` npm package, and works with whichever BLAS the user has installed
- *    (OpenBLAS, BLIS, MKL, Apple Accelerate).
+ *    (OpenBLAS, BLIS, MKL, Apple Accelerate). With none of them (or `systemBlas: false`), the
+ *    addon's own portable SGEMM (sgemm.c) takes their place behind the same cblas_sgemm signature.
  *  - No node-gyp: only Node-API (ABI stable) functions are used, so the headers of
  *    `node-api-headers` suffice and one binary works across Node versions.
  *  - Loading is explicit (`load()`), not at module init, so JS can decide thread counts first and
@@ -186,8 +187,11 @@ static void set_env_default(const char *name, const char *value) {
 }
 
 /*
- * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean })
+ * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean,
+ *        systemBlas?: boolean })
  *   -> { ok: true, library, kind, threads, config } | { ok: false, error }
+ * When no BLAS library opens (or systemBlas is false), the portable SGEMM is used: kind "portable",
+ * library its variant ("portable-avx512" | "portable-avx2" | "portable-generic").
  * Idempotent: once a BLAS is loaded, later calls only change the thread count.
  */
 static napi_value Load(napi_env env, napi_callback_info info) {
@@ -440,7 +444,8 @@ static napi_value PortableSgemm(napi_env env, napi_callback_info info) {
 }
 
 /* portableVariant(name?) -> the portable SGEMM's variant in use, after switching to `name` when given
- * and this CPU runs it ("portable-avx512" | "portable-avx2" | "portable-generic"). */
+ * and this CPU runs it ("portable-avx512" | "portable-avx2" | "portable-generic"). For tests: load()'s
+ * `library` keeps naming the variant chosen at load. */
 static napi_value PortableVariant(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
