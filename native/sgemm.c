@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -121,8 +122,9 @@ typedef struct {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_start = PTHREAD_COND_INITIALIZER, g_done = PTHREAD_COND_INITIALIZER;
 static job_t g_job;
-static unsigned long g_gen = 0;
-static int g_pending = 0, g_workers = 0;
+static unsigned long g_gen = 0;      /* bumped (atomically, under g_mu) for each job */
+static unsigned long g_pending = 0;  /* pieces the workers have still to finish (atomic) */
+static int g_workers = 0;
 
 /* Only when a packing buffer cannot be allocated: slow, but right. */
 static void naive(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -156,13 +158,52 @@ static void run_part(const job_t *j, int part) {
   }
 }
 
+/* Spinning briefly before sleeping: in a forward or backward pass the next GEMM often follows within
+ * microseconds, and a futex wake-up costs tens of microseconds. Short, so that idle workers do not
+ * take cores from the JavaScript thread's elementwise work (OpenBLAS is tuned the same way). */
+#define SG_WORKER_SPIN_NS 100000
+#define SG_CALLER_SPIN_NS 50000
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin until *v != seen or the time is up (then the caller sleeps on a condition variable). */
+static void spin_while_equal(const unsigned long *v, unsigned long seen, int64_t ns) {
+  const int64_t end = now_ns() + ns;
+  for (int i = 0; __atomic_load_n(v, __ATOMIC_ACQUIRE) == seen; i++) {
+    cpu_relax();
+    if ((i & 63) == 63 && now_ns() > end) return;
+  }
+}
+
+/* Spin until *v == 0 or the time is up. */
+static void spin_until_zero(const unsigned long *v, int64_t ns) {
+  const int64_t end = now_ns() + ns;
+  for (int i = 0; __atomic_load_n(v, __ATOMIC_ACQUIRE) != 0; i++) {
+    cpu_relax();
+    if ((i & 63) == 63 && now_ns() > end) return;
+  }
+}
+
 static void *worker(void *arg) {
   const int part = (int)(intptr_t)arg; /* worker w runs piece w (the caller runs piece 0) */
   unsigned long seen = 0;
-  pthread_mutex_lock(&g_mu);
   for (;;) {
-    while (g_gen == seen) pthread_cond_wait(&g_start, &g_mu);
-    seen = g_gen;
+    spin_while_equal(&g_gen, seen, SG_WORKER_SPIN_NS);
+    pthread_mutex_lock(&g_mu);
+    while (__atomic_load_n(&g_gen, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&g_start, &g_mu);
+    seen = __atomic_load_n(&g_gen, __ATOMIC_ACQUIRE);
     job_t j = g_job;
     pthread_mutex_unlock(&g_mu);
     if (part < j.parts) {
@@ -170,9 +211,13 @@ static void *worker(void *arg) {
       _mm_setcsr(j.csr);
 #endif
       run_part(&j, part);
+      /* The last piece done wakes the caller (under the mutex, so the wake-up cannot be lost). */
+      if (__atomic_sub_fetch(&g_pending, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_mutex_lock(&g_mu);
+        pthread_cond_signal(&g_done);
+        pthread_mutex_unlock(&g_mu);
+      }
     }
-    pthread_mutex_lock(&g_mu);
-    if (part < j.parts && --g_pending == 0) pthread_cond_signal(&g_done);
   }
   return NULL;
 }
@@ -253,13 +298,14 @@ void fopeify_portable_sgemm(int order, int transA, int transB, int M, int N, int
   j.parts = parts;
   pthread_mutex_lock(&g_mu);
   g_job = j;
-  g_pending = parts - 1;
-  g_gen++;
+  __atomic_store_n(&g_pending, (unsigned long)(parts - 1), __ATOMIC_RELEASE);
+  __atomic_add_fetch(&g_gen, 1, __ATOMIC_ACQ_REL);
   pthread_cond_broadcast(&g_start);
   pthread_mutex_unlock(&g_mu);
   run_part(&j, 0);
+  spin_until_zero(&g_pending, SG_CALLER_SPIN_NS);
   pthread_mutex_lock(&g_mu);
-  while (g_pending > 0) pthread_cond_wait(&g_done, &g_mu);
+  while (__atomic_load_n(&g_pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&g_done, &g_mu);
   pthread_mutex_unlock(&g_mu);
   pthread_mutex_unlock(&g_call);
 }
