@@ -1,26 +1,37 @@
 #!/usr/bin/env node
 // GEMM throughput, in one run, of:
 //   native  - tf.matMul on the 'cpu' backend with fopeify's native BLAS kernels (what training uses)
-//   blas    - the BLAS called directly through the addon, no tfjs (the practical limit)
+//   blas    - the BLAS called directly through the addon, no tfjs (the practical limit): OpenBLAS/BLIS/MKL
+//             when one loaded, else the addon's portable SGEMM (FOPEIFY_NO_SYSTEM_BLAS=1 forces that)
+//   portable - the addon's portable SGEMM called directly (native/sgemm.c: what runs without a BLAS)
 //   wasm+n  - tf.matMul on the 'wasm' backend with the native kernels
 //   wasm    - tf.matMul on plain tfjs-backend-wasm
 //   cpu     - tf.matMul on plain tfjs-backend-cpu (what you get without fopeify's accelerator)
+// --step adds one training step (4 blocks d=576, 512 tokens) on native and wasm, and on native with the
+// system BLAS hidden (the portable SGEMM, measured in a child process: a process loads one BLAS).
 // Usage: npm run build && node bench/gemm.mjs [--threads N] [--quick] [--step] [--json]
 // Or from code: import { runGemmBench } from './bench/gemm.mjs'.
-import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { loadNative } from '../dist/backend/native.js';
 import { restoreKernels } from '../dist/backend/registry.js';
 import { setupBackend } from '../dist/backend/select.js';
 import { makeWorkload, STEP_576 } from '../dist/backend/workload.js';
 
-/** Shapes: a square reference and the linear layers of a d=576, ffn=1536 model on 512 tokens. */
+/**
+ * Shapes: a square reference, the linear layers of a d=576, ffn=1536 model on 512 tokens, and the
+ * attention products of its 9 heads of 64 (batched: one call per head).
+ */
 export const GEMM_SHAPES = [
   { name: '1024x1024x1024', m: 1024, k: 1024, n: 1024, ta: false, tb: false },
   { name: '512x576 . 576x1536 (up-proj fwd)', m: 512, k: 576, n: 1536, ta: false, tb: false },
   { name: '512x1536 . 1536x576 (down-proj fwd)', m: 512, k: 1536, n: 576, ta: false, tb: false },
   { name: '512x1536 . (576x1536)^T (dX bwd)', m: 512, k: 1536, n: 576, ta: false, tb: true },
   { name: '(512x576)^T . 512x1536 (dW bwd)', m: 576, k: 512, n: 1536, ta: true, tb: false },
+  { name: '9x 512x64 . (512x64)^T (scores)', m: 512, k: 64, n: 512, ta: false, tb: true, batch: 9 },
+  { name: '9x 512x512 . 512x64 (probs . V)', m: 512, k: 512, n: 64, ta: false, tb: false, batch: 9 },
+  { name: '9x (512x512)^T . 512x64 (dV bwd)', m: 512, k: 512, n: 64, ta: true, tb: false, batch: 9 },
 ];
 
 function fill(n, seed) {
@@ -51,8 +62,9 @@ function timeIt(fn, { reps = 7, budgetS = 4 } = {}) {
 }
 
 function tfMatMulTimer(s, a, b, opts) {
-  const A = tf.tensor2d(a, s.ta ? [s.k, s.m] : [s.m, s.k]);
-  const B = tf.tensor2d(b, s.tb ? [s.n, s.k] : [s.k, s.n]);
+  const lead = s.batch ? [s.batch] : [];
+  const A = tf.tensor(a, [...lead, ...(s.ta ? [s.k, s.m] : [s.m, s.k])]);
+  const B = tf.tensor(b, [...lead, ...(s.tb ? [s.n, s.k] : [s.k, s.n])]);
   const secs = timeIt(() => tf.dispose(tf.matMul(A, B, s.ta, s.tb)), opts);
   tf.dispose([A, B]);
   return secs;
@@ -65,8 +77,8 @@ function tfMatMulTimer(s, a, b, opts) {
 export async function runGemmBench(opts = {}) {
   const log = opts.log ?? ((s) => console.log(s));
   const shapes = opts.shapes ?? (opts.quick ? GEMM_SHAPES.slice(0, 2) : GEMM_SHAPES);
-  const rows = shapes.map((s) => ({ ...s, flop: 2 * s.m * s.n * s.k, gflops: {} }));
-  const data = rows.map((r, i) => ({ a: fill(r.m * r.k, 1 + i), b: fill(r.k * r.n, 100 + i) }));
+  const rows = shapes.map((s) => ({ ...s, flop: 2 * (s.batch ?? 1) * s.m * s.n * s.k, gflops: {} }));
+  const data = rows.map((r, i) => ({ a: fill((r.batch ?? 1) * r.m * r.k, 1 + i), b: fill((r.batch ?? 1) * r.k * r.n, 100 + i) }));
   const gf = (r, secs) => (secs ? r.flop / secs / 1e9 : null);
 
   // Accelerated cpu backend (fopeify's 'native').
@@ -82,13 +94,17 @@ export async function runGemmBench(opts = {}) {
     const nat = loadNative({ threads: opts.threads });
     if (nat.ok) {
       const addon = nat.blas.addon;
-      rows.forEach((r, i) => {
-        const c = new Float32Array(r.m * r.n);
+      const direct = (gemm, r, i) => {
+        const batch = r.batch ?? 1;
+        const c = new Float32Array(batch * r.m * r.n);
         const lda = r.ta ? r.m : r.k;
         const ldb = r.tb ? r.k : r.n;
-        const secs = timeIt(() => addon.sgemm(r.ta, r.tb, r.m, r.n, r.k, 1, data[i].a, 0, lda, data[i].b, 0, ldb, 0, c, 0, r.n));
-        r.gflops.blas = gf(r, secs);
-      });
+        const [a, b] = [data[i].a, data[i].b];
+        return timeIt(() => gemm(r.ta, r.tb, r.m, r.n, r.k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, r.n, batch, r.m * r.k, r.k * r.n, r.m * r.n));
+      };
+      rows.forEach((r, i) => (r.gflops.blas = gf(r, direct(addon.sgemm.bind(addon), r, i))));
+      if (addon.portableSgemm) rows.forEach((r, i) => (r.gflops.portable = gf(r, direct(addon.portableSgemm.bind(addon), r, i))));
+      info.gemm = addon.portableVariant ? addon.portableVariant() : null;
     }
     try {
       await setupBackend({ backend: 'wasm', threads: opts.threads, quiet: true });
@@ -111,22 +127,24 @@ export async function runGemmBench(opts = {}) {
     // ~1 GFLOP/s: one timed run per shape (after the warm-up) is all we can afford.
     rows.forEach((r, i) => (r.gflops.cpu = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 1, budgetS: 0 }))));
   }
-  return { backend: info?.description ?? null, threads: info?.threads ?? null, rows };
+  return { backend: info?.description ?? null, threads: info?.threads ?? null, portable: info?.gemm ?? null, rows };
 }
 
 /** A text table: GFLOP/s per engine, and native's speed-up over plain tfjs cpu / share of the BLAS. */
 export function formatGemmTable(result) {
-  const engines = ['native', 'blas', 'wasm+n', 'wasm', 'cpu'];
+  const engines = ['native', 'blas', 'portable', 'wasm+n', 'wasm', 'cpu'];
   const f = (x) => (x == null ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
   const lines = [
     `GEMM GFLOP/s (float32; ${result.backend ?? 'no native backend'})`,
-    `${'shape'.padEnd(38)}${engines.map((e) => e.padStart(8)).join('')}  native/cpu  native/blas`,
+    `  native = tf.matMul with fopeify's kernels; blas = that GEMM called directly; portable = ${result.portable ?? 'the portable SGEMM'} called directly`,
+    `${'shape'.padEnd(38)}${engines.map((e) => e.padStart(9)).join('')}  native/cpu  native/blas  portable/blas`,
   ];
   for (const r of result.rows) {
     const g = r.gflops;
     const x = g.native && g.cpu ? `${(g.native / g.cpu).toFixed(0)}x` : '-';
     const y = g.native && g.blas ? `${((100 * g.native) / g.blas).toFixed(0)}%` : '-';
-    lines.push(`${r.name.padEnd(38)}${engines.map((e) => f(g[e]).padStart(8)).join('')}  ${x.padStart(10)}  ${y.padStart(11)}`);
+    const z = g.portable && g.blas ? `${((100 * g.portable) / g.blas).toFixed(0)}%` : '-';
+    lines.push(`${r.name.padEnd(38)}${engines.map((e) => f(g[e]).padStart(9)).join('')}  ${x.padStart(10)}  ${y.padStart(11)}  ${z.padStart(13)}`);
   }
   return lines.join('\n');
 }
@@ -153,6 +171,17 @@ export async function runStepBench(opts = {}) {
     w.dispose();
     out.push({ backend: info.description, seconds: secs, gflops: w.flops / secs / 1e9 });
   }
+  // The same step with the system BLAS hidden (the portable SGEMM): a process loads one BLAS, so it
+  // runs in a child with FOPEIFY_NO_SYSTEM_BLAS=1.
+  if (opts.portable !== false && process.env.FOPEIFY_NO_SYSTEM_BLAS !== '1') {
+    const args = [fileURLToPath(import.meta.url), '--step-only', '--json', ...(opts.threads ? ['--threads', String(opts.threads)] : [])];
+    const r = spawnSync(process.execPath, args, { encoding: 'utf8', env: { ...process.env, FOPEIFY_NO_SYSTEM_BLAS: '1' } });
+    try {
+      out.push(...JSON.parse(r.stdout).step.filter((x) => /portable/.test(x.backend)));
+    } catch {
+      (opts.log ?? console.error)(`portable step failed: ${(r.stderr || '').trim().split('\n')[0]}`);
+    }
+  }
   return out;
 }
 
@@ -162,6 +191,11 @@ if (isMain) {
   const ti = args.indexOf('--threads');
   const threads = ti >= 0 ? Number(args[ti + 1]) : undefined;
   const json = args.includes('--json');
+  if (args.includes('--step-only')) {
+    // The child of runStepBench: the native step only, with whatever GEMM this process loads.
+    console.log(JSON.stringify({ step: await runStepBench({ threads, backends: ['native'], portable: false }) }));
+    process.exit(0);
+  }
   // With --json, stdout carries only the JSON document.
   const res = await runGemmBench({ threads, quick: args.includes('--quick'), log: json ? (s) => console.error(s) : undefined });
   let step = null;

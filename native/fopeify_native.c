@@ -6,7 +6,8 @@
  *  - No BLAS headers at build time: the cblas prototypes are declared below and the library is
  *    dlopen()ed at run time, so the addon builds on any machine with a C compiler and the
  *    `node-api-headers` npm package, and works with whichever BLAS the user has installed
- *    (OpenBLAS, BLIS, MKL, Apple Accelerate).
+ *    (OpenBLAS, BLIS, MKL, Apple Accelerate). With none of them (or `systemBlas: false`), the
+ *    addon's own portable SGEMM (sgemm.c) takes their place behind the same cblas_sgemm signature.
  *  - No node-gyp: only Node-API (ABI stable) functions are used, so the headers of
  *    `node-api-headers` suffice and one binary works across Node versions.
  *  - Loading is explicit (`load()`), not at module init, so JS can decide thread counts first and
@@ -32,6 +33,9 @@
 #endif
 
 #include <dlfcn.h>
+#include <unistd.h>
+
+#include "sgemm.h" /* the portable SGEMM, used when no BLAS library loads */
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -134,6 +138,7 @@ static void set_threads_locked(int n) {
   else if (g_set_threads64) g_set_threads64((int64_t)n);
   fp_leave(&g);
   g_threads = n;
+  fopeify_portable_set_threads(n);
 }
 
 static int try_open(const char *path, const char *kind) {
@@ -182,8 +187,11 @@ static void set_env_default(const char *name, const char *value) {
 }
 
 /*
- * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean })
+ * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean,
+ *        systemBlas?: boolean })
  *   -> { ok: true, library, kind, threads, config } | { ok: false, error }
+ * When no BLAS library opens (or systemBlas is false), the portable SGEMM is used: kind "portable",
+ * library its variant ("portable-avx512" | "portable-avx2" | "portable-generic").
  * Idempotent: once a BLAS is loaded, later calls only change the thread count.
  */
 static napi_value Load(napi_env env, napi_callback_info info) {
@@ -191,6 +199,7 @@ static napi_value Load(napi_env env, napi_callback_info info) {
   napi_value argv[1], opts = NULL;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t threads = 0, timeout = -1;
+  bool system_blas = true; /* false: skip the system BLAS libraries, use the portable SGEMM */
   char *paths[16];
   int npaths = 0;
   if (argc >= 1) {
@@ -218,6 +227,10 @@ static napi_value Load(napi_env env, napi_callback_info info) {
       bool b = true;
       napi_get_named_property(env, opts, "autoCoretype", &v);
       if (napi_get_value_bool(env, v, &b) == napi_ok) g_auto_coretype = b ? 1 : 0;
+    }
+    if (napi_has_named_property(env, opts, "systemBlas", &has) == napi_ok && has) {
+      napi_get_named_property(env, opts, "systemBlas", &v);
+      if (napi_get_value_bool(env, v, &system_blas) != napi_ok) system_blas = true;
     }
     if (napi_has_named_property(env, opts, "paths", &has) == napi_ok && has) {
       bool isarr = false;
@@ -267,8 +280,8 @@ static napi_value Load(napi_env env, napi_callback_info info) {
       if (ct) set_env_default("OPENBLAS_CORETYPE", ct);
     }
     int ok = 0;
-    for (int i = 0; i < npaths && !ok; i++) ok = try_open(paths[i], "custom");
-    if (!ok) {
+    for (int i = 0; i < npaths && !ok && system_blas; i++) ok = try_open(paths[i], "custom");
+    if (!ok && system_blas) {
       static const char *const cands[][2] = {
 #if defined(__APPLE__)
         {"/opt/homebrew/opt/openblas/lib/libopenblas.dylib", "openblas"},
@@ -287,24 +300,22 @@ static napi_value Load(napi_env env, napi_callback_info info) {
       };
       for (size_t i = 0; i < sizeof cands / sizeof cands[0] && !ok; i++) ok = try_open(cands[i][0], cands[i][1]);
     }
+    if (!ok) {
+      g_sgemm = fopeify_portable_sgemm;
+      g_set_threads = fopeify_portable_set_threads;
+      g_get_threads = fopeify_portable_get_threads;
+      snprintf(g_lib_name, sizeof g_lib_name, "%s", fopeify_portable_init());
+      snprintf(g_kind, sizeof g_kind, "portable");
+      ok = 1;
+    }
     for (int i = 0; i < npaths; i++) free(paths[i]);
     npaths = 0;
-    napi_value res;
-    CHECK(napi_create_object(env, &res));
-    if (!ok) {
-      napi_value f;
-      napi_get_boolean(env, false, &f);
-      napi_set_named_property(env, res, "ok", f);
-      napi_set_named_property(env, res, "error",
-                              make_string(env, "no BLAS library found (tried libopenblas.so.0, libopenblas.so, "
-                                               "libblis.so.4, libmkl_rt.so, Accelerate); on Debian/Ubuntu: "
-                                               "apt-get install libopenblas0"));
-      return res;
-    }
   }
   for (int i = 0; i < npaths; i++) free(paths[i]);
+  if (threads <= 0 && g_sgemm == fopeify_portable_sgemm) threads = sysconf(_SC_NPROCESSORS_ONLN);
   if (threads > 0) set_threads_locked((int)threads);
   else if (g_get_threads) g_threads = g_get_threads();
+  if (g_threads > 0) fopeify_portable_set_threads(g_threads);
 
   napi_value res, t;
   CHECK(napi_create_object(env, &res));
@@ -354,11 +365,11 @@ static int64_t extent(int64_t rows, int64_t cols, int64_t ld) {
  * against the arrays before the BLAS is called, so a wrong argument throws instead of corrupting
  * memory.
  */
-static napi_value Sgemm(napi_env env, napi_callback_info info) {
+static napi_value sgemm_with(napi_env env, napi_callback_info info, sgemm_fn gemm) {
   size_t argc = 20;
   napi_value argv[20];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (!g_sgemm) {
+  if (!gemm) {
     napi_throw_error(env, NULL, "sgemm: no BLAS loaded (call load() first)");
     return NULL;
   }
@@ -416,12 +427,34 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   fp_guard g;
   fp_enter(&g);
   for (int64_t b = 0; b < batch; b++) {
-    g_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
+    gemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
             (float)alpha, A + aOff + b * sA, (int)lda, B + bOff + b * sB, (int)ldb, (float)beta, C + cOff + b * sC,
             (int)ldc);
   }
   fp_leave(&g);
   return NULL;
+}
+
+static napi_value Sgemm(napi_env env, napi_callback_info info) { return sgemm_with(env, info, g_sgemm); }
+
+/* portableSgemm(...sgemm's arguments): always the portable SGEMM, whichever BLAS is loaded (tests and
+ * benchmarks compare the two in one process); threads as set by load()/setThreads(). */
+static napi_value PortableSgemm(napi_env env, napi_callback_info info) {
+  return sgemm_with(env, info, fopeify_portable_sgemm);
+}
+
+/* portableVariant(name?) -> the portable SGEMM's variant in use, after switching to `name` when given
+ * and this CPU runs it ("portable-avx512" | "portable-avx2" | "portable-generic"). For tests: load()'s
+ * `library` keeps naming the variant chosen at load. */
+static napi_value PortableVariant(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[32];
+  size_t len = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  fopeify_portable_init();
+  if (argc >= 1 && napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) == napi_ok) fopeify_portable_use(name);
+  return make_string(env, fopeify_portable_init());
 }
 
 /* ---- elementwise arithmetic ----
@@ -996,6 +1029,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"load", NULL, Load, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"portableSgemm", NULL, PortableSgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"portableVariant", NULL, PortableVariant, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"binary", NULL, Binary, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unary", NULL, Unary, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,8 +1,8 @@
 /**
  * Loader for the optional native GEMM addon (native/fopeify_native.c, built by native/build.mjs into
- * native/build/fopeify_native.node). The addon dlopen()s a BLAS at run time; both steps may fail on a
- * user's machine and that is normal: callers get `null` plus a one-line reason, and fopeify runs on
- * plain TensorFlow.js.
+ * native/build/fopeify_native.node). The addon dlopen()s a BLAS at run time and, when none loads, uses
+ * its own portable SGEMM (native/sgemm.c). Building needs a C compiler and may fail on a user's machine;
+ * that is normal: callers get `null` plus a one-line reason, and fopeify runs on plain TensorFlow.js.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,8 +17,20 @@ export interface NativeAddon {
     threadTimeout?: number;
     flushDenormals?: boolean;
     autoCoretype?: boolean;
+    /** false: skip the system BLAS libraries and use the addon's portable SGEMM. */
+    systemBlas?: boolean;
   }): { ok: true; library: string; kind: string; threads: number; config?: string } | { ok: false; error: string };
   setThreads(n: number): number;
+  /**
+   * sgemm's arguments and contract, always computed by the addon's portable SGEMM whichever BLAS is
+   * loaded (on load()'s / setThreads' thread count): for tests and benchmarks. Absent in older builds.
+   */
+  portableSgemm?: NativeAddon['sgemm'];
+  /**
+   * The portable SGEMM's variant ("portable-avx512" | "portable-avx2" | "portable-generic"), after
+   * switching to `name` when this build has it and this CPU runs it (for tests). Absent in older builds.
+   */
+  portableVariant?(name?: string): string;
   /**
    * Row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; X[b] starts at xOff + b * strideX
    * (stride 0 broadcasts). Offsets, leading dimensions and strides are in elements.
@@ -71,9 +83,9 @@ export interface NativeAddon {
 
 export interface NativeBlas {
   addon: NativeAddon;
-  /** The library dlopen()ed, e.g. "libopenblas.so.0". */
+  /** The library dlopen()ed, e.g. "libopenblas.so.0", or the portable SGEMM's variant, e.g. "portable-avx512". */
   library: string;
-  /** openblas | blis | mkl | accelerate | custom */
+  /** openblas | blis | mkl | accelerate | custom | portable */
   kind: string;
   threads: number;
   /** OpenBLAS's build/core description when available, e.g. "OpenBLAS 0.3.21 ... SkylakeX". */
@@ -99,7 +111,8 @@ let cached: NativeLoadResult | undefined;
  * Load the addon and a BLAS once per process (a BLAS cannot be unloaded safely once its threads run).
  * Later calls return the same result; a later `threads` value only changes the thread count.
  * Env: FOPEIFY_NATIVE=0 disables the addon; FOPEIFY_NATIVE_ADDON=path picks another .node file;
- * FOPEIFY_BLAS=path tries that BLAS library first.
+ * FOPEIFY_BLAS=path tries that BLAS library first; FOPEIFY_NO_SYSTEM_BLAS=1 skips every system BLAS
+ * so the addon's portable SGEMM runs (as on a machine without one).
  */
 export function loadNative(opts: { threads?: number } = {}): NativeLoadResult {
   if (cached) {
@@ -117,7 +130,12 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
   if (process.platform === 'win32') return { ok: false, reason: 'the native addon does not support Windows' };
   const addonPath = process.env.FOPEIFY_NATIVE_ADDON || defaultAddonPath();
   if (!existsSync(addonPath)) {
-    return { ok: false, reason: `native addon not built (run "npm run build:native"; looked for ${addonPath})` };
+    return {
+      ok: false,
+      reason:
+        `native addon not built (run "npm run build:native"; it needs a C compiler: apt-get install gcc on Debian/Ubuntu, ` +
+        `xcode-select --install on macOS; looked for ${addonPath})`,
+    };
   }
   let addon: NativeAddon;
   try {
@@ -141,6 +159,7 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
       // GEMM of a backward pass, short enough not to steal cores from JS elementwise work.
       threadTimeout: 20,
       flushDenormals: true,
+      systemBlas: process.env.FOPEIFY_NO_SYSTEM_BLAS !== '1',
     });
   } catch (err) {
     return { ok: false, reason: `native addon failed to start: ${firstLine(err)}` };

@@ -29,7 +29,10 @@ export interface BackendInfo {
   name: string;
   /** Native BLAS kernels are registered for the active backend. */
   accelerated: boolean;
-  /** One line for the user, e.g. "cpu + native BLAS (libopenblas.so.0, 2 threads)". */
+  /**
+   * One line for the user, e.g. "cpu + native BLAS (OpenBLAS libopenblas.so.0 SkylakeX, 2 threads)" or
+   * "cpu + native BLAS (portable-avx512 SGEMM, 2 threads)".
+   */
   description: string;
   /** What fopeify chose, in its own terms ('native' = tfjs cpu + native BLAS + fast JS kernels). */
   chosen: Exclude<BackendName, 'auto'>;
@@ -105,7 +108,7 @@ export function planBackends(requested: BackendName, caps: Capabilities): Candid
       throw missing(`${NODE_PKG} is not installed`, `npm install ${NODE_PKG}`);
     case 'native':
       if (!caps.native) {
-        throw missing('the native BLAS addon is not built or no BLAS library was found', 'install libopenblas0 (Debian/Ubuntu) and run "npm run build:native"');
+        throw missing('the native addon is not built', 'it needs a C compiler: apt-get install gcc (Debian/Ubuntu; libopenblas0 makes it faster still), then run "npm run build:native"');
       }
       return [native];
     case 'wasm':
@@ -352,7 +355,7 @@ async function activate(
 
   const replaced = replacedKernels(cand.tfBackend);
   const accelerated = blas !== null && cand.accelerate;
-  const blasDesc = blas ? `${blas.library}${coreName(blas.config)}, ${blas.threads} thread${blas.threads === 1 ? '' : 's'}` : '';
+  const blasDesc = blas ? `${gemmName(blas)}, ${blas.threads} thread${blas.threads === 1 ? '' : 's'}` : '';
   let description: string;
   if (cand.tfBackend === 'tensorflow') description = `tensorflow (${tfDesc}, ${threads} thread${threads === 1 ? '' : 's'})`;
   else if (accelerated) description = `${cand.tfBackend} + native BLAS (${blasDesc})`;
@@ -374,6 +377,18 @@ async function activate(
     replacedKernels: replaced,
     fallbacks: [],
   };
+}
+
+const BLAS_NAMES: Record<string, string> = { openblas: 'OpenBLAS', blis: 'BLIS', mkl: 'MKL', accelerate: 'Accelerate' };
+
+/**
+ * Which GEMM runs, for the start-up line: "OpenBLAS libopenblas.so.0 SkylakeX", "BLIS libblis.so.4",
+ * "portable-avx512 SGEMM" (the addon's own, when no BLAS library loaded), or a FOPEIFY_BLAS path.
+ */
+export function gemmName(blas: Pick<NativeBlas, 'kind' | 'library' | 'config'>): string {
+  if (blas.kind === 'portable') return `${blas.library} SGEMM`;
+  const name = BLAS_NAMES[blas.kind];
+  return `${name ? `${name} ` : ''}${blas.library}${coreName(blas.config)}`;
 }
 
 /** " SkylakeX" from OpenBLAS's config string, so the user sees which kernels run. */

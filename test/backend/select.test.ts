@@ -272,4 +272,17 @@ describe('setupBackend on this machine', () => {
     expect(info.chosen).toBe('native');
     expect(info.blas?.library).toBeTruthy();
   });
+
+  // CI runs the suite a second time with FOPEIFY_NO_SYSTEM_BLAS=1 and FOPEIFY_EXPECT_GEMM=portable: there
+  // the addon's own SGEMM must be what runs (a machine without OpenBLAS), and the start-up line says so.
+  it.runIf(process.env.FOPEIFY_EXPECT_GEMM === 'portable')('FOPEIFY_EXPECT_GEMM=portable: the portable SGEMM is active', async () => {
+    expect(process.env.FOPEIFY_NO_SYSTEM_BLAS).toBe('1');
+    const info = await setupBackend({ quiet: true });
+    expect(info.nativeUnavailableReason).toBeUndefined();
+    expect(info.accelerated).toBe(true);
+    expect(info.chosen).toBe('native');
+    expect(info.blas?.kind).toBe('portable');
+    expect(info.blas?.library).toMatch(/^portable-(avx512|avx2|generic)$/);
+    expect(info.description).toMatch(/^cpu \+ native BLAS \(portable-(avx512|avx2|generic) SGEMM, \d+ threads?\)$/);
+  });
 });

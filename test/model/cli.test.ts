@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { convertModel } from '../../src/convert/convert.js';
 import { loadModel } from '../../src/model/index.js';
 import { expectCleanFailure, runCli } from '../cli/cli-helpers.js';
+import { nativeUsable } from '../backend/helpers.js';
 import { fixture, tempDir } from '../helpers.js';
 import { rows, useCpu } from './helpers.js';
 import { relMaxError } from './reference.js';
@@ -41,6 +42,18 @@ describe('fopeify logits / ppl / generate', () => {
     expect(r.stderr).toMatch(/fopeify: backend /);
     expect(r.stdout.trim().split('\n')).toHaveLength(2);
     expect(r.stdout).toMatch(/argmax/);
+  });
+
+  // FOPEIFY_NO_SYSTEM_BLAS=1 is a machine without OpenBLAS: the addon's portable SGEMM runs, the start-up
+  // line names it, and the logits are those of the reference cpu backend.
+  it.runIf(nativeUsable)('logits --backend native with the system BLAS hidden runs on the portable SGEMM', async () => {
+    const r = runCli(['logits', dir, '--ids', '1,2,3', '--json', '--backend', 'native'], { FOPEIFY_NO_SYSTEM_BLAS: '1' });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/fopeify: backend cpu \+ native BLAS \(portable-(avx512|avx2|generic) SGEMM, \d+ threads?\)/);
+    const out = JSON.parse(r.stdout) as { logits: number[][] };
+    const model = await loadModel(dir, { layout: 'inference' });
+    expect(relMaxError(out.logits, rows(model.forward([1, 2, 3])))).toBeLessThan(1e-4);
+    model.dispose();
   });
 
   it('ppl --json gives one result per window; the table names them', () => {
