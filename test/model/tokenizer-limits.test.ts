@@ -35,13 +35,13 @@ function thrown(fn: () => unknown): FopeifyError {
 
 describe('tokenizer limits', () => {
   it('stops a catastrophically backtracking pre-tokenizer with a typed error', async () => {
-    const tok = await loadTokenizer(await evilModel(), { timeLimitMs: 300 });
+    const tok = await loadTokenizer(await evilModel(), { timeLimitMs: 1500 });
     expect(tok.encode('aab', { addSpecialTokens: false })).toEqual([97, 97, 98]);
     const started = Date.now();
     const err = thrown(() => tok.encode('a'.repeat(48)));
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(err.code).toBe('BAD_CONFIG');
-    expect(err.message).toMatch(/tokenizing 48 characters with .*tokenizer\.json took longer than 0\.3 s and was stopped/);
+    expect(err.message).toMatch(/tokenizing 48 characters with .*tokenizer\.json took longer than 1\.5 s and was stopped/);
     // The tokenizer still works afterwards.
     expect(tok.decode(tok.encode('ab', { addSpecialTokens: false }))).toBe('ab');
   });
