@@ -9,14 +9,12 @@
  * settings). A run stopped with `stopAfter` and resumed produces the same bytes as an uninterrupted
  * run on the same backend.
  */
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setupBackend, currentBackend, type BackendInfo, type BackendName } from '../backend/select.js';
-import { FopeifyError, outputError } from '../errors.js';
-import { resolveModel } from '../hub/resolve.js';
+import { FopeifyError } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
-import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
+import { requireOutputPath } from '../io/output-folder.js';
 import { loadTokenizer } from '../model/index.js';
 import { SeededRandom } from '../rope/random.js';
 import * as tf from '@tensorflow/tfjs';
@@ -32,11 +30,10 @@ import {
   type OutputDtype,
 } from './output.js';
 import { passkeyAccuracy } from './passkey.js';
-import { checkRecipe, prepareModel, type ConversionInfo } from './prepare.js';
-import { loadModelSpec } from '../config/load.js';
+import { prepareModel, type ConversionInfo } from './prepare.js';
 import { checkFiniteResult } from '../model/finite.js';
 import { resolveTrainSettings, type TrainOverrides, type TrainSettings } from './recipe.js';
-import { buildData, completeModelFolder, eosOf, recipeFor, resumedSettings, sameJson, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
+import { buildData, completeModelFolder, eosOf, prepareRunFolders, recipeFor, resumedSettings, sameJson, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
 import { learningRate } from './schedule.js';
 import { finetuneTorch, type TorchEngineOptions } from './torch-finetune.js';
 import { ENGINES, type Engine } from '../bridge/torch-engine.js';
@@ -167,19 +164,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
   } else settings = resolveTrainSettings(recipe, options.settings ?? {});
 
   // Everything that can be refused from the config alone is refused before any work starts.
-  const resolved = await resolveModel(options.model, options);
-  checkRecipe(await loadModelSpec(resolved.dir), recipe, settings.seqLen);
-  // The output may not be, hold, or lie inside the model it reads (--force would delete it).
-  const outputRules = { sources: [resolved.dir], flag: '--out' };
-  await checkOutputFolder(options.outDir, outputRules);
-  if (!resumeState && options.force) {
-    try {
-      await fs.rm(outDir, { recursive: true, force: true });
-    } catch (err) {
-      throw outputError(err, options.outDir);
-    }
-  }
-  await prepareOutputFolder(outDir, outputRules);
+  const resolved = await prepareRunFolders(options, outDir, recipe, settings.seqLen, resumeState !== null);
 
   let backend: BackendInfo | undefined;
   if (options.backend !== undefined || options.threads !== undefined) {

@@ -3,14 +3,19 @@
  * recipe and the resolved settings (including what a resumed run may change), the tokenized and packed
  * data, and the finished model folder (card, finetune.json, weights, remote code).
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FopeifyError } from '../errors.js';
+import { loadModelSpec } from '../config/load.js';
+import { resolveModel } from '../hub/resolve.js';
+import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
+import { checkOutputFolder, prepareOutputFolder } from '../io/output-folder.js';
+import { FopeifyError, outputError } from '../errors.js';
 import type { TextTokenizer } from '../model/index.js';
 import { PackedDataset, packChunks, readDocuments, splitHeldOut } from './data.js';
 import type { TrainingModel } from './model.js';
 import { finetuneModelCard, readMetrics, writeModelFolder, type MetricsRecord, type OutputDtype } from './output.js';
 import { passkeyChunks } from './passkey.js';
-import type { ConversionInfo } from './prepare.js';
+import { checkRecipe, type ConversionInfo } from './prepare.js';
 import { loadRecipe, resolveTrainSettings, type Recipe, type TrainOverrides, type TrainSettings } from './recipe.js';
 
 export const SYNTHETIC_PASSKEY = 'synthetic:passkey';
@@ -173,4 +178,32 @@ export async function completeModelFolder(c: {
 export function shownPath(p: string): string {
   const rel = path.relative(process.cwd(), p);
   return !rel ? '.' : rel.startsWith('..') ? p : rel;
+}
+
+/**
+ * The model and the output folder of a run (either engine), checked before any work starts: the recipe
+ * against the model's config, and the output against the model (it may not be, hold, or lie inside it:
+ * --force would delete it). With --force and nothing to resume, the old output is removed; then the
+ * folder is created and cleared of temporaries of killed runs.
+ */
+export async function prepareRunFolders(
+  options: ModelSourceOptions & { model: string; outDir: string; force?: boolean },
+  outDir: string,
+  recipe: Recipe,
+  seqLen: number,
+  resuming: boolean,
+): Promise<ResolvedModel> {
+  const resolved = await resolveModel(options.model, options);
+  checkRecipe(await loadModelSpec(resolved.dir), recipe, seqLen);
+  const outputRules = { sources: [resolved.dir], flag: '--out' };
+  await checkOutputFolder(options.outDir, outputRules);
+  if (!resuming && options.force) {
+    try {
+      await fs.rm(outDir, { recursive: true, force: true });
+    } catch (err) {
+      throw outputError(err, options.outDir);
+    }
+  }
+  await prepareOutputFolder(outDir, outputRules);
+  return resolved;
 }

@@ -9,11 +9,9 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { findTorchPython, type TorchPython } from '../bridge/python.js';
-import { loadModelSpec } from '../config/load.js';
-import { FopeifyError, outputError } from '../errors.js';
-import { resolveModel } from '../hub/resolve.js';
+import { FopeifyError } from '../errors.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
-import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
+import { requireOutputPath } from '../io/output-folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { loadTokenizer } from '../model/index.js';
 import { SeededRandom } from '../rope/random.js';
@@ -22,9 +20,9 @@ import type { FinetuneOptions, FinetuneResult } from './finetune.js';
 import { TrainingModel } from './model.js';
 import { passkeyEvalPrompts, type PasskeyEvalPrompt } from './passkey.js';
 import { METRICS_FILE, readMetrics, SUMMARY_FILE, truncateMetrics, type MetricsRecord } from './output.js';
-import { checkRecipe, prepareModel } from './prepare.js';
+import { prepareModel } from './prepare.js';
 import { resolveTrainSettings, type TrainSettings } from './recipe.js';
-import { buildData, completeModelFolder, eosOf, recipeFor, resumedSettings, sameJson, shownPath, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
+import { buildData, completeModelFolder, eosOf, prepareRunFolders, recipeFor, resumedSettings, sameJson, shownPath, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
 import { launchJob } from './torch-launch.js';
 import {
   checkTopology,
@@ -176,18 +174,7 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
   }
 
   topology.legacyStdFlags = py ? /^1\./.test(py.torchVersion) : false;
-  const resolved = await resolveModel(options.model, options);
-  checkRecipe(await loadModelSpec(resolved.dir), recipe, settings.seqLen);
-  const outputRules = { sources: [resolved.dir], flag: '--out' };
-  await checkOutputFolder(options.outDir, outputRules);
-  if (!saved && options.force) {
-    try {
-      await fs.rm(outDir, { recursive: true, force: true });
-    } catch (err) {
-      throw outputError(err, options.outDir);
-    }
-  }
-  await prepareOutputFolder(outDir, outputRules);
+  const resolved = await prepareRunFolders(options, outDir, recipe, settings.seqLen, saved !== null);
 
   options.onLoad?.(`loading ${options.model}`);
   const prepared = await prepareModel(resolved.dir, recipe, settings.seqLen, {
