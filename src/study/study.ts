@@ -178,11 +178,11 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const data = await fineTuneData(plan, plan.dataSeed);
   const text = await heldOutText();
   const ctx = { yarnFactor: plan.fineTuneLength / trainLength, headDimHalf: Math.floor(spec.rope.dim / 2), initFactor: plan.initFactor };
-  const todo = variants.flatMap((v) => seeds.map((seed) => ({ v, seed })));
+  const plannedCells = variants.flatMap((v) => seeds.map((seed) => ({ v, seed })));
   const cells: StudyCell[] = [];
   const ranCells: string[] = [];
   const cellSeconds: number[] = [];
-  for (const [i, { v, seed }] of todo.entries()) {
+  for (const [i, { v, seed }] of plannedCells.entries()) {
     const name = cellName(v, seed);
     const cellDir = path.join(out, 'cells', v, `seed-${seed}`);
     const done = await readJson<StudyCell>(path.join(cellDir, CELL_JSON));
@@ -191,13 +191,13 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
       continue;
     }
     const started = Date.now();
-    const remaining = todo.length - i;
+    const remaining = plannedCells.length - i;
     const eta = () => {
       if (!cellSeconds.length) return '';
       const mean = cellSeconds.reduce((a, b) => a + b, 0) / cellSeconds.length;
       return `; study ETA ${minutes(Math.max(0, remaining * mean - (Date.now() - started) / 1000))}`;
     };
-    const tag = `[${i + 1}/${todo.length} ${name}]`;
+    const tag = `[${i + 1}/${plannedCells.length} ${name}]`;
     const cellProgress = (t: string) => progress(`${tag} ${t}${eta()}`);
     const variant = VARIANTS[v];
     await fs.mkdir(cellDir, { recursive: true });
