@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import type { BackendInfo, BackendName } from '../backend/select.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { FopeifyError } from '../errors.js';
-import { createReporter, type Reporter } from './output.js';
+import { createReporter, printJson, type Reporter } from './output.js';
 
 export interface SourceArgs {
   revision?: string;
@@ -133,4 +133,16 @@ export async function withReporter<T>(argv: { json?: boolean }, body: (reporter:
   } finally {
     reporter.stop();
   }
+}
+
+/** Long runs' informational lines and progress, through the reporter. */
+export function reporterCallbacks(reporter: Reporter): { onLog: (line: string) => void; onProgress: (text: string) => void } {
+  return { onLog: (l) => reporter.info(l), onProgress: (t) => reporter.update(t) };
+}
+
+/** A command's result on stdout, the reporter stopped first: JSON with --json, else its text view. */
+export function printResult<R>(argv: JsonArgs, reporter: Reporter, result: R, text: (r: R) => string): void {
+  reporter.stop();
+  if (argv.json) printJson(result);
+  else process.stdout.write(text(result));
 }

@@ -11,19 +11,9 @@ import { FopeifyError } from '../errors.js';
 import { DEFAULT_MASTER_PORT } from '../train/torch-finetune.js';
 import type { ParallelStrategy } from '../train/torch-job.js';
 import { finetune, prepareRun, SYNTHETIC_PASSKEY, trainPlanned, type FinetuneOptions, type FinetuneResult, type TrainOverrides } from '../train/index.js';
-import {
-  sourceOptions,
-  startBackend,
-  withBackendOptions,
-  withModelArgument,
-  withReporter,
-  withSourceOptions,
-  withWeightOptions,
-  type BackendArgs,
-  type SourceArgs,
-  type WeightArgs,
-} from './common.js';
-import { printJson, type Reporter } from './output.js';
+import { printResult, sourceOptions, startBackend, withBackendOptions, withModelArgument, withReporter, withSourceOptions, withWeightOptions } from './common.js';
+import type { BackendArgs, SourceArgs, WeightArgs } from './common.js';
+import type { Reporter } from './output.js';
 
 interface FinetuneArgs extends SourceArgs, WeightArgs, BackendArgs {
   model: string;
@@ -134,9 +124,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
         const plan = await prepareRun(options);
         r = await trainPlanned(plan, { ...options, backend: await startBackend(argv, { quiet: argv.json }) });
       }
-      reporter.stop();
-      if (argv.json) printJson(r);
-      else process.stdout.write(finetuneReport(argv, r) + '\n');
+      printResult(argv, reporter, r, (r) => finetuneReport(argv, r) + '\n');
     });
   },
 };

@@ -6,18 +6,8 @@
 import type { Argv, CommandModule } from 'yargs';
 import { FopeifyError } from '../errors.js';
 import { colorTable, NEEDLE_DEFAULTS, runNeedle, type NeedleTask, type ScoringMode } from '../eval/index.js';
-import {
-  numberList,
-  sourceOptions,
-  startBackend,
-  withBackendOptions,
-  withReporter,
-  withSourceOptions,
-  withWeightOptions,
-  type BackendArgs,
-  type SourceArgs,
-  type WeightArgs,
-} from './common.js';
+import { numberList, sourceOptions, startBackend, withBackendOptions, withReporter, withSourceOptions, withWeightOptions } from './common.js';
+import type { BackendArgs, SourceArgs, WeightArgs } from './common.js';
 import { printJson, rateEta } from './output.js';
 
 interface NeedleArgs extends SourceArgs, WeightArgs, BackendArgs {

@@ -9,7 +9,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { setupBackend, type BackendName } from '../backend/select.js';
+import type { BackendInfo, BackendName } from '../backend/select.js';
+import { useBackend } from '../model/model.js';
 import { loadModelSpec } from '../config/load.js';
 import { convertModel } from '../convert/convert.js';
 import { fixturesDir } from '../demo/data.js';
@@ -50,7 +51,8 @@ export interface StudyOptions {
   quick?: boolean;
   /** Override parts of the plan (tests run a miniature study; the CLI exposes a few). */
   plan?: Partial<StudyPlan>;
-  backend?: BackendName;
+  /** The activated backend (setupBackend's BackendInfo); a name activates that one (default auto). */
+  backend?: BackendInfo | BackendName;
   threads?: number;
   source?: ModelSourceOptions;
   /** The command line that started this run, recorded in study.json. */
@@ -156,7 +158,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
   // The output rules and the backend before anything is printed or written.
   await checkOutputFolder(out, { sources: [base] });
-  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
+  const backend = await useBackend(options.backend ?? 'auto', { threads: options.threads, log });
   await prepareOutputFolder(out, { sources: [base] });
 
   // A folder holds one plan: cells measured under another budget must not be mixed into this one.
@@ -224,6 +226,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
       recipe: variant.recipe,
       data,
       settings: fineTuneSettings(plan, seed),
+      backend,
       onLog: log,
       onProgress: cellProgress,
     });
@@ -237,12 +240,12 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
       trials: plan.trials,
       seed: plan.evalSeed,
       mode: 'generate',
-      loader: namedModelLoader([{ name, dir: tunedDir }]),
+      loader: namedModelLoader([{ name, dir: tunedDir }], backend),
       onProgress: (e) => cellProgress(`passkey ${e.done}/${e.total} (${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
       onWarning: (w) => log(`${name}: note: ${w}`),
     });
     // 4. perplexity by window on the held-out text.
-    const ppl = await perplexityOfModels([{ name, dir: tunedDir }], text, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: () => cellProgress('perplexity') });
+    const ppl = await perplexityOfModels([{ name, dir: tunedDir }], text, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: () => cellProgress('perplexity'), backend });
     const cell: StudyCell = {
       variant: v,
       seed,
