@@ -1,7 +1,8 @@
 /**
  * The model's logits on webgpu equal the cpu backend's within 1e-4, through the library as it is
  * (setupBackend, loadModel, forward), for the committed fixture, every tiny family and FoPE / YaRN
- * conversions of them. Logits are read with `await data()` (synchronous reads throw on webgpu).
+ * conversions of them; greedy generation (KV cache) and perplexity's NLL too. Logits are read with
+ * `await data()` (synchronous reads throw on webgpu).
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/select.js';
 import type { WebGpuProbe } from '../../src/backend/webgpu.js';
 import { convertModel } from '../../src/convert/convert.js';
+import { sequenceNll } from '../../src/eval/perplexity.js';
 import { loadModel } from '../../src/model/index.js';
 import { TINY_KINDS, type TinyKind } from '../../src/testing/tiny-checkpoint.js';
 import { fixture, tempDir } from '../helpers.js';
@@ -81,4 +83,30 @@ describe('logits: webgpu vs cpu', () => {
       expect(await webgpuVsCpu(out)).toBeLessThanOrEqual(TOL);
     });
   }
+
+  it('generate (greedy, KV cache) and sequence NLL on a FoPE model: same tokens, NLL within 1e-4, no tensor left', async (ctx) => {
+    if (!probe.ok) return ctx.skip();
+    const src = await fixture(root, { kind: 'qwen2', seed: 5 });
+    const out = path.join(root, 'fope-generate');
+    await convertModel({ model: src, outDir: out, seed: 1, initFactor: 0.5 });
+    const results: { tokens: number[]; nll: number }[] = [];
+    for (const backend of ['webgpu', 'cpu'] as const) {
+      await setupBackend({ backend, allowSoftwareAdapter: true, quiet: true });
+      const model = await loadModel(out);
+      try {
+        const before = tf.memory().numTensors;
+        const g = await model.generate(IDS, { maxNewTokens: 6 });
+        const { nll, count } = await sequenceNll(model, IDS);
+        expect(count).toBe(IDS.length - 1);
+        expect(tf.memory().numTensors).toBe(before);
+        results.push({ tokens: [...g.tokens], nll });
+      } finally {
+        model.dispose();
+      }
+    }
+    const [gpu, cpu] = results as [{ tokens: number[]; nll: number }, { tokens: number[]; nll: number }];
+    expect(gpu.tokens).toHaveLength(6);
+    expect(gpu.tokens).toEqual(cpu.tokens);
+    expect(Math.abs(gpu.nll - cpu.nll) / cpu.nll).toBeLessThanOrEqual(TOL);
+  });
 });
