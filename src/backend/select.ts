@@ -18,7 +18,7 @@ import { makeBatchMatMulKernel, makeFusedMatMulKernel } from './matmul.js';
 import { loadNative, type NativeAddon, type NativeBlas } from './native.js';
 import { replaceKernel, replacedKernels, restoreKernels } from './registry.js';
 import { installSegmentSum } from './segment-sum.js';
-import { activateWebGpu, describeAdapter, gpuDevicePresent, probeWebGpu, webgpuPackagesInstalled, webgpuUnusable, type WebGpuAdapter, type WebGpuProbe } from './webgpu.js';
+import { activateWebGpu, DAWN_PACKAGE, describeAdapter, gpuDevicePresent, probeWebGpu, TFJS_WEBGPU_PACKAGE, webgpuUnusable, type WebGpuAdapter, type WebGpuProbe } from './webgpu.js';
 
 export type BackendName = 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu' | 'native';
 
@@ -207,7 +207,7 @@ export function detectCapabilities(opts: DetectOptions = {}): Capabilities & { n
     native: nat.blas !== null,
     nativeReason: nat.reason,
     wasm: resolvable('@tensorflow/tfjs-backend-wasm'),
-    webgpu: webgpuPackagesInstalled(),
+    webgpu: resolvable(DAWN_PACKAGE) && resolvable(TFJS_WEBGPU_PACKAGE),
   };
 }
 

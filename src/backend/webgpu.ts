@@ -11,7 +11,6 @@
  *    when `navigator.gpu` exists, which Node lacks, so we provide one that hands out the probed adapter.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 
 /** The native API Dawn drives. `default`: Dawn's own choice for the platform (Metal, D3D12). */
@@ -56,20 +55,6 @@ export interface DawnModule {
 export type WebGpuProbe =
   | { ok: true; adapter: WebGpuAdapter; gpu: GpuLike; rawAdapter: GpuAdapterLike; dawn: DawnModule }
   | { ok: false; reason: string };
-
-function resolvable(spec: string): boolean {
-  try {
-    createRequire(import.meta.url).resolve(spec);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Both optional packages resolve. */
-export function webgpuPackagesInstalled(): boolean {
-  return resolvable(DAWN_PACKAGE) && resolvable(TFJS_WEBGPU_PACKAGE);
-}
 
 /**
  * Could a hardware GPU be here? Cheap device-file checks, so that `auto` on a plain CPU server does not
@@ -151,7 +136,6 @@ export function probeWebGpu(importModule: (spec: string) => Promise<unknown> = i
 }
 
 async function probeOnce(importModule: (spec: string) => Promise<unknown>): Promise<WebGpuProbe> {
-  if (!webgpuPackagesInstalled()) return { ok: false, reason: `${DAWN_PACKAGE} and ${TFJS_WEBGPU_PACKAGE} are not both installed` };
   let dawn: DawnModule;
   try {
     dawn = (await importModule(DAWN_PACKAGE)) as DawnModule;

@@ -5,6 +5,7 @@
  */
 import { expect } from 'vitest';
 import { probeWebGpu, type WebGpuProbe } from '../../src/backend/webgpu.js';
+import { maxRelErr } from './helpers.js';
 
 export const expectWebGpu = process.env.FOPEIFY_EXPECT_WEBGPU === '1';
 
@@ -21,14 +22,8 @@ export function assertWebGpuWhenExpected(probe: WebGpuProbe): void {
   if (expectWebGpu) expect(probe.ok ? 'adapter found' : probe.reason).toBe('adapter found');
 }
 
-/** max |a-b| / max |b|, from values read asynchronously (dataSync throws on webgpu under Node). */
+/** maxRelErr of values read asynchronously (dataSync throws on webgpu under Node), lengths checked. */
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num = Math.max(num, Math.abs(a[i]! - b[i]!));
-    den = Math.max(den, Math.abs(b[i]!));
-  }
-  return den === 0 ? num : num / den;
+  return maxRelErr(a, b);
 }

@@ -135,7 +135,7 @@ describe('the real probe on this machine', () => {
     const probe = await webgpuProbe();
     assertWebGpuWhenExpected(probe);
     if (!probe.ok) {
-      expect(probe.reason).toMatch(/no WebGPU adapter|not both installed|did not load/);
+      expect(probe.reason).toMatch(/no WebGPU adapter|did not load/);
       return;
     }
     expect(probe.adapter.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(2 ** 27);
