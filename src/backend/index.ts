@@ -17,3 +17,4 @@ export {
 export { loadNative, type NativeAddon, type NativeBlas } from './native.js';
 export { formatProfile, profileKernels, type KernelProfile, type KernelTime } from './profile.js';
 export { makeWorkload, STEP_576, type Workload, type WorkloadConfig } from './workload.js';
+export { describeAdapter, type WebGpuAdapter } from './webgpu.js';
