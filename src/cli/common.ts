@@ -42,7 +42,7 @@ export function withModelArgument<T>(y: Argv<T>): Argv<T & { model: string }> {
 }
 
 /** The backends `--backend` offers (src/backend's BACKEND_NAMES, listed here so `--help` loads no tfjs). */
-export const CLI_BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native'] as const satisfies readonly BackendName[];
+export const CLI_BACKENDS = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native', 'webgpu'] as const satisfies readonly BackendName[];
 // Every backend name is offered: this fails to compile when src/backend adds one the list lacks.
 const everyBackendOffered: Exclude<BackendName, (typeof CLI_BACKENDS)[number]> extends never ? true : never = true;
 void everyBackendOffered;
@@ -50,6 +50,7 @@ void everyBackendOffered;
 export interface BackendArgs {
   backend: BackendName;
   threads?: number;
+  'allow-software-adapter'?: boolean;
 }
 
 /** `--backend` and `--threads`, for every command that computes. */
@@ -60,7 +61,12 @@ export function withBackendOptions<T>(y: Argv<T>): Argv<T & BackendArgs> {
       default: 'auto' as BackendName,
       describe: 'TensorFlow.js backend (auto: the fastest available here, named at start; tensorflow-gpu: @tensorflow/tfjs-node-gpu, which needs CUDA 11.2 and cuDNN 8.1)',
     })
-    .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' }) as unknown as Argv<T & BackendArgs>;
+    .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' })
+    .option('allow-software-adapter', {
+      type: 'boolean',
+      default: false,
+      describe: 'webgpu: use a software adapter (llvmpipe, lavapipe, SwiftShader) too — correct but slower than the CPU backends',
+    }) as unknown as Argv<T & BackendArgs>;
 }
 
 /**
@@ -69,7 +75,7 @@ export function withBackendOptions<T>(y: Argv<T>): Argv<T & BackendArgs> {
  */
 export async function startBackend(argv: BackendArgs, options: { quiet?: boolean; log?: (line: string) => void } = {}): Promise<BackendInfo> {
   const { useBackend } = await import('../model/model.js');
-  return useBackend(argv.backend, { threads: argv.threads, quiet: options.quiet, log: options.log });
+  return useBackend(argv.backend, { threads: argv.threads, allowSoftwareAdapter: argv['allow-software-adapter'], quiet: options.quiet, log: options.log });
 }
 
 export interface RuntimeArgs extends SourceArgs, WeightArgs, BackendArgs {

@@ -82,6 +82,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
         plan,
         backend: argv.backend,
         threads: argv.threads,
+        allowSoftwareAdapter: argv['allow-software-adapter'],
         source: sourceOptions(argv, reporter),
         command: commandLine(),
         // Said once the inputs are checked, before any cell runs: what this will cost.

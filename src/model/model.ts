@@ -97,12 +97,12 @@ export class LlamaModel {
  */
 export async function useBackend(
   backend: BackendInfo | BackendName | undefined,
-  options: { threads?: number; quiet?: boolean; log?: (line: string) => void } = {},
+  options: { threads?: number; allowSoftwareAdapter?: boolean; quiet?: boolean; log?: (line: string) => void } = {},
 ): Promise<BackendInfo> {
   if (typeof backend === 'object') return backend;
   const { setupBackend, currentBackend } = await import('../backend/select.js');
   if (backend !== undefined || options.threads !== undefined) {
-    return setupBackend({ backend: backend ?? 'auto', threads: options.threads, quiet: options.quiet, log: options.log });
+    return setupBackend({ backend: backend ?? 'auto', threads: options.threads, allowSoftwareAdapter: options.allowSoftwareAdapter, quiet: options.quiet, log: options.log });
   }
   return currentBackend() ?? setupBackend({ backend: 'cpu', quiet: true });
 }

@@ -54,6 +54,8 @@ export interface StudyOptions {
   /** The activated backend (setupBackend's BackendInfo); a name activates that one (default auto). */
   backend?: BackendInfo | BackendName;
   threads?: number;
+  /** With a backend name 'webgpu' (or auto): a software adapter may be used. */
+  allowSoftwareAdapter?: boolean;
   source?: ModelSourceOptions;
   /** The command line that started this run, recorded in study.json. */
   command?: string;
@@ -240,7 +242,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
   // The output rules and the backend before anything is printed or written.
   await checkOutputFolder(out, { sources: [base] });
-  const backend = await useBackend(options.backend ?? 'auto', { threads: options.threads, log });
+  const backend = await useBackend(options.backend ?? 'auto', { threads: options.threads, allowSoftwareAdapter: options.allowSoftwareAdapter, log });
   await prepareOutputFolder(out, { sources: [base] });
 
   const commands = await claimStudyFolder(out, base, plan, options.out, options.command ?? `runStudy(${JSON.stringify({ model: options.model, variants, seeds: seedCount, quick })})`);
