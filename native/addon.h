@@ -9,5 +9,7 @@
 
 /* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, sumSquares (addon-passes.c) */
 void fopeify_register_passes(napi_env env, napi_value exports);
+/* matvec, rotaryOne, attendOne (addon-decode.c) */
+void fopeify_register_decode(napi_env env, napi_value exports);
 
 #endif

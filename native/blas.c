@@ -29,6 +29,7 @@ typedef void (*set_threads64_fn)(int64_t);
 
 static void *g_lib = NULL;
 static sgemm_fn g_sgemm = NULL;
+static sgemv_fn g_sgemv = NULL;
 static set_threads_fn g_set_threads = NULL;     /* openblas_set_num_threads / MKL_Set_Num_Threads */
 static set_threads64_fn g_set_threads64 = NULL; /* bli_thread_set_num_threads */
 static get_threads_fn g_get_threads = NULL;
@@ -57,6 +58,7 @@ void fp_leave(fp_guard *g) {
 }
 
 sgemm_fn fopeify_blas_sgemm(void) { return g_sgemm; }
+sgemv_fn fopeify_blas_sgemv(void) { return g_sgemv; }
 int fopeify_blas_thread_count(void) { return g_threads; }
 int fopeify_blas_reported_threads(void) { return g_sgemm && g_get_threads ? g_get_threads() : g_threads; }
 const char *fopeify_blas_library(void) { return g_lib_name; }
@@ -88,6 +90,7 @@ static int try_open(const char *path, const char *kind) {
   }
   g_lib = h;
   g_sgemm = f;
+  g_sgemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
   g_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
   if (!g_set_threads) g_set_threads = (set_threads_fn)dlsym(h, "MKL_Set_Num_Threads");
   if (!g_set_threads) g_set_threads64 = (set_threads64_fn)dlsym(h, "bli_thread_set_num_threads");

@@ -10,6 +10,8 @@ enum { CblasRowMajor = 101, CblasColMajor = 102 };
 enum { CblasNoTrans = 111, CblasTrans = 112 };
 typedef void (*sgemm_fn)(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A,
                          int lda, const float *B, int ldb, float beta, float *C, int ldc);
+typedef void (*sgemv_fn)(int order, int trans, int M, int N, float alpha, const float *A, int lda, const float *x,
+                         int incx, float beta, float *y, int incy);
 
 /* What load() was asked for; a field of -1 leaves that setting as it is. */
 typedef struct {
@@ -28,6 +30,8 @@ void fopeify_blas_load(const fopeify_blas_options *opts);
 
 /* The GEMM in use (NULL before load). */
 sgemm_fn fopeify_blas_sgemm(void);
+/* The loaded library's cblas_sgemv, or NULL (the portable SGEMM has none: callers use sgemm, N = 1). */
+sgemv_fn fopeify_blas_sgemv(void);
 /* Sets the BLAS's, the portable SGEMM's and the addon's passes' thread count. */
 void fopeify_blas_set_threads(int n);
 /* Threads the BLAS reports (its own count when it can tell, else the one set). */

@@ -80,6 +80,35 @@ export interface NativeAddon {
   rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
   /** start + Σ x², in double, in index order. */
   sumSquares(x: Float32Array, start: number): number;
+  /**
+   * Decoding one token on preallocated buffers (native/decode.h). matvec: y = W·x, W row-major
+   * [rows, cols], through the BLAS's sgemv.
+   */
+  matvec(w: Float32Array, rows: number, cols: number, x: Float32Array, y: Float32Array): void;
+  /**
+   * Rotary / FoPE at one position, in place on x = [heads, headDim]: the first `dim` entries of each
+   * head rotated with the half tables cos/sin [heads / headsPerGroup, dim / 2] (head h uses row
+   * h / headsPerGroup); applyRotaryTf's arithmetic, bit for bit.
+   */
+  rotaryOne(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
+  /**
+   * One query's attention over the first `len` rows of KV caches [nKv, capacity, headDim]:
+   * out[nHeads, headDim] = softmax(scale · q·Kᵀ)·V per head (grouped-query: nHeads / nKv heads per KV
+   * head). scratch: at least nHeads · (⌈len/4⌉·4 + 3) floats.
+   */
+  attendOne(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    nHeads: number,
+    nKv: number,
+    headDim: number,
+    len: number,
+    capacity: number,
+    scale: number,
+    out: Float32Array,
+    scratch: Float32Array,
+  ): void;
   info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
   abiVersion: number;
 }
@@ -128,6 +157,9 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   adamw: true,
   rmsnorm: true,
   sumSquares: true,
+  matvec: true,
+  rotaryOne: true,
+  attendOne: true,
   info: true,
 };
 
