@@ -1,5 +1,6 @@
 // `npm run bench`: the headline benchmarks, each printing ratios measured side by side in the same run:
-//   speed   - the CPU speed table (GEMM, prefill, training step vs the GEMM limit and pure tfjs)
+//   speed   - the CPU speed table (GEMM, prefill, decode, training step vs the GEMM limit and pure tfjs;
+//             llama.cpp side by side when node-llama-cpp is installed)
 //   convert - conversion time and memory vs copying the checkpoint
 // The detailed ones run by name: `npm run bench -- gemm runtime train torch-train` (or any mix, in that order).
 //   torch-train - one training step, --engine torch vs --engine tfjs (SmolLM2-135M shape, 512 / 2048 tokens)

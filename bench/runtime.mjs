@@ -49,8 +49,12 @@ function median(xs) {
   return s[Math.floor(s.length / 2)];
 }
 
-/** One case, in this process. */
-async function runCase(c, opts) {
+/**
+ * One case, in this process (bench/speed.mjs runs its decode row through this too).
+ * @param {{kind: 'prefill' | 'decode', name: string, tokens: number, context?: number}} c
+ * @param {{dir: string, backend?: string, threads?: number, layout?: 'hf' | 'inference'}} opts
+ */
+export async function runRuntimeCase(c, opts) {
   const tf = await import('@tensorflow/tfjs');
   const { setupBackend } = await import(dist('backend/select.js'));
   const { loadModel, argmax } = await import(dist('model/index.js'));
@@ -179,7 +183,7 @@ if (isMain) {
   const childIdx = argv.indexOf('--child');
   if (childIdx >= 0) {
     const { case: c, ...opts } = JSON.parse(argv[childIdx + 1]);
-    const row = await runCase(c, opts);
+    const row = await runRuntimeCase(c, opts);
     process.stdout.write(JSON.stringify(row) + '\n');
   } else {
     const flag = (name) => {

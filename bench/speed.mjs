@@ -3,8 +3,13 @@
 //   - raw GEMM through fopeify's accelerator (tf.matMul, native BLAS kernels) vs the BLAS called
 //     directly (the limit) vs pure TensorFlow.js (tfjs-backend-cpu);
 //   - prefill of the SmolLM2-135M shape (random weights) at 2048 tokens;
+//   - cached decoding after a 2048-token prompt (tokens/s, the median step; bench/runtime.mjs's case);
 //   - one training step (forward + backward + AdamW) of that shape at 512 and 2048 tokens;
 // with seconds, effective GFLOP/s, ratio to the GEMM limit, speed-up over pure tfjs and peak RSS.
+// When node-llama-cpp is installed (an optional benchmark tool, never a dependency of fopeify), the
+// same checkpoint is written as GGUF F32 (bench/gguf.mjs) and llama.cpp's prefill and decode run
+// interleaved with fopeify's, with the ratios. It is found from the project root, or from the folder
+// FOPEIFY_NODE_LLAMA_CPP names (one with node_modules/node-llama-cpp: `npm install --prefix DIR node-llama-cpp`).
 //
 // Pure tfjs runs the full model at well under 1 GFLOP/s (a 2048-token prefill ≈ 13 min, a training
 // step far longer), so by default its time is measured per component and summed — model cost is
@@ -14,21 +19,23 @@
 //             for training on 128 tokens and scaled by T/128 — the head's cost is linear in rows].
 // --pure full measures the whole model instead (hours); --pure off skips it.
 // Each measurement runs in its own process, so each peak RSS is that measurement's alone.
-// Usage: npm run bench -- speed   |   node bench/speed.mjs [--pure parts|full|off] [--quick] [--threads N] [--json]
+// Usage: npm run bench -- speed   |   node bench/speed.mjs [--pure parts|full|off] [--quick] [--threads N] [--no-llama-cpp] [--json]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { forwardFlops } from './runtime.mjs';
+import { writeGgufF32 } from './gguf.mjs';
+import { forwardFlops, runRuntimeCase } from './runtime.mjs';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = path.join(path.dirname(HERE), '..');
 const dist = (p) => pathToFileURL(path.join(ROOT, 'dist', p)).href;
 
-const FULL = { prefill: 2048, train: [512, 2048], headRows: 128 };
+const FULL = { prefill: 2048, decode: { context: 2048, tokens: 32 }, train: [512, 2048], headRows: 128 };
 // --quick: the same measurements at short lengths (a smoke test of the benchmark, minutes).
-const QUICK = { prefill: 256, train: [128, 256], headRows: 64 };
+const QUICK = { prefill: 256, decode: { context: 256, tokens: 8 }, train: [128, 256], headRows: 64 };
 const SMALL_VOCAB = 512;
 
 /** Matmul FLOPs of a forward pass over T tokens, the LM head on the last row or on every row (bench/runtime.mjs). */
@@ -51,6 +58,76 @@ async function checkpoint(layers, vocab) {
 
 function peakRss() {
   return process.resourceUsage().maxRSS * 1024;
+}
+
+/** The same token ids for fopeify and llama.cpp. */
+const promptIds = (n, vocab) => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+
+/** node-llama-cpp's entry file, or why it cannot be used (it is optional: fopeify never depends on it). */
+function findLlamaCpp() {
+  const base = process.env.FOPEIFY_NODE_LLAMA_CPP || ROOT;
+  try {
+    return { entry: createRequire(path.join(base, 'package.json')).resolve('node-llama-cpp') };
+  } catch {
+    return {
+      reason: process.env.FOPEIFY_NODE_LLAMA_CPP
+        ? `node-llama-cpp not found under FOPEIFY_NODE_LLAMA_CPP=${base}`
+        : 'node-llama-cpp is not installed (optional; e.g. npm install --prefix /tmp/nlc node-llama-cpp, then FOPEIFY_NODE_LLAMA_CPP=/tmp/nlc)',
+    };
+  }
+}
+
+async function childDecode(opts) {
+  const { dir } = await checkpoint(opts.layers, opts.vocab);
+  const row = await runRuntimeCase({ kind: 'decode', name: 'decode', context: opts.context, tokens: opts.tokens }, { dir, threads: opts.threads, layout: 'inference' });
+  return { backend: row.backend, seconds: row.seconds, tokensPerSecond: row.tokensPerSecond, peakRssBytes: peakRss() };
+}
+
+/**
+ * llama.cpp (node-llama-cpp) on the GGUF of the same checkpoint, CPU only, flash attention on:
+ * prefill of `tokens` (timed from an empty sequence after a short warm-up) or, after a `context`
+ * prompt, the median time of one generated token over `tokens` steps (greedy).
+ */
+async function childLlamaCpp(opts) {
+  const { getLlama, LlamaLogLevel } = await import(pathToFileURL(opts.entry).href);
+  const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: opts.gguf, gpuLayers: 0 });
+  const prompt = opts.mode === 'prefill' ? opts.tokens : opts.context;
+  const context = await model.createContext({
+    contextSize: prompt + opts.tokens + 64,
+    batchSize: Math.min(prompt, 2048),
+    threads: opts.threads ?? os.availableParallelism(),
+    flashAttention: true,
+  });
+  const seq = context.getSequence();
+  const ids = promptIds(prompt, opts.vocab);
+  await seq.evaluateWithoutGeneratingNewTokens(ids.slice(0, 32)); // warm-up, not timed
+  await seq.clearHistory();
+  let seconds;
+  let tokensPerSecond;
+  if (opts.mode === 'prefill') {
+    const t = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(ids);
+    seconds = (performance.now() - t) / 1000;
+    tokensPerSecond = prompt / seconds;
+  } else {
+    await seq.evaluateWithoutGeneratingNewTokens(ids.slice(0, -1));
+    const times = [];
+    let t = performance.now();
+    for await (const _token of seq.evaluate(ids.slice(-1), { temperature: 0 })) {
+      const now = performance.now();
+      times.push((now - t) / 1000);
+      t = now;
+      if (times.length >= opts.tokens) break;
+    }
+    times.sort((a, b) => a - b);
+    seconds = times[Math.floor(times.length / 2)];
+    tokensPerSecond = 1 / seconds;
+  }
+  const threads = context.currentThreads;
+  await context.dispose();
+  await model.dispose();
+  return { backend: `llama.cpp (node-llama-cpp, ${threads} threads, flash attention)`, seconds, tokensPerSecond, peakRssBytes: peakRss() };
 }
 
 async function childGemm(opts) {
@@ -104,7 +181,7 @@ function runChild(job, log) {
     return { error: `exit ${r.status}: ${why}` };
   }
   const res = JSON.parse(line);
-  log(`  ${job.label}: ${res.seconds !== undefined ? `${res.seconds.toFixed(2)} s` : 'done'}, peak RSS ${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+  log(`  ${job.label}: ${res.seconds !== undefined ? `${res.seconds.toFixed(2)} s` : 'done'}${res.tokensPerSecond !== undefined ? ` (${res.tokensPerSecond.toFixed(1)} tokens/s)` : ''}, peak RSS ${(res.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
   return res;
 }
 
@@ -115,7 +192,7 @@ function runChild(job, log) {
  */
 export async function runSpeedBench(opts = {}) {
   const log = opts.log ?? ((s) => console.log(s));
-  const { prefill: PREFILL_TOKENS, train: TRAIN_TOKENS, headRows: HEAD_ROWS } = opts.quick ? QUICK : FULL;
+  const { prefill: PREFILL_TOKENS, decode: DECODE, train: TRAIN_TOKENS, headRows: HEAD_ROWS } = opts.quick ? QUICK : FULL;
   const pure = opts.pure ?? 'parts';
   const threads = opts.threads;
   const { SMOLLM2_135M_SHAPE: S } = await import(dist('testing/tiny-checkpoint.js'));
@@ -129,17 +206,32 @@ export async function runSpeedBench(opts = {}) {
   const limit = gemm.rows ? Math.max(...gemm.rows.map((r) => r.gflops.blas ?? 0)) : NaN;
 
   const rows = [];
-  const add = (name, flop, acc, pureSeconds, pureHow) => {
-    const row = { name, flop, seconds: acc.seconds ?? NaN, peakRssBytes: acc.peakRssBytes ?? NaN, error: acc.error, pureSeconds, pureHow };
+  const add = (name, flop, acc, pureSeconds, pureHow, extra = {}) => {
+    const row = { name, flop, seconds: acc.seconds ?? NaN, peakRssBytes: acc.peakRssBytes ?? NaN, error: acc.error, pureSeconds, pureHow, tokensPerSecond: acc.tokensPerSecond, ...extra };
     row.gflops = flop / row.seconds / 1e9;
     row.limitShare = row.gflops / limit;
     row.speedup = pureSeconds / row.seconds;
     rows.push(row);
   };
 
-  // Accelerated, full model.
+  // Accelerated, full model; llama.cpp's prefill and decode interleaved with fopeify's.
+  const model = { threads, layers: L, vocab: S.vocabSize };
+  const llamaCpp = opts.llamaCpp === false ? { reason: 'skipped (--no-llama-cpp)' } : findLlamaCpp();
+  if (llamaCpp.entry) {
+    const { dir } = await checkpoint(L, S.vocabSize);
+    llamaCpp.gguf = `${dir}.f32.gguf`;
+    if (!existsSync(llamaCpp.gguf)) {
+      log(`writing the checkpoint as GGUF F32 for llama.cpp (${path.relative(ROOT, llamaCpp.gguf)}) ...`);
+      await writeGgufF32(dir, llamaCpp.gguf);
+    }
+  } else log(`llama.cpp: ${llamaCpp.reason}`);
+  const llamaRun = (job) => (llamaCpp.entry ? runChild({ kind: 'llamacpp', ...model, entry: llamaCpp.entry, gguf: llamaCpp.gguf, ...job }, log) : undefined);
   log(`prefill ${PREFILL_TOKENS} (full model, accelerated) ...`);
-  const prefill = runChild({ kind: 'prefill', label: `prefill ${PREFILL_TOKENS}`, backend: 'auto', threads, layers: L, vocab: S.vocabSize, tokens: PREFILL_TOKENS }, log);
+  const prefill = runChild({ kind: 'prefill', label: `prefill ${PREFILL_TOKENS}`, backend: 'auto', ...model, tokens: PREFILL_TOKENS }, log);
+  const llamaPrefill = llamaRun({ mode: 'prefill', label: `llama.cpp prefill ${PREFILL_TOKENS}`, tokens: PREFILL_TOKENS });
+  log(`decode @${DECODE.context} (${DECODE.tokens} tokens, full model, accelerated) ...`);
+  const decode = runChild({ kind: 'decode', label: `decode @${DECODE.context}`, ...model, ...DECODE }, log);
+  const llamaDecode = llamaRun({ mode: 'decode', label: `llama.cpp decode @${DECODE.context}`, ...DECODE });
   const trains = TRAIN_TOKENS.map((T) => {
     log(`training step ${T} (full model, accelerated) ...`);
     return runChild({ kind: 'train', label: `train ${T}`, backend: 'auto', threads, layers: L, vocab: S.vocabSize, tokens: T, steps: T <= 512 ? 3 : 2, warmup: true }, log);
@@ -173,7 +265,14 @@ export async function runSpeedBench(opts = {}) {
     const acc = { seconds: g.flop / (g.gflops.native * 1e9), peakRssBytes: gemm.peakRssBytes };
     add(`GEMM ${g.name}`, g.flop, acc, g.gflops.cpu ? g.flop / (g.gflops.cpu * 1e9) : NaN, 'measured');
   }
-  add(`prefill ${PREFILL_TOKENS} tokens`, flops(S, PREFILL_TOKENS, false), prefill, purePrefill.seconds, purePrefill.how);
+  const prefillFlop = flops(S, PREFILL_TOKENS, false);
+  const decodeFlop = forwardFlops({ ...S, headDim: S.headDim ?? S.hiddenSize / S.numHeads }, 1, DECODE.context, true);
+  const vs = (mine, theirs) => ({ vsLlamaCpp: theirs && !theirs.error ? mine.tokensPerSecond / theirs.tokensPerSecond : undefined });
+  prefill.tokensPerSecond = PREFILL_TOKENS / prefill.seconds;
+  add(`prefill ${PREFILL_TOKENS} tokens`, prefillFlop, prefill, purePrefill.seconds, purePrefill.how, vs(prefill, llamaPrefill));
+  add(`decode @${DECODE.context}`, decodeFlop, decode, NaN, `not measured (pure tfjs needs minutes for the ${DECODE.context}-token prompt alone)`, vs(decode, llamaDecode));
+  if (llamaPrefill) add(`llama.cpp prefill ${PREFILL_TOKENS} tokens`, prefillFlop, llamaPrefill, NaN, undefined, { reference: true });
+  if (llamaDecode) add(`llama.cpp decode @${DECODE.context}`, decodeFlop, llamaDecode, NaN, undefined, { reference: true });
   TRAIN_TOKENS.forEach((T, i) => {
     // forward + backward = 3 × forward (the usual accounting; the recomputed forward is not counted)
     add(`training step ${T} tokens`, 3 * flops(S, T, true), trains[i], pureTrain.get(T).seconds, pureTrain.get(T).how);
@@ -181,6 +280,7 @@ export async function runSpeedBench(opts = {}) {
   return {
     machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '', memGiB: os.totalmem() / 2 ** 30 },
     backend: prefill.backend ?? gemm.backend,
+    llamaCpp: llamaCpp.entry ? { backend: llamaPrefill?.backend ?? llamaDecode?.backend, gguf: llamaCpp.gguf } : { reason: llamaCpp.reason },
     gemm,
     limitGflops: limit,
     rows,
@@ -196,26 +296,32 @@ export function formatSpeedTable(res) {
     `CPU speed — ${res.machine.cpus} × ${res.machine.model}; ${res.backend ?? 'no accelerator'}`,
     `GEMM limit: ${f(res.limitGflops, 0)} GFLOP/s (the BLAS called directly, best of the shapes below)`,
     '',
-    '| workload | seconds | GFLOP/s | of GEMM limit | pure tfjs seconds | speed-up | peak RSS (GiB) |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| workload | seconds | GFLOP/s | of GEMM limit | pure tfjs seconds | speed-up | peak RSS (GiB) | tokens/s | vs llama.cpp |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const g of res.gemm.rows ?? []) {
-    if (g.gflops.blas) lines.push(`| GEMM ${g.name}, BLAS direct | ${f(g.flop / (g.gflops.blas * 1e9), 4)} | ${f(g.gflops.blas)} | ${f((100 * g.gflops.blas) / res.limitGflops, 0)} % | | | |`);
+    if (g.gflops.blas) lines.push(`| GEMM ${g.name}, BLAS direct | ${f(g.flop / (g.gflops.blas * 1e9), 4)} | ${f(g.gflops.blas)} | ${f((100 * g.gflops.blas) / res.limitGflops, 0)} % | | | | | |`);
   }
   for (const r of res.rows) {
     if (r.error) {
-      lines.push(`| ${r.name} | failed: ${r.error} | | | | | |`);
+      lines.push(`| ${r.name} | failed: ${r.error} | | | | | | | |`);
       continue;
     }
+    const ratio = r.vsLlamaCpp !== undefined ? `${f(r.vsLlamaCpp, 2)}×` : r.reference ? '1×' : '';
     lines.push(
-      `| ${r.name} | ${f(r.seconds, r.seconds < 1 ? 4 : 2)} | ${f(r.gflops)} | ${f(100 * r.limitShare, 0)} % | ${f(r.pureSeconds, r.pureSeconds < 10 ? 2 : 0)} | ${Number.isFinite(r.speedup) ? `${f(r.speedup, 0)}×` : '—'} | ${f(r.peakRssBytes / 2 ** 30, 2)} |`,
+      `| ${r.name} | ${f(r.seconds, r.seconds < 1 ? 4 : 2)} | ${f(r.gflops)} | ${f(100 * r.limitShare, 0)} % | ${f(r.pureSeconds, r.pureSeconds < 10 ? 2 : 0)} | ${Number.isFinite(r.speedup) ? `${f(r.speedup, 0)}×` : '—'} | ${f(r.peakRssBytes / 2 ** 30, 2)} | ${r.tokensPerSecond !== undefined ? f(r.tokensPerSecond, 1) : ''} | ${ratio} |`,
     );
   }
   lines.push('');
-  lines.push('GFLOP/s: matmul FLOPs of the workload (causal attention counted exactly; a training step = 3 × forward) ÷ seconds.');
-  const hows = res.rows.filter((r) => !r.name.startsWith('GEMM')).map((r) => `${r.name}: ${r.pureHow}`);
+  lines.push('GFLOP/s: matmul FLOPs of the workload (causal attention counted exactly; a training step = 3 × forward; decode: one token, seconds per token) ÷ seconds.');
+  const hows = res.rows.filter((r) => !r.name.startsWith('GEMM') && r.pureHow).map((r) => `${r.name}: ${r.pureHow}`);
   lines.push(`Pure tfjs (tfjs-backend-cpu, no fopeify kernels) — ${hows.join('; ')}.`);
-  const goal = res.rows.filter((r) => !r.name.startsWith('GEMM') && !r.error);
+  lines.push(
+    res.llamaCpp?.reason
+      ? `llama.cpp: not measured — ${res.llamaCpp.reason}.`
+      : `llama.cpp: ${res.llamaCpp?.backend ?? 'failed'} on the same checkpoint as GGUF F32, run interleaved with fopeify's rows; "vs llama.cpp" = fopeify tokens/s ÷ llama.cpp tokens/s.`,
+  );
+  const goal = res.rows.filter((r) => (r.name.startsWith('prefill') || r.name.startsWith('training step')) && !r.error);
   const met = goal.filter((r) => r.limitShare >= 0.5);
   lines.push(`Goal (prefill and training step ≥ 50 % of the GEMM limit): ${met.length === goal.length ? 'met' : `NOT met (${goal.map((r) => `${r.name} ${f(100 * r.limitShare, 0)} %`).join(', ')})`}.`);
   lines.push(`Measured in ${f(res.minutes, 1)} minutes.`);
@@ -231,7 +337,7 @@ if (isMain) {
   };
   if (argv[0] === '--child') {
     const job = JSON.parse(argv[1]);
-    const fn = { gemm: childGemm, prefill: childPrefill, train: childTrain }[job.kind];
+    const fn = { gemm: childGemm, prefill: childPrefill, decode: childDecode, train: childTrain, llamacpp: childLlamaCpp }[job.kind];
     process.stdout.write(JSON.stringify(await fn(job)) + '\n');
     // tfjs / BLAS threads must not keep a finished child alive.
     process.exit(0);
@@ -242,7 +348,7 @@ if (isMain) {
       process.exit(2);
     }
     const json = argv.includes('--json');
-    const res = await runSpeedBench({ pure, quick: argv.includes('--quick'), threads: flag('threads') ? Number(flag('threads')) : undefined, log: json ? (s) => console.error(s) : undefined });
+    const res = await runSpeedBench({ pure, quick: argv.includes('--quick'), llamaCpp: !argv.includes('--no-llama-cpp'), threads: flag('threads') ? Number(flag('threads')) : undefined, log: json ? (s) => console.error(s) : undefined });
     if (json) console.log(JSON.stringify(res, null, 2));
     else console.log(`\n${formatSpeedTable(res)}`);
     if (res.rows.some((r) => r.error)) process.exitCode = 1;

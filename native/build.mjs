@@ -4,7 +4,7 @@
 // Why not node-gyp: node-gyp downloads Node's headers (and needs python) on most machines; the addon
 // uses only Node-API, whose headers ship in the `node-api-headers` npm package, and no BLAS headers
 // (it dlopen()s the BLAS at run time). So a few `cc` commands are enough: the portable SGEMM's kernel
-// once per CPU variant (sgemm-kernel.c), then the addon itself.
+// once per CPU variant (sgemm-kernel.c), then the addon itself (ADDON_SOURCES, one file per concern).
 //
 // This script never fails the install: the addon is an accelerator, fopeify runs without it. It
 // always exits 0 and prints why when it could not build. Set FOPEIFY_NATIVE_STRICT=1 to make a
@@ -20,7 +20,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = dirname(here);
 const outDir = join(here, 'build');
 const out = join(outDir, 'fopeify_native.node');
-const src = join(here, 'fopeify_native.c');
+// The addon's C files, linked with the SGEMM kernel objects into one .node (see addon.c's header).
+const ADDON_SOURCES = ['addon.c', 'addon-passes.c', 'napi-util.c', 'blas.c', 'sgemm.c', 'elementwise.c', 'parallel.c', 'softmax.c', 'norm-optim.c', 'decode.c', 'addon-decode.c'];
 const strict = process.env.FOPEIFY_NATIVE_STRICT === '1';
 
 function done(ok, msg) {
@@ -143,8 +144,7 @@ const args = [
   '-DNODE_GYP_MODULE_NAME=fopeify_native',
   ...defines,
   `-I${inc}`,
-  src,
-  join(here, 'sgemm.c'),
+  ...ADDON_SOURCES.map((f) => join(here, f)),
   ...objects,
   '-o',
   tmp,

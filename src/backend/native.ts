@@ -1,6 +1,6 @@
 /**
- * Loader for the optional native GEMM addon (native/fopeify_native.c, built by native/build.mjs into
- * native/build/fopeify_native.node). The addon dlopen()s a BLAS at run time and, when none loads, uses
+ * Loader for the optional native GEMM addon (native/*.c, glue in native/addon.c, built by
+ * native/build.mjs into native/build/fopeify_native.node). The addon dlopen()s a BLAS at run time and, when none loads, uses
  * its own portable SGEMM (native/sgemm.c). Building needs a C compiler and may fail on a user's machine;
  * that is normal: callers get `null` plus a one-line reason, and fopeify runs on plain TensorFlow.js.
  */
@@ -9,7 +9,10 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The addon's JS surface (see native/fopeify_native.c for the contract of each function). */
+/**
+ * The addon's JS surface (see native/addon.c and native/addon-passes.c for the contract of each
+ * function). Every member is required: loadNative refuses a build that lacks one.
+ */
 export interface NativeAddon {
   load(opts?: {
     threads?: number;
@@ -23,14 +26,14 @@ export interface NativeAddon {
   setThreads(n: number): number;
   /**
    * sgemm's arguments and contract, always computed by the addon's portable SGEMM whichever BLAS is
-   * loaded (on load()'s / setThreads' thread count): for tests and benchmarks. Absent in older builds.
+   * loaded (on load()'s / setThreads' thread count): for tests and benchmarks.
    */
-  portableSgemm?: NativeAddon['sgemm'];
+  portableSgemm: NativeAddon['sgemm'];
   /**
    * The portable SGEMM's variant ("portable-avx512" | "portable-avx2" | "portable-generic"), after
-   * switching to `name` when this build has it and this CPU runs it (for tests). Absent in older builds.
+   * switching to `name` when this build has it and this CPU runs it (for tests).
    */
-  portableVariant?(name?: string): string;
+  portableVariant(name?: string): string;
   /**
    * Row-major C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b]; X[b] starts at xOff + b * strideX
    * (stride 0 broadcasts). Offsets, leading dimensions and strides are in elements.
@@ -59,24 +62,53 @@ export interface NativeAddon {
   ): void;
   /**
    * Elementwise op over collapsed broadcast geometry [nd, shape..., strideA..., strideB...] with
-   * tfjs-cpu's exact arithmetic (double, rounded once to float32). Absent in older builds.
+   * tfjs-cpu's exact arithmetic (double, rounded once to float32).
    */
-  binary?(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geom: Float64Array): void;
-  unary?(op: number, x: Float32Array, out: Float32Array): void;
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geom: Float64Array): void;
+  unary(op: number, x: Float32Array, out: Float32Array): void;
   /**
    * Blockwise-attention softmax passes in C on the BLAS's thread count, with the semantics of
-   * backend/vector-math.ts's softmaxRows / softmaxBackward. Absent in older builds.
+   * backend/vector-math.ts's softmaxRows / softmaxBackward.
    */
-  softmaxRows?(s: Float32Array, rows: number, n4: number, mOld: Float32Array, mNew: Float32Array, sum: Float32Array): void;
-  softmaxBackward?(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
-  /** y = g·σ(g)·u over y.length elements (σ(g) into sig when given), as vector-math.ts's swigluForward. Absent in older builds. */
-  swiglu?(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
-  /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. Absent in older builds. */
-  adamw?(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
-  /** RMSNorm over rows of w.length: x · rsqrt(mean(x²) + eps) · w (inference only). Absent in older builds. */
-  rmsnorm?(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
-  /** start + Σ x², in double, in index order. Absent in older builds. */
-  sumSquares?(x: Float32Array, start: number): number;
+  softmaxRows(s: Float32Array, rows: number, n4: number, mOld: Float32Array, mNew: Float32Array, sum: Float32Array): void;
+  softmaxBackward(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
+  /** y = g·σ(g)·u over y.length elements (σ(g) into sig when given), as vector-math.ts's swigluForward. */
+  swiglu(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
+  /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
+  /** RMSNorm over rows of w.length: x · rsqrt(mean(x²) + eps) · w (inference only). */
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
+  /** start + Σ x², in double, in index order. */
+  sumSquares(x: Float32Array, start: number): number;
+  /**
+   * Decoding one token on preallocated buffers (native/decode.h). matvec: y = W·x, W row-major
+   * [rows, cols], through the BLAS's sgemv.
+   */
+  matvec(w: Float32Array, rows: number, cols: number, x: Float32Array, y: Float32Array): void;
+  /**
+   * Rotary / FoPE at one position, in place on x = [heads, headDim]: the first `dim` entries of each
+   * head rotated with the half tables cos/sin [heads / headsPerGroup, dim / 2] (head h uses row
+   * h / headsPerGroup); applyRotaryTf's arithmetic, bit for bit.
+   */
+  rotaryOne(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
+  /**
+   * One query's attention over the first `len` rows of KV caches [nKv, capacity, headDim]:
+   * out[nHeads, headDim] = softmax(scale · q·Kᵀ)·V per head (grouped-query: nHeads / nKv heads per KV
+   * head). scratch: at least nHeads · (⌈len/4⌉·4 + 3) floats.
+   */
+  attendOne(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    nHeads: number,
+    nKv: number,
+    headDim: number,
+    len: number,
+    capacity: number,
+    scale: number,
+    out: Float32Array,
+    scratch: Float32Array,
+  ): void;
   info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
   abiVersion: number;
 }
@@ -102,8 +134,55 @@ export function defaultAddonPath(): string {
   return resolve(here, '..', '..', 'native', 'build', 'fopeify_native.node');
 }
 
-/** Must match `abiVersion` in native/fopeify_native.c; bump both when the JS-visible API changes. */
-const ADDON_ABI = 1;
+/**
+ * Must match FOPEIFY_ABI_VERSION in native/addon.h; bump both when the JS-visible API changes.
+ * 2: every function below is required (1 had optional passes an older build could lack).
+ */
+export const ADDON_ABI = 2;
+
+type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
+
+/** Every function of NativeAddon (the Record type makes the compiler keep this list complete). */
+const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
+  load: true,
+  setThreads: true,
+  portableSgemm: true,
+  portableVariant: true,
+  sgemm: true,
+  binary: true,
+  unary: true,
+  softmaxRows: true,
+  softmaxBackward: true,
+  swiglu: true,
+  adamw: true,
+  rmsnorm: true,
+  sumSquares: true,
+  matvec: true,
+  rotaryOne: true,
+  attendOne: true,
+  info: true,
+};
+
+/** The names of the addon's functions, all required. */
+export const ADDON_FUNCTION_NAMES = Object.keys(ADDON_FUNCTIONS) as readonly AddonFunctionName[];
+
+/**
+ * Why a loaded module cannot serve as the addon (another ABI version, or a function missing), or
+ * undefined when it can. The JS side and the .node file are built separately; a stale or partial
+ * build must not be called with another argument layout, nor half-used.
+ */
+export function addonProblem(module: unknown): string | undefined {
+  const rebuild = 'run "npm run build:native"';
+  if (typeof module !== 'object' || module === null) return `native addon is not a Node-API module; ${rebuild}`;
+  const m = module as Partial<Record<keyof NativeAddon, unknown>>;
+  if (m.abiVersion !== ADDON_ABI) {
+    const found = typeof m.abiVersion === 'number' ? `ABI ${m.abiVersion}` : 'no ABI version';
+    return `native addon is stale (${found}, expected ${ADDON_ABI}); ${rebuild}`;
+  }
+  const missing = ADDON_FUNCTION_NAMES.filter((name) => typeof m[name] !== 'function');
+  if (missing.length > 0) return `native addon is incomplete (no ${missing.join(', ')}); ${rebuild}`;
+  return undefined;
+}
 
 let cached: NativeLoadResult | undefined;
 
@@ -137,18 +216,16 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
         `xcode-select --install on macOS; looked for ${addonPath})`,
     };
   }
-  let addon: NativeAddon;
+  let module: unknown;
   try {
     const require = createRequire(import.meta.url);
-    addon = require(addonPath) as NativeAddon;
+    module = require(addonPath);
   } catch (err) {
     return { ok: false, reason: `native addon failed to load: ${firstLine(err)}` };
   }
-  // The JS side and the .node file are built separately; a stale build must not be called with
-  // another argument layout.
-  if (addon.abiVersion !== ADDON_ABI) {
-    return { ok: false, reason: `native addon is stale (ABI ${addon.abiVersion}, expected ${ADDON_ABI}); run "npm run build:native"` };
-  }
+  const problem = addonProblem(module);
+  if (problem) return { ok: false, reason: problem };
+  const addon = module as NativeAddon;
   const paths = process.env.FOPEIFY_BLAS ? [process.env.FOPEIFY_BLAS] : [];
   let r: ReturnType<NativeAddon['load']>;
   try {

@@ -1,0 +1,67 @@
+/*
+ * Decoding one token costs a few matrix-vector products and one attention row per layer; done as
+ * tensor ops it pays a fixed per-op overhead (allocation, dispatch) that dominates at batch 1. These
+ * functions work on buffers the caller allocates once (weights, KV caches grown in place, scratch).
+ */
+#include "decode.h"
+
+#include <math.h>
+
+#include "blas.h"
+#include "softmax.h"
+
+void fopeify_matvec(const float *W, int64_t rows, int64_t cols, const float *x, float *y) {
+  sgemv_fn gemv = fopeify_blas_sgemv();
+  fp_guard g;
+  fp_enter(&g);
+  if (gemv) gemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)cols, 1.0f, W, (int)cols, x, 1, 0.0f, y, 1);
+  else fopeify_blas_sgemm()(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, 1, (int)cols, 1.0f, W, (int)cols, x, 1, 0.0f, y, 1);
+  fp_leave(&g);
+}
+
+void fopeify_rotary_one(float *x, int64_t heads, int64_t heads_per_group, int64_t head_dim, int64_t dim, const float *cos,
+                        const float *sin) {
+  const int64_t half = dim / 2;
+  for (int64_t h = 0; h < heads; h++) {
+    float *x1 = x + h * head_dim, *x2 = x1 + half;
+    const float *c = cos + (h / heads_per_group) * half, *s = sin + (h / heads_per_group) * half;
+    for (int64_t i = 0; i < half; i++) {
+      const float a = x1[i], b = x2[i];
+      const float ac = a * c[i], bs = b * s[i], bc = b * c[i], as = a * s[i];
+      x1[i] = ac - bs;
+      x2[i] = bc + as;
+    }
+  }
+}
+
+/* Score rows padded to a multiple of 4 (the softmax pass's unit) with −∞, which it turns into 0. */
+static int64_t padded(int64_t len) { return (len + 3) & ~(int64_t)3; }
+
+int64_t fopeify_attend_scratch(int64_t n_heads, int64_t len) { return n_heads * padded(len) + 3 * n_heads; }
+
+void fopeify_attend_one(const float *q, const float *k, const float *v, int64_t n_heads, int64_t n_kv, int64_t head_dim,
+                        int64_t len, int64_t capacity, float scale, float *out, float *scratch) {
+  const int64_t r = n_heads / n_kv, n4 = padded(len), D = head_dim;
+  float *S = scratch, *m_old = S + n_heads * n4, *m_new = m_old + n_heads, *sum = m_new + n_heads;
+  sgemm_fn gemm = fopeify_blas_sgemm();
+  fp_guard g;
+  fp_enter(&g);
+  for (int64_t kv = 0; kv < n_kv; kv++) /* S[r heads, len] = scale · Q_g · K_gᵀ */
+    gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)len, (int)D, scale, q + kv * r * D, (int)D,
+         k + kv * capacity * D, (int)D, 0.0f, S + kv * r * n4, (int)n4);
+  fp_leave(&g);
+  for (int64_t h = 0; h < n_heads; h++) {
+    m_old[h] = -INFINITY;
+    for (int64_t j = len; j < n4; j++) S[h * n4 + j] = -INFINITY;
+  }
+  fopeify_softmax_rows(S, n_heads, n4, m_old, m_new, sum);
+  for (int64_t h = 0; h < n_heads; h++) {
+    const float inv = 1.0f / sum[h];
+    for (int64_t j = 0; j < len; j++) S[h * n4 + j] *= inv;
+  }
+  fp_enter(&g);
+  for (int64_t kv = 0; kv < n_kv; kv++) /* out[r heads, D] = P · V_g */
+    gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)D, (int)len, 1.0f, S + kv * r * n4, (int)n4,
+         v + kv * capacity * D, (int)D, 0.0f, out + kv * r * D, (int)D);
+  fp_leave(&g);
+}

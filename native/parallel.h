@@ -1,0 +1,14 @@
+/* The addon's threaded passes (parallel.c): a range of work split across the BLAS's thread count. */
+#ifndef FOPEIFY_PARALLEL_H
+#define FOPEIFY_PARALLEL_H
+
+#include <stdint.h>
+
+typedef void (*range_fn)(void *ctx, int64_t i0, int64_t i1);
+
+/* Run fn over [0, n) split into one contiguous range per thread (the BLAS's thread count), range
+ * starts rounded down to multiples of `align`; one thread when n < `serial_below`. A thread that
+ * cannot be started has its range run by the caller. */
+void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below);
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * Softmax passes of blockwise attention, and SwiGLU: the attention recurrences
+ * (src/model/native-attention.ts, src/train/native-attention.ts) spend most of their non-GEMM time
+ * exponentiating score blocks. These loops run that work in C on the BLAS's thread count (rows split
+ * across threads by parallel.c) with vexp.h's vector exp.
+ */
+#include "softmax.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "parallel.h"
+#include "vexp.h"
+
+typedef struct {
+  int op; /* 0: rows, 1: backward */
+  float *S, *dP;
+  int64_t n4;
+  const float *mOld, *lse, *d;
+  float *mNew, *sum;
+  int64_t r0, r1;
+} softmax_job;
+
+FOPEIFY_CLONES static void softmax_rows_range(softmax_job *j) {
+  const int64_t n4 = j->n4, n8 = n4 & ~(int64_t)7;
+  for (int64_t r = j->r0; r < j->r1; r++) {
+    float *row = j->S + r * n4;
+    v8f vm = (v8f){-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int64_t c = 0; c < n8; c += 8) {
+      v8f x;
+      memcpy(&x, row + c, sizeof x);
+      vm = v8_select(x > vm, x, vm);
+    }
+    float mx = j->mOld[r];
+    for (int k = 0; k < 8; k++) mx = vm[k] > mx ? vm[k] : mx;
+    for (int64_t c = n8; c < n4; c++) mx = row[c] > mx ? row[c] : mx;
+    j->mNew[r] = mx;
+    if (mx == -INFINITY) {
+      memset(row, 0, (size_t)n4 * sizeof(float));
+      j->sum[r] = 0;
+      continue;
+    }
+    /* Sum in four lanes over consecutive groups of four, then ((l0 + l1) + l2) + l3: the order of
+     * the WebAssembly version, so the sums are bit-identical too. */
+    v4f acc = (v4f){0, 0, 0, 0};
+    for (int64_t c = 0; c < n8; c += 8) {
+      v8f x;
+      memcpy(&x, row + c, sizeof x);
+      v8f e = v8_exp(x - mx);
+      memcpy(row + c, &e, sizeof e);
+      v4f lo4, hi4;
+      memcpy(&lo4, &e, sizeof lo4);
+      memcpy(&hi4, (const char *)&e + sizeof lo4, sizeof hi4);
+      acc += lo4;
+      acc += hi4;
+    }
+    if (n8 < n4) { /* n4 is a multiple of 4: one group left */
+      v8f x = (v8f){row[n8], row[n8 + 1], row[n8 + 2], row[n8 + 3], 0, 0, 0, 0};
+      v8f e = v8_exp(x - mx);
+      v4f lo4;
+      memcpy(&lo4, &e, sizeof lo4);
+      memcpy(row + n8, &lo4, sizeof lo4);
+      acc += lo4;
+    }
+    j->sum[r] = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+  }
+}
+
+FOPEIFY_CLONES static void softmax_backward_range(softmax_job *j) {
+  const int64_t n4 = j->n4, n8 = n4 & ~(int64_t)7;
+  for (int64_t r = j->r0; r < j->r1; r++) {
+    float *srow = j->S + r * n4, *drow = j->dP + r * n4;
+    const float l = j->lse[r], dd = j->d[r];
+    int64_t c = 0;
+    for (; c < n8; c += 8) {
+      v8f x, g;
+      memcpy(&x, srow + c, sizeof x);
+      memcpy(&g, drow + c, sizeof g);
+      v8f p = v8_exp(x - l);
+      v8f ds = p * (g - dd);
+      memcpy(srow + c, &p, sizeof p);
+      memcpy(drow + c, &ds, sizeof ds);
+    }
+    if (c < n4) { /* n4 is a multiple of 4: one group left, one vector exp */
+      v8f x = (v8f){srow[c], srow[c + 1], srow[c + 2], srow[c + 3], 0, 0, 0, 0};
+      v8f p = v8_exp(x - l);
+      for (int k = 0; k < 4; k++) {
+        srow[c + k] = p[k];
+        drow[c + k] = p[k] * (drow[c + k] - dd);
+      }
+    }
+  }
+}
+
+static void softmax_ranges(void *ctx, int64_t r0, int64_t r1) {
+  softmax_job j = *(softmax_job *)ctx;
+  j.r0 = r0;
+  j.r1 = r1;
+  if (j.op == 0) softmax_rows_range(&j);
+  else softmax_backward_range(&j);
+}
+
+/* Rows across threads, only when the block is big enough to pay for thread start-up. */
+static void softmax_parallel(softmax_job *base, int64_t rows) {
+  parallel_ranges(softmax_ranges, base, rows, 1, base->n4 > 0 ? (65536 + base->n4 - 1) / base->n4 : rows + 1);
+}
+
+void fopeify_softmax_rows(float *S, int64_t rows, int64_t n4, const float *mOld, float *mNew, float *sum) {
+  softmax_job j = {0, S, NULL, n4, mOld, NULL, NULL, mNew, sum, 0, rows};
+  softmax_parallel(&j, rows);
+}
+
+void fopeify_softmax_backward(float *S, float *dP, int64_t rows, int64_t n4, const float *lse, const float *d) {
+  softmax_job j = {1, S, dP, n4, NULL, lse, d, NULL, NULL, 0, rows};
+  softmax_parallel(&j, rows);
+}
+
+/* ---- SwiGLU activation ----
+ * The operations and order of vector-math.ts's swigluForward, so both give the same bits. */
+typedef struct {
+  const float *g, *u;
+  float *y, *sig;
+} swiglu_job;
+
+FOPEIFY_CLONES static void swiglu_ranges(void *ctx, int64_t i0, int64_t i1) {
+  const swiglu_job *j = (const swiglu_job *)ctx;
+  int64_t i = i0;
+  const v8f one = (v8f){1, 1, 1, 1, 1, 1, 1, 1};
+  for (; i + 8 <= i1; i += 8) {
+    v8f g, u;
+    memcpy(&g, j->g + i, sizeof g);
+    memcpy(&u, j->u + i, sizeof u);
+    v8f sg = one / (one + v8_exp(-g));
+    v8f y = g * sg * u;
+    memcpy(j->y + i, &y, sizeof y);
+    if (j->sig) memcpy(j->sig + i, &sg, sizeof sg);
+  }
+  for (; i < i1; i++) {
+    float g = j->g[i];
+    float sg = 1.0f / (1.0f + f_exp(-g));
+    j->y[i] = g * sg * j->u[i];
+    if (j->sig) j->sig[i] = sg;
+  }
+}
+
+void fopeify_swiglu(const float *g, const float *u, float *y, float *sig, int64_t n) {
+  swiglu_job j = {g, u, y, sig};
+  /* range starts on multiples of 8, so every element takes the same (vector) path as in one thread */
+  parallel_ranges(swiglu_ranges, &j, n, 8, 65536);
+}

@@ -1,0 +1,18 @@
+/* The passes built on the vector exp (softmax.c), threaded over rows / elements. Semantics match
+ * src/backend/vector-math.ts (the WebAssembly versions, used when the addon is absent), bit for bit. */
+#ifndef FOPEIFY_SOFTMAX_H
+#define FOPEIFY_SOFTMAX_H
+
+#include <stdint.h>
+
+/* Per row r of S (rows x n4, n4 a multiple of 4): m = max(mOld[r], max S[r]); mNew[r] = m;
+ * S[r] = exp(S[r] − m) and sum[r] = Σ S[r] (a row with m = −∞ becomes 0, sum 0). */
+void fopeify_softmax_rows(float *S, int64_t rows, int64_t n4, const float *mOld, float *mNew, float *sum);
+
+/* P = exp(S − lse[r]) into S, dS = P ∘ (dP − d[r]) into dP. */
+void fopeify_softmax_backward(float *S, float *dP, int64_t rows, int64_t n4, const float *lse, const float *d);
+
+/* y = g·σ(g)·u over n elements, σ(g) = 1 / (1 + exp(−g)) also into sig when not NULL. */
+void fopeify_swiglu(const float *g, const float *u, float *y, float *sig, int64_t n);
+
+#endif
