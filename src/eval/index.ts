@@ -1,4 +1,4 @@
-/** Long-context evaluation: passkey / needle retrieval, perplexity reports, heatmaps and charts. */
+/** Long-context evaluation: passkey / needle retrieval and perplexity, and their reports (figures: src/plot). */
 export { runNeedle, needleSettings, NEEDLE_DEFAULTS, type NeedleOptions, type NeedleProgress } from './needle.js';
 export {
   buildPasskeyPrompt,
@@ -51,10 +51,3 @@ export {
   type PerplexitySummary,
   type PerplexityReportInput,
 } from './report.js';
-export { heatmapScene, renderHeatmapSvg, renderHeatmapPng, lengthLabel, depthLabel, type HeatmapPanel, type HeatmapOptions } from './heatmap.js';
-export { lineChartScene, lineChartSvg, lineChartPng, niceTicks, type LineChartOptions, type LineSeries } from './chart.js';
-export { accuracyColor, NIAH_COLORS, SERIES_COLORS } from './color.js';
-export { encodePng, writePng, crc32, type RgbImage } from './png.js';
-export { Raster, rasterizeScene } from './raster.js';
-export { sceneToSvg, type Scene, type Shape } from './scene.js';
-export { perplexityByWindow, sequenceNll, type PerplexityOptions, type PerplexityReport, type WindowPerplexity } from './perplexity.js';

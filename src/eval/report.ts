@@ -8,12 +8,11 @@ import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic.js';
 import { prepareOutputFolder } from '../io/output-folder.js';
 import { VERSION } from '../version.js';
-import { formatValue, lineChartScene, type LineChartOptions } from './chart.js';
-import { accuracyColor, textColorOn } from './color.js';
-import { heatmapScene, lengthLabel, type HeatmapOptions } from './heatmap.js';
-import { encodePng } from './png.js';
-import { rasterizeScene } from './raster.js';
-import { escapeXml, sceneToSvg, type Scene } from './scene.js';
+import { formatValue, lineChartScene, type LineChartOptions } from '../plot/chart.js';
+import { accuracyColor, textColorOn } from '../plot/color.js';
+import { heatmapScene, lengthLabel, type HeatmapOptions } from '../plot/heatmap.js';
+import { escapeXml } from '../plot/scene.js';
+import { writeScene } from '../plot/write.js';
 import { heatmapPanels, summaryCsv, summaryModels, type NeedleSummary } from './summary.js';
 
 export const RESULTS_FILE = 'results.jsonl';
@@ -34,15 +33,6 @@ export interface PerplexitySummary {
 
 /** Every report file is written atomically: a reader (or a full disk) never sees half a heatmap. */
 const write = writeFileAtomically;
-
-/** A scene as `<base>.svg` and `<base>.png` in `dir`. */
-export async function writeScene(dir: string, base: string, scene: Scene): Promise<string[]> {
-  const svg = path.join(dir, `${base}.svg`);
-  const png = path.join(dir, `${base}.png`);
-  await write(svg, sceneToSvg(scene));
-  await write(png, encodePng(rasterizeScene(scene)));
-  return [svg, png];
-}
 
 /** File-name-safe, distinct names for models: `/x/runs/A` → `x_runs_A`. */
 export function modelSlugs(models: string[]): string[] {

@@ -3,8 +3,8 @@
  * summary.csv (model × length accuracy, like the FoPE paper's passkey CSV), heatmap panels and a
  * coloured terminal table.
  */
-import { accuracyColor, parseColor, textColorOn } from './color.js';
-import { depthLabel, lengthLabel, type HeatmapPanel } from './heatmap.js';
+import { accuracyColor, parseColor, textColorOn } from '../plot/color.js';
+import { depthLabel, lengthLabel, type HeatmapPanel } from '../plot/heatmap.js';
 import type { NeedleTask } from './prompts.js';
 import { recordKey, type NeedleRecord } from './records.js';
 import type { ScoringMode } from './scoring.js';

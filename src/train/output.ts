@@ -13,7 +13,7 @@ import { fopeFolderConfig, writeRemoteCode } from '../bridge/remote-code.js';
 import { hasFopeArchName } from '../config/fope-arch.js';
 import { SIDECAR_FILES } from '../convert/convert.js';
 import { outputError } from '../errors.js';
-import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
+import { lineChartPng, lineChartSvg, type LineSeries } from '../plot/chart.js';
 import { appendToFile, writeFileAtomically } from '../io/atomic.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { encodeFromF32 } from '../io/dtype.js';
