@@ -9,7 +9,7 @@
  *    so it can be scored by its digits, greedy or teacher-forced) inside a haystack (a user text or the
  *    built-in filler), inserted at the previous sentence boundary as in gkamradt's harness.
  */
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 
 export type NeedleTask = 'passkey' | 'niah';
 

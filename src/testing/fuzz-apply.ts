@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { convertModel } from '../convert/convert.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { BYTE_VOCAB_SIZE } from './byte-tokenizer.js';
 import type { FuzzBase, FuzzCase, Mutation, TensorRef, WeightValue } from './fuzz-cases.js';
 import { writeTinyCheckpoint } from './tiny-checkpoint.js';

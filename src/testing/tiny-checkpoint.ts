@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { encodeFromF32, type FloatDtype } from '../io/dtype.js';
 import { writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { BYTE_EOS_ID, BYTE_VOCAB_SIZE, byteTokenizerConfig, byteTokenizerJson } from './byte-tokenizer.js';
 
 export type TinyKind = 'llama' | 'qwen2' | 'qwen3' | 'llama-yarn' | 'llama3' | 'mistral' | 'llama-v5';

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 
 export interface Tokenize {
   encode(text: string): number[];

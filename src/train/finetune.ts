@@ -16,7 +16,7 @@ import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { loadTokenizer } from '../model/index.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import * as tf from '@tensorflow/tfjs';
 import { latestCheckpoint, pruneCheckpoints, readCheckpointState, restoreCheckpoint, saveCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { DataPosition } from './data.js';

@@ -14,7 +14,7 @@ import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { loadTokenizer } from '../model/index.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { latestCheckpoint, pruneCheckpoints } from './checkpoint.js';
 import type { FinetuneOptions, FinetuneResult } from './finetune.js';
 import { TrainingModel } from './model.js';
