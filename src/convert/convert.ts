@@ -13,7 +13,7 @@ import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
-import { convertBytes, dtypeSize, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { convertBytes, dtypeSize, FLOAT_DTYPE_NAMES, isFloatDtype, type FloatDtype } from '../io/dtype.js';
 import { sha256File } from '../io/hash.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { SIDECAR_FILES } from '../io/model-files.js';
@@ -75,7 +75,6 @@ export interface ConvertResult {
   seconds: number;
 }
 
-const DTYPE_FLAGS: Record<Exclude<OutputDtype, 'keep'>, FloatDtype> = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
 
 function settingsFrom(o: ConvertOptions): ConvertSettings {
   return {
@@ -114,7 +113,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
     const result = await writeFolderAtomically(outDir, { force: options.force, sources: [source.dir] }, async (tmp) => {
       const weightMap: Record<string, string> = {};
       let totalSize = 0;
-      const target = settings.dtype === 'keep' ? undefined : DTYPE_FLAGS[settings.dtype];
+      const target = settings.dtype === 'keep' ? undefined : FLOAT_DTYPE_NAMES[settings.dtype].safetensors;
       let n = 0;
       for (const [file, shard] of ckpt.shards) {
         options.onStep?.(`shard ${++n}/${ckpt.shards.size}: ${file}`);

@@ -5,11 +5,12 @@
 import type { ModelSpec, RopeSpec } from '../config/model-spec.js';
 import { ARCH_NAMES, namedFopeConfig, type ArchName } from '../config/fope-arch.js';
 import { FopeifyError } from '../errors.js';
+import { FLOAT_DTYPE_NAMES, type FloatDtypeName } from '../io/dtype.js';
 import { fopeKeptCount, initFopeCoefficients } from '../rope/fope.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';
 import { perLayerCoefName, sharedCoefName, type FopeLayout } from './fope-layout.js';
 
-export type OutputDtype = 'keep' | 'f32' | 'bf16' | 'f16';
+export type OutputDtype = 'keep' | FloatDtypeName;
 
 export interface ConvertSettings {
   /** Gain of the xavier part of the coefficients (`fope_init_factor`). */
@@ -104,7 +105,6 @@ export function outputRopeSpec(spec: ModelSpec, s: Pick<ConvertSettings, 'yarn' 
   };
 }
 
-const TORCH_DTYPES: Record<Exclude<OutputDtype, 'keep'>, string> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
 
 /** The dict written to both rope_scaling and rope_parameters (plus rope_theta in the latter). */
 function ropeDict(rope: RopeSpec, plan: { initFactor: number; sepHead: boolean; k: number; sinPad: 0 | 1 }): Record<string, unknown> {
@@ -153,7 +153,7 @@ export function planConversion(spec: ModelSpec, settings: ConvertSettings): Conv
   const partial = spec.raw.partial_rotary_factor ?? (spec.raw.rope_parameters as Record<string, unknown> | undefined)?.partial_rotary_factor;
   config.rope_parameters = { ...dict, rope_theta: rope.theta, ...(partial !== undefined ? { partial_rotary_factor: partial } : {}) };
   config.max_position_embeddings = rope.maxPositionEmbeddings;
-  if (settings.dtype !== 'keep') config.torch_dtype = TORCH_DTYPES[settings.dtype];
+  if (settings.dtype !== 'keep') config.torch_dtype = FLOAT_DTYPE_NAMES[settings.dtype].torch;
   return {
     config: namedFopeConfig(config, spec.family, settings.archName, settings.layout),
     rope,

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { convertModel } from '../convert/convert.js';
+import { dtypeSize, isFloatDtype } from '../io/dtype.js';
 import { SeededRandom } from '../random.js';
 import { BYTE_VOCAB_SIZE } from './byte-tokenizer.js';
 import type { FuzzBase, FuzzCase, Mutation, TensorRef, WeightValue } from './fuzz-cases.js';
@@ -178,8 +179,6 @@ function encodeValue(value: WeightValue, dtype: string): Buffer | null {
   return b;
 }
 
-const DTYPE_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
-
 /** A symlink at `at` pointing to `target` (relative targets are relative to the link's folder). */
 async function replaceWithSymlink(at: string, target: string): Promise<void> {
   await fs.rm(at, { recursive: true, force: true });
@@ -256,7 +255,7 @@ class CaseWriter {
         const st = await readSafetensors(file);
         const entry = st?.header[name] as { dtype: string; data_offsets: [number, number] } | undefined;
         if (!st || !entry) return;
-        const size = DTYPE_BYTES[entry.dtype];
+        const size = isFloatDtype(entry.dtype) ? dtypeSize(entry.dtype) : undefined;
         const bytes = encodeValue(m.value, entry.dtype);
         if (!size || !bytes) return;
         const count = (entry.data_offsets[1] - entry.data_offsets[0]) / size;

@@ -16,7 +16,7 @@ import { outputError } from '../errors.js';
 import { lineChartPng, lineChartSvg, type LineSeries } from '../plot/chart.js';
 import { appendToFile, writeFileAtomically } from '../io/atomic.js';
 import { ModelFolder } from '../io/model-folder.js';
-import { encodeFromF32 } from '../io/dtype.js';
+import { encodeFromF32, FLOAT_DTYPE_NAMES, type FloatDtypeName } from '../io/dtype.js';
 import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
 import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
@@ -25,9 +25,7 @@ import type { TrainingModel } from './model.js';
 import type { ConversionInfo } from './prepare.js';
 import type { TrainSettings } from './recipe.js';
 
-export type OutputDtype = 'f32' | 'bf16' | 'f16';
-const TORCH_DTYPE: Record<OutputDtype, string> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
-const ST_DTYPE = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
+export type OutputDtype = FloatDtypeName;
 
 export const METRICS_FILE = 'metrics.jsonl';
 export const SUMMARY_FILE = 'finetune.json';
@@ -68,7 +66,7 @@ export interface ModelCardInput {
 
 function bytesOf(t: tf.Tensor, dtype: OutputDtype): Uint8Array {
   const d = t.dataSync() as Float32Array;
-  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, ST_DTYPE[dtype]);
+  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, FLOAT_DTYPE_NAMES[dtype].safetensors);
 }
 
 /** Read metrics.jsonl (ignoring a torn last line). */
@@ -153,7 +151,7 @@ export async function writeModelFolder(options: {
       }
       const coef = isFopeCoefficient(name);
       const dt: OutputDtype = coef ? 'f32' : dtype;
-      tensors.push({ name, dtype: ST_DTYPE[dt], shape: [...t.shape], data: async () => bytesOf(t, dt) });
+      tensors.push({ name, dtype: FLOAT_DTYPE_NAMES[dt].safetensors, shape: [...t.shape], data: async () => bytesOf(t, dt) });
     }
     const sharded = await writeShardedSafetensors(tmp, tensors, { maxShardBytes: options.maxShardBytes ?? 2 * 1024 ** 3, metadata: { format: 'pt', fopeify_version: VERSION } });
     files.push(...sharded.files);
@@ -178,7 +176,7 @@ export async function writeModelFolder(options: {
       files.push(ADAPTER_WEIGHTS, ADAPTER_CONFIG);
     }
     // A FoPE model is written as remote code under its own name (transformers then runs FoPE, not RoPE).
-    const config = fopeFolderConfig({ ...options.config, torch_dtype: TORCH_DTYPE[dtype] }, model.fopeLayout);
+    const config = fopeFolderConfig({ ...options.config, torch_dtype: FLOAT_DTYPE_NAMES[dtype].torch }, model.fopeLayout);
     await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     files.push('config.json');
     if (hasFopeArchName(config)) files.push(...(await writeRemoteCode(tmp)));
