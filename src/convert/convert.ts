@@ -14,6 +14,7 @@ import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/at
 import { requireOutputPath } from '../io/output-folder.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
 import { convertBytes, dtypeSize, FLOAT_DTYPE_NAMES, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { FOPEIFY_JSON, type FopeifyJson, type ProvenanceFile } from '../io/formats.js';
 import { sha256File } from '../io/hash.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { SIDECAR_FILES } from '../io/model-files.js';
@@ -33,7 +34,7 @@ export function outputShardName(file: string): string {
 }
 
 /** Files convert writes fresh into the output: a source shard may not carry one of these names. */
-const GENERATED_FILES = ['config.json', 'README.md', 'fopeify.json', INDEX_FILE];
+const GENERATED_FILES = ['config.json', 'README.md', FOPEIFY_JSON, INDEX_FILE];
 
 /**
  * The coefficient shard's name: fope_coefficients.safetensors, or -2, -3, ... when the source already has
@@ -152,7 +153,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       for (const f of SIDECAR_FILES) await ModelFolder.at(source.dir).copyTo(f, path.join(tmp, f));
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await writeFileAtomically(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
-      await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
+      await writeFileAtomically(path.join(tmp, FOPEIFY_JSON), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
       return result;
     });
     // The time includes the final rename.
@@ -179,13 +180,6 @@ function summarize(plan: ConversionPlan, outDir: string, shards: ConvertResult['
   };
 }
 
-interface ProvenanceFile {
-  path: string;
-  size: number;
-  sha256?: string;
-  sha256_source?: 'hub-cache-blob' | 'lfs-etag' | 'computed';
-}
-
 async function describeSourceFiles(source: ResolvedModel, hash: boolean): Promise<ProvenanceFile[]> {
   const out: ProvenanceFile[] = [];
   for (const f of source.files) {
@@ -210,7 +204,7 @@ function provenance(
   plan: ConversionPlan,
   result: ConvertResult,
   hashed: boolean,
-): Record<string, unknown> {
+): FopeifyJson {
   return {
     tool: 'fopeify',
     version: VERSION,

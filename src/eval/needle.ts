@@ -11,12 +11,13 @@ import path from 'node:path';
 import { FopeifyError, outputError } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { localFolders, prepareOutputFolder } from '../io/output-folder.js';
-import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt, type NeedleTask } from './prompts.js';
-import { appendRecord, readRecords, recordKey, type NeedleRecord } from './records.js';
-import { RESULTS_FILE, writeNeedleReport } from './report.js';
+import { RESULTS_FILE, type NeedleRecord, type NeedleSettings, type NeedleSummary, type NeedleTask, type ScoringMode } from '../io/formats.js';
+import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt } from './prompts.js';
+import { appendRecord, readRecords, recordKey } from './records.js';
+import { writeNeedleReport } from './report.js';
 import { runtimeLoader, type EvalModel, type EvalModelLoader, type EvalTokenizer } from './runner.js';
-import { scoreCell, type ScoringMode } from './scoring.js';
-import { summarize, type NeedleSettings, type NeedleSummary } from './summary.js';
+import { scoreCell } from './scoring.js';
+import { summarize } from './summary.js';
 
 export const NEEDLE_DEFAULTS = {
   task: 'passkey' as NeedleTask,

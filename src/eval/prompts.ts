@@ -11,8 +11,6 @@
  */
 import { SeededRandom } from '../random.js';
 
-export type NeedleTask = 'passkey' | 'niah';
-
 export const PASSKEY_TASK =
   'There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there.';
 export const PASSKEY_GARBAGE = 'The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.';

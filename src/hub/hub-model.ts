@@ -5,6 +5,7 @@
  * Listing and repository info go through @huggingface/hub (modelInfo, listFiles) with our retrying fetch;
  * file bodies go through ./download.ts (resume, progress, verification the library lacks).
  */
+import { FOPEIFY_JSON } from '../io/formats.js';
 import { REMOTE_CODE_FILES, TOKENIZER_FILES } from '../io/model-files.js';
 import { listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { promises as fs } from 'node:fs';
@@ -20,7 +21,7 @@ import type { ModelSourceOptions, ResolvedModel } from './source.js';
 
 export { TOKENIZER_FILES };
 /** Fetched when present, besides config.json and the weights. */
-export const OPTIONAL_FILES = [...TOKENIZER_FILES, 'generation_config.json', 'README.md', 'fopeify.json', ...REMOTE_CODE_FILES];
+export const OPTIONAL_FILES = [...TOKENIZER_FILES, 'generation_config.json', 'README.md', FOPEIFY_JSON, ...REMOTE_CODE_FILES];
 const PICKLE_RE = /\.(bin|pt|pth)$/;
 const HUB_ID = /^[A-Za-z0-9][\w.-]*(\/[\w.-]+)?$/;
 

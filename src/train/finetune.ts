@@ -22,13 +22,8 @@ import { latestCheckpoint, pruneCheckpoints, readCheckpointState, restoreCheckpo
 import type { DataPosition } from './data.js';
 import { TrainingModel } from './model.js';
 import { AdamW } from './optimizer.js';
-import {
-  appendMetrics,
-  SUMMARY_FILE,
-  truncateMetrics,
-  type MetricsRecord,
-  type OutputDtype,
-} from './output.js';
+import { SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
+import { appendMetrics, truncateMetrics, type OutputDtype } from './output.js';
 import { passkeyAccuracy } from './passkey.js';
 import { prepareModel, type ConversionInfo } from './prepare.js';
 import { checkFiniteResult } from '../model/finite.js';

@@ -15,6 +15,7 @@ import { SIDECAR_FILES } from '../convert/convert.js';
 import { outputError } from '../errors.js';
 import { lineChartPng, lineChartSvg, type LineSeries } from '../plot/chart.js';
 import { appendToFile, writeFileAtomically } from '../io/atomic.js';
+import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { encodeFromF32, FLOAT_DTYPE_NAMES, type FloatDtypeName } from '../io/dtype.js';
 import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
@@ -27,25 +28,10 @@ import type { TrainSettings } from './recipe.js';
 
 export type OutputDtype = FloatDtypeName;
 
-export const METRICS_FILE = 'metrics.jsonl';
-export const SUMMARY_FILE = 'finetune.json';
 export const LOSS_CURVE_SVG = 'loss_curve.svg';
 export const LOSS_CURVE_PNG = 'loss_curve.png';
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
-
-export interface MetricsRecord {
-  step: number;
-  loss: number;
-  lr: number;
-  tokens_per_s: number;
-  grad_norm: number;
-  tokens: number;
-  elapsed_s: number;
-  eval_loss?: number;
-  eval_ppl?: number;
-  passkey_accuracy?: number;
-}
 
 export interface ModelCardInput {
   baseModel: string;
@@ -125,6 +111,7 @@ export async function writeModelFolder(options: {
   loraSave: 'merged' | 'adapter';
   baseModel: string;
   card: string;
+  /** finetune.json (a FinetuneJson; typed loosely until the run plan builds it as one). */
   summary: unknown;
   metrics: MetricsRecord[];
   maxShardBytes?: number;

@@ -18,12 +18,12 @@ import * as tf from '@tensorflow/tfjs';
 import { pythonPackageDir } from '../bridge/remote-code.js';
 import { FopeifyError } from '../errors.js';
 import { writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
+import { METRICS_FILE } from '../io/formats.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { CHECKPOINTS_DIR } from './checkpoint.js';
 import type { PackedDataset } from './data.js';
 import type { PasskeyEvalPrompt } from './passkey.js';
 import type { TrainingModel } from './model.js';
-import { METRICS_FILE } from './output.js';
 import type { TrainSettings } from './recipe.js';
 
 export const JOB_DIR = 'torch-job';

@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, type ErrorCode } from '../errors.js';
-import { readMetrics, type MetricsRecord } from './output.js';
+import type { MetricsRecord } from '../io/formats.js';
+import { readMetrics } from './output.js';
 import { torchrunArgs, type TorchTopology } from './torch-job.js';
 
 const PASSED_CODES: readonly ErrorCode[] = ['BAD_ARGUMENT', 'BAD_CONFIG', 'BAD_SAFETENSORS', 'NON_FINITE', 'UNSUPPORTED_ARCHITECTURE', 'MISSING_SHARD', 'OUTPUT_UNWRITABLE', 'DISK_FULL'];
