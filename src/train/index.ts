@@ -45,7 +45,6 @@ export {
 } from './checkpoint.js';
 export {
   writeModelFolder,
-  finetuneModelCard,
   readMetrics,
   lossCurveSeries,
   LOSS_CURVE_SVG,
@@ -55,4 +54,5 @@ export {
   type OutputDtype,
 } from './output.js';
 export { METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type FinetuneJson, type FinetuneJsonBase } from '../io/formats.js';
+export { finetuneModelCard, type FinetuneCardInput } from './model-card.js';
 export { enableTiming, takeTimings } from './timing.js';
