@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError } from '../errors.js';
 import { writeRemoteCode } from '../bridge/remote-code.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
@@ -86,13 +86,13 @@ function settingsFrom(o: ConvertOptions): ConvertSettings {
 
 export async function convertModel(options: ConvertOptions): Promise<ConvertResult> {
   const started = Date.now();
-  requireOutputPath(options.outDir, '--out');
+  requireOutputPath(options.outDir, 'outDir');
   const settings = settingsFrom(options);
   if (settings.layout !== 'shared' && settings.layout !== 'per-layer') {
-    throw new FopeifyError('BAD_ARGUMENT', `--layout must be shared or per-layer (got ${String(settings.layout)})`);
+    throw badOption('layout', `\`layout\` must be shared or per-layer (got ${String(settings.layout)})`);
   }
   if (!['keep', 'f32', 'bf16', 'f16'].includes(settings.dtype)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--dtype must be keep, f32, bf16 or f16 (got ${String(settings.dtype)})`);
+    throw badOption('dtype', `\`dtype\` must be keep, f32, bf16 or f16 (got ${String(settings.dtype)})`);
   }
   const source = await resolveModel(options.model, options);
   const spec = await loadModelSpec(source.dir);

@@ -10,7 +10,7 @@ import { REMOTE_CODE_FILES, TOKENIZER_FILES } from '../io/model-files.js';
 import { listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { checkSnapshot, cachedCommit, INDEX_FILE, linkIntoSnapshot, listSnapshot, repoStorage, shardsFromIndex, writeRef } from './cache.js';
 import { blobLockPath } from './cache-lock.js';
 import { downloadBlob, type BlobDownload } from './download.js';
@@ -61,6 +61,7 @@ function offlineError(repo: string, revision: string, cacheDir: string, why: str
   return new FopeifyError(
     'OFFLINE',
     `${repo} (revision ${revision}) is not in the Hub cache at ${cacheDir}${partial}, and offline mode is on (${why}), so nothing is downloaded; run once with network access, or pass a local model folder`,
+    { option: 'offline' },
   );
 }
 
@@ -82,7 +83,7 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
     missing = check.missing;
   }
   if (isOffline(options.offline)) {
-    throw offlineError(repo, revision, cacheDir, options.offline ? '--offline' : 'HF_HUB_OFFLINE is set', missing);
+    throw offlineError(repo, revision, cacheDir, options.offline ? optionName('offline') : 'HF_HUB_OFFLINE is set', missing);
   }
 
   // 2. The Hub.
