@@ -21,7 +21,7 @@ import { SIDECAR_FILES } from '../io/model-files.js';
 import { numel, writeIndex, writeSafetensors } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { convertModelCard } from './model-card.js';
-import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSettings, type OutputDtype } from './plan.js';
+import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSettings } from './plan.js';
 
 export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
 

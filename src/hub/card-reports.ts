@@ -72,24 +72,20 @@ export async function readFolderJson(dir: string, name: string): Promise<unknown
 export async function findEvalReports(dir: string): Promise<{ needle?: NeedleSummary; ppl?: PplReport; files: string[] }> {
   const places = [dir, path.join(dir, 'eval'), path.join(dir, '..', 'report')];
   const out: { needle?: NeedleSummary; ppl?: PplReport; files: string[] } = { files: [] };
-  for (const place of places) {
-    if (!out.needle) {
-      const p = path.join(place, SUMMARY_JSON);
-      const n = parseNeedleSummary(await readJson(p));
-      if (n) {
-        out.needle = n;
+  // The first report of a kind found (in the order of `places`) wins.
+  const first = async <T>(name: string, parse: (json: unknown) => T | undefined): Promise<T | undefined> => {
+    for (const place of places) {
+      const p = path.join(place, name);
+      const report = parse(await readJson(p));
+      if (report) {
         out.files.push(p);
+        return report;
       }
     }
-    if (!out.ppl) {
-      const p = path.join(place, PPL_JSON);
-      const r = parsePplReport(await readJson(p));
-      if (r) {
-        out.ppl = r;
-        out.files.push(p);
-      }
-    }
-  }
+    return undefined;
+  };
+  out.needle = await first(SUMMARY_JSON, parseNeedleSummary);
+  out.ppl = await first(PPL_JSON, parsePplReport);
   return out;
 }
 

@@ -236,21 +236,19 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
       /** Our watchdog's verdict, when it fired; else the network error's code. */
       const stallOf = (): StallError | undefined =>
         watchdog.signal.aborted && !initIn?.signal?.aborted && watchdog.signal.reason instanceof StallError ? watchdog.signal.reason : undefined;
-      /** A failed attempt: the error to throw, or undefined to retry after a backoff. */
-      const failed = (err: unknown): unknown => {
+      /** A failed attempt: throw when giving up, else wait the backoff before the next attempt. */
+      const backOffOrThrow = async (err: unknown): Promise<void> => {
         const stall = stallOf();
-        if (!giveUp(stall ? 'ETIMEDOUT' : networkErrorCode(err), attempt)) return undefined;
-        return stall ? stalledError(stall, attempt) : err;
+        if (giveUp(stall ? 'ETIMEDOUT' : networkErrorCode(err), attempt)) throw stall ? stalledError(stall, attempt) : err;
+        clearTimeout(timer);
+        await r.sleep(backoffMs(attempt, r));
       };
       try {
         let res: Response;
         try {
           res = await base(input, sendInit);
         } catch (err) {
-          const e = failed(err);
-          if (e) throw e;
-          clearTimeout(timer);
-          await r.sleep(backoffMs(attempt, r));
+          await backOffOrThrow(err);
           continue;
         }
         const errorCode = res.headers.get('X-Error-Code');
@@ -282,10 +280,7 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
             }
           }
         } catch (err) {
-          const e = failed(err);
-          if (e) throw e;
-          clearTimeout(timer);
-          await r.sleep(backoffMs(attempt, r));
+          await backOffOrThrow(err);
           continue;
         }
         const copy = new Response(res.status === 204 || res.status === 304 || method === 'HEAD' ? null : Buffer.concat(chunks), {

@@ -3,8 +3,7 @@
  * readers (report pages, model cards, the study, resumed runs) import these. Field names are a contract:
  * add fields, never rename or drop one.
  */
-import type { ConversionInfo } from '../train/prepare.js';
-import type { TrainSettings } from '../train/recipe.js';
+import type { SummaryBase } from '../train/run-common.js';
 
 // ------------------------------------------------------------------ needle / passkey evaluation
 
@@ -106,16 +105,11 @@ export interface MetricsRecord {
 /** finetune.json: the resolved settings, rewritten as the run goes ('training', 'stopped', 'completed'). */
 export const SUMMARY_FILE = 'finetune.json';
 
-/** What finetune.json says from the start of a run (both engines). */
-export interface FinetuneJsonBase {
-  fopeify_finetune: 1;
-  model: string;
-  recipe: string | null;
-  settings: TrainSettings;
-  conversion: ConversionInfo;
-  data: string;
-  backend: string;
-}
+/**
+ * What finetune.json says from the start of a run (both engines): fopeify_finetune (1), model, recipe,
+ * settings, conversion, data, backend. Declared with the run plan (train/run-common.ts) for now.
+ */
+export type FinetuneJsonBase = SummaryBase;
 
 /** finetune.json as a finished (or stopped) run leaves it; the fields after the base come with the results. */
 export interface FinetuneJson extends FinetuneJsonBase {

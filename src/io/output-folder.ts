@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FopeifyError, optionName, outputError } from '../errors.js';
+import { namesIn } from './files.js';
 
 /** Marks fopeify's temporary siblings: `.<name>.fopeify-tmp-<pid>-<time>-<host>-<n>`. */
 const TEMP_MARK = '.fopeify-tmp-';
@@ -54,14 +55,8 @@ export function processAlive(pid: number): boolean {
  * process's own, never a live one's). Returns the names removed; errors are ignored (best effort).
  */
 export async function removeStaleTemps(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return [];
-  }
   const removed: string[] = [];
-  for (const name of names) {
+  for (const name of await namesIn(dir)) {
     const t = parseTempName(name);
     if (!t || t.pid === process.pid) continue;
     if (t.host !== undefined && t.host !== HOST_TAG) continue;

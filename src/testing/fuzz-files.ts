@@ -3,7 +3,6 @@
  * pathologically deep JSON, a file replaced by a symlink.
  */
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 
 export async function readJson(file: string): Promise<Record<string, unknown> | null> {
   try {

@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, type ErrorCode } from '../errors.js';
+import { namesIn } from '../io/files.js';
 import type { MetricsRecord } from '../io/formats.js';
 import { readMetrics } from './output.js';
 import { torchrunArgs, type TorchTopology } from './torch-job.js';
@@ -24,14 +25,8 @@ export interface RankError {
 /** The errors the ranks recorded, earliest first. */
 export async function rankErrors(jobDir: string): Promise<RankError[]> {
   const dir = path.join(jobDir, 'errors');
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return [];
-  }
   const out: RankError[] = [];
-  for (const n of names.filter((x) => /^rank-\d+\.json$/.test(x))) {
+  for (const n of (await namesIn(dir)).filter((x) => /^rank-\d+\.json$/.test(x))) {
     try {
       out.push(JSON.parse(await fs.readFile(path.join(dir, n), 'utf8')) as RankError);
     } catch {
