@@ -13,7 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { setupBackend } from '../dist/backend/select.js';
 import { loadModel } from '../dist/model/index.js';
-import { SeededRandom } from '../dist/rope/random.js';
+import { SeededRandom } from '../dist/random.js';
 import { SMOLLM2_135M_SHAPE, writeTinyCheckpoint } from '../dist/testing/tiny-checkpoint.js';
 import { resolveTrainSettings } from '../dist/train/recipe.js';
 import { NONE_RECIPE } from '../dist/train/run-common.js';

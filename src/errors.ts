@@ -35,17 +35,46 @@ const EXIT_CODES: Partial<Record<ErrorCode, number>> = {
   INTERRUPTED: 130,
 };
 
+export interface FopeifyErrorOptions {
+  cause?: unknown;
+  /**
+   * The library option(s) the message is about, as the library API spells them (`targetLength`). The
+   * message names each in backticks (see `optionName`); the CLI shows the flag there instead.
+   */
+  option?: string | readonly string[];
+}
+
 export class FopeifyError extends Error {
   readonly code: ErrorCode;
   readonly exitCode: number;
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  /** The library options the message names (empty when it names none). */
+  readonly options: readonly string[];
+  constructor(code: ErrorCode, message: string, options?: FopeifyErrorOptions) {
     // One line, always: the CLI prints the message as one line on stderr, and parts of it may come from
     // elsewhere (a JSON parser quoting a snippet with its newlines, a server's error text).
-    super(message.replace(/\s*\n\s*/g, ' '), options);
+    super(message.replace(/\s*\n\s*/g, ' '), options && 'cause' in options ? { cause: options.cause } : undefined);
     this.name = 'FopeifyError';
     this.code = code;
     this.exitCode = EXIT_CODES[code] ?? 1;
+    this.options = options?.option === undefined ? [] : typeof options.option === 'string' ? [options.option] : [...options.option];
   }
+}
+
+/** How a message names a library option: `targetLength`, in backticks. */
+export function optionName(option: string): string {
+  return `\`${option}\``;
+}
+
+/** A BAD_ARGUMENT error about library options; the message names them with `optionName`. */
+export function badOption(option: string | readonly string[], message: string): FopeifyError {
+  return new FopeifyError('BAD_ARGUMENT', message, { option });
+}
+
+/** The message with every option it names shown by `show` instead (the CLI shows its flag: `--target-length`). */
+export function messageNamingOptions(err: FopeifyError, show: (option: string) => string): string {
+  let text = err.message;
+  for (const option of err.options) text = text.split(optionName(option)).join(show(option));
+  return text;
 }
 
 /** Node's system errors carry a `code` string (ENOENT, ENOSPC, ...). */

@@ -33,6 +33,7 @@ export { writeTinyCheckpoint, SMOLLM2_135M_SHAPE, TINY_KINDS, type TinyKind } fr
 // runtime, evaluation, training, backends, Hub, demo: each stage's full API
 export * from './model/index.js';
 export * from './eval/index.js';
+export * from './plot/index.js';
 export * from './train/index.js';
 export * from './backend/index.js';
 export * from './hub/index.js';

@@ -5,7 +5,7 @@
  * Debian's python3-torch).
  */
 import { execFile } from 'node:child_process';
-import { FopeifyError, type ErrorCode } from '../errors.js';
+import { FopeifyError, optionName, type ErrorCode } from '../errors.js';
 
 export const PYTHON_ENV = 'FOPEIFY_PYTHON';
 export const DEFAULT_PYTHONS = ['python3', '/usr/bin/python3'] as const;
@@ -76,7 +76,7 @@ async function probe(python: string, env: NodeJS.ProcessEnv): Promise<Probe> {
 }
 
 export const INSTALL_HINT =
-  'install PyTorch for it (Debian/Ubuntu: `apt-get install python3-torch`; elsewhere `pip install torch`), or name a python that has it with --python or FOPEIFY_PYTHON';
+  'install PyTorch for it (Debian/Ubuntu: `apt-get install python3-torch`; elsewhere `pip install torch`), or name a python that has it with `python` or FOPEIFY_PYTHON';
 
 /** The first Python with torch, or a BACKEND_UNAVAILABLE error naming what was tried and what to install. */
 export async function findTorchPython(options: FindPythonOptions = {}): Promise<TorchPython> {
@@ -88,8 +88,8 @@ export async function findTorchPython(options: FindPythonOptions = {}): Promise<
     if (p.ok) return { python, torchVersion: p.torch!, transformersVersion: p.transformers ?? null };
     tried.push(`${python}: ${p.problem}`);
   }
-  const source = explicit ? (options.python ? '--python' : PYTHON_ENV) : 'PATH';
-  throw new FopeifyError('BACKEND_UNAVAILABLE', `the torch engine needs a python with PyTorch (${source}: ${tried.join('; ')}); ${INSTALL_HINT}`);
+  const source = explicit ? (options.python ? optionName('python') : PYTHON_ENV) : 'PATH';
+  throw new FopeifyError('BACKEND_UNAVAILABLE', `the torch engine needs a python with PyTorch (${source}: ${tried.join('; ')}); ${INSTALL_HINT}`, { option: 'python' });
 }
 
 const KNOWN_CODES: readonly ErrorCode[] = ['BAD_CONFIG', 'BAD_SAFETENSORS', 'UNSUPPORTED_ARCHITECTURE', 'BAD_ARGUMENT', 'MISSING_SHARD'];
@@ -101,7 +101,7 @@ const KNOWN_CODES: readonly ErrorCode[] = ['BAD_CONFIG', 'BAD_SAFETENSORS', 'UNS
 export async function runPython(python: string, script: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
   const env = { ...(options.env ?? process.env), PYTHONDONTWRITEBYTECODE: '1', PYTHONUNBUFFERED: '1' };
   const r = await run(python, [script, ...args], { env, timeoutMs: options.timeoutMs });
-  if (r.spawnError) throw new FopeifyError('BACKEND_UNAVAILABLE', `cannot run ${python}: ${r.spawnError.code}; ${INSTALL_HINT}`);
+  if (r.spawnError) throw new FopeifyError('BACKEND_UNAVAILABLE', `cannot run ${python}: ${r.spawnError.code}; ${INSTALL_HINT}`, { option: 'python' });
   if (r.code === 0) return r.stdout;
   const lines = r.stderr.trim().split('\n').filter(Boolean);
   const tagged = lines.map((l) => /^error\[([A-Z_]+)\]: (.*)$/.exec(l)).find((m) => m !== null);

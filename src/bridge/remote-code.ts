@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { hasFopeArchName, namedFopeConfig } from '../config/fope-arch.js';
 import { parseModelConfig } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { exists } from '../io/files.js';
 import { REMOTE_CODE_FILES } from '../io/model-files.js';
 
 /** Every Python file a FoPE folder carries (kept equal to REMOTE_CODE_FILES in fope_runner.py; a test checks). */
@@ -64,15 +65,6 @@ export async function staleRemoteCode(dir: string): Promise<string[]> {
     }
   }
   return stale;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

@@ -29,7 +29,8 @@ export async function checkTorchFolder(dir: string): Promise<void> {
   if (missing.length) {
     throw new FopeifyError(
       'BAD_CONFIG',
-      `${dir} lacks ${missing.join(', ')}, the Python code the torch engine runs; folders written before fopeify wrote remote code (or with --arch-name keep) have none — reconvert, or run \`fopeify push\`/\`fopeify convert\` to write them`,
+      `${dir} lacks ${missing.join(', ')}, the Python code the torch engine runs; folders written before fopeify wrote remote code (or with \`archName\` keep) have none — reconvert, or run \`fopeify push\`/\`fopeify convert\` to write them`,
+      { option: 'archName' },
     );
   }
 }
@@ -40,7 +41,8 @@ async function runner(dir: string, args: string[], options: TorchRunOptions): Pr
   if (differ.length) {
     throw new FopeifyError(
       'BAD_ARGUMENT',
-      `${dir}: ${differ.join(', ')} differ from this fopeify's copies (another fopeify version, edited, or not fopeify's code); pass --trust-remote-code to run the folder's own files anyway, or refresh them with \`fopeify push\``,
+      `${dir}: ${differ.join(', ')} differ from this fopeify's copies (another fopeify version, edited, or not fopeify's code); pass \`trustRemoteCode\` to run the folder's own files anyway, or refresh them with \`fopeify push\``,
+      { option: 'trustRemoteCode' },
     );
   }
   const py = options.found ?? (await findTorchPython(options));

@@ -4,7 +4,7 @@
  */
 import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, messageNamingOptions } from '../errors.js';
 import { VERSION } from '../version.js';
 import { commandsFor } from './commands.js';
 
@@ -38,10 +38,18 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
   return exitCode || (process.exitCode as number | undefined) || 0;
 }
 
-/** One line on stderr, never a stack trace (unless FOPEIFY_DEBUG is set). */
+/** Library options whose flag is not `--` + their kebab-case name. */
+const FLAG_OF_OPTION: Record<string, string> = { outDir: '--out' };
+
+/** The flag of a library option: `targetLength` → `--target-length`. */
+export function optionFlag(option: string): string {
+  return FLAG_OF_OPTION[option] ?? `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/** One line on stderr, never a stack trace (unless FOPEIFY_DEBUG is set); options named by their flags. */
 export function reportError(err: unknown): number {
   if (err instanceof FopeifyError) {
-    process.stderr.write(`fopeify: error: ${redactTokens(err.message)}\n`);
+    process.stderr.write(`fopeify: error: ${redactTokens(messageNamingOptions(err, optionFlag))}\n`);
     if (process.env.FOPEIFY_DEBUG) process.stderr.write(`${err.stack}\n`);
     return err.exitCode;
   }

@@ -6,21 +6,22 @@
 import path from 'node:path';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError } from '../errors.js';
 import { writeRemoteCode } from '../bridge/remote-code.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { linkOrCopy, writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { Checkpoint, INDEX_FILE } from '../io/checkpoint.js';
-import { convertBytes, dtypeSize, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { convertBytes, dtypeSize, FLOAT_DTYPE_NAMES, isFloatDtype, type FloatDtype } from '../io/dtype.js';
+import { FOPEIFY_JSON, type FopeifyJson, type ProvenanceFile } from '../io/formats.js';
 import { sha256File } from '../io/hash.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { SIDECAR_FILES } from '../io/model-files.js';
 import { numel, writeIndex, writeSafetensors } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { convertModelCard } from './model-card.js';
-import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSettings, type OutputDtype } from './plan.js';
+import { DEFAULT_SETTINGS, planConversion, type ConversionPlan, type ConvertSettings } from './plan.js';
 
 export const COEFFICIENT_SHARD = 'fope_coefficients.safetensors';
 
@@ -33,7 +34,7 @@ export function outputShardName(file: string): string {
 }
 
 /** Files convert writes fresh into the output: a source shard may not carry one of these names. */
-const GENERATED_FILES = ['config.json', 'README.md', 'fopeify.json', INDEX_FILE];
+const GENERATED_FILES = ['config.json', 'README.md', FOPEIFY_JSON, INDEX_FILE];
 
 /**
  * The coefficient shard's name: fope_coefficients.safetensors, or -2, -3, ... when the source already has
@@ -75,7 +76,6 @@ export interface ConvertResult {
   seconds: number;
 }
 
-const DTYPE_FLAGS: Record<Exclude<OutputDtype, 'keep'>, FloatDtype> = { f32: 'F32', bf16: 'BF16', f16: 'F16' };
 
 function settingsFrom(o: ConvertOptions): ConvertSettings {
   return {
@@ -86,13 +86,13 @@ function settingsFrom(o: ConvertOptions): ConvertSettings {
 
 export async function convertModel(options: ConvertOptions): Promise<ConvertResult> {
   const started = Date.now();
-  requireOutputPath(options.outDir, '--out');
+  requireOutputPath(options.outDir, 'outDir');
   const settings = settingsFrom(options);
   if (settings.layout !== 'shared' && settings.layout !== 'per-layer') {
-    throw new FopeifyError('BAD_ARGUMENT', `--layout must be shared or per-layer (got ${String(settings.layout)})`);
+    throw badOption('layout', `\`layout\` must be shared or per-layer (got ${String(settings.layout)})`);
   }
   if (!['keep', 'f32', 'bf16', 'f16'].includes(settings.dtype)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--dtype must be keep, f32, bf16 or f16 (got ${String(settings.dtype)})`);
+    throw badOption('dtype', `\`dtype\` must be keep, f32, bf16 or f16 (got ${String(settings.dtype)})`);
   }
   const source = await resolveModel(options.model, options);
   const spec = await loadModelSpec(source.dir);
@@ -114,7 +114,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
     const result = await writeFolderAtomically(outDir, { force: options.force, sources: [source.dir] }, async (tmp) => {
       const weightMap: Record<string, string> = {};
       let totalSize = 0;
-      const target = settings.dtype === 'keep' ? undefined : DTYPE_FLAGS[settings.dtype];
+      const target = settings.dtype === 'keep' ? undefined : FLOAT_DTYPE_NAMES[settings.dtype].safetensors;
       let n = 0;
       for (const [file, shard] of ckpt.shards) {
         options.onStep?.(`shard ${++n}/${ckpt.shards.size}: ${file}`);
@@ -153,7 +153,7 @@ export async function convertModel(options: ConvertOptions): Promise<ConvertResu
       for (const f of SIDECAR_FILES) await ModelFolder.at(source.dir).copyTo(f, path.join(tmp, f));
       const result = summarize(plan, outDir, shards, spec.rope.dim / 2, started);
       await writeFileAtomically(path.join(tmp, 'README.md'), modelCard(source, plan, settings, result));
-      await writeFileAtomically(path.join(tmp, 'fopeify.json'), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
+      await writeFileAtomically(path.join(tmp, FOPEIFY_JSON), JSON.stringify(provenance(source, sourceFiles, settings, spec, plan, result, options.hash ?? false), null, 2) + '\n');
       return result;
     });
     // The time includes the final rename.
@@ -180,13 +180,6 @@ function summarize(plan: ConversionPlan, outDir: string, shards: ConvertResult['
   };
 }
 
-interface ProvenanceFile {
-  path: string;
-  size: number;
-  sha256?: string;
-  sha256_source?: 'hub-cache-blob' | 'lfs-etag' | 'computed';
-}
-
 async function describeSourceFiles(source: ResolvedModel, hash: boolean): Promise<ProvenanceFile[]> {
   const out: ProvenanceFile[] = [];
   for (const f of source.files) {
@@ -211,7 +204,7 @@ function provenance(
   plan: ConversionPlan,
   result: ConvertResult,
   hashed: boolean,
-): Record<string, unknown> {
+): FopeifyJson {
   return {
     tool: 'fopeify',
     version: VERSION,

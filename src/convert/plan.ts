@@ -4,12 +4,13 @@
  */
 import type { ModelSpec, RopeSpec } from '../config/model-spec.js';
 import { ARCH_NAMES, namedFopeConfig, type ArchName } from '../config/fope-arch.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError } from '../errors.js';
+import { FLOAT_DTYPE_NAMES, type FloatDtypeName } from '../io/dtype.js';
 import { fopeKeptCount, initFopeCoefficients } from '../rope/fope.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';
 import { perLayerCoefName, sharedCoefName, type FopeLayout } from './fope-layout.js';
 
-export type OutputDtype = 'keep' | 'f32' | 'bf16' | 'f16';
+export type OutputDtype = 'keep' | FloatDtypeName;
 
 export interface ConvertSettings {
   /** Gain of the xavier part of the coefficients (`fope_init_factor`). */
@@ -86,15 +87,12 @@ export function frequencyTable(invFreq: Float32Array, k: number): FrequencyRow[]
 /** The rope spec of the output: the model's own, or YaRN on top of a default-RoPE model. */
 export function outputRopeSpec(spec: ModelSpec, s: Pick<ConvertSettings, 'yarn' | 'originalLength' | 'betaFast' | 'betaSlow'>): RopeSpec {
   if (s.yarn === undefined) return spec.rope;
-  if (!(s.yarn > 1)) throw new FopeifyError('BAD_ARGUMENT', `--yarn factor must be greater than 1 (got ${s.yarn})`);
+  if (!(s.yarn > 1)) throw badOption('yarn', `\`yarn\` factor must be greater than 1 (got ${s.yarn})`);
   if (spec.rope.type !== 'default') {
-    throw new FopeifyError(
-      'BAD_ARGUMENT',
-      `the model already uses rope_type ${spec.rope.type}; --yarn applies only to default RoPE (it would replace the model's own scaling)`,
-    );
+    throw badOption('yarn', `the model already uses rope_type ${spec.rope.type}; \`yarn\` applies only to default RoPE (it would replace the model's own scaling)`);
   }
   const original = s.originalLength ?? spec.rope.maxPositionEmbeddings;
-  if (!(Number.isInteger(original) && original > 0)) throw new FopeifyError('BAD_ARGUMENT', `--original-length must be a positive integer`);
+  if (!(Number.isInteger(original) && original > 0)) throw badOption('originalLength', '`originalLength` must be a positive integer');
   return {
     type: 'yarn',
     theta: spec.rope.theta,
@@ -104,7 +102,6 @@ export function outputRopeSpec(spec: ModelSpec, s: Pick<ConvertSettings, 'yarn' 
   };
 }
 
-const TORCH_DTYPES: Record<Exclude<OutputDtype, 'keep'>, string> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
 
 /** The dict written to both rope_scaling and rope_parameters (plus rope_theta in the latter). */
 function ropeDict(rope: RopeSpec, plan: { initFactor: number; sepHead: boolean; k: number; sinPad: 0 | 1 }): Record<string, unknown> {
@@ -121,21 +118,21 @@ export function planConversion(spec: ModelSpec, settings: ConvertSettings): Conv
     throw new FopeifyError('BAD_ARGUMENT', 'the model is already a FoPE model (its config has FoPE keys); convert a RoPE checkpoint');
   }
   if (!(settings.initFactor >= 0) || !Number.isFinite(settings.initFactor)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--init-factor must be a number ≥ 0 (got ${settings.initFactor})`);
+    throw badOption('initFactor', `\`initFactor\` must be a number ≥ 0 (got ${settings.initFactor})`);
   }
-  if (settings.sinPad !== 0 && settings.sinPad !== 1) throw new FopeifyError('BAD_ARGUMENT', '--sin-pad must be 1 or 0');
-  if (!ARCH_NAMES.includes(settings.archName)) throw new FopeifyError('BAD_ARGUMENT', `--arch-name must be fope or keep (got ${String(settings.archName)})`);
-  if (!Number.isInteger(settings.seed)) throw new FopeifyError('BAD_ARGUMENT', '--seed must be an integer');
+  if (settings.sinPad !== 0 && settings.sinPad !== 1) throw badOption('sinPad', '`sinPad` must be 1 or 0');
+  if (!ARCH_NAMES.includes(settings.archName)) throw badOption('archName', `\`archName\` must be fope or keep (got ${String(settings.archName)})`);
+  if (!Number.isInteger(settings.seed)) throw badOption('seed', '`seed` must be an integer');
   const rope = outputRopeSpec(spec, settings);
   const { invFreq, attentionFactor } = ropeFrequencies(rope, rope.maxPositionEmbeddings);
   const clipLength = settings.clipLength ?? rope.maxPositionEmbeddings;
-  if (!(clipLength > 0)) throw new FopeifyError('BAD_ARGUMENT', `--clip-length must be positive (got ${clipLength})`);
+  if (!(clipLength > 0)) throw badOption('clipLength', `\`clipLength\` must be positive (got ${clipLength})`);
   if (settings.numInvFreq !== undefined && !(Number.isInteger(settings.numInvFreq) && settings.numInvFreq >= 1 && settings.numInvFreq <= invFreq.length)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--num-inv-freq must be an integer between 1 and ${invFreq.length} (head_dim/2)`);
+    throw badOption('numInvFreq', `\`numInvFreq\` must be an integer between 1 and ${invFreq.length} (head_dim/2)`);
   }
   const k = fopeKeptCount(invFreq, clipLength, settings.numInvFreq);
   if (k === 0) {
-    throw new FopeifyError('BAD_ARGUMENT', `no frequency completes a period within ${clipLength} tokens; FoPE would keep nothing (raise --clip-length)`);
+    throw badOption('clipLength', `no frequency completes a period within ${clipLength} tokens; FoPE would keep nothing (raise \`clipLength\`)`);
   }
   const heads = settings.sepHead ? spec.numKvHeads : null;
   const coefficients: CoefficientTensor[] = [];
@@ -153,7 +150,7 @@ export function planConversion(spec: ModelSpec, settings: ConvertSettings): Conv
   const partial = spec.raw.partial_rotary_factor ?? (spec.raw.rope_parameters as Record<string, unknown> | undefined)?.partial_rotary_factor;
   config.rope_parameters = { ...dict, rope_theta: rope.theta, ...(partial !== undefined ? { partial_rotary_factor: partial } : {}) };
   config.max_position_embeddings = rope.maxPositionEmbeddings;
-  if (settings.dtype !== 'keep') config.torch_dtype = TORCH_DTYPES[settings.dtype];
+  if (settings.dtype !== 'keep') config.torch_dtype = FLOAT_DTYPE_NAMES[settings.dtype].torch;
   return {
     config: namedFopeConfig(config, spec.family, settings.archName, settings.layout),
     rope,

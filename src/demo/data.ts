@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PASSKEY_GARBAGE, PASSKEY_QUESTION, PASSKEY_TASK } from '../eval/prompts.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 
 /** fixtures/ of the installed package (two levels up from dist/demo or src/demo). */
 export function fixturesDir(): string {

@@ -13,7 +13,7 @@ import { writeFileAtomically } from '../io/atomic.js';
 import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
 import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/report.js';
 import { runNeedle } from '../eval/needle.js';
-import type { NeedleSummary } from '../eval/summary.js';
+import type { NeedleSummary } from '../io/formats.js';
 import { inspectModel, type InspectReport } from '../inspect/inspect.js';
 import { useBackend } from '../model/model.js';
 import { fixturesDir } from './data.js';

@@ -1,4 +1,4 @@
-/** Long-context evaluation: passkey / needle retrieval, perplexity reports, heatmaps and charts. */
+/** Long-context evaluation: passkey / needle retrieval and perplexity, and their reports (figures: src/plot). */
 export { runNeedle, needleSettings, NEEDLE_DEFAULTS, type NeedleOptions, type NeedleProgress } from './needle.js';
 export {
   buildPasskeyPrompt,
@@ -17,25 +17,20 @@ export {
   NIAH_TASK,
   NIAH_CITIES,
   BUILTIN_HAYSTACK,
-  type NeedleTask,
   type NeedlePrompt,
   type NiahNeedle,
   type BuildOptions,
   type CountTokens,
 } from './prompts.js';
-export { scoreCell, scoreGenerate, scoreTeacherForced, teacherForcedIds, firstInteger, type ScoringMode, type CellOutcome } from './scoring.js';
+export { scoreCell, scoreGenerate, scoreTeacherForced, teacherForcedIds, firstInteger, type CellOutcome } from './scoring.js';
 export { loadEvalModel, runtimeLoader, type EvalModel, type EvalModelLoader, type EvalTokenizer, type RuntimeLoaderOptions } from './runner.js';
-export { readRecords, appendRecord, recordKey, type NeedleRecord } from './records.js';
+export { readRecords, appendRecord, recordKey } from './records.js';
 export {
   summarize,
   summaryCsv,
   summaryModels,
   heatmapPanels,
   colorTable,
-  type NeedleSummary,
-  type NeedleSettings,
-  type NeedleLengthResult,
-  type NeedleCellResult,
 } from './summary.js';
 export {
   writeNeedleReport,
@@ -43,18 +38,20 @@ export {
   writeReport,
   heatmapFiles,
   modelSlugs,
-  RESULTS_FILE,
-  SUMMARY_JSON,
   SUMMARY_CSV,
-  PPL_JSON,
   REPORT_HTML,
-  type PerplexitySummary,
   type PerplexityReportInput,
 } from './report.js';
-export { heatmapScene, renderHeatmapSvg, renderHeatmapPng, lengthLabel, depthLabel, type HeatmapPanel, type HeatmapOptions } from './heatmap.js';
-export { lineChartScene, lineChartSvg, lineChartPng, niceTicks, type LineChartOptions, type LineSeries } from './chart.js';
-export { accuracyColor, NIAH_COLORS, SERIES_COLORS } from './color.js';
-export { encodePng, writePng, crc32, type RgbImage } from './png.js';
-export { Raster, rasterizeScene } from './raster.js';
-export { sceneToSvg, type Scene, type Shape } from './scene.js';
-export { perplexityByWindow, sequenceNll, type PerplexityOptions, type PerplexityReport, type WindowPerplexity } from './perplexity.js';
+export {
+  RESULTS_FILE,
+  SUMMARY_JSON,
+  PPL_JSON,
+  type NeedleTask,
+  type ScoringMode,
+  type NeedleRecord,
+  type NeedleSummary,
+  type NeedleSettings,
+  type NeedleLengthResult,
+  type NeedleCellResult,
+  type PerplexitySummary,
+} from '../io/formats.js';

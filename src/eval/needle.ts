@@ -8,16 +8,17 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FopeifyError, outputError } from '../errors.js';
+import { badOption, FopeifyError, outputError } from '../errors.js';
 import type { BackendInfo } from '../backend/select.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { localFolders, prepareOutputFolder } from '../io/output-folder.js';
-import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt, type NeedleTask } from './prompts.js';
-import { appendRecord, readRecords, recordKey, type NeedleRecord } from './records.js';
-import { RESULTS_FILE, writeNeedleReport } from './report.js';
+import { RESULTS_FILE, type NeedleRecord, type NeedleSettings, type NeedleSummary, type NeedleTask, type ScoringMode } from '../io/formats.js';
+import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt } from './prompts.js';
+import { appendRecord, readRecords, recordKey } from './records.js';
+import { writeNeedleReport } from './report.js';
 import { runtimeLoader, type EvalModel, type EvalModelLoader, type EvalTokenizer } from './runner.js';
-import { scoreCell, type ScoringMode } from './scoring.js';
-import { summarize, type NeedleSettings, type NeedleSummary } from './summary.js';
+import { scoreCell } from './scoring.js';
+import { summarize } from './summary.js';
 
 export const NEEDLE_DEFAULTS = {
   task: 'passkey' as NeedleTask,
@@ -79,10 +80,6 @@ export interface NeedleOptions {
   onWarning?: (message: string) => void;
 }
 
-function bad(message: string): FopeifyError {
-  return new FopeifyError('BAD_ARGUMENT', message);
-}
-
 /** Options with defaults applied and checked. */
 export function needleSettings(options: NeedleOptions): NeedleSettings & { maxNewTokens: number } {
   const task = options.task ?? NEEDLE_DEFAULTS.task;
@@ -92,28 +89,28 @@ export function needleSettings(options: NeedleOptions): NeedleSettings & { maxNe
   const trials = options.trials ?? NEEDLE_DEFAULTS.trials;
   const seed = options.seed ?? NEEDLE_DEFAULTS.seed;
   const maxNewTokens = options.maxNewTokens ?? NEEDLE_DEFAULTS.maxNewTokens;
-  if (task !== 'passkey' && task !== 'niah') throw bad(`--task must be passkey or niah (got ${task})`);
-  if (mode !== 'generate' && mode !== 'teacher-forced') throw bad(`--mode must be generate or teacher-forced (got ${mode})`);
-  if (!options.models.length) throw bad('--models needs at least one model');
-  if (new Set(options.models).size !== options.models.length) throw bad('--models lists a model twice');
-  if (!lengths.length || lengths.some((l) => !Number.isInteger(l) || l < 1)) throw bad(`--lengths must be positive integers (got ${lengths.join(',')})`);
-  if (new Set(lengths).size !== lengths.length) throw bad('--lengths lists a length twice');
+  if (task !== 'passkey' && task !== 'niah') throw badOption('task', `\`task\` must be passkey or niah (got ${task})`);
+  if (mode !== 'generate' && mode !== 'teacher-forced') throw badOption('mode', `\`mode\` must be generate or teacher-forced (got ${mode})`);
+  if (!options.models.length) throw badOption('models', '`models` needs at least one model');
+  if (new Set(options.models).size !== options.models.length) throw badOption('models', '`models` lists a model twice');
+  if (!lengths.length || lengths.some((l) => !Number.isInteger(l) || l < 1)) throw badOption('lengths', `\`lengths\` must be positive integers (got ${lengths.join(',')})`);
+  if (new Set(lengths).size !== lengths.length) throw badOption('lengths', '`lengths` lists a length twice');
   if (!depths.length || depths.some((d) => !(d >= 0 && d <= 1))) {
-    throw bad(`--depths must be fractions from 0 to 1, e.g. 0,0.25,0.5,0.75,1 (got ${depths.join(',')})`);
+    throw badOption('depths', `\`depths\` must be fractions from 0 to 1, e.g. 0,0.25,0.5,0.75,1 (got ${depths.join(',')})`);
   }
-  if (new Set(depths).size !== depths.length) throw bad('--depths lists a depth twice');
-  if (!Number.isInteger(trials) || trials < 1) throw bad(`--trials must be a positive integer (got ${trials})`);
-  if (!Number.isInteger(seed)) throw bad(`--seed must be an integer (got ${seed})`);
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw bad(`max new tokens must be a positive integer (got ${maxNewTokens})`);
+  if (new Set(depths).size !== depths.length) throw badOption('depths', '`depths` lists a depth twice');
+  if (!Number.isInteger(trials) || trials < 1) throw badOption('trials', `\`trials\` must be a positive integer (got ${trials})`);
+  if (!Number.isInteger(seed)) throw badOption('seed', `\`seed\` must be an integer (got ${seed})`);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new FopeifyError('BAD_ARGUMENT', `max new tokens must be a positive integer (got ${maxNewTokens})`);
   if (task === 'passkey' && (options.haystack !== undefined || options.haystackText !== undefined)) {
-    throw bad('--haystack applies to --task niah only (the passkey filler is fixed by its template)');
+    throw badOption(['haystack', 'task'], '`haystack` applies to `task` niah only (the passkey filler is fixed by its template)');
   }
   return { task, lengths: [...lengths], depths: [...depths], trials, seed, mode, maxNewTokens };
 }
 
 async function readHaystack(options: NeedleOptions): Promise<{ text?: string; id: string }> {
   if (options.haystackText !== undefined) {
-    if (!options.haystackText.trim()) throw bad('the haystack text is empty');
+    if (!options.haystackText.trim()) throw new FopeifyError('BAD_ARGUMENT', 'the haystack text is empty');
     return { text: options.haystackText, id: 'sha256:' + createHash('sha256').update(options.haystackText).digest('hex').slice(0, 16) };
   }
   if (options.haystack === undefined) return { id: 'builtin' };
@@ -121,9 +118,9 @@ async function readHaystack(options: NeedleOptions): Promise<{ text?: string; id
   try {
     text = await fs.readFile(options.haystack, 'utf8');
   } catch {
-    throw bad(`cannot read --haystack ${options.haystack}`);
+    throw badOption('haystack', `cannot read \`haystack\` ${options.haystack}`);
   }
-  if (!text.trim()) throw bad(`--haystack ${options.haystack} is empty`);
+  if (!text.trim()) throw badOption('haystack', `\`haystack\` ${options.haystack} is empty`);
   return { text, id: 'sha256:' + createHash('sha256').update(text).digest('hex').slice(0, 16) };
 }
 
@@ -186,7 +183,8 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   if (foreign) {
     throw new FopeifyError(
       'OUTPUT_EXISTS',
-      `${options.out} holds results of another run (task ${foreign.task}, mode ${foreign.mode}, seed ${foreign.seed}${foreign.task === 'niah' ? ', another haystack' : ''}); choose another --out to keep both`,
+      `${options.out} holds results of another run (task ${foreign.task}, mode ${foreign.mode}, seed ${foreign.seed}${foreign.task === 'niah' ? ', another haystack' : ''}); choose another \`out\` to keep both`,
+      { option: 'out' },
     );
   }
   const finished = new Set(existing.map(recordKey));

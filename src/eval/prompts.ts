@@ -9,9 +9,7 @@
  *    so it can be scored by its digits, greedy or teacher-forced) inside a haystack (a user text or the
  *    built-in filler), inserted at the previous sentence boundary as in gkamradt's harness.
  */
-import { SeededRandom } from '../rope/random.js';
-
-export type NeedleTask = 'passkey' | 'niah';
+import { SeededRandom } from '../random.js';
 
 export const PASSKEY_TASK =
   'There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. I will quiz you about the important information there.';

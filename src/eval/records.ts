@@ -4,29 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { appendToFile, truncateFile, writeFileAtomically } from '../io/atomic.js';
-import type { NeedleTask } from './prompts.js';
-import type { ScoringMode } from './scoring.js';
-
-export interface NeedleRecord {
-  model: string;
-  context_length: number;
-  depth: number;
-  trial: number;
-  key: number;
-  response: string;
-  correct: boolean;
-  /** Wall time of scoring this cell. */
-  seconds: number;
-  task: NeedleTask;
-  mode: ScoringMode;
-  seed: number;
-  /** Prompt tokens for this model's tokenizer (the target is context_length). */
-  prompt_tokens: number;
-  /** Where the key ended up: fraction of the filler before it. */
-  depth_actual: number;
-  /** niah: which haystack ('builtin' or a sha256 prefix of the text). */
-  haystack?: string;
-}
+import type { NeedleRecord } from '../io/formats.js';
 
 export function recordKey(r: Pick<NeedleRecord, 'model' | 'context_length' | 'depth' | 'trial'>): string {
   return JSON.stringify([r.model, r.context_length, r.depth, r.trial]);

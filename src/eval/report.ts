@@ -6,43 +6,23 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic.js';
+import { PPL_JSON, RESULTS_FILE, SUMMARY_JSON, type NeedleSummary, type PerplexitySummary } from '../io/formats.js';
 import { prepareOutputFolder } from '../io/output-folder.js';
 import { VERSION } from '../version.js';
-import { formatValue, lineChartScene, type LineChartOptions } from './chart.js';
-import { accuracyColor, textColorOn } from './color.js';
-import { heatmapScene, lengthLabel, type HeatmapOptions } from './heatmap.js';
-import { encodePng } from './png.js';
-import { rasterizeScene } from './raster.js';
-import { escapeXml, sceneToSvg, type Scene } from './scene.js';
-import { heatmapPanels, summaryCsv, summaryModels, type NeedleSummary } from './summary.js';
+import { formatValue, lineChartScene, type LineChartOptions } from '../plot/chart.js';
+import { accuracyColor, textColorOn } from '../plot/color.js';
+import { heatmapScene, lengthLabel, type HeatmapOptions } from '../plot/heatmap.js';
+import { escapeXml } from '../plot/scene.js';
+import { writeScene } from '../plot/write.js';
+import { heatmapPanels, summaryCsv, summaryModels } from './summary.js';
 
-export const RESULTS_FILE = 'results.jsonl';
-export const SUMMARY_JSON = 'summary.json';
 export const SUMMARY_CSV = 'summary.csv';
-export const PPL_JSON = 'ppl.json';
 export const REPORT_HTML = 'report.html';
 export const COMPARISON_BASENAME = 'comparison';
 export const PPL_CHART_BASENAME = 'ppl';
 
-/** ppl.json: perplexity per model and window (read by the Hub model-card code). */
-export interface PerplexitySummary {
-  windows: number[];
-  results: { model: string; window: number; ppl: number }[];
-  /** Optional details (text file, tokens, max windows). */
-  settings?: Record<string, unknown>;
-}
-
 /** Every report file is written atomically: a reader (or a full disk) never sees half a heatmap. */
 const write = writeFileAtomically;
-
-/** A scene as `<base>.svg` and `<base>.png` in `dir`. */
-export async function writeScene(dir: string, base: string, scene: Scene): Promise<string[]> {
-  const svg = path.join(dir, `${base}.svg`);
-  const png = path.join(dir, `${base}.png`);
-  await write(svg, sceneToSvg(scene));
-  await write(png, encodePng(rasterizeScene(scene)));
-  return [svg, png];
-}
 
 /** File-name-safe, distinct names for models: `/x/runs/A` → `x_runs_A`. */
 export function modelSlugs(models: string[]): string[] {

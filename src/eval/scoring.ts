@@ -6,9 +6,8 @@
  *  - teacher-forced: the answer (" 12345") as tokenized after the prompt is appended; correct iff the argmax
  *    at every answer position equals the answer token (EasyContext's rule: no sampling, one forward pass).
  */
+import type { ScoringMode } from '../io/formats.js';
 import type { EvalModel, EvalTokenizer } from './runner.js';
-
-export type ScoringMode = 'generate' | 'teacher-forced';
 
 /** The first run of digits in `text` as a number, or null. */
 export function firstInteger(text: string): number | null {

@@ -3,45 +3,10 @@
  * summary.csv (model × length accuracy, like the FoPE paper's passkey CSV), heatmap panels and a
  * coloured terminal table.
  */
-import { accuracyColor, parseColor, textColorOn } from './color.js';
-import { depthLabel, lengthLabel, type HeatmapPanel } from './heatmap.js';
-import type { NeedleTask } from './prompts.js';
-import { recordKey, type NeedleRecord } from './records.js';
-import type { ScoringMode } from './scoring.js';
-
-export interface NeedleSettings {
-  task: NeedleTask;
-  lengths: number[];
-  depths: number[];
-  trials: number;
-  seed: number;
-  mode: ScoringMode;
-}
-
-export interface NeedleLengthResult {
-  model: string;
-  context_length: number;
-  /** Share of correct records over every depth and trial of this length (0 when none). */
-  accuracy: number;
-  /** How many records that is (depths × trials when complete). */
-  trials: number;
-}
-
-export interface NeedleCellResult {
-  model: string;
-  context_length: number;
-  depth: number;
-  accuracy: number;
-  trials: number;
-}
-
-/** summary.json. */
-export interface NeedleSummary extends NeedleSettings {
-  results: NeedleLengthResult[];
-  cells: NeedleCellResult[];
-  /** Details of the run beyond the fixed fields (models, haystack, new tokens, reference tokenizer). */
-  settings?: Record<string, unknown>;
-}
+import { accuracyColor, parseColor, textColorOn } from '../plot/color.js';
+import { depthLabel, lengthLabel, type HeatmapPanel } from '../plot/heatmap.js';
+import type { NeedleCellResult, NeedleLengthResult, NeedleRecord, NeedleSettings, NeedleSummary } from '../io/formats.js';
+import { recordKey } from './records.js';
 
 const round = (v: number) => Math.round(v * 1e6) / 1e6;
 

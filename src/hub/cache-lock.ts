@@ -45,6 +45,20 @@ export interface CacheLock {
   release(): Promise<void>;
 }
 
+/** A held lock whose `release` runs `free` once, however often it is called. */
+function heldLock(lockPath: string, mechanism: LockMechanism, free: () => Promise<void>): CacheLock {
+  let released = false;
+  return {
+    path: lockPath,
+    mechanism,
+    async release() {
+      if (released) return;
+      released = true;
+      await free();
+    },
+  };
+}
+
 export interface LockOptions {
   /** Give up when the holder has shown no progress for this long (default 10 minutes). */
   noProgressMs?: number;
@@ -162,17 +176,10 @@ async function flockLock(lockPath: string, o: LockOptions): Promise<CacheLock> {
     },
     () => child.kill(),
   );
-  let released = false;
-  return {
-    path: lockPath,
-    mechanism: 'flock',
-    async release() {
-      if (released) return;
-      released = true;
-      child.stdin!.end();
-      await exited;
-    },
-  };
+  return heldLock(lockPath, 'flock', async () => {
+    child.stdin!.end();
+    await exited;
+  });
 }
 
 function pidAlive(pid: number): boolean {
@@ -232,19 +239,12 @@ async function fileLock(lockPath: string, o: LockOptions): Promise<CacheLock> {
     fs.utimes(file, now, now).catch(() => undefined);
   }, LOCK_REFRESH_MS);
   refresh.unref();
-  let released = false;
-  return {
-    path: file,
-    mechanism: 'file',
-    async release() {
-      if (released) return;
-      released = true;
-      clearInterval(refresh);
-      // Remove it only while it is still ours (a takeover after a long pause makes it someone else's).
-      const text = await fs.readFile(file, 'utf8').catch(() => '');
-      if (text === owner) await fs.rm(file, { force: true });
-    },
-  };
+  return heldLock(file, 'file', async () => {
+    clearInterval(refresh);
+    // Remove it only while it is still ours (a takeover after a long pause makes it someone else's).
+    const text = await fs.readFile(file, 'utf8').catch(() => '');
+    if (text === owner) await fs.rm(file, { force: true });
+  });
 }
 
 /** Take the lock at `lockPath` (creating its folder), waiting while another process holds it. */

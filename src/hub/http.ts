@@ -12,7 +12,7 @@
  * is a HUB_ERROR naming the request and what it was waiting for.
  */
 import { HubApiError } from '@huggingface/hub';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { maskToken, redact } from './redact.js';
 import type { TokenSource } from './env.js';
 
@@ -236,21 +236,19 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
       /** Our watchdog's verdict, when it fired; else the network error's code. */
       const stallOf = (): StallError | undefined =>
         watchdog.signal.aborted && !initIn?.signal?.aborted && watchdog.signal.reason instanceof StallError ? watchdog.signal.reason : undefined;
-      /** A failed attempt: the error to throw, or undefined to retry after a backoff. */
-      const failed = (err: unknown): unknown => {
+      /** A failed attempt: throw when giving up, else wait the backoff before the next attempt. */
+      const backOffOrThrow = async (err: unknown): Promise<void> => {
         const stall = stallOf();
-        if (!giveUp(stall ? 'ETIMEDOUT' : networkErrorCode(err), attempt)) return undefined;
-        return stall ? stalledError(stall, attempt) : err;
+        if (giveUp(stall ? 'ETIMEDOUT' : networkErrorCode(err), attempt)) throw stall ? stalledError(stall, attempt) : err;
+        clearTimeout(timer);
+        await r.sleep(backoffMs(attempt, r));
       };
       try {
         let res: Response;
         try {
           res = await base(input, sendInit);
         } catch (err) {
-          const e = failed(err);
-          if (e) throw e;
-          clearTimeout(timer);
-          await r.sleep(backoffMs(attempt, r));
+          await backOffOrThrow(err);
           continue;
         }
         const errorCode = res.headers.get('X-Error-Code');
@@ -282,10 +280,7 @@ export function createHubFetch(base: typeof fetch = globalThis.fetch, options: H
             }
           }
         } catch (err) {
-          const e = failed(err);
-          if (e) throw e;
-          clearTimeout(timer);
-          await r.sleep(backoffMs(attempt, r));
+          await backOffOrThrow(err);
           continue;
         }
         const copy = new Response(res.status === 204 || res.status === 304 || method === 'HEAD' ? null : Buffer.concat(chunks), {
@@ -319,7 +314,7 @@ export interface ErrorContext {
 }
 
 function tokenHint(ctx: ErrorContext): string {
-  if (!ctx.token) return 'no token was given (pass --token, set HF_TOKEN, or run `huggingface-cli login`)';
+  if (!ctx.token) return `no token was given (pass ${optionName('token')}, set HF_TOKEN, or run \`huggingface-cli login\`)`;
   const from = ctx.tokenSource === 'option' ? 'the token given' : `the token from ${ctx.tokenSource ?? 'the environment'}`;
   return `${from} (${maskToken(ctx.token)})`;
 }
@@ -345,7 +340,8 @@ export function statusError(
       // Anonymous: the Hub answers 401 alike for a missing and a private repository; a typo is likelier.
       return new FopeifyError(
         'HUB_NOT_FOUND',
-        `repository ${repo} not found on ${where} (if it is private or gated, pass a token: --token, HF_TOKEN or \`huggingface-cli login\`)`,
+        `repository ${repo} not found on ${where} (if it is private or gated, pass a token: ${optionName('token')}, HF_TOKEN or \`huggingface-cli login\`)`,
+        { option: 'token' },
       );
     } else if (status === 401 && !ctx.token) {
       msg = `${repo} needs authentication on ${where} (it is private, gated or does not exist): ${tokenHint(ctx)}`;
@@ -380,14 +376,15 @@ export function statusError(
     code = 'HUB_ERROR';
     msg = `${where} answered ${status} for ${repo}${ctx.file ? ` (${ctx.file})` : ''}`;
   }
-  return new FopeifyError(code, redact(msg + (code === 'HUB_ERROR' && status !== 429 ? detail : ''), ctx.token));
+  const namesToken = msg.includes(optionName('token')); // the hint to pass a token
+  return new FopeifyError(code, redact(msg + (code === 'HUB_ERROR' && status !== 429 ? detail : ''), ctx.token), namesToken ? { option: 'token' } : undefined);
 }
 
 /** Any error from a Hub call, as one FopeifyError with the token masked. */
 export function hubError(err: unknown, ctx: ErrorContext): FopeifyError {
   if (err instanceof FopeifyError) {
     const clean = redact(err.message, ctx.token);
-    return clean === err.message ? err : new FopeifyError(err.code, clean);
+    return clean === err.message ? err : new FopeifyError(err.code, clean, { option: err.options });
   }
   if (err instanceof HubApiError) {
     const code = ctx.state?.errorCodes.get(err.url);
@@ -407,9 +404,10 @@ export function hubError(err: unknown, ctx: ErrorContext): FopeifyError {
     return new FopeifyError(
       'HUB_ERROR',
       redact(
-        `could not reach ${ctx.endpoint} for ${ctx.repo}${ctx.file ? ` (${ctx.file})` : ''}: connection failed (${net})${attempts}; check the network, or work offline (--offline / HF_HUB_OFFLINE=1) with a cached model`,
+        `could not reach ${ctx.endpoint} for ${ctx.repo}${ctx.file ? ` (${ctx.file})` : ''}: connection failed (${net})${attempts}; check the network, or work offline (${optionName('offline')} / HF_HUB_OFFLINE=1) with a cached model`,
         ctx.token,
       ),
+      { option: 'offline' },
     );
   }
   const message = err instanceof Error ? err.message : String(err);

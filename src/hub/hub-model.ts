@@ -5,11 +5,12 @@
  * Listing and repository info go through @huggingface/hub (modelInfo, listFiles) with our retrying fetch;
  * file bodies go through ./download.ts (resume, progress, verification the library lacks).
  */
+import { FOPEIFY_JSON } from '../io/formats.js';
 import { REMOTE_CODE_FILES, TOKENIZER_FILES } from '../io/model-files.js';
 import { listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { checkSnapshot, cachedCommit, INDEX_FILE, linkIntoSnapshot, listSnapshot, repoStorage, shardsFromIndex, writeRef } from './cache.js';
 import { blobLockPath } from './cache-lock.js';
 import { downloadBlob, type BlobDownload } from './download.js';
@@ -20,7 +21,7 @@ import type { ModelSourceOptions, ResolvedModel } from './source.js';
 
 export { TOKENIZER_FILES };
 /** Fetched when present, besides config.json and the weights. */
-export const OPTIONAL_FILES = [...TOKENIZER_FILES, 'generation_config.json', 'README.md', 'fopeify.json', ...REMOTE_CODE_FILES];
+export const OPTIONAL_FILES = [...TOKENIZER_FILES, 'generation_config.json', 'README.md', FOPEIFY_JSON, ...REMOTE_CODE_FILES];
 const PICKLE_RE = /\.(bin|pt|pth)$/;
 const HUB_ID = /^[A-Za-z0-9][\w.-]*(\/[\w.-]+)?$/;
 
@@ -60,6 +61,7 @@ function offlineError(repo: string, revision: string, cacheDir: string, why: str
   return new FopeifyError(
     'OFFLINE',
     `${repo} (revision ${revision}) is not in the Hub cache at ${cacheDir}${partial}, and offline mode is on (${why}), so nothing is downloaded; run once with network access, or pass a local model folder`,
+    { option: 'offline' },
   );
 }
 
@@ -81,7 +83,7 @@ export async function resolveHubModel(model: string, options: ModelSourceOptions
     missing = check.missing;
   }
   if (isOffline(options.offline)) {
-    throw offlineError(repo, revision, cacheDir, options.offline ? '--offline' : 'HF_HUB_OFFLINE is set', missing);
+    throw offlineError(repo, revision, cacheDir, options.offline ? optionName('offline') : 'HF_HUB_OFFLINE is set', missing);
   }
 
   // 2. The Hub.

@@ -6,19 +6,8 @@
 export { resolveModel, looksLikeHubId } from './resolve.js';
 export { resolveHubModel, OPTIONAL_FILES, TOKENIZER_FILES } from './hub-model.js';
 export { push, type PushOptions, type PushProgress, type PushResult } from './push.js';
-export {
-  buildModelCard,
-  refreshModelCard,
-  findEvalReports,
-  hasFopeKeys,
-  parseNeedleSummary,
-  parsePplReport,
-  pickReportModel,
-  type CardEvals,
-  type ModelCardInput,
-  type NeedleSummary,
-  type PplReport,
-} from './model-card.js';
+export { buildModelCard, refreshModelCard, hasFopeKeys, type ModelCardInput } from './model-card.js';
+export { findEvalReports, parseNeedleSummary, parsePplReport, pickReportModel, type CardEvals, type NeedleSummary, type PplReport } from './card-reports.js';
 export { maskToken, redact } from './redact.js';
 export { hubCacheDir, hubEndpoint, hfHome, isOffline, resolveToken, tokenFilePath } from './env.js';
 export type { DownloadProgress, ModelSourceOptions, ResolvedModel, SourceFile } from './source.js';

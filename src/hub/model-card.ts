@@ -1,49 +1,26 @@
 /**
- * The README.md model card: YAML front matter the Hub indexes (base_model, tags, library_name,
- * model-index with eval results) and a body whose fopeify part sits between two HTML comments, so a
- * refresh rewrites only that part and keeps whatever the user wrote around it.
+ * The README.md model card of a folder pushed to the Hub: YAML front matter the Hub indexes (base_model,
+ * tags, library_name, model-index with eval results; ./card-front-matter.ts) and a body whose fopeify part
+ * sits between two HTML comments, so a refresh rewrites only that part and keeps whatever the user wrote
+ * around it. Built from the pieces every fopeify card shares (src/card/markdown.ts).
  *
- * `buildModelCard` is pure (text in, text out) so convert can use the same format; `refreshModelCard`
- * gathers its inputs from a model folder (config.json, fopeify.json, eval reports) for push.
+ * `buildModelCard` is pure (text in, text out); `refreshModelCard` gathers its inputs from a model folder
+ * (config.json, fopeify.json, eval reports; ./card-reports.ts) for push.
  */
-import { howToLoadMarkdown } from '../bridge/engines.js';
-import { hasFopeArchName } from '../config/fope-arch.js';
 import path from 'node:path';
+import { howToLoadMarkdown } from '../bridge/engines.js';
+import { bulletList, HUB_ID, markdownTable, sectionLines } from '../card/markdown.js';
+import { hasFopeArchName } from '../config/fope-arch.js';
 import { writeFileAtomically } from '../io/atomic.js';
-import { parseBoundedJson } from '../io/bounded-json.js';
-import { MAX_JSON_DEPTH, ModelFolder, readOptionalRegularFile } from '../io/model-folder.js';
+import { FOPEIFY_JSON, type FopeifyJson } from '../io/formats.js';
+import { ModelFolder } from '../io/model-folder.js';
+import { frontMatter, splitCard } from './card-front-matter.js';
+import { findEvalReports, MAX_CARD_INPUT_BYTES, readFolderJson, type CardEvals } from './card-reports.js';
 import { redact } from './redact.js';
-
-/** Cards, configs and reports read for a card are small; anything larger is not one of them. */
-const MAX_CARD_INPUT_BYTES = 16 * 1024 * 1024;
 
 export const CARD_BEGIN = '<!-- fopeify:begin — this section is rewritten by fopeify; edit outside it -->';
 export const CARD_END = '<!-- fopeify:end -->';
 const BEGIN_RE = /<!-- fopeify:begin[^>]*-->/;
-
-/** A needle / passkey report (`summary.json`). */
-export interface NeedleSummary {
-  task: 'passkey' | 'niah';
-  lengths: number[];
-  results: { model: string; context_length: number; accuracy: number; trials: number }[];
-}
-
-/** A perplexity-by-window report (`ppl.json`). */
-export interface PplReport {
-  windows: number[];
-  results: { model: string; window: number; ppl: number }[];
-  /** Name of the evaluated text, when the report gives one. */
-  dataset?: string;
-}
-
-export interface CardEvals {
-  needle?: NeedleSummary;
-  ppl?: PplReport;
-  /** Which `model` of the reports is the model of this card (default: guessed per report, see `pickReportModel`). */
-  model?: string;
-  /** Names this model may have in the reports (repo id, folder path, folder name), for the guess. */
-  aliases?: string[];
-}
 
 export interface ModelCardInput {
   /** The model it was made from (Hub id or path); a Hub id becomes `base_model`. */
@@ -67,197 +44,6 @@ export interface ModelCardInput {
   existing?: string;
 }
 
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-
-// ------------------------------------------------------------------ report parsing
-
-function isNum(x: unknown): x is number {
-  return typeof x === 'number' && Number.isFinite(x);
-}
-
-/** A `summary.json` as the eval command writes it, or undefined when it is not one. */
-export function parseNeedleSummary(json: unknown): NeedleSummary | undefined {
-  const j = json as Partial<NeedleSummary> | null;
-  if (!j || (j.task !== 'passkey' && j.task !== 'niah') || !Array.isArray(j.lengths) || !Array.isArray(j.results)) return undefined;
-  const results = j.results.filter(
-    (r) => r && typeof r.model === 'string' && isNum(r.context_length) && isNum(r.accuracy) && isNum(r.trials),
-  );
-  return { task: j.task, lengths: j.lengths.filter(isNum), results };
-}
-
-/** A `ppl.json` as the eval command writes it, or undefined when it is not one. */
-export function parsePplReport(json: unknown): PplReport | undefined {
-  const j = json as Partial<PplReport> | null;
-  if (!j || !Array.isArray(j.windows) || !Array.isArray(j.results)) return undefined;
-  const results = j.results.filter((r) => r && typeof r.model === 'string' && isNum(r.window) && isNum(r.ppl));
-  return { windows: j.windows.filter(isNum), results, ...(typeof j.dataset === 'string' ? { dataset: j.dataset } : {}) };
-}
-
-/** An optional JSON input (report, config): undefined when missing, not a regular file, too large or not JSON. */
-async function readJson(p: string): Promise<unknown> {
-  const text = await readOptionalRegularFile(p, MAX_CARD_INPUT_BYTES);
-  try {
-    return text === undefined ? undefined : parseBoundedJson(text, MAX_JSON_DEPTH);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A model folder's own JSON file: undefined when missing or not JSON; UNSAFE_PATH when it leads out of the folder. */
-async function readFolderJson(dir: string, name: string): Promise<unknown> {
-  const text = await ModelFolder.at(dir).readText(name, { maxBytes: MAX_CARD_INPUT_BYTES, code: 'BAD_CONFIG' });
-  try {
-    return text === undefined ? undefined : parseBoundedJson(text, MAX_JSON_DEPTH);
-  } catch {
-    return undefined;
-  }
-}
-
-/** Eval reports in `<dir>`, `<dir>/eval` or `<dir>/../report` (first found of each kind wins). */
-export async function findEvalReports(dir: string): Promise<{ needle?: NeedleSummary; ppl?: PplReport; files: string[] }> {
-  const places = [dir, path.join(dir, 'eval'), path.join(dir, '..', 'report')];
-  const out: { needle?: NeedleSummary; ppl?: PplReport; files: string[] } = { files: [] };
-  for (const place of places) {
-    if (!out.needle) {
-      const p = path.join(place, 'summary.json');
-      const n = parseNeedleSummary(await readJson(p));
-      if (n) {
-        out.needle = n;
-        out.files.push(p);
-      }
-    }
-    if (!out.ppl) {
-      const p = path.join(place, 'ppl.json');
-      const r = parsePplReport(await readJson(p));
-      if (r) {
-        out.ppl = r;
-        out.files.push(p);
-      }
-    }
-  }
-  return out;
-}
-
-/**
- * Which report `model` is this card's model: an exact or last-segment match with a candidate (repo id,
- * folder name), else the only model, else the only one that is not the base model. Undefined when unsure
- * (then the card shows the comparison tables but claims no model-index results).
- */
-export function pickReportModel(models: string[], candidates: string[], baseModel?: string): string | undefined {
-  const distinct = [...new Set(models)];
-  const last = (s: string): string => s.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? s;
-  for (const c of candidates.filter(Boolean)) {
-    const hit = distinct.find((m) => m === c) ?? distinct.find((m) => last(m) === last(c));
-    if (hit) return hit;
-  }
-  if (distinct.length === 1) return distinct[0];
-  if (baseModel) {
-    const others = distinct.filter((m) => m !== baseModel && last(m) !== last(baseModel));
-    if (others.length === 1) return others[0];
-  }
-  return undefined;
-}
-
-// ------------------------------------------------------------------ YAML
-
-/** A YAML scalar: JSON's double-quoted strings are valid YAML; plain when unambiguous. */
-function yamlScalar(v: string | number | boolean): string {
-  if (typeof v !== 'string') return String(v);
-  return /^[A-Za-z0-9][\w./-]*$/.test(v) && !/^(true|false|null|yes|no|on|off|~)$/i.test(v) && !/^[\d.]+$/.test(v) ? v : JSON.stringify(v);
-}
-
-function round(x: number): number {
-  return Math.round(x * 1e4) / 1e4;
-}
-
-interface FrontBlock {
-  key: string;
-  lines: string[];
-}
-
-/** Split YAML front matter into top-level blocks (a key line and its indented/list continuation). */
-function frontBlocks(yaml: string): FrontBlock[] {
-  const blocks: FrontBlock[] = [];
-  for (const line of yaml.split('\n')) {
-    const m = /^([A-Za-z_][\w-]*)\s*:/.exec(line);
-    if (m) blocks.push({ key: m[1], lines: [line] });
-    else if (blocks.length && line.trim() !== '') blocks[blocks.length - 1].lines.push(line);
-  }
-  return blocks;
-}
-
-function tagsOf(block: FrontBlock | undefined): string[] {
-  if (!block) return [];
-  const inline = /^tags\s*:\s*\[(.*)\]\s*$/.exec(block.lines[0]);
-  if (inline) return inline[1].split(',').map((t) => t.trim().replace(/^["']|["']$/g, '')).filter(Boolean);
-  return block.lines
-    .slice(1)
-    .map((l) => /^\s*-\s*(.+?)\s*$/.exec(l)?.[1])
-    .filter((t): t is string => Boolean(t))
-    .map((t) => t.replace(/^["']|["']$/g, ''));
-}
-
-/** Split a README into front matter (without the fences) and body. */
-export function splitCard(text: string): { front: string; body: string } {
-  const m = /^---\r?\n([\s\S]*?)\r?\n---[ \t]*(?:\r?\n|$)/.exec(text);
-  return m ? { front: m[1], body: text.slice(m[0].length) } : { front: '', body: text };
-}
-
-function modelIndex(input: ModelCardInput): string[] {
-  const ev = input.evals;
-  if (!ev || (!ev.needle && !ev.ppl)) return [];
-  // Each report is matched on its own: an eval run may name the model by path, another by repo id.
-  const mineIn = (rows: { model: string }[]): string | undefined =>
-    ev.model ?? pickReportModel(rows.map((r) => r.model), [input.modelName ?? '', ...(ev.aliases ?? [])], input.baseModel);
-  const results: string[] = [];
-  if (ev.needle) {
-    const mine = mineIn(ev.needle.results);
-    const rows = ev.needle.results.filter((r) => r.model === mine).sort((a, b) => a.context_length - b.context_length);
-    if (rows.length) {
-      const [name, type] = ev.needle.task === 'passkey' ? ['Passkey retrieval (synthetic)', 'passkey'] : ['Needle in a haystack (synthetic)', 'needle-in-a-haystack'];
-      results.push('  - task:', '      type: text-generation', '      name: Text Generation', '    dataset:', `      name: ${yamlScalar(name)}`, `      type: ${type}`, '    metrics:');
-      for (const r of rows) {
-        results.push('    - type: accuracy', `      name: ${yamlScalar(`accuracy at ${r.context_length} tokens (${r.trials} trials)`)}`, `      value: ${round(r.accuracy)}`);
-      }
-    }
-  }
-  if (ev.ppl) {
-    const mine = mineIn(ev.ppl.results);
-    const rows = ev.ppl.results.filter((r) => r.model === mine).sort((a, b) => a.window - b.window);
-    if (rows.length) {
-      results.push('  - task:', '      type: text-generation', '      name: Text Generation', '    dataset:', `      name: ${yamlScalar(ev.ppl.dataset ?? 'held-out text')}`, '      type: text', '    metrics:');
-      for (const r of rows) results.push('    - type: perplexity', `      name: ${yamlScalar(`perplexity at ${r.window} tokens`)}`, `      value: ${round(r.ppl)}`);
-    }
-  }
-  if (!results.length) return [];
-  const name = input.modelName ?? ev.model ?? input.title ?? 'model';
-  return ['model-index:', `- name: ${yamlScalar(name)}`, '  results:', ...results];
-}
-
-function frontMatter(input: ModelCardInput, existingFront: string): string[] {
-  const old = frontBlocks(existingFront);
-  const get = (k: string): FrontBlock | undefined => old.find((b) => b.key === k);
-  const out: string[] = [];
-  const hubBase = input.baseModel && HUB_ID.test(input.baseModel) ? input.baseModel : undefined;
-  if (hubBase) out.push(`base_model: ${yamlScalar(hubBase)}`);
-  else if (get('base_model')) out.push(...get('base_model')!.lines);
-  out.push(...(get('library_name')?.lines ?? ['library_name: transformers']));
-  const tags = [...new Set([...(input.fope ? ['fope'] : []), 'fopeify', ...(input.tags ?? []), ...tagsOf(get('tags'))])];
-  out.push('tags:', ...tags.map((t) => `- ${yamlScalar(t)}`));
-  const index = modelIndex(input);
-  if (index.length) out.push(...index);
-  else if (get('model-index')) out.push(...get('model-index')!.lines);
-  const managed = new Set(['base_model', 'library_name', 'tags', 'model-index']);
-  for (const b of old) if (!managed.has(b.key)) out.push(...b.lines);
-  return ['---', ...out, '---'];
-}
-
-// ------------------------------------------------------------------ body
-
-function table(header: string[], rows: string[][]): string[] {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
-}
-
 function evalSection(ev: CardEvals): string[] {
   const out: string[] = [];
   if (ev.needle?.results.length) {
@@ -266,7 +52,7 @@ function evalSection(ev: CardEvals): string[] {
     const models = [...new Set(n.results.map((r) => r.model))];
     out.push(`${n.task === 'passkey' ? 'Passkey retrieval' : 'Needle in a haystack'} accuracy by context length (tokens):`, '');
     out.push(
-      ...table(
+      ...markdownTable(
         ['model', ...lengths.map(String)],
         models.map((m) => [
           `\`${m}\``,
@@ -276,20 +62,19 @@ function evalSection(ev: CardEvals): string[] {
           }),
         ]),
       ),
-      '',
     );
   }
   if (ev.ppl?.results.length) {
+    if (out.length) out.push('');
     const p = ev.ppl;
     const windows = p.windows.length ? p.windows : [...new Set(p.results.map((r) => r.window))].sort((a, b) => a - b);
     const models = [...new Set(p.results.map((r) => r.model))];
     out.push(`Perplexity by context window (tokens)${p.dataset ? ` on ${p.dataset}` : ''}:`, '');
     out.push(
-      ...table(
+      ...markdownTable(
         ['model', ...windows.map(String)],
         models.map((m) => [`\`${m}\``, ...windows.map((w) => p.results.find((x) => x.model === m && x.window === w)?.ppl.toFixed(2) ?? '–')]),
       ),
-      '',
     );
   }
   return out;
@@ -303,7 +88,7 @@ function fmt(v: unknown): string {
 
 function provenanceSection(p: Record<string, unknown>): string[] {
   const rows: string[][] = [];
-  const src = p.source as Record<string, unknown> | undefined;
+  const src = p.source as Partial<FopeifyJson['source']> | undefined;
   if (src?.id) rows.push(['source', `${fmt(src.id)}${src.commit ? ` @ \`${String(src.commit).slice(0, 12)}\`` : src.revision ? ` (${fmt(src.revision)})` : ''}`]);
   if (p.tool || p.version) rows.push(['tool', `${fmt(p.tool ?? 'fopeify')} ${fmt(p.version ?? '')}`.trim()]);
   if (p.command) rows.push(['command', fmt(p.command)]);
@@ -312,14 +97,14 @@ function provenanceSection(p: Record<string, unknown>): string[] {
     const set = Object.entries(opts).filter(([, v]) => v !== null && v !== undefined);
     if (set.length) rows.push(['options', set.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(', ')]);
   }
-  const fope = p.fope as Record<string, unknown> | undefined;
+  const fope = p.fope as Partial<FopeifyJson['fope']> | undefined;
   if (fope && typeof fope === 'object') {
-    for (const k of ['family', 'num_inv_freq', 'clip_length', 'coefficient_shape', 'yarn_semantics']) {
+    for (const k of ['family', 'num_inv_freq', 'clip_length', 'coefficient_shape', 'yarn_semantics'] as const) {
       if (fope[k] !== undefined && fope[k] !== null) rows.push([`fope.${k}`, fmt(fope[k])]);
     }
   }
-  if (!rows.length) return ['Provenance is in `fopeify.json`.', ''];
-  return [...table(['', ''], rows.map((r) => r.map((c) => c.replace(/\|/g, '\\|')))), '', 'Full provenance (source files and hashes, every option) is in `fopeify.json`.', ''];
+  if (!rows.length) return [`Provenance is in \`${FOPEIFY_JSON}\`.`];
+  return [...markdownTable(['', ''], rows.map((r) => r.map((c) => c.replace(/\|/g, '\\|')))), '', `Full provenance (source files and hashes, every option) is in \`${FOPEIFY_JSON}\`.`];
 }
 
 /** fopeify's part of the body (between the markers). */
@@ -336,10 +121,10 @@ function fopeifySection(input: ModelCardInput, withTitle: boolean): string[] {
     `${input.fope ? 'A FoPE (Fourier Position Embedding, arXiv 2412.17739) model' : 'A model'}${base ? ` made from ${base}` : ''} with [fopeify](https://www.npmjs.com/package/fopeify).`,
     '',
   );
-  if (input.done?.length) out.push('## What was done', '', ...input.done.map((l) => `- ${l}`), '');
-  for (const s of input.sections ?? []) out.push(`## ${s.heading}`, '', s.body.trim(), '');
-  if (input.evals && (input.evals.needle?.results.length || input.evals.ppl?.results.length)) out.push('## Evaluation', '', ...evalSection(input.evals));
-  if (input.provenance) out.push('## Provenance', '', ...provenanceSection(input.provenance));
+  if (input.done?.length) out.push(...sectionLines({ heading: 'What was done', lines: bulletList(input.done) }));
+  for (const s of input.sections ?? []) out.push(...sectionLines({ heading: s.heading, lines: [s.body.trim()] }));
+  if (input.evals && (input.evals.needle?.results.length || input.evals.ppl?.results.length)) out.push(...sectionLines({ heading: 'Evaluation', lines: evalSection(input.evals) }));
+  if (input.provenance) out.push(...sectionLines({ heading: 'Provenance', lines: provenanceSection(input.provenance) }));
   out.push(CARD_END);
   return out;
 }
@@ -385,8 +170,6 @@ export function buildModelCard(input: ModelCardInput): string {
   return redact(parts.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n');
 }
 
-// ------------------------------------------------------------------ from a folder
-
 /** FoPE is on when any FoPE key is non-null in rope_parameters / rope_scaling (or at the top level). */
 export function hasFopeKeys(config: unknown): boolean {
   const keys = ['fope_init_factor', 'fope_sep_head', 'num_inv_freq', 'fope_num_inv_freq'];
@@ -423,7 +206,7 @@ export interface RefreshCardOptions {
 /** Write (or rewrite) `<dir>/README.md` from the folder's config, fopeify.json and eval reports. */
 export async function refreshModelCard(dir: string, options: RefreshCardOptions = {}): Promise<{ path: string; changed: boolean; content: string }> {
   const config = await readFolderJson(dir, 'config.json');
-  const prov = (await readFolderJson(dir, 'fopeify.json')) as Record<string, unknown> | undefined;
+  const prov = (await readFolderJson(dir, FOPEIFY_JSON)) as Record<string, unknown> | undefined;
   const provenance = prov && typeof prov === 'object' && !Array.isArray(prov) ? prov : undefined;
   const source = provenance?.source as { id?: unknown } | undefined;
   const baseModel = typeof source?.id === 'string' ? source.id : undefined;

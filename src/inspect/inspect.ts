@@ -10,7 +10,7 @@ import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { findFopeCoefficients, type CoefFamily } from '../convert/fope-layout.js';
 import { frequencyTable, type FrequencyRow } from '../convert/plan.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { Checkpoint } from '../io/checkpoint.js';
@@ -135,7 +135,7 @@ export async function inspectModel(options: InspectOptions): Promise<InspectRepo
     }
     if (spec) {
       const L = options.length ?? spec.rope.maxPositionEmbeddings;
-      if (!(L > 0)) throw new FopeifyError('BAD_ARGUMENT', `--length must be positive (got ${L})`);
+      if (!(L > 0)) throw badOption('length', `\`length\` must be positive (got ${L})`);
       const { invFreq, attentionFactor } = ropeFrequencies(spec.rope, spec.rope.maxPositionEmbeddings);
       // For a FoPE checkpoint the coefficient shape decides K; otherwise judge against L.
       const k = report.fope && options.length === undefined ? report.fope.k : fopeKeptCount(invFreq, L);

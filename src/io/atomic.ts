@@ -36,7 +36,7 @@ export async function writeFolderAtomically<T>(dir: string, options: FolderWrite
   const target = await checkOutputFolder(dir, options);
   const exists = !(await isEmptyOrMissing(target));
   if (exists && !options.force) {
-    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${dir} exists and is not empty (use --force to replace it)`);
+    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${dir} exists and is not empty (use \`force\` to replace it)`, { option: 'force' });
   }
   try {
     const st = await fs.stat(target);
@@ -94,7 +94,8 @@ async function moveFolderIntoPlace(tmp: string, target: string, shown: string, f
   if (!force) {
     throw new FopeifyError(
       'OUTPUT_EXISTS',
-      `output folder ${shown} was written to by something else while fopeify ran; it was left as it is and the new result discarded (use --force to replace it)`,
+      `output folder ${shown} was written to by something else while fopeify ran; it was left as it is and the new result discarded (use \`force\` to replace it)`,
+      { option: 'force' },
     );
   }
   // --force: swap the complete new folder in; the old one goes only once the new one is in place.

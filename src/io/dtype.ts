@@ -26,6 +26,24 @@ export type Dtype = keyof typeof DTYPE_SIZES;
 /** The float dtypes fopeify decodes to float32 and encodes back. */
 export type FloatDtype = 'F32' | 'F16' | 'BF16';
 
+/**
+ * The float dtypes by the names users write (`--dtype f32|bf16|f16`), with their safetensors and
+ * torch (`config.json` torch_dtype) spellings: the one table every writer of weights and configs reads.
+ */
+export const FLOAT_DTYPE_NAMES = {
+  f32: { safetensors: 'F32', torch: 'float32' },
+  bf16: { safetensors: 'BF16', torch: 'bfloat16' },
+  f16: { safetensors: 'F16', torch: 'float16' },
+} as const satisfies Record<string, { safetensors: FloatDtype; torch: string }>;
+
+/** A float dtype as users write it: `f32`, `bf16`, `f16`. */
+export type FloatDtypeName = keyof typeof FLOAT_DTYPE_NAMES;
+
+/** `config.json`'s torch_dtype for a safetensors float dtype: F32 → float32, BF16 → bfloat16, F16 → float16. */
+export function torchDtypeOf(dtype: FloatDtype): string {
+  return Object.values(FLOAT_DTYPE_NAMES).find((n) => n.safetensors === dtype)!.torch;
+}
+
 export function isDtype(s: string): s is Dtype {
   return Object.prototype.hasOwnProperty.call(DTYPE_SIZES, s);
 }

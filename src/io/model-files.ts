@@ -1,4 +1,5 @@
 /** The non-weight files of a model folder that travel with it (downloads, conversions, fine-tuned output). */
+import { FOPEIFY_JSON } from './formats.js';
 
 /** Tokenizer files transformers may read; whichever a model has are fetched and copied. */
 export const TOKENIZER_FILES = [
@@ -39,7 +40,7 @@ export function isModelFileName(name: string): boolean {
   return (
     name === 'config.json' ||
     name === 'README.md' ||
-    name === 'fopeify.json' ||
+    name === FOPEIFY_JSON ||
     name === 'adapter_config.json' ||
     name.endsWith('.safetensors') ||
     name.endsWith('.safetensors.index.json') ||

@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FopeifyError, outputError } from '../errors.js';
+import { FopeifyError, optionName, outputError } from '../errors.js';
+import { namesIn } from './files.js';
 
 /** Marks fopeify's temporary siblings: `.<name>.fopeify-tmp-<pid>-<time>-<host>-<n>`. */
 const TEMP_MARK = '.fopeify-tmp-';
@@ -54,14 +55,8 @@ export function processAlive(pid: number): boolean {
  * process's own, never a live one's). Returns the names removed; errors are ignored (best effort).
  */
 export async function removeStaleTemps(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return [];
-  }
   const removed: string[] = [];
-  for (const name of names) {
+  for (const name of await namesIn(dir)) {
     const t = parseTempName(name);
     if (!t || t.pid === process.pid) continue;
     if (t.host !== undefined && t.host !== HOST_TAG) continue;
@@ -76,10 +71,19 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
   return removed;
 }
 
+/**
+ * How a message names the option that gave the output folder: the library option (`outDir`), which the
+ * CLI shows as its flag. A caller that still passes a flag (`--out`) gets it as it is.
+ */
+function outputOption(option: string): { named: string; option?: string } {
+  return option.startsWith('-') ? { named: option } : { named: optionName(option), option };
+}
+
 /** Refuse an output given as an empty (or blank) string: path.resolve('') is the current folder. */
-export function requireOutputPath(out: unknown, flag = '--out'): string {
+export function requireOutputPath(out: unknown, option = 'out'): string {
   if (typeof out !== 'string' || !out.trim()) {
-    throw new FopeifyError('BAD_ARGUMENT', `${flag} is empty: name an output folder (the current folder is never used implicitly)`);
+    const o = outputOption(option);
+    throw new FopeifyError('BAD_ARGUMENT', `${o.named} is empty: name an output folder (the current folder is never used implicitly)`, { option: o.option });
   }
   return out;
 }
@@ -110,7 +114,7 @@ export function isSameOrInside(inner: string, outer: string): boolean {
 export interface OutputFolderRules {
   /** Folders the command reads (model folders): the output may not be one, be inside one, or contain one. */
   sources?: readonly string[];
-  /** The flag that named the output, for messages. */
+  /** The library option that named the output, for messages (default `out`). */
   flag?: string;
 }
 
@@ -119,16 +123,18 @@ export interface OutputFolderRules {
  * `..` do not hide a match. Returns the absolute output path (not resolved through symlinks).
  */
 export async function checkOutputFolder(out: string, rules: OutputFolderRules = {}): Promise<string> {
-  const flag = rules.flag ?? '--out';
-  requireOutputPath(out, flag);
+  const option = rules.flag ?? 'out';
+  requireOutputPath(out, option);
+  const { named, option: about } = outputOption(option);
+  const bad = (what: string) => new FopeifyError('BAD_ARGUMENT', `${named} ${out} ${what}`, { option: about });
   const abs = path.resolve(out);
   const real = await realPathOf(abs);
-  if (path.dirname(real) === real) throw new FopeifyError('BAD_ARGUMENT', `${flag} ${out} is the root of the file system`);
+  if (path.dirname(real) === real) throw bad('is the root of the file system');
   for (const source of rules.sources ?? []) {
     const src = await realPathOf(source);
-    if (real === src) throw new FopeifyError('BAD_ARGUMENT', `${flag} ${out} is the model folder being read (${source}); choose another output folder`);
-    if (isSameOrInside(real, src)) throw new FopeifyError('BAD_ARGUMENT', `${flag} ${out} is inside the model folder being read (${source}); choose a folder outside it`);
-    if (isSameOrInside(src, real)) throw new FopeifyError('BAD_ARGUMENT', `${flag} ${out} contains the model folder being read (${source}); choose a folder that does not hold it`);
+    if (real === src) throw bad(`is the model folder being read (${source}); choose another output folder`);
+    if (isSameOrInside(real, src)) throw bad(`is inside the model folder being read (${source}); choose a folder outside it`);
+    if (isSameOrInside(src, real)) throw bad(`contains the model folder being read (${source}); choose a folder that does not hold it`);
   }
   return abs;
 }

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { KvCache } from './cache.js';
 import { checkFiniteValues } from './finite.js';
 import { forwardLogits, type ForwardOptions } from './llama.js';

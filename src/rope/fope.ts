@@ -2,7 +2,7 @@
  * FoPE (Fourier Position Embedding) math, exactly as ../shared/reference/fope.md gives it: floor-frequency
  * clipping, coefficient init, and the cos/sin tables that replace RoPE's. Pure functions, no I/O, no tfjs.
  */
-import { SeededRandom } from './random.js';
+import { SeededRandom } from '../random.js';
 
 const f = Math.fround;
 

@@ -5,10 +5,11 @@
  */
 import path from 'node:path';
 import { writeFileAtomically } from '../io/atomic.js';
-import { type LineChartOptions, lineChartScene } from '../eval/chart.js';
-import { heatmapScene, lengthLabel, type HeatmapPanel } from '../eval/heatmap.js';
-import { inlineSvg, REPORT_STYLE, settingsTable, writeScene } from '../eval/report.js';
-import { sceneToSvg, escapeXml } from '../eval/scene.js';
+import { type LineChartOptions, lineChartScene } from '../plot/chart.js';
+import { heatmapScene, lengthLabel, type HeatmapPanel } from '../plot/heatmap.js';
+import { inlineSvg, REPORT_STYLE, settingsTable } from '../eval/report.js';
+import { writeScene } from '../plot/write.js';
+import { sceneToSvg, escapeXml } from '../plot/scene.js';
 import { VERSION } from '../version.js';
 import type { SeededInterval, StudyAggregate } from './aggregate.js';
 import { VARIANTS, type StudyPlan, type VariantId } from './plan.js';

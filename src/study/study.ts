@@ -21,7 +21,7 @@ import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { writeFileAtomically } from '../io/atomic.js';
 import { checkOutputFolder, prepareOutputFolder, requireOutputPath } from '../io/output-folder.js';
-import { SUMMARY_FILE } from '../train/output.js';
+import { SUMMARY_FILE } from '../io/formats.js';
 import { originalLength } from '../train/prepare.js';
 import { VERSION } from '../version.js';
 import { aggregateStudy, type StudyAggregate } from './aggregate.js';

@@ -11,9 +11,11 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { convertModel } from '../convert/convert.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { BYTE_VOCAB_SIZE } from './byte-tokenizer.js';
-import type { FuzzBase, FuzzCase, Mutation, TensorRef, WeightValue } from './fuzz-cases.js';
+import type { FuzzBase, FuzzCase, Mutation, TensorRef } from './fuzz-cases.js';
+import { deepNesting, deletePath, readJson, replaceWithSymlink, setPath, writeJson } from './fuzz-files.js';
+import { changeEntry, readSafetensors, replaceHeaderBody, setWeightValue, shiftHeaderLength, truncateShard } from './fuzz-safetensors.js';
 import { writeTinyCheckpoint } from './tiny-checkpoint.js';
 
 /** The marker in `outside/secret.json`: finding it in a convert output means a file outside the model leaked. */
@@ -92,100 +94,6 @@ async function baseLayout(dir: string): Promise<BaseLayout> {
   return { shardOf, shards, fopeTensor };
 }
 
-interface RawSafetensors {
-  header: Record<string, unknown>;
-  data: Buffer;
-}
-
-/** Header and data of a safetensors file, or null when an earlier mutation already broke it. */
-async function readSafetensors(file: string): Promise<RawSafetensors | null> {
-  try {
-    const bytes = await fs.readFile(file);
-    const n = Number(bytes.readBigUInt64LE(0));
-    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
-    if (!header || typeof header !== 'object' || Array.isArray(header)) return null;
-    return { header, data: bytes.subarray(8 + n) };
-  } catch {
-    return null;
-  }
-}
-
-function encodeSafetensors(headerJson: string | Buffer, data: Buffer): Buffer {
-  let body = typeof headerJson === 'string' ? Buffer.from(headerJson, 'utf8') : headerJson;
-  if (typeof headerJson === 'string') body = Buffer.concat([body, Buffer.alloc((8 - (body.length % 8)) % 8, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(body.length));
-  return Buffer.concat([len, body, data]);
-}
-
-async function rewriteHeader(file: string, change: (header: Record<string, unknown>, data: Buffer) => void): Promise<void> {
-  const st = await readSafetensors(file);
-  if (!st) return;
-  change(st.header, st.data);
-  await fs.writeFile(file, encodeSafetensors(JSON.stringify(st.header), st.data));
-}
-
-async function readJson(file: string): Promise<Record<string, unknown> | null> {
-  try {
-    const v = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
-
-async function writeJson(file: string, value: unknown): Promise<void> {
-  await fs.writeFile(file, JSON.stringify(value, null, 2) + '\n');
-}
-
-function deepNesting(depth: number): string {
-  return '['.repeat(depth) + ']'.repeat(depth);
-}
-
-function setPath(obj: Record<string, unknown>, dotted: string, value: unknown): void {
-  const keys = dotted.split('.');
-  let cur = obj;
-  for (const k of keys.slice(0, -1)) {
-    const next = cur[k];
-    if (!next || typeof next !== 'object' || Array.isArray(next)) cur[k] = {};
-    cur = cur[k] as Record<string, unknown>;
-  }
-  cur[keys[keys.length - 1]!] = value;
-}
-
-function deletePath(obj: Record<string, unknown>, dotted: string): void {
-  const keys = dotted.split('.');
-  let cur: unknown = obj;
-  for (const k of keys.slice(0, -1)) cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[k] : undefined;
-  if (cur && typeof cur === 'object') delete (cur as Record<string, unknown>)[keys[keys.length - 1]!];
-}
-
-/** Bytes of one element holding `value` in `dtype`. */
-function encodeValue(value: WeightValue, dtype: string): Buffer | null {
-  const f = { NaN: NaN, Inf: Infinity, '-Inf': -Infinity, FLT_MAX: 3.4028234663852886e38, '-FLT_MAX': -3.4028234663852886e38 }[value];
-  if (dtype === 'F32') {
-    const b = Buffer.alloc(4);
-    b.writeFloatLE(f);
-    return b;
-  }
-  const bits: Record<string, Record<WeightValue, number>> = {
-    BF16: { NaN: 0x7fc0, Inf: 0x7f80, '-Inf': 0xff80, FLT_MAX: 0x7f7f, '-FLT_MAX': 0xff7f },
-    F16: { NaN: 0x7e00, Inf: 0x7c00, '-Inf': 0xfc00, FLT_MAX: 0x7bff, '-FLT_MAX': 0xfbff },
-  };
-  if (!bits[dtype]) return null;
-  const b = Buffer.alloc(2);
-  b.writeUInt16LE(bits[dtype][value]);
-  return b;
-}
-
-const DTYPE_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
-
-/** A symlink at `at` pointing to `target` (relative targets are relative to the link's folder). */
-async function replaceWithSymlink(at: string, target: string): Promise<void> {
-  await fs.rm(at, { recursive: true, force: true });
-  await fs.symlink(target, at);
-}
-
 class CaseWriter {
   constructor(
     private readonly c: FuzzCase,
@@ -222,48 +130,18 @@ class CaseWriter {
       }
       case 'config.file':
         return this.replaceConfig(m.content);
-      case 'safetensors.header-length': {
-        const file = this.shardFile(m.tensor);
-        const bytes = await fs.readFile(file);
-        if (bytes.length < 8) return;
-        const n = bytes.readBigUInt64LE(0) + BigInt(m.delta);
-        bytes.writeBigUInt64LE(n < 0n ? 0n : n, 0);
-        return fs.writeFile(file, bytes);
-      }
-      case 'safetensors.truncate': {
-        const file = this.shardFile(m.tensor);
-        const bytes = await fs.readFile(file);
-        if (bytes.length < 8) return;
-        const headerLen = Number(bytes.readBigUInt64LE(0));
-        const dataLen = Math.max(0, bytes.length - 8 - headerLen);
-        const at =
-          m.part === 'length-field'
-            ? Math.floor(m.fraction * 8)
-            : m.part === 'header'
-              ? 8 + Math.floor(m.fraction * headerLen)
-              : 8 + headerLen + Math.floor(m.fraction * dataLen);
-        return fs.truncate(file, Math.min(at, bytes.length - 1));
-      }
+      case 'safetensors.header-length':
+        return shiftHeaderLength(this.shardFile(m.tensor), m.delta);
+      case 'safetensors.truncate':
+        return truncateShard(this.shardFile(m.tensor), m.part, m.fraction);
       case 'safetensors.header-body':
-        return this.replaceHeaderBody(this.shardFile(m.tensor), m.body, rng);
+        return replaceHeaderBody(this.shardFile(m.tensor), m.body, rng);
       case 'safetensors.entry':
-        return this.changeEntry(m.tensor, m.change, m.other);
+        return changeEntry(this.shardFile(m.tensor), this.tensorName(m.tensor), m.change, this.tensorName(m.other));
       case 'safetensors.append':
         return fs.appendFile(this.shardFile(m.tensor), Buffer.alloc(m.bytes, 0x41));
-      case 'weights.value': {
-        const name = this.tensorName(m.tensor);
-        const file = this.shardFile(m.tensor);
-        const st = await readSafetensors(file);
-        const entry = st?.header[name] as { dtype: string; data_offsets: [number, number] } | undefined;
-        if (!st || !entry) return;
-        const size = DTYPE_BYTES[entry.dtype];
-        const bytes = encodeValue(m.value, entry.dtype);
-        if (!size || !bytes) return;
-        const count = (entry.data_offsets[1] - entry.data_offsets[0]) / size;
-        const at = entry.data_offsets[0] + Math.floor(m.element * count) * size;
-        bytes.copy(st.data, at);
-        return fs.writeFile(file, encodeSafetensors(JSON.stringify(st.header), st.data));
-      }
+      case 'weights.value':
+        return setWeightValue(this.shardFile(m.tensor), this.tensorName(m.tensor), m.value, m.element);
       case 'index':
         return this.changeIndex(m.change, m.tensor);
       case 'tokenizer':
@@ -293,116 +171,6 @@ class CaseWriter {
       bom: '\uFEFF' + text,
     };
     return fs.writeFile(file, replacement[content]);
-  }
-
-  private async replaceHeaderBody(file: string, body: Extract<Mutation, { kind: 'safetensors.header-body' }>['body'], rng: SeededRandom): Promise<void> {
-    const st = await readSafetensors(file);
-    if (!st) return;
-    const original = JSON.stringify(st.header);
-    let header: string | Buffer;
-    switch (body) {
-      case 'garbage':
-        header = Buffer.from(Array.from({ length: original.length }, () => rng.int(256)));
-        break;
-      case 'deep-nesting':
-        header = `{"a":${deepNesting(400_000)}}`;
-        break;
-      case 'array':
-        header = '[]';
-        break;
-      case 'null':
-        header = 'null';
-        break;
-      case 'invalid-utf8': {
-        // Bytes 0xff 0xfe inside the first tensor name.
-        const bytes = Buffer.from(original, 'utf8');
-        const quote = bytes.indexOf('"model');
-        const cut = quote >= 0 ? quote + 2 : 1;
-        header = Buffer.concat([bytes.subarray(0, cut), Buffer.from([0xff, 0xfe]), bytes.subarray(cut)]);
-        header = Buffer.concat([header, Buffer.alloc((8 - (header.length % 8)) % 8, 0x20)]);
-        break;
-      }
-      case 'empty':
-        header = Buffer.alloc(0);
-        break;
-      case 'metadata-not-string':
-        header = JSON.stringify({ ...st.header, __metadata__: { format: 1, nested: { a: 'b' } } });
-        break;
-    }
-    return fs.writeFile(file, encodeSafetensors(header, st.data));
-  }
-
-  private async changeEntry(ref: TensorRef, change: Extract<Mutation, { kind: 'safetensors.entry' }>['change'], otherRef: TensorRef): Promise<void> {
-    const name = this.tensorName(ref);
-    return rewriteHeader(this.shardFile(ref), (header, data) => {
-      const entry = header[name] as { dtype: unknown; shape: unknown[]; data_offsets: unknown[] } | undefined;
-      if (!entry || typeof entry !== 'object') return;
-      const [begin, end] = entry.data_offsets as [number, number];
-      const size = end - begin;
-      const names = Object.keys(header).filter((k) => k !== '__metadata__' && k !== name);
-      const otherName = header[this.tensorName(otherRef)] && this.tensorName(otherRef) !== name ? this.tensorName(otherRef) : names[0];
-      const shape = entry.shape as number[];
-      switch (change) {
-        case 'overlap': {
-          const other = otherName ? (header[otherName] as { data_offsets: [number, number] }) : undefined;
-          const ob = other ? other.data_offsets[0] : begin + 1;
-          entry.data_offsets = [ob, ob + size];
-          break;
-        }
-        case 'out-of-range':
-          entry.data_offsets = [data.length, data.length + size];
-          break;
-        case 'reversed':
-          entry.data_offsets = [end, begin];
-          break;
-        case 'negative':
-          entry.data_offsets = [-8, size - 8];
-          break;
-        case 'fractional':
-          entry.data_offsets = [begin + 0.5, end + 0.5];
-          break;
-        case 'huge':
-          entry.data_offsets = [2 ** 53, 2 ** 53 + size];
-          break;
-        case 'dtype-F64':
-          entry.dtype = 'F64';
-          break;
-        case 'dtype-I32':
-          entry.dtype = entry.dtype === 'F32' ? 'I32' : 'I16';
-          break;
-        case 'dtype-unknown':
-          entry.dtype = 'Q4_K';
-          break;
-        case 'dtype-number':
-          entry.dtype = 7;
-          break;
-        case 'shape-swap':
-          entry.shape = shape.length > 1 ? [...shape].reverse() : [1, ...shape];
-          break;
-        case 'shape-extra-dim':
-          entry.shape = [...shape, 1];
-          break;
-        case 'shape-negative':
-          entry.shape = [-(shape[0] ?? 1), ...shape.slice(1)];
-          break;
-        case 'shape-huge':
-          entry.shape = [2 ** 31, 2 ** 31];
-          break;
-        case 'shape-string':
-          entry.shape = [String(shape[0]), ...shape.slice(1)];
-          break;
-        case 'remove':
-          delete header[name];
-          break;
-        case 'rename':
-          delete header[name];
-          header[`${name}.renamed`] = entry;
-          break;
-        case 'alias':
-          header[`${name}.alias`] = { ...entry };
-          break;
-      }
-    });
   }
 
   private async changeIndex(change: Extract<Mutation, { kind: 'index' }>['change'], ref: TensorRef): Promise<void> {

@@ -6,7 +6,7 @@
  * The mix is weighted towards inputs that should be refused (absurd config numbers, broken headers,
  * non-finite weights, hostile file-system entries), with a few clean and harmless cases that must succeed.
  */
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { tensorShapes, tinyConfig, TINY_SHAPE, type TinyKind } from './tiny-checkpoint.js';
 
 /** The checkpoint a case starts from (written by writeTinyCheckpoint, then converted to FoPE when `fope`). */

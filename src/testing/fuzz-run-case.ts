@@ -12,6 +12,7 @@ import path from 'node:path';
 import { convertModel } from '../convert/convert.js';
 import { FopeifyError } from '../errors.js';
 import { inspectModel } from '../inspect/inspect.js';
+import { exists } from '../io/files.js';
 import { loadModel } from '../model/model.js';
 import { loadTokenizer, type TextTokenizer } from '../model/tokenizer.js';
 import { BYTE_VOCAB_SIZE } from './byte-tokenizer.js';
@@ -91,14 +92,6 @@ async function outsideLeaks(out: string): Promise<string[]> {
   return leaks;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Forward a few ids; a success must give finite logits, and no tensor may outlive the call. */
 async function loadAndForward(dir: string): Promise<void> {
@@ -152,7 +145,7 @@ export async function runFuzzCase(c: FuzzCase, options: RunCaseOptions): Promise
   });
   if (converted.outcome === 'success') {
     for (const leak of await outsideLeaks(paths.out)) failures.push({ reason: 'leaked-outside-file', stage: 'convert', detail: leak });
-  } else if (await exists(paths.out)) {
+  } else if (await exists(paths.out, false)) {
     failures.push({ reason: 'partial-output', stage: 'convert', detail: 'convert failed but left its output folder' });
   }
 

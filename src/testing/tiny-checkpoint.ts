@@ -5,9 +5,9 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { encodeFromF32, type FloatDtype } from '../io/dtype.js';
+import { encodeFromF32, torchDtypeOf, type FloatDtype } from '../io/dtype.js';
 import { writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { BYTE_EOS_ID, BYTE_VOCAB_SIZE, byteTokenizerConfig, byteTokenizerJson } from './byte-tokenizer.js';
 
 export type TinyKind = 'llama' | 'qwen2' | 'qwen3' | 'llama-yarn' | 'llama3' | 'mistral' | 'llama-v5';
@@ -70,7 +70,6 @@ export const TINY_SHAPE: ModelShape = {
 };
 
 export function tinyConfig(kind: TinyKind, shape: ModelShape, dtype: FloatDtype): Record<string, unknown> {
-  const torchDtype = dtype === 'F32' ? 'float32' : dtype === 'BF16' ? 'bfloat16' : 'float16';
   const arch =
     kind === 'qwen2' ? 'Qwen2ForCausalLM' : kind === 'qwen3' ? 'Qwen3ForCausalLM' : kind === 'mistral' ? 'MistralForCausalLM' : 'LlamaForCausalLM';
   const modelType = kind === 'qwen2' ? 'qwen2' : kind === 'qwen3' ? 'qwen3' : kind === 'mistral' ? 'mistral' : 'llama';
@@ -91,7 +90,7 @@ export function tinyConfig(kind: TinyKind, shape: ModelShape, dtype: FloatDtype)
     tie_word_embeddings: shape.tieWordEmbeddings,
     bos_token_id: BYTE_EOS_ID,
     eos_token_id: BYTE_EOS_ID,
-    torch_dtype: torchDtype,
+    torch_dtype: torchDtypeOf(dtype),
     attention_bias: false,
     transformers_version: '4.46.0',
   };

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 
 export interface Tokenize {
   encode(text: string): number[];
@@ -20,7 +20,7 @@ export async function readDocuments(spec: string): Promise<{ docs: string[]; fil
   try {
     st = await fs.stat(spec);
   } catch {
-    throw new FopeifyError('BAD_ARGUMENT', `--data ${spec}: no such file or folder`);
+    throw new FopeifyError('BAD_ARGUMENT', `\`data\` ${spec}: no such file or folder`, { option: 'data' });
   }
   const files: string[] = [];
   if (st.isDirectory()) {
@@ -51,7 +51,7 @@ export async function readDocuments(spec: string): Promise<{ docs: string[]; fil
       });
     } else if (text.trim()) docs.push(text);
   }
-  if (!docs.length) throw new FopeifyError('BAD_ARGUMENT', `--data ${spec}: no text found (.txt, .md or .jsonl with a "text" field)`);
+  if (!docs.length) throw new FopeifyError('BAD_ARGUMENT', `\`data\` ${spec}: no text found (.txt, .md or .jsonl with a "text" field)`, { option: 'data' });
   return { docs, files };
 }
 

@@ -18,7 +18,8 @@ import { writeFileAtomically } from '../io/atomic.js';
 import { loadTokenizer, type TextTokenizer } from '../model/index.js';
 import { useBackend } from '../model/model.js';
 import { pruneCheckpoints, saveCheckpoint, type CheckpointState } from './checkpoint.js';
-import { appendMetrics, SUMMARY_FILE, truncateMetrics, type MetricsRecord } from './output.js';
+import { appendMetrics, truncateMetrics } from './output.js';
+import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
 import { prepareModel, type ConversionInfo, type PreparedModel } from './prepare.js';
 import type { TrainSettings } from './recipe.js';
 import { checkpointsAt, evaluatesAt, prepareRun, stopsAt, type RunOptions, type RunPlan } from './run-plan.js';
@@ -178,7 +179,7 @@ async function startRun(plan: RunPlan, prepared: PreparedModel, options: TrainPl
     await truncateMetrics(outDir, trainer.stepsDone);
     log(`resumed from ${path.relative(process.cwd(), resume.dir) || resume.dir} (step ${trainer.stepsDone} of ${settings.steps})`);
   } else {
-    await writeFileAtomically(path.join(outDir, 'metrics.jsonl'), '');
+    await writeFileAtomically(path.join(outDir, METRICS_FILE), '');
   }
   logRunStart(plan, prepared, trainer, parameters, log);
   const summaryBase: SummaryBase = {

@@ -57,16 +57,14 @@ export {
 } from './checkpoint.js';
 export {
   writeModelFolder,
-  finetuneModelCard,
   readMetrics,
   lossCurveSeries,
-  METRICS_FILE,
-  SUMMARY_FILE,
   LOSS_CURVE_SVG,
   LOSS_CURVE_PNG,
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,
-  type MetricsRecord,
   type OutputDtype,
 } from './output.js';
+export { METRICS_FILE, SUMMARY_FILE, type MetricsRecord, type FinetuneJson, type FinetuneJsonBase } from '../io/formats.js';
+export { finetuneModelCard, type FinetuneCardInput } from './model-card.js';
 export { enableTiming, takeTimings } from './timing.js';

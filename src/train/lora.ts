@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import type { LoraSettings, Trainable } from './recipe.js';
 
 export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;

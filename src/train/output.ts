@@ -8,67 +8,31 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { howToLoadMarkdown } from '../bridge/engines.js';
 import { fopeFolderConfig, writeRemoteCode } from '../bridge/remote-code.js';
 import { hasFopeArchName } from '../config/fope-arch.js';
 import { SIDECAR_FILES } from '../convert/convert.js';
 import { outputError } from '../errors.js';
-import { lineChartPng, lineChartSvg, type LineSeries } from '../eval/index.js';
+import { lineChartPng, lineChartSvg, type LineSeries } from '../plot/chart.js';
 import { appendToFile, writeFileAtomically } from '../io/atomic.js';
+import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
 import { ModelFolder } from '../io/model-folder.js';
-import { encodeFromF32 } from '../io/dtype.js';
+import { encodeFromF32, FLOAT_DTYPE_NAMES, type FloatDtypeName } from '../io/dtype.js';
 import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
 import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { isFopeCoefficient, loraNames, modulesToSave, peftAdapterConfig, peftTensorName } from './lora.js';
 import type { TrainingModel } from './model.js';
-import type { ConversionInfo } from './prepare.js';
-import type { TrainSettings } from './recipe.js';
 
-export type OutputDtype = 'f32' | 'bf16' | 'f16';
-const TORCH_DTYPE: Record<OutputDtype, string> = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' };
-const ST_DTYPE = { f32: 'F32', bf16: 'BF16', f16: 'F16' } as const;
+export type OutputDtype = FloatDtypeName;
 
-export const METRICS_FILE = 'metrics.jsonl';
-export const SUMMARY_FILE = 'finetune.json';
 export const LOSS_CURVE_SVG = 'loss_curve.svg';
 export const LOSS_CURVE_PNG = 'loss_curve.png';
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-export interface MetricsRecord {
-  step: number;
-  loss: number;
-  lr: number;
-  tokens_per_s: number;
-  grad_norm: number;
-  tokens: number;
-  elapsed_s: number;
-  eval_loss?: number;
-  eval_ppl?: number;
-  passkey_accuracy?: number;
-}
-
-export interface ModelCardInput {
-  baseModel: string;
-  recipe: string | null;
-  recipeDescription: string;
-  settings: TrainSettings;
-  conversion: ConversionInfo;
-  data: string;
-  stepsDone: number;
-  tokens: number;
-  finalLoss: number | null;
-  lastEval: MetricsRecord | null;
-  trainable: number;
-  parameters: number;
-  adapter: boolean;
-  backend: string;
-}
-
 function bytesOf(t: tf.Tensor, dtype: OutputDtype): Uint8Array {
   const d = t.dataSync() as Float32Array;
-  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, ST_DTYPE[dtype]);
+  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, FLOAT_DTYPE_NAMES[dtype].safetensors);
 }
 
 /** Read metrics.jsonl (ignoring a torn last line). */
@@ -127,6 +91,7 @@ export async function writeModelFolder(options: {
   loraSave: 'merged' | 'adapter';
   baseModel: string;
   card: string;
+  /** finetune.json (a FinetuneJson; typed loosely until the run plan builds it as one). */
   summary: unknown;
   metrics: MetricsRecord[];
   maxShardBytes?: number;
@@ -153,7 +118,7 @@ export async function writeModelFolder(options: {
       }
       const coef = isFopeCoefficient(name);
       const dt: OutputDtype = coef ? 'f32' : dtype;
-      tensors.push({ name, dtype: ST_DTYPE[dt], shape: [...t.shape], data: async () => bytesOf(t, dt) });
+      tensors.push({ name, dtype: FLOAT_DTYPE_NAMES[dt].safetensors, shape: [...t.shape], data: async () => bytesOf(t, dt) });
     }
     const sharded = await writeShardedSafetensors(tmp, tensors, { maxShardBytes: options.maxShardBytes ?? 2 * 1024 ** 3, metadata: { format: 'pt', fopeify_version: VERSION } });
     files.push(...sharded.files);
@@ -178,7 +143,7 @@ export async function writeModelFolder(options: {
       files.push(ADAPTER_WEIGHTS, ADAPTER_CONFIG);
     }
     // A FoPE model is written as remote code under its own name (transformers then runs FoPE, not RoPE).
-    const config = fopeFolderConfig({ ...options.config, torch_dtype: TORCH_DTYPE[dtype] }, model.fopeLayout);
+    const config = fopeFolderConfig({ ...options.config, torch_dtype: FLOAT_DTYPE_NAMES[dtype].torch }, model.fopeLayout);
     await writeFileAtomically(path.join(tmp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     files.push('config.json');
     if (hasFopeArchName(config)) files.push(...(await writeRemoteCode(tmp)));
@@ -204,85 +169,6 @@ export async function writeModelFolder(options: {
     tf.dispose(merged);
     await fs.rm(tmp, { recursive: true, force: true });
   }
-}
-
-function fmt(n: number): string {
-  return Number.isInteger(n) ? String(n) : String(Number(n.toPrecision(4)));
-}
-
-/** README.md: YAML front matter for the Hub and the training settings. No timestamps (same run, same bytes). */
-export function finetuneModelCard(c: ModelCardInput): string {
-  const s = c.settings;
-  const looksLikeHubId = /^[\w.-]+\/[\w.-]+$/.test(c.baseModel);
-  const tags = ['fopeify', 'long-context', 'fine-tuned'];
-  if (c.conversion.kind === 'fope' || c.conversion.kind === 'fope-yarn' || c.recipe === 'fope') tags.push('fope');
-  if (c.conversion.yarn) tags.push('yarn');
-  if (s.trainable === 'lora') tags.push('lora');
-  const conv: string[] = [];
-  if (c.conversion.yarn) {
-    conv.push(
-      `YaRN added: factor ${fmt(c.conversion.yarn.factor)} over the original ${c.conversion.yarn.originalLength} tokens (attention factor ${c.conversion.yarn.attentionFactor.toFixed(6)})`,
-    );
-  }
-  if (c.conversion.fope) {
-    conv.push(
-      `converted to FoPE (family B, as \`fopeify convert\`): K = ${c.conversion.fope.k} frequencies, coefficients [${c.conversion.fope.coefficientShape.join(', ')}], init factor ${c.conversion.fope.initFactor}, seed ${c.conversion.fope.seed}; the coefficients were frozen during training`,
-    );
-  }
-  if (c.conversion.maxPositionEmbeddings) conv.push(`max_position_embeddings raised from ${c.conversion.maxPositionEmbeddings.from} to ${c.conversion.maxPositionEmbeddings.to}`);
-  conv.push(...c.conversion.notes);
-  const rows: [string, string][] = [
-    ['recipe', c.recipe ? `${c.recipe}${c.recipeDescription ? ` — ${c.recipeDescription}` : ''}` : 'none'],
-    ['training data', c.data],
-    ['sequence length', `${s.seqLen} tokens`],
-    ['steps', `${c.stepsDone} of ${s.steps}`],
-    ['batch × grad accumulation', `${s.batch} × ${s.gradAccum} (${s.batch * s.gradAccum * s.seqLen} tokens per step)`],
-    ['tokens trained on', String(c.tokens)],
-    ['optimizer', `AdamW β (${s.betas.join(', ')}), weight decay ${s.weightDecay}, gradient clipping at norm ${s.maxGradNorm || 'off'}`],
-    ['learning rate', `${fmt(s.lr)}, ${s.warmupSteps} warmup steps, ${s.schedule} schedule${s.schedule === 'constant' ? '' : ` to ${fmt(s.lr * s.minLrRatio)}`}`],
-    ['trainable', s.trainable === 'lora' ? `LoRA r=${s.lora.rank} α=${s.lora.alpha} on ${s.lora.targets.join(', ')}${s.lora.trainEmbeddings ? ' + embeddings' : ''}${s.lora.trainNorms ? ' + norms' : ''} (${c.adapter ? 'saved as a PEFT adapter' : 'merged into the weights'})` : s.trainable],
-    ['trainable parameters', `${c.trainable.toLocaleString('en-US')} of ${c.parameters.toLocaleString('en-US')}`],
-    ['seed', String(s.seed)],
-    ['backend', c.backend],
-  ];
-  if (c.finalLoss !== null) rows.push(['final training loss', c.finalLoss.toFixed(4)]);
-  if (c.lastEval?.eval_loss !== undefined) rows.push([`held-out loss (step ${c.lastEval.step})`, `${c.lastEval.eval_loss.toFixed(4)} (perplexity ${c.lastEval.eval_ppl!.toFixed(3)})`]);
-  if (c.lastEval?.passkey_accuracy !== undefined) rows.push([`passkey accuracy at ${s.seqLen} tokens`, `${(100 * c.lastEval.passkey_accuracy).toFixed(0)} %`]);
-  return [
-    '---',
-    ...(looksLikeHubId ? [`base_model: ${JSON.stringify(c.baseModel)}`] : []),
-    'library_name: transformers',
-    'tags:',
-    ...tags.map((t) => `- ${t}`),
-    '---',
-    '',
-    `# Long-context fine-tune of ${c.baseModel}`,
-    '',
-    `Fine-tuned at ${s.seqLen} tokens by fopeify ${VERSION} (\`fopeify finetune\`).`,
-    '',
-    '## Model changes',
-    '',
-    ...(conv.length ? conv.map((l) => `- ${l}`) : ['- none: the rotary embedding is the base model\'s']),
-    '',
-    '## Training settings',
-    '',
-    '| setting | value |',
-    '|---|---|',
-    ...rows.map(([k, v]) => `| ${k} | ${v.replace(/\|/g, '\\|')} |`),
-    '',
-    ...(c.adapter
-      ? [
-          'The LoRA is saved as a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`); the safetensors next to it hold',
-          'the base weights (with any directly trained embeddings and norms). Load the adapter on top to get the fine-tuned model.',
-          '',
-        ]
-      : []),
-    ...(tags.includes('fope') ? ['## How to load', '', howToLoadMarkdown('fope', 'path/to/this-folder'), ''] : []),
-    '![loss curve](loss_curve.png)',
-    '',
-    'Per-step metrics are in `metrics.jsonl`; the resolved settings and results in `finetune.json`.',
-    '',
-  ].join('\n');
 }
 
 /** Names of the LoRA tensors PEFT expects for a base weight (for tests and tools). */

@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildPasskeyPrompt, teacherForcedIds, type EvalTokenizer } from '../eval/index.js';
 import { argmax, forwardHidden, lmHead, type TextTokenizer } from '../model/index.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import type { TrainingModel } from './model.js';
 
 /** Room left for the answer (" 12345." and EOS) after the prompt. */

@@ -14,12 +14,13 @@ import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { loadTokenizer } from '../model/index.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { latestCheckpoint, pruneCheckpoints } from './checkpoint.js';
 import type { FinetuneOptions, FinetuneResult } from './finetune.js';
 import { TrainingModel } from './model.js';
 import { passkeyEvalPrompts, type PasskeyEvalPrompt } from './passkey.js';
-import { METRICS_FILE, readMetrics, SUMMARY_FILE, truncateMetrics, type MetricsRecord } from './output.js';
+import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
+import { readMetrics, truncateMetrics } from './output.js';
 import { prepareModel } from './prepare.js';
 import { resolveTrainSettings, type TrainSettings } from './recipe.js';
 import { buildData, completeModelFolder, eosOf, prepareRunFolders, recipeFor, resumedSettings, sameJson, shownPath, SYNTHETIC_PASSKEY, type SummaryBase } from './run-common.js';
@@ -143,23 +144,23 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
   const t = options.torch ?? {};
   const env = t.env ?? process.env;
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--stop-after must be a positive integer (got ${options.stopAfter})`);
+    throw new FopeifyError('BAD_ARGUMENT', `\`stopAfter\` must be a positive integer (got ${options.stopAfter})`, { option: 'stopAfter' });
   }
   const dtype = options.dtype ?? 'f32';
-  if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new FopeifyError('BAD_ARGUMENT', `--dtype must be f32, bf16 or f16 (got ${String(dtype)})`);
+  if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new FopeifyError('BAD_ARGUMENT', `\`dtype\` must be f32, bf16 or f16 (got ${String(dtype)})`, { option: 'dtype' });
   const topology = topologyOf(t);
   const parallel = t.parallel ?? 'auto';
-  if (!['auto', 'ddp', 'fsdp'].includes(parallel)) throw new FopeifyError('BAD_ARGUMENT', `--parallel must be auto, ddp or fsdp (got ${String(parallel)})`);
-  const outDir = path.resolve(requireOutputPath(options.outDir, '--out'));
+  if (!['auto', 'ddp', 'fsdp'].includes(parallel)) throw new FopeifyError('BAD_ARGUMENT', `\`parallel\` must be auto, ddp or fsdp (got ${String(parallel)})`, { option: 'parallel' });
+  const outDir = path.resolve(requireOutputPath(options.outDir, 'outDir'));
   const launch = t.launch ?? true;
 
   // Fresh run or resume.
   let saved: JobRecord | null = null;
   if (options.resume) {
     saved = await readJobRecord(outDir);
-    if (!saved) throw new FopeifyError('BAD_ARGUMENT', `--resume: no torch job in ${path.join(outDir, JOB_DIR)} (a run of the tfjs engine resumes with --engine tfjs)`);
+    if (!saved) throw new FopeifyError('BAD_ARGUMENT', `\`resume\`: no torch job in ${path.join(outDir, JOB_DIR)} (a run of the tfjs engine resumes with \`engine\` tfjs)`, { option: ['resume', 'engine'] });
   } else if (!(await isEmptyOrMissing(outDir)) && !options.force) {
-    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (--resume continues its newest checkpoint, --force starts over)`);
+    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (\`resume\` continues its newest checkpoint, \`force\` starts over)`, { option: ['resume', 'force'] });
   }
   const recipeName = saved ? saved.recipe : (options.recipe ?? null);
   const recipe = await recipeFor(recipeName);
@@ -186,7 +187,7 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
   let tm: TrainingModel | undefined;
   try {
     if (saved && !sameJson(saved.config, prepared.config)) {
-      throw new FopeifyError('BAD_ARGUMENT', `--resume: ${options.model} with recipe ${recipeName ?? 'none'} does not give the model the job was trained on (config.json differs)`);
+      throw new FopeifyError('BAD_ARGUMENT', `\`resume\`: ${options.model} with recipe ${recipeName ?? 'none'} does not give the model the job was trained on (config.json differs)`, { option: 'resume' });
     }
     const tok = await loadTokenizer(resolved.dir);
     const eos = eosOf(tok, prepared.config);
@@ -197,7 +198,7 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
     const dataArg = options.data ?? saved?.data_arg ?? undefined;
     const data = await buildData(dataArg, tok, eos, settings, Math.max(1, options.evalBatches ?? 4), log);
     if (saved && saved.data_description !== data.description) {
-      throw new FopeifyError('BAD_ARGUMENT', `--resume: the data differs from the job's (${saved.data_description}); give the same --data`);
+      throw new FopeifyError('BAD_ARGUMENT', `\`resume\`: the data differs from the job's (${saved.data_description}); give the same \`data\``, { option: ['resume', 'data'] });
     }
     if (data.train.chunks.some((c) => c.some((x) => x >= prepared.spec.vocabSize))) {
       throw new FopeifyError('BAD_ARGUMENT', `the tokenized data has ids outside the model's vocabulary (${prepared.spec.vocabSize})`);

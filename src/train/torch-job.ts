@@ -16,14 +16,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { pythonPackageDir } from '../bridge/remote-code.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import { writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
+import { METRICS_FILE } from '../io/formats.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { CHECKPOINTS_DIR } from './checkpoint.js';
 import type { PackedDataset } from './data.js';
 import type { PasskeyEvalPrompt } from './passkey.js';
 import type { TrainingModel } from './model.js';
-import { METRICS_FILE } from './output.js';
 import type { TrainSettings } from './recipe.js';
 
 export const JOB_DIR = 'torch-job';
@@ -69,16 +69,16 @@ export function trainerPackageDir(): string {
 }
 
 export function checkTopology(t: TorchTopology): void {
-  const positive = (n: number, flag: string) => {
-    if (!(Number.isInteger(n) && n > 0)) throw new FopeifyError('BAD_ARGUMENT', `${flag} must be a positive integer (got ${n})`);
+  const positive = (n: number, option: string) => {
+    if (!(Number.isInteger(n) && n > 0)) throw badOption(option, `${optionName(option)} must be a positive integer (got ${n})`);
   };
-  positive(t.nprocPerNode, '--nproc-per-node');
-  positive(t.nnodes, '--nnodes');
+  positive(t.nprocPerNode, 'nprocPerNode');
+  positive(t.nnodes, 'nnodes');
   if (!(Number.isInteger(t.nodeRank) && t.nodeRank >= 0 && t.nodeRank < t.nnodes)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--node-rank must be an integer from 0 to ${t.nnodes - 1} (got ${t.nodeRank})`);
+    throw new FopeifyError('BAD_ARGUMENT', `\`nodeRank\` must be an integer from 0 to ${t.nnodes - 1} (got ${t.nodeRank})`, { option: 'nodeRank' });
   }
-  if (!(Number.isInteger(t.masterPort) && t.masterPort > 0 && t.masterPort < 65536)) throw new FopeifyError('BAD_ARGUMENT', `--master-port must be a port number (got ${t.masterPort})`);
-  if (t.nnodes > 1 && !t.masterAddr) throw new FopeifyError('BAD_ARGUMENT', '--nnodes > 1 needs --master-addr (the host of node 0)');
+  if (!(Number.isInteger(t.masterPort) && t.masterPort > 0 && t.masterPort < 65536)) throw new FopeifyError('BAD_ARGUMENT', `\`masterPort\` must be a port number (got ${t.masterPort})`, { option: 'masterPort' });
+  if (t.nnodes > 1 && !t.masterAddr) throw new FopeifyError('BAD_ARGUMENT', '`nnodes` > 1 needs `masterAddr` (the host of node 0)', { option: ['nnodes', 'masterAddr'] });
 }
 
 /** torchrun's arguments (after the launcher) for one node, ending with the trainer and its arguments. */

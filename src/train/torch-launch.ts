@@ -8,7 +8,9 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, type ErrorCode } from '../errors.js';
-import { readMetrics, type MetricsRecord } from './output.js';
+import { namesIn } from '../io/files.js';
+import type { MetricsRecord } from '../io/formats.js';
+import { readMetrics } from './output.js';
 import { torchrunArgs, type TorchTopology } from './torch-job.js';
 
 const PASSED_CODES: readonly ErrorCode[] = ['BAD_ARGUMENT', 'BAD_CONFIG', 'BAD_SAFETENSORS', 'NON_FINITE', 'UNSUPPORTED_ARCHITECTURE', 'MISSING_SHARD', 'OUTPUT_UNWRITABLE', 'DISK_FULL'];
@@ -23,14 +25,8 @@ export interface RankError {
 /** The errors the ranks recorded, earliest first. */
 export async function rankErrors(jobDir: string): Promise<RankError[]> {
   const dir = path.join(jobDir, 'errors');
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return [];
-  }
   const out: RankError[] = [];
-  for (const n of names.filter((x) => /^rank-\d+\.json$/.test(x))) {
+  for (const n of (await namesIn(dir)).filter((x) => /^rank-\d+\.json$/.test(x))) {
     try {
       out.push(JSON.parse(await fs.readFile(path.join(dir, n), 'utf8')) as RankError);
     } catch {

@@ -12,7 +12,7 @@ import { FopeifyError } from '../errors.js';
 import { checkFiniteResult } from '../model/finite.js';
 import type { TextTokenizer } from '../model/index.js';
 import type { FopeLayout } from '../model/weights.js';
-import { SeededRandom } from '../rope/random.js';
+import { SeededRandom } from '../random.js';
 import { restoreCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { DataPosition } from './data.js';
 import { TrainingModel } from './model.js';

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { demoTexts, denseCopyDocument, recallDocument, repeatDocument } from '../../src/demo/data.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 
 const BROWN = 'The jury said it did find that many of the voters were unhappy with the new rules of the county. '.repeat(40);
 const random = /[a-z0-9]{8,}/g;

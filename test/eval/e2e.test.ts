@@ -21,7 +21,7 @@ import { writeSafetensors } from '../../src/io/safetensors.js';
 import { writeTinyCheckpoint } from '../../src/testing/tiny-checkpoint.js';
 import { runCli } from '../cli/cli-helpers.js';
 import { tempDir } from '../helpers.js';
-import { decodePng } from './png-decode.js';
+import { decodePng } from '../plot/png-decode.js';
 
 const root = tempDir('fopeify-needle-e2e-');
 const A = path.join(root, 'A');

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readRecords, runNeedle, type NeedleRecord } from '../../src/eval/index.js';
-import { decodePng } from './png-decode.js';
+import { decodePng } from '../plot/png-decode.js';
 import { tempDir } from '../helpers.js';
 import { simulateFullDisk, simulateKillWhileRewriting } from '../io/faults.js';
 import { oracleLoader } from './fakes.js';

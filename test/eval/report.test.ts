@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { modelSlugs, runNeedle, writePerplexityReport, type PerplexitySummary } from '../../src/eval/index.js';
 import { tempDir } from '../helpers.js';
 import { oracleLoader } from './fakes.js';
-import { decodePng } from './png-decode.js';
+import { decodePng } from '../plot/png-decode.js';
 
 const root = tempDir('fopeify-report-');
 

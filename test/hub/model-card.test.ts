@@ -1,18 +1,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  buildModelCard,
-  CARD_BEGIN,
-  CARD_END,
-  findEvalReports,
-  hasFopeKeys,
-  parseNeedleSummary,
-  parsePplReport,
-  pickReportModel,
-  refreshModelCard,
-  splitCard,
-} from '../../src/hub/model-card.js';
+import { splitCard } from '../../src/hub/card-front-matter.js';
+import { findEvalReports, parseNeedleSummary, parsePplReport, pickReportModel } from '../../src/hub/card-reports.js';
+import { buildModelCard, CARD_BEGIN, CARD_END, hasFopeKeys, refreshModelCard } from '../../src/hub/model-card.js';
 import { tmp, writeFolder } from './fixtures.js';
 
 const temps: string[] = [];

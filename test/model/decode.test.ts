@@ -18,7 +18,7 @@ import {
   sampleToken,
   type LlamaModel,
 } from '../../src/model/index.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 import { fixture, tempDir } from '../helpers.js';
 import { setupBackend } from '../../src/backend/select.js';
 import { inferenceBlas } from '../../src/model/native-inference.js';

@@ -4,7 +4,7 @@ import { setupBackend } from '../../src/backend/select.js';
 import { fullAttention } from '../../src/model/attention.js';
 import { flashAttention } from '../../src/train/flash-attention.js';
 import { isolatedGrads, recomputed } from '../../src/train/grad.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 
 function randn(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = new SeededRandom(seed, 'grad-test');

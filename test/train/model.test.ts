@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/select.js';
 import { convertModel } from '../../src/convert/convert.js';
 import { forwardLogits, loadModel, type WeightMap } from '../../src/model/index.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 import { DEFAULT_TRAIN } from '../../src/train/recipe.js';
 import { TrainingModel, type TrainingModelOptions } from '../../src/train/model.js';
 import { mergeLora } from '../../src/train/lora.js';

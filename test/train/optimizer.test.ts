@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/select.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 import { AdamW } from '../../src/train/optimizer.js';
 import { vectorMath } from '../../src/backend/vector-math.js';
 

@@ -15,7 +15,7 @@ import { torchLogits } from '../../src/bridge/torch-engine.js';
 import { FopeifyError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { loadTokenizer } from '../../src/model/index.js';
-import { SeededRandom } from '../../src/rope/random.js';
+import { SeededRandom } from '../../src/random.js';
 import { passkeyEvalPrompts } from '../../src/train/passkey.js';
 import { finetune, readMetrics, type FinetuneOptions, type FinetuneResult } from '../../src/train/index.js';
 import { runCli, runCliAsync } from '../cli/cli-helpers.js';

@@ -13,8 +13,8 @@ import {
   renderHeatmapPng,
   renderHeatmapSvg,
   type HeatmapPanel,
-} from '../../src/eval/index.js';
-import { glyphRows, textWidth } from '../../src/eval/font.js';
+} from '../../src/plot/index.js';
+import { glyphRows, textWidth } from '../../src/plot/font.js';
 import { decodePng } from './png-decode.js';
 
 const hex = (rgb: [number, number, number]) => '#' + rgb.map((c) => c.toString(16).padStart(2, '0')).join('').toUpperCase();

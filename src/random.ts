@@ -1,5 +1,6 @@
 /**
- * A small seeded generator so FoPE coefficients are a deterministic function of (seed, tag, shape) on every
+ * A small seeded generator, so everything fopeify draws (FoPE coefficients, LoRA initial factors, data
+ * shuffles, needle prompts, sampling, tiny checkpoints) is a deterministic function of (seed, tag) on every
  * machine and Node version. (Math.random cannot be seeded; tfjs's random ops depend on the backend.)
  */
 

@@ -1,6 +1,6 @@
 /** A strict little PNG reader for the tests: checks signature and CRCs, inflates 8-bit RGB, filter 0 only. */
 import { inflateSync } from 'node:zlib';
-import { crc32 } from '../../src/eval/index.js';
+import { crc32 } from '../../src/plot/index.js';
 
 export interface DecodedPng {
   width: number;
