@@ -80,8 +80,8 @@ function gemmLimit(T) {
 export async function trainingStepper(dir, T, opts = {}) {
   const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
   const m = await loadModel(dir);
-  const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
-  const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
+  const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 }, info.kernels);
   const rng = new SeededRandom(1, 'bench-tokens');
   const batch = () => [Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))];
   const step = () => {

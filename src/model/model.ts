@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
+import type { Kernels } from '../backend/kernels.js';
 import type { BackendInfo, BackendName } from '../backend/select.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
@@ -33,22 +34,24 @@ export class LlamaModel {
     readonly fopeLayout: FopeLayout | null,
     /** The model folder. */
     readonly dir: string,
+    /** What the forward pass computes with (the backend's BackendInfo.kernels). */
+    readonly kernels: Kernels,
     readonly backend?: BackendInfo,
   ) {}
 
   /** Logits `[B, T, V]` (`[B, 1, V]` with `logits: 'last'`). The caller disposes the result. */
   forward(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-    return forwardLogits(this.weights, this.spec, ids, options);
+    return forwardLogits(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** Final hidden states `[B, T, H]` (after the last norm), for losses computed in chunks. */
   hidden(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-    return forwardHidden(this.weights, this.spec, ids, options);
+    return forwardHidden(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** LM head on `[N, H]` hidden states → `[N, V]`. */
   logitsFromHidden(h: tf.Tensor2D): tf.Tensor2D {
-    return lmHead(this.weights, this.spec, h);
+    return lmHead(this.weights, this.spec, h, this.kernels);
   }
 
   /** An empty KV cache for this model. Dispose it when done. */
@@ -58,7 +61,7 @@ export class LlamaModel {
 
   /** Decode from prompt ids with a fresh cache. */
   generate(ids: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
-    return generate(this.weights, this.spec, ids, options);
+    return generate(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** 'inference' when linear weights are held transposed (`<name>^T`), else 'hf'. */
@@ -91,12 +94,12 @@ export class LlamaModel {
  */
 export async function loadModel(source: string | ResolvedModel, options: LoadModelOptions = {}): Promise<LlamaModel> {
   let backend: BackendInfo | undefined;
+  const { activeKernels, setupBackend } = await import('../backend/select.js');
   if (options.backend !== undefined || options.threads !== undefined) {
-    const { setupBackend } = await import('../backend/select.js');
     backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quiet });
   }
   const resolved = typeof source === 'string' ? await resolveModel(source, options.source) : source;
   const spec = await loadModelSpec(resolved.dir);
   const { weights, fopeLayout } = await loadWeights(resolved.dir, spec, options);
-  return new LlamaModel(spec, weights, fopeLayout, resolved.dir, backend);
+  return new LlamaModel(spec, weights, fopeLayout, resolved.dir, backend?.kernels ?? activeKernels(), backend);
 }

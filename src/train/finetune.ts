@@ -10,7 +10,7 @@
  * run on the same backend.
  */
 import path from 'node:path';
-import { setupBackend, currentBackend, type BackendInfo, type BackendName } from '../backend/select.js';
+import { activeKernels, setupBackend, currentBackend, type BackendInfo, type BackendName } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';
@@ -193,6 +193,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
     if (prepared.spec.vocabSize <= eos) throw new FopeifyError('BAD_CONFIG', `the EOS id ${eos} is outside the vocabulary (${prepared.spec.vocabSize})`);
 
     tm = new TrainingModel(prepared.spec, prepared.weights, prepared.fopeLayout, {
+      kernels: backend?.kernels ?? activeKernels(),
       trainable: settings.trainable,
       lora: settings.lora,
       seed: settings.seed,
@@ -200,7 +201,7 @@ export async function finetune(options: FinetuneOptions): Promise<FinetuneResult
       keyBlock: options.keyBlock,
       lossChunk: options.lossChunk,
     });
-    optimizer = new AdamW(tm.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay });
+    optimizer = new AdamW(tm.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, tm.kernels);
     let parameters = 0;
     for (const v of prepared.weights.values()) parameters += v.size;
 
