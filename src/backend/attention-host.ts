@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { blockVisible, visibleKeys } from './attention-mask.js';
 import { attentionBackwardWith, blockRows, spans, splitKv, type BackwardPair } from './attention-tf.js';
-import type { AttentionGeometry, AttentionOutput, KvBlock } from './kernels.js';
+import type { Kernels } from './kernels.js';
 import { vectorMath } from './vector-math.js';
 
 /**
@@ -112,7 +112,7 @@ export function attentionBackwardBlock(
   return { p, dS };
 }
 
-export function attentionForwardHost(q: tf.Tensor4D, blocks: readonly KvBlock[], qStart: number, g: AttentionGeometry): AttentionOutput {
+export const attentionForwardHost: Kernels['attentionForward'] = (q, blocks, qStart, g) => {
   const [BK, R, Tq, D] = q.shape;
   const G = BK * R;
   return tf.tidy(() => {
@@ -159,7 +159,7 @@ export function attentionForwardHost(q: tf.Tensor4D, blocks: readonly KvBlock[],
     const cat = (xs: tf.Tensor4D[]) => (xs.length === 1 ? xs[0]! : (tf.concat(xs, 2) as tf.Tensor4D));
     return { o: cat(outs), lse: cat(lses) };
   });
-}
+};
 
 const hostPair: BackwardPair = ({ qs, k, v, dO, lse, d, qb, kb }, R, window) => {
   const [BK, rows] = qs.shape;
@@ -169,13 +169,4 @@ const hostPair: BackwardPair = ({ qs, k, v, dO, lse, d, qb, kb }, R, window) => 
   return { p: tf.tensor3d(r.p, [BK, rows, kb.n]), dS: tf.tensor3d(r.dS, [BK, rows, kb.n]) };
 };
 
-export function attentionBackwardHost(
-  q: tf.Tensor4D,
-  k: tf.Tensor3D,
-  v: tf.Tensor3D,
-  out: AttentionOutput,
-  dO: tf.Tensor4D,
-  g: AttentionGeometry & { keyBlock: number },
-): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D] {
-  return attentionBackwardWith(hostPair, q, k, v, out, dO, g);
-}
+export const attentionBackwardHost: Kernels['attentionBackward'] = (...args) => attentionBackwardWith(hostPair, ...args);

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { blockVisible, visibleKeys, visibleSpan } from './attention-mask.js';
-import type { AttentionGeometry, AttentionOutput, KvBlock } from './kernels.js';
+import type { AttentionOutput, Kernels } from './kernels.js';
 import type { NativeAddon } from './native.js';
 import { attentionSoftmax, vectorMath } from './vector-math.js';
 
@@ -40,7 +40,7 @@ function stackHeads(x: Float32Array, BK: number, R: number, T: number, X: number
   return out;
 }
 
-export function attentionForwardNative(blas: NativeAddon, q: tf.Tensor4D, blocks: readonly KvBlock[], qStart: number, g: AttentionGeometry): AttentionOutput {
+export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart, g]: Parameters<Kernels['attentionForward']>): AttentionOutput {
   const [BK, R, Tq, D] = q.shape;
   const { window, scale } = g;
   const QB = Math.max(1, Math.min(g.queryBlock, Tq));
@@ -122,15 +122,7 @@ export function attentionForwardNative(blas: NativeAddon, q: tf.Tensor4D, blocks
 }
 
 /** Backward for queries and keys at 0..T−1: dq `[BK, R, T, D]`, dk and dv `[BK, T, D]`. */
-export function attentionBackwardNative(
-  blas: NativeAddon,
-  qT: tf.Tensor4D,
-  kT: tf.Tensor3D,
-  vT: tf.Tensor3D,
-  res: AttentionOutput,
-  dOT: tf.Tensor4D,
-  g: AttentionGeometry & { keyBlock: number },
-): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D] {
+export function attentionBackwardNative(blas: NativeAddon, ...[qT, kT, vT, res, dOT, g]: Parameters<Kernels['attentionBackward']>): ReturnType<Kernels['attentionBackward']> {
   const [BK, R, T, D] = qT.shape;
   const { queryBlock: QB, keyBlock: KB, window, scale } = g;
   const k = data(kT);

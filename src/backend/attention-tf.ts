@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { additiveMask, blockVisible } from './attention-mask.js';
-import type { AttentionGeometry, AttentionOutput, KvBlock } from './kernels.js';
+import type { Kernels, KvBlock } from './kernels.js';
 
 /** A query or key block: `n` positions starting at `start`. */
 export interface Span {
@@ -86,7 +86,7 @@ export function blockRows(x: tf.Tensor4D, b: Span): tf.Tensor3D {
   return (b.n === T ? x : tf.slice(x, [0, 0, b.start, 0], [BK, R, b.n, X])).reshape([BK, R * b.n, X]) as tf.Tensor3D;
 }
 
-export function attentionForwardTf(q: tf.Tensor4D, blocks: readonly KvBlock[], qStart: number, g: AttentionGeometry): AttentionOutput {
+export const attentionForwardTf: Kernels['attentionForward'] = (q, blocks, qStart, g) => {
   const [BK, R, Tq, D] = q.shape;
   const qb = Math.max(1, g.queryBlock);
   return tf.tidy(() => {
@@ -115,7 +115,7 @@ export function attentionForwardTf(q: tf.Tensor4D, blocks: readonly KvBlock[], q
     const cat = (xs: tf.Tensor4D[]) => (xs.length === 1 ? xs[0]! : (tf.concat(xs, 2) as tf.Tensor4D));
     return { o: cat(outs), lse: cat(lses) };
   });
-}
+};
 
 /** P and dS `[BK, R·tq, n]` of one (query block, key block) pair of the backward pass. */
 export type BackwardPair = (
@@ -130,15 +130,7 @@ const tfPair: BackwardPair = ({ qs, k, v, dO, lse, d, qb, kb }, R, window) => {
 };
 
 /** The backward pass over every visible block pair, with `pair` computing P and dS. */
-export function attentionBackwardWith(
-  pair: BackwardPair,
-  q: tf.Tensor4D,
-  k: tf.Tensor3D,
-  v: tf.Tensor3D,
-  out: AttentionOutput,
-  dO: tf.Tensor4D,
-  g: AttentionGeometry & { keyBlock: number },
-): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D] {
+export function attentionBackwardWith(pair: BackwardPair, ...[q, k, v, out, dO, g]: Parameters<Kernels['attentionBackward']>): ReturnType<Kernels['attentionBackward']> {
   const [BK, R, T, D] = q.shape;
   const { scale, window } = g;
   const qBlocks = spans(T, Math.max(1, g.queryBlock));
@@ -195,13 +187,4 @@ export function attentionBackwardWith(
   });
 }
 
-export function attentionBackwardTf(
-  q: tf.Tensor4D,
-  k: tf.Tensor3D,
-  v: tf.Tensor3D,
-  out: AttentionOutput,
-  dO: tf.Tensor4D,
-  g: AttentionGeometry & { keyBlock: number },
-): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D] {
-  return attentionBackwardWith(tfPair, q, k, v, out, dO, g);
-}
+export const attentionBackwardTf: Kernels['attentionBackward'] = (...args) => attentionBackwardWith(tfPair, ...args);

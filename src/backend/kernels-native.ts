@@ -34,8 +34,8 @@ export function nativeKernels(addon: NativeAddon): Kernels {
       return tf.tensor2d(y, g.shape);
     },
     swiGluTrainable: (g, u) => swiGluActivation(g, u, addon),
-    attentionForward: (q, blocks, qStart, g) => attentionForwardNative(addon, q, blocks, qStart, g),
-    attentionBackward: (q, k, v, out, dO, g) => attentionBackwardNative(addon, q, k, v, out, dO, g),
+    attentionForward: (...args) => attentionForwardNative(addon, ...args),
+    attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
     headLoss: (input) => headLossNative(addon, input),
   };
 }
