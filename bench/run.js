@@ -3,6 +3,7 @@
 //   convert - conversion time and memory vs copying the checkpoint
 // The detailed ones run by name: `npm run bench -- gemm runtime train torch-train` (or any mix, in that order).
 //   torch-train - one training step, --engine torch vs --engine tfjs (SmolLM2-135M shape, 512 / 2048 tokens)
+//   webgpu      - prefill tokens/s, webgpu (Dawn) vs the native CPU path (--full: SmolLM2-135M shape)
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -17,7 +18,7 @@ const names = firstFlag < 0 ? args : args.slice(0, firstFlag);
 const flags = firstFlag < 0 ? [] : args.slice(firstFlag);
 const wanted = names.length ? names : DEFAULT;
 // Checked before anything runs: a typo must not cost the minutes of the benchmarks before it.
-const KNOWN = ['speed', 'convert', 'gemm', 'runtime', 'train', 'torch-train'];
+const KNOWN = ['speed', 'convert', 'gemm', 'runtime', 'train', 'torch-train', 'webgpu'];
 const unknown = wanted.filter((n) => !KNOWN.includes(n) || !existsSync(path.join(here, `${n}.mjs`)));
 if (unknown.length) {
   console.error(`unknown benchmark ${unknown.join(', ')}: choose from ${KNOWN.join(', ')} (options go after the names)`);

@@ -15,10 +15,10 @@ import { setupBackend } from '../dist/backend/select.js';
 import { loadModel } from '../dist/model/index.js';
 import { SeededRandom } from '../dist/rope/random.js';
 import { SMOLLM2_135M_SHAPE, writeTinyCheckpoint } from '../dist/testing/tiny-checkpoint.js';
-import { AdamW } from '../dist/train/optimizer.js';
-import { TrainingModel } from '../dist/train/model.js';
-import { DEFAULT_TRAIN } from '../dist/train/recipe.js';
-import { enableTiming, takeTimings, timed } from '../dist/train/timing.js';
+import { resolveTrainSettings } from '../dist/train/recipe.js';
+import { NONE_RECIPE } from '../dist/train/run-common.js';
+import { enableTiming, takeTimings } from '../dist/train/timing.js';
+import { Trainer } from '../dist/train/trainer.js';
 
 const HERE = fileURLToPath(import.meta.url);
 export const TRAIN_LENGTHS = [1024, 2048, 4096, 8192];
@@ -72,23 +72,23 @@ function gemmLimit(T) {
 
 /**
  * One optimizer step (forward, backward, AdamW) of the checkpoint in `dir` on T random tokens, as a
- * timed function; the backend is set up first. Shared with bench/speed.mjs.
+ * timed function: fopeify's Trainer (the step `fopeify finetune` takes) at a constant learning rate of
+ * 1e-5, clipping at 1, one sequence per step; the backend is set up first. Shared with bench/speed.mjs.
  * @param {string} dir
  * @param {number} T
  * @param {{backend?: string, threads?: number}} opts
  */
 export async function trainingStepper(dir, T, opts = {}) {
   const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
-  const m = await loadModel(dir);
-  const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0 });
-  const opt = new AdamW(tm.params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 }, info.kernels);
+  const m = await loadModel(dir, { backend: info });
+  const settings = resolveTrainSettings(NONE_RECIPE, { seqLen: T, batch: 1, gradAccum: 1, lr: 1e-5, warmupSteps: 0, schedule: 'constant', maxGradNorm: 1, trainable: 'all', seed: 0 });
   const rng = new SeededRandom(1, 'bench-tokens');
-  const batch = () => [Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))];
+  // Random tokens stand in for the data: the step's cost does not depend on which tokens they are.
+  const train = { take: (pos, n) => ({ chunks: Array.from({ length: n }, () => Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))), next: pos }) };
+  const trainer = Trainer.create(m, settings, { train, heldOut: [] }, { backend: info });
   const step = () => {
     const t0 = performance.now();
-    const r = tm.lossAndGrads(batch());
-    timed('optimizer', () => opt.apply(r.grads, 1e-5, 1));
-    tf.dispose([...r.grads.values()]);
+    const r = trainer.step();
     return { seconds: (performance.now() - t0) / 1000, loss: r.loss };
   };
   return { info, step, parameters: m.parameterCount };

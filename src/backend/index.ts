@@ -31,3 +31,4 @@ export {
 export { tfKernels } from './kernels-tf.js';
 export { hostKernels, wasmKernels } from './kernels-host.js';
 export { nativeKernels } from './kernels-native.js';
+export { describeAdapter, type WebGpuAdapter } from './webgpu.js';

@@ -22,14 +22,15 @@ import { makeBatchMatMulKernel, makeFusedMatMulKernel } from './matmul.js';
 import { loadNative, type NativeAddon, type NativeBlas } from './native.js';
 import { replaceKernel, replacedKernels, restoreKernels } from './registry.js';
 import { installSegmentSum } from './segment-sum.js';
+import { activateWebGpu, DAWN_PACKAGE, describeAdapter, gpuDevicePresent, probeWebGpu, TFJS_WEBGPU_PACKAGE, webgpuUnusable, type WebGpuAdapter, type WebGpuProbe } from './webgpu.js';
 
-export type BackendName = 'auto' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu' | 'native';
+export type BackendName = 'auto' | 'webgpu' | 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu' | 'native';
 
-export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native'];
+export const BACKEND_NAMES: readonly BackendName[] = ['auto', 'webgpu', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native'];
 
 export interface BackendInfo {
   requested: BackendName;
-  /** The tfjs backend name actually active: 'tensorflow', 'cpu' or 'wasm'. */
+  /** The tfjs backend name actually active: 'webgpu', 'tensorflow', 'cpu' or 'wasm'. */
   name: string;
   /** Native BLAS kernels are registered for the active backend. */
   accelerated: boolean;
@@ -54,6 +55,8 @@ export interface BackendInfo {
   replacedKernels: string[];
   /** Better candidates that were tried first and failed to start ("tensorflow-gpu: <why>"). */
   fallbacks: string[];
+  /** The GPU adapter when the webgpu backend is active. */
+  adapter?: WebGpuAdapter;
   /** What the model, the trainer and the optimizer compute with on this backend (kernels.ts). */
   kernels: Kernels;
 }
@@ -70,6 +73,16 @@ export interface Capabilities {
   native: boolean;
   /** @tensorflow/tfjs-backend-wasm resolves. */
   wasm: boolean;
+  /** webgpu (Dawn) and @tensorflow/tfjs-backend-webgpu resolve. */
+  webgpu?: boolean;
+  /** The WebGPU adapter found (setupBackend probes it, asynchronously, when the plan may use it). */
+  webgpuAdapter?: { adapter: WebGpuAdapter | null; reason?: string };
+}
+
+/** What the user allows beyond the machine's capabilities. */
+export interface PlanOptions {
+  /** Use a software WebGPU adapter (llvmpipe, lavapipe, SwiftShader): explicit 'webgpu' only. */
+  allowSoftwareAdapter?: boolean;
 }
 
 export interface Candidate {
@@ -77,7 +90,7 @@ export interface Candidate {
   /** Package to import first (tfjs-node / tfjs-node-gpu), if any. */
   module?: '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-gpu';
   /** tfjs backend name to activate. */
-  tfBackend: 'tensorflow' | 'cpu' | 'wasm';
+  tfBackend: 'webgpu' | 'tensorflow' | 'cpu' | 'wasm';
   /** Register native BLAS matmul kernels. */
   accelerate: boolean;
   /** Register fopeify's fast JS kernels (cpu only). */
@@ -91,7 +104,9 @@ const NODE_PKG = '@tensorflow/tfjs-node';
  * The backends to try, best first. Pure: tests call it with made-up capabilities.
  * Throws FopeifyError('BACKEND_UNAVAILABLE') when an explicitly requested backend cannot exist here.
  */
-export function planBackends(requested: BackendName, caps: Capabilities): Candidate[] {
+export function planBackends(requested: BackendName, caps: Capabilities, opts: PlanOptions = {}): Candidate[] {
+  const webgpu: Candidate = { chosen: 'webgpu', tfBackend: 'webgpu', accelerate: false, fastKernels: false };
+  const webgpuWhyNot = webgpuUnusable(caps.webgpu, caps.webgpuAdapter, opts.allowSoftwareAdapter === true);
   const gpu: Candidate = { chosen: 'tensorflow-gpu', module: GPU_PKG, tfBackend: 'tensorflow', accelerate: false, fastKernels: false };
   const tfNode: Candidate = { chosen: 'tensorflow', module: NODE_PKG, tfBackend: 'tensorflow', accelerate: false, fastKernels: false };
   // tfjs-node-gpu runs on the CPU when no GPU is usable, so it can stand in for tfjs-node.
@@ -104,6 +119,9 @@ export function planBackends(requested: BackendName, caps: Capabilities): Candid
     new FopeifyError('BACKEND_UNAVAILABLE', `backend "${requested}" is not available: ${what} (${fix})`);
 
   switch (requested) {
+    case 'webgpu':
+      if (webgpuWhyNot) throw missing(...webgpuWhyNot);
+      return [webgpu];
     case 'tensorflow-gpu':
       if (!caps.tfjsNodeGpu) throw missing(`${GPU_PKG} is not installed`, `npm install ${GPU_PKG}; it needs CUDA 11.2 and cuDNN 8.1`);
       if (!caps.gpuVisible) throw missing('no NVIDIA GPU is visible', 'check nvidia-smi and CUDA_VISIBLE_DEVICES');
@@ -124,7 +142,9 @@ export function planBackends(requested: BackendName, caps: Capabilities): Candid
       return [cpu];
     case 'auto': {
       const out: Candidate[] = [];
+      // An installed tfjs-node-gpu is a deliberate choice (cuDNN kernels); WebGPU right after it.
       if (caps.tfjsNodeGpu && caps.gpuVisible) out.push(gpu);
+      if (!webgpuWhyNot) out.push(webgpu);
       if (caps.tfjsNode) out.push(tfNode);
       else if (caps.tfjsNodeGpu && !caps.gpuVisible) out.push(tfNodeViaGpuPkg);
       if (caps.native) out.push(native);
@@ -193,6 +213,7 @@ export function detectCapabilities(opts: DetectOptions = {}): Capabilities & { n
     native: nat.blas !== null,
     nativeReason: nat.reason,
     wasm: resolvable('@tensorflow/tfjs-backend-wasm'),
+    webgpu: resolvable(DAWN_PACKAGE) && resolvable(TFJS_WEBGPU_PACKAGE),
   };
 }
 
@@ -243,6 +264,8 @@ export interface SetupOptions {
   quiet?: boolean;
   /** Where the one "backend: ..." line goes (default: stderr). */
   log?: (line: string) => void;
+  /** Use a software WebGPU adapter when 'webgpu' is requested (never chosen by 'auto'). */
+  allowSoftwareAdapter?: boolean;
 }
 
 /**
@@ -260,6 +283,8 @@ export interface SetupEnvironment {
   detect?: (opts: DetectOptions) => Capabilities & { nativeReason?: string };
   /** Replaces `import(specifier)` for tfjs-node / tfjs-node-gpu. */
   importModule?: (specifier: string) => Promise<unknown>;
+  /** Replaces the WebGPU adapter probe (Dawn); also decides whether `auto` probes at all. */
+  probeWebGpu?: () => Promise<WebGpuProbe>;
 }
 
 /** setupBackend with the machine probes replaceable; see SetupEnvironment. */
@@ -274,12 +299,18 @@ export async function setupBackendWith(opts: SetupOptions, env: SetupEnvironment
   // Only probe for the addon when the request can use it (an explicit 'cpu' must not load a BLAS).
   const wantsNative = requested === 'auto' || requested === 'native' || requested === 'wasm';
   const caps = (env.detect ?? detectCapabilities)({ threads, native: wantsNative });
-  const candidates = planBackends(requested, caps);
+  // Dawn starts only when asked for, or for `auto` where a GPU device (or an injected probe) exists.
+  let probe: WebGpuProbe | undefined;
+  if (caps.webgpu && (requested === 'webgpu' || (requested === 'auto' && (env.probeWebGpu || gpuDevicePresent())))) {
+    probe = await (env.probeWebGpu ?? probeWebGpu)();
+    caps.webgpuAdapter = probe.ok ? { adapter: probe.adapter } : { adapter: null, reason: probe.reason };
+  }
+  const candidates = planBackends(requested, caps, { allowSoftwareAdapter: opts.allowSoftwareAdapter });
 
   const errors: string[] = [];
   for (const cand of candidates) {
     try {
-      const info = await activate(cand, requested, threads, caps.nativeReason, env.importModule ?? ((spec) => import(spec)), opts.threads !== undefined);
+      const info = await activate(cand, requested, threads, caps.nativeReason, env.importModule ?? ((spec) => import(spec)), opts.threads !== undefined, probe);
       info.fallbacks = errors;
       current = info;
       // Say it once per distinct configuration (not on every call, e.g. once per test or command).
@@ -304,6 +335,7 @@ async function activate(
   nativeReason: string | undefined,
   importModule: (specifier: string) => Promise<unknown>,
   explicitThreads: boolean,
+  probe?: WebGpuProbe,
 ): Promise<BackendInfo> {
   let tf: Tf = tfjs;
   let tfDesc = '';
@@ -324,6 +356,9 @@ async function activate(
   } else if (cand.tfBackend === 'wasm') {
     const spec = '@tensorflow/tfjs-backend-wasm';
     await import(spec);
+  } else if (cand.tfBackend === 'webgpu') {
+    if (!probe?.ok) throw new Error('no WebGPU adapter was probed');
+    await activateWebGpu(probe, importModule);
   }
 
   // Undo replacements of an earlier setupBackend before choosing anew.
@@ -362,7 +397,8 @@ async function activate(
   const accelerated = blas !== null && cand.accelerate;
   const blasDesc = blas ? `${gemmName(blas)}, ${blas.threads} thread${blas.threads === 1 ? '' : 's'}` : '';
   let description: string;
-  if (cand.tfBackend === 'tensorflow') description = `tensorflow (${tfDesc}, ${threads} thread${threads === 1 ? '' : 's'})`;
+  if (cand.tfBackend === 'webgpu' && probe?.ok) description = `webgpu (${describeAdapter(probe.adapter)})`;
+  else if (cand.tfBackend === 'tensorflow') description = `tensorflow (${tfDesc}, ${threads} thread${threads === 1 ? '' : 's'})`;
   else if (accelerated) description = `${cand.tfBackend} + native BLAS (${blasDesc})`;
   else if (cand.tfBackend === 'wasm') description = `wasm (plain TensorFlow.js, no native BLAS: ${nativeReason ?? 'not requested'})`;
   else if (cand.fastKernels) description = `cpu (TensorFlow.js with fopeify's JS kernels, no native BLAS: ${nativeReason ?? 'not requested'})`;
@@ -378,9 +414,10 @@ async function activate(
     memoryLimitBytes: cand.tfBackend === 'wasm' ? 4 * 1024 ** 3 : null,
     threads: cand.tfBackend === 'tensorflow' ? threads : accelerated ? blas!.threads : null,
     blas: blas && accelerated ? { library: blas.library, kind: blas.kind, config: blas.config } : undefined,
-    nativeUnavailableReason: accelerated || cand.tfBackend === 'tensorflow' ? undefined : nativeReason,
+    nativeUnavailableReason: accelerated || cand.tfBackend === 'tensorflow' || cand.tfBackend === 'webgpu' ? undefined : nativeReason,
     replacedKernels: replaced,
     fallbacks: [],
+    adapter: cand.tfBackend === 'webgpu' && probe?.ok ? probe.adapter : undefined,
     kernels: kernelsFor(cand.tfBackend, accelerated ? blas!.addon : null),
   };
 }

@@ -3,7 +3,7 @@ import { convertModel } from '../convert/convert.js';
 import type { OutputDtype } from '../convert/plan.js';
 import type { FopeLayout } from '../convert/fope-layout.js';
 import { ARCH_NAMES, type ArchName } from '../config/fope-arch.js';
-import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import { sourceOptions, withModelArgument, withReporter, withSourceOptions, type SourceArgs } from './common.js';
 import { printJson } from './output.js';
 
 interface ConvertArgs extends SourceArgs {
@@ -30,8 +30,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
   command: 'convert <model>',
   describe: 'rewrite the rotary embedding into FoPE (optionally with YaRN) and write safetensors',
   builder: (y) =>
-    withSourceOptions(y)
-      .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
+    withModelArgument(withSourceOptions(y))
       .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'output folder' })
       .option('init-factor', { type: 'number', default: 0.1, describe: 'xavier gain of the Fourier coefficients (fope_init_factor)' })
       .option('clip-length', { type: 'number', describe: 'clip frequencies that do not complete a period within L tokens (default max_position_embeddings)' })
@@ -54,8 +53,7 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
       .option('force', { type: 'boolean', default: false, describe: 'replace a non-empty output folder' })
       .example('fopeify convert HuggingFaceTB/SmolLM2-135M -o smollm2-fope --yarn 4', '') as never,
   handler: async (argv) => {
-    const reporter = reporterFor(argv);
-    try {
+    await withReporter(argv, async (reporter) => {
       reporter.update(`converting ${argv.model}`);
       const r = await convertModel({
         model: argv.model,
@@ -92,8 +90,6 @@ export const convertCommand: CommandModule<object, ConvertArgs> = {
         `  shards: ${r.shards.map((s) => `${s.file} (${s.action})`).join(', ')}${linked ? '' : ''}`,
       ];
       process.stdout.write(lines.join('\n') + '\n');
-    } finally {
-      reporter.stop();
-    }
+    });
   },
 };

@@ -1,13 +1,10 @@
 import type { CommandModule } from 'yargs';
-import type { BackendName } from '../backend/select.js';
-import { reporterFor } from './common.js';
-import { formatTable, printJson } from './output.js';
+import { startBackend, withBackendOptions, withJsonOption, printResult, reporterCallbacks, withReporter, type BackendArgs } from './common.js';
+import { formatTable } from './output.js';
 
-interface DemoArgs {
+interface DemoArgs extends BackendArgs {
   out: string;
   quick: boolean;
-  backend: BackendName;
-  threads?: number;
   seed: number;
   json: boolean;
 }
@@ -16,46 +13,34 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
   command: 'demo',
   describe: 'the whole story on the shipped tiny RoPE model: convert, fine-tune, passkey and perplexity report',
   builder: (y) =>
-    y
+    withJsonOption(withBackendOptions(y))
       .option('out', { type: 'string', default: 'fopeify-demo', describe: 'output folder (a rerun resumes finished stages)' })
       .option('quick', { type: 'boolean', default: false, describe: 'the short variant (a few minutes on 2 cores)' })
-      .option('backend', { choices: ['auto', 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu', 'native'] as const, default: 'auto' as const, describe: 'TensorFlow.js backend (auto: the fastest available here)' })
-      .option('threads', { type: 'number', describe: 'BLAS / backend threads (default: the machine’s cores)' })
       .option('seed', { type: 'number', default: 0 })
-      .option('json', { type: 'boolean', default: false, describe: 'machine-readable result' })
       .example('fopeify demo --quick', '') as never,
   handler: async (argv) => {
     // Heavy modules (tfjs) load only when the command runs, so `--help` stays fast.
-    const { runDemo, demoPlan } = await import('../demo/demo.js');
-    const reporter = reporterFor(argv);
+    const { planDemo, runPlannedDemo, demoPlan } = await import('../demo/demo.js');
     const plan = demoPlan(256, argv.quick);
-    const banner = () =>
+    await withReporter(argv, async (reporter) => {
+      // The inputs are refused before the banner and before the backend starts.
+      const setup = await planDemo({ out: argv.out });
       reporter.info(
         argv.quick
           ? `fopeify demo --quick: ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; a few minutes on a 2-core machine (under 10).`
           : `fopeify demo (full): ${plan.steps} fine-tuning steps per model, ${plan.depths.length} depths × ${plan.trials} trials; about 15–20 minutes on a 2-core machine with the native backend, much longer without it (use --quick for a few minutes).`,
       );
-    try {
-      const r = await runDemo({
-        out: argv.out,
+      const backend = await startBackend(argv, { log: (l) => reporter.info(l) });
+      const r = await runPlannedDemo(setup, backend, {
         quick: argv.quick,
-        backend: argv.backend,
-        threads: argv.threads,
         seed: argv.seed,
-        onStart: banner,
-        onLog: (l) => reporter.info(l),
-        onProgress: (t) => reporter.update(t),
+        ...reporterCallbacks(reporter),
       });
-      reporter.stop();
-      if (argv.json) {
-        printJson(r);
-        return;
-      }
+      printResult(argv, reporter, r, (r) => {
       const lengths = r.plan.lengths;
       const rows = Object.entries(r.table).map(([m, row]) => [m, ...lengths.map((l) => `${((row[l] ?? 0) * 100).toFixed(0)}%`)]);
       const ppl = (m: string) => r.plan.windows.map((w) => r.perplexity.find((p) => p.model === m && p.window === w)?.ppl);
-      process.stdout.write(
-        [
+      return [
           '',
           `passkey accuracy (${r.plan.depths.length} depths × ${r.plan.trials} trials per length; trained at ${r.plan.trainLength}, fine-tuned at ${r.plan.fineTuneLength})`,
           formatTable(['model', ...lengths.map(String)], rows),
@@ -66,10 +51,8 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
           r.verdict,
           `report: ${r.report}  (${(r.seconds / 60).toFixed(1)} min)`,
           '',
-        ].join('\n'),
-      );
-    } finally {
-      reporter.stop();
-    }
+        ].join('\n');
+      });
+    });
   },
 };

@@ -5,17 +5,17 @@
  */
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { BACKEND_NAMES, type BackendName } from '../backend/select.js';
 import { PYTHON_ENV } from '../bridge/python.js';
 import { ENGINES, type Engine } from '../bridge/torch-engine.js';
 import { FopeifyError } from '../errors.js';
 import { DEFAULT_MASTER_PORT } from '../train/torch-finetune.js';
 import type { ParallelStrategy } from '../train/torch-job.js';
-import { finetune, SYNTHETIC_PASSKEY, type TrainOverrides } from '../train/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
-import { printJson } from './output.js';
+import { finetune, prepareRun, SYNTHETIC_PASSKEY, trainPlanned, type FinetuneOptions, type FinetuneResult, type TrainOverrides } from '../train/index.js';
+import { printResult, sourceOptions, startBackend, withBackendOptions, withModelArgument, withReporter, withSourceOptions, withWeightOptions } from './common.js';
+import type { BackendArgs, SourceArgs, WeightArgs } from './common.js';
+import type { Reporter } from './output.js';
 
-interface FinetuneArgs extends SourceArgs, WeightArgs {
+interface FinetuneArgs extends SourceArgs, WeightArgs, BackendArgs {
   model: string;
   recipe?: string;
   data?: string;
@@ -30,8 +30,6 @@ interface FinetuneArgs extends SourceArgs, WeightArgs {
   'stop-after'?: number;
   resume: boolean;
   out?: string;
-  backend: BackendName;
-  threads?: number;
   trainable?: 'all' | 'attention' | 'lora';
   'lora-rank'?: number;
   'lora-alpha'?: number;
@@ -71,8 +69,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
   command: 'finetune <model>',
   describe: 'fine-tune a model at a longer context with a recipe (yarn, fope, fope-yarn, ...; see `fopeify recipes`)',
   builder: (y) =>
-    withWeightOptions(withSourceOptions(y))
-      .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
+    withBackendOptions(withModelArgument(withWeightOptions(withSourceOptions(y))))
       .option('recipe', { type: 'string', describe: 'recipe name (fopeify recipes) or a .json/.yaml file; required unless --resume' })
       .option('data', { type: 'string', describe: `training text: a .txt/.md/.jsonl ("text" field) file or folder, or ${SYNTHETIC_PASSKEY} (default)` })
       .option('seq-len', { type: 'number', describe: 'training sequence length in tokens (recipe default)' })
@@ -86,12 +83,6 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
       .option('stop-after', { type: 'number', describe: 'end cleanly after N steps of this run, leaving a resumable checkpoint' })
       .option('resume', { type: 'boolean', default: false, describe: 'continue from the newest checkpoint in --out' })
       .option('out', { alias: 'o', type: 'string', describe: 'output folder (default ./<model>-<recipe>)' })
-      .option('backend', {
-        choices: BACKEND_NAMES as BackendName[],
-        default: 'auto' as BackendName,
-        describe: 'TensorFlow.js backend (tensorflow-gpu: @tensorflow/tfjs-node-gpu, which needs CUDA 11.2 and cuDNN 8.1)',
-      })
-      .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' })
       .option('trainable', { choices: ['all', 'attention', 'lora'] as const, describe: 'what trains (recipe default)' })
       .option('lora-rank', { type: 'number', describe: 'LoRA rank r' })
       .option('lora-alpha', { type: 'number', describe: 'LoRA alpha (scale alpha/r)' })
@@ -124,111 +115,110 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
     if (!argv.recipe && !argv.resume) {
       throw new FopeifyError('BAD_ARGUMENT', '--recipe is required (see `fopeify recipes`; "none" trains without a conversion)');
     }
-    const reporter = reporterFor(argv);
-    const outDir = argv.out ?? defaultOutDir(argv.model, argv.recipe);
-    const lora: TrainOverrides['lora'] = {};
-    if (argv['lora-rank'] !== undefined) lora.rank = argv['lora-rank'];
-    if (argv['lora-alpha'] !== undefined) lora.alpha = argv['lora-alpha'];
-    if (argv['lora-save'] !== undefined) lora.save = argv['lora-save'];
-    const settings: TrainOverrides = {
-      seqLen: argv['seq-len'],
-      steps: argv.steps,
-      batch: argv.batch,
-      gradAccum: argv['grad-accum'],
-      lr: argv.lr,
-      seed: argv.seed,
-      evalEvery: argv['eval-every'],
-      saveEvery: argv['save-every'],
-      trainable: argv.trainable,
-      schedule: argv.schedule,
-      warmupSteps: argv['warmup-steps'],
-      weightDecay: argv['weight-decay'],
-      maxGradNorm: argv['max-grad-norm'],
-      evalPasskey: argv['eval-passkey'],
-      lora: Object.keys(lora).length ? lora : undefined,
-    };
-    try {
-      const r = await finetune({
-        model: argv.model,
-        outDir,
-        recipe: argv.resume ? argv.recipe ?? null : argv.recipe,
-        data: argv.data,
-        settings,
-        stopAfter: argv['stop-after'],
-        resume: argv.resume,
-        force: argv.force,
-        backend: argv.backend,
-        threads: argv.threads,
-        quietBackend: argv.json,
-        dtype: argv.dtype,
-        keepCheckpointsAtEnd: argv['keep-checkpoints'],
-        passkeyTrials: argv['passkey-trials'],
-        allowNonFinite: argv['allow-non-finite'],
-        engine: argv.engine,
-        torch: {
-          python: argv.python,
-          nprocPerNode: argv['nproc-per-node'],
-          nnodes: argv.nnodes,
-          nodeRank: argv['node-rank'],
-          masterAddr: argv['master-addr'],
-          masterPort: argv['master-port'],
-          parallel: argv.parallel,
-          launch: argv.launch,
-        },
-        ...sourceOptions(argv, reporter),
-        onLoad: (text) => reporter.update(text),
-        onLog: (line) => {
-          if (line.startsWith('settings: ')) {
-            const s = JSON.parse(line.slice('settings: '.length)) as Record<string, unknown>;
-            reporter.info('settings:');
-            for (const [k, v] of Object.entries(s)) reporter.info(`  ${k}: ${JSON.stringify(v)}`);
-          } else reporter.info(line);
-        },
-        onStep: (s) => {
-          reporter.update(
-            `step ${s.step}/${s.steps}  loss ${s.loss.toFixed(4)}  lr ${fmtNum(s.lr)}  ${s.tokensPerSecond.toFixed(s.tokensPerSecond < 100 ? 1 : 0)} tok/s  ETA ${fmtEta(s.etaSeconds)}`,
-          );
-          if (s.eval) {
-            const pk = s.eval.passkeyAccuracy !== undefined ? `, passkey accuracy ${(100 * s.eval.passkeyAccuracy).toFixed(0)} %` : '';
-            reporter.info(`step ${s.step}: held-out loss ${s.eval.loss.toFixed(4)}, perplexity ${s.eval.ppl.toFixed(3)}${pk}`);
-          }
-        },
-      });
-      reporter.stop();
-      if (argv.json) {
-        printJson(r);
-        return;
+    await withReporter(argv, async (reporter) => {
+      const options = finetuneOptions(argv, reporter);
+      let r: FinetuneResult;
+      if (argv.engine === 'torch') r = await finetune(options);
+      else {
+        // The plan refuses bad input before the backend starts (and prints its line).
+        const plan = await prepareRun(options);
+        r = await trainPlanned(plan, { ...options, backend: await startBackend(argv, { quiet: argv.json }) });
       }
-      const relOf = (p: string) => {
-        const rel = path.relative(process.cwd(), p);
-        return !rel ? '.' : rel.startsWith('..') ? p : rel;
-      };
-      const rel = relOf(r.outDir);
-      if (r.job) {
-        const lines = [`job folder ${relOf(r.job.dir)}: start it on ${r.job.commands.length === 1 ? 'this machine' : 'every node'} with`];
-        r.job.commands.forEach((c, i) => lines.push(`${r.job!.commands.length > 1 ? `  node ${i}: ` : '  '}${c}`));
-        lines.push(`then write the model folder with: fopeify finetune ${argv.model} --engine torch --resume --out ${rel}`);
-        process.stdout.write(lines.join('\n') + '\n');
-        return;
-      }
-      if (!r.completed) {
-        process.stdout.write(
-          `stopped after step ${r.step}/${r.steps} (checkpoint ${relOf(r.checkpoint ?? '')}); continue with: fopeify finetune ${argv.model}${argv.engine === 'torch' ? ' --engine torch' : ''} --resume --out ${rel}\n`,
-        );
-        return;
-      }
-      const lines = [
-        `wrote ${rel}: ${r.step} steps at ${r.settings.seqLen} tokens, final loss ${r.finalLoss?.toFixed(4) ?? '?'}, ${r.tokensPerSecond.toFixed(0)} tok/s`,
-      ];
-      if (r.lastEval?.eval_loss !== undefined) lines.push(`  held-out perplexity ${r.lastEval.eval_ppl!.toFixed(3)} (step ${r.lastEval.step})`);
-      if (r.lastEval?.passkey_accuracy !== undefined) lines.push(`  passkey accuracy ${(100 * r.lastEval.passkey_accuracy).toFixed(0)} % at ${r.settings.seqLen} tokens`);
-      lines.push(`  files: ${r.files.join(', ')}`);
-      process.stdout.write(lines.join('\n') + '\n');
-    } finally {
-      reporter.stop();
-    }
+      printResult(argv, reporter, r, (r) => finetuneReport(argv, r) + '\n');
+    });
   },
 };
+
+/** The library options of a command line (callbacks report through `reporter`). */
+function finetuneOptions(argv: FinetuneArgs, reporter: Reporter): FinetuneOptions {
+  const lora: TrainOverrides['lora'] = {};
+  if (argv['lora-rank'] !== undefined) lora.rank = argv['lora-rank'];
+  if (argv['lora-alpha'] !== undefined) lora.alpha = argv['lora-alpha'];
+  if (argv['lora-save'] !== undefined) lora.save = argv['lora-save'];
+  const settings: TrainOverrides = {
+    seqLen: argv['seq-len'],
+    steps: argv.steps,
+    batch: argv.batch,
+    gradAccum: argv['grad-accum'],
+    lr: argv.lr,
+    seed: argv.seed,
+    evalEvery: argv['eval-every'],
+    saveEvery: argv['save-every'],
+    trainable: argv.trainable,
+    schedule: argv.schedule,
+    warmupSteps: argv['warmup-steps'],
+    weightDecay: argv['weight-decay'],
+    maxGradNorm: argv['max-grad-norm'],
+    evalPasskey: argv['eval-passkey'],
+    lora: Object.keys(lora).length ? lora : undefined,
+  };
+  return {
+    model: argv.model,
+    outDir: argv.out ?? defaultOutDir(argv.model, argv.recipe),
+    recipe: argv.resume ? argv.recipe ?? null : argv.recipe,
+    data: argv.data,
+    settings,
+    stopAfter: argv['stop-after'],
+    resume: argv.resume,
+    force: argv.force,
+    dtype: argv.dtype,
+    keepCheckpointsAtEnd: argv['keep-checkpoints'],
+    passkeyTrials: argv['passkey-trials'],
+    allowNonFinite: argv['allow-non-finite'],
+    engine: argv.engine,
+    torch: {
+      python: argv.python,
+      nprocPerNode: argv['nproc-per-node'],
+      nnodes: argv.nnodes,
+      nodeRank: argv['node-rank'],
+      masterAddr: argv['master-addr'],
+      masterPort: argv['master-port'],
+      parallel: argv.parallel,
+      launch: argv.launch,
+    },
+    ...sourceOptions(argv, reporter),
+    onLoad: (text) => reporter.update(text),
+    onLog: (line) => {
+      if (line.startsWith('settings: ')) {
+        const s = JSON.parse(line.slice('settings: '.length)) as Record<string, unknown>;
+        reporter.info('settings:');
+        for (const [k, v] of Object.entries(s)) reporter.info(`  ${k}: ${JSON.stringify(v)}`);
+      } else reporter.info(line);
+    },
+    onStep: (s) => {
+      reporter.update(
+        `step ${s.step}/${s.steps}  loss ${s.loss.toFixed(4)}  lr ${fmtNum(s.lr)}  ${s.tokensPerSecond.toFixed(s.tokensPerSecond < 100 ? 1 : 0)} tok/s  ETA ${fmtEta(s.etaSeconds)}`,
+      );
+      if (s.eval) {
+        const pk = s.eval.passkeyAccuracy !== undefined ? `, passkey accuracy ${(100 * s.eval.passkeyAccuracy).toFixed(0)} %` : '';
+        reporter.info(`step ${s.step}: held-out loss ${s.eval.loss.toFixed(4)}, perplexity ${s.eval.ppl.toFixed(3)}${pk}`);
+      }
+    },
+  };
+}
+
+/** What a run says on stdout: the torch job's commands, how to continue a stopped run, or what was written. */
+function finetuneReport(argv: FinetuneArgs, r: FinetuneResult): string {
+  const relOf = (p: string) => {
+    const rel = path.relative(process.cwd(), p);
+    return !rel ? '.' : rel.startsWith('..') ? p : rel;
+  };
+  const rel = relOf(r.outDir);
+  if (r.job) {
+    const lines = [`job folder ${relOf(r.job.dir)}: start it on ${r.job.commands.length === 1 ? 'this machine' : 'every node'} with`];
+    r.job.commands.forEach((c, i) => lines.push(`${r.job!.commands.length > 1 ? `  node ${i}: ` : '  '}${c}`));
+    lines.push(`then write the model folder with: fopeify finetune ${argv.model} --engine torch --resume --out ${rel}`);
+    return lines.join('\n');
+  }
+  if (!r.completed) {
+    return `stopped after step ${r.step}/${r.steps} (checkpoint ${relOf(r.checkpoint ?? '')}); continue with: fopeify finetune ${argv.model}${argv.engine === 'torch' ? ' --engine torch' : ''} --resume --out ${rel}`;
+  }
+  const lines = [`wrote ${rel}: ${r.step} steps at ${r.settings.seqLen} tokens, final loss ${r.finalLoss?.toFixed(4) ?? '?'}, ${r.tokensPerSecond.toFixed(0)} tok/s`];
+  if (r.lastEval?.eval_loss !== undefined) lines.push(`  held-out perplexity ${r.lastEval.eval_ppl!.toFixed(3)} (step ${r.lastEval.step})`);
+  if (r.lastEval?.passkey_accuracy !== undefined) lines.push(`  passkey accuracy ${(100 * r.lastEval.passkey_accuracy).toFixed(0)} % at ${r.settings.seqLen} tokens`);
+  lines.push(`  files: ${r.files.join(', ')}`);
+  return lines.join('\n');
+}
 
 function fmtEta(s: number): string {
   return s < 90 ? `${s.toFixed(0)}s` : s < 5400 ? `${(s / 60).toFixed(1)}min` : `${(s / 3600).toFixed(1)}h`;

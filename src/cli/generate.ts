@@ -6,8 +6,8 @@
 import type { CommandModule } from 'yargs';
 import { FopeifyError } from '../errors.js';
 import { loadTokenizer } from '../model/tokenizer.js';
-import { reporterFor } from './common.js';
-import { openModel, withRuntimeOptions, type RuntimeArgs } from './logits.js';
+import { withReporter, withRuntimeOptions, type RuntimeArgs } from './common.js';
+import { openModel } from './logits.js';
 import { printJson } from './output.js';
 
 interface GenerateArgs extends RuntimeArgs {
@@ -41,7 +41,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new FopeifyError('BAD_ARGUMENT', `--top-p must be in (0, 1] (got ${topP})`);
     const topK = argv['top-k'];
     if (topK !== undefined && !(Number.isInteger(topK) && topK >= 0)) throw new FopeifyError('BAD_ARGUMENT', `--top-k must be a non-negative integer (got ${topK})`);
-    const reporter = reporterFor(argv);
+    await withReporter(argv, async (reporter) => {
     const { model, resolved } = await openModel(argv, reporter);
     try {
       const tokenizer = await loadTokenizer(resolved.dir);
@@ -95,8 +95,8 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
         );
       }
     } finally {
-      reporter.stop();
       model.dispose();
     }
+    });
   },
 };

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { inspectModel, type InspectReport } from '../inspect/inspect.js';
-import { reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
+import { sourceOptions, withModelArgument, withReporter, withSourceOptions, type SourceArgs } from './common.js';
 import { formatTable, printJson } from './output.js';
 
 interface InspectArgs extends SourceArgs {
@@ -57,19 +57,15 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
   command: 'inspect <model>',
   describe: 'what a checkpoint is: family, shapes, RoPE and its frequencies, FoPE settings',
   builder: (y) =>
-    withSourceOptions(y)
-      .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
+    withModelArgument(withSourceOptions(y))
       .option('length', { type: 'number', describe: 'length L to judge frequencies against (default max_position_embeddings)' })
       .example('fopeify inspect HuggingFaceTB/SmolLM2-135M --length 2048', '') as never,
   handler: async (argv) => {
-    const reporter = reporterFor(argv);
-    try {
+    await withReporter(argv, async (reporter) => {
       const report = await inspectModel({ model: argv.model, length: argv.length, ...sourceOptions(argv, reporter) });
       reporter.stop();
       if (argv.json) printJson(report);
       else process.stdout.write(formatInspect(report) + '\n');
-    } finally {
-      reporter.stop();
-    }
+    });
   },
 };

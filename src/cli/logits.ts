@@ -1,50 +1,40 @@
 /**
  * `fopeify logits <model> --ids 1,2,3 [--json]`: the model's logits for a token sequence, one row of
  * vocab-size floats per position. Tests and external cross-checks (transformers) compare against it.
- * Also home of the backend options every model-running command shares.
+ * Also home of openModel, which every model-running command uses.
  */
-import type { Argv, CommandModule } from 'yargs';
-import { BACKEND_NAMES, setupBackend, type BackendInfo, type BackendName } from '../backend/select.js';
+import type { CommandModule } from 'yargs';
+import type { BackendInfo } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ResolvedModel } from '../hub/source.js';
 import { checkFiniteValues } from '../model/finite.js';
 import { argmax, loadModel, type LlamaModel } from '../model/index.js';
-import { reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
+import { sourceOptions, startBackend, withReporter, withRuntimeOptions, type RuntimeArgs } from './common.js';
 import type { Reporter } from './output.js';
 import { PYTHON_ENV } from '../bridge/python.js';
 import { ENGINES, torchLogits, type Engine } from '../bridge/torch-engine.js';
 
-export interface RuntimeArgs extends SourceArgs, WeightArgs {
-  model: string;
-  backend: BackendName;
-  threads?: number;
-}
-
-/** `--backend` and `--threads`, plus the source options (`--revision`, `--offline`, `--json`, ...). */
-export function withRuntimeOptions<T>(y: Argv<T>): Argv<T & RuntimeArgs> {
-  return withWeightOptions(withSourceOptions(y))
-    .positional('model', { type: 'string', demandOption: true, describe: 'model folder or Hub id (org/name)' })
-    .option('backend', {
-      choices: BACKEND_NAMES as BackendName[],
-      default: 'auto' as BackendName,
-      describe: 'TensorFlow.js backend (auto: the fastest available here, named at start)',
-    })
-    .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' }) as unknown as Argv<T & RuntimeArgs>;
-}
-
-/** Resolve the model, start the backend (which prints one "backend" line on stderr), load the weights. */
-export async function openModel(argv: RuntimeArgs, reporter: Reporter): Promise<{ model: LlamaModel; resolved: ResolvedModel; backend: BackendInfo }> {
+/**
+ * Resolve the model, start the backend (once per command: pass the BackendInfo of an earlier call; the
+ * start prints one "backend" line on stderr), load the weights.
+ */
+export async function openModel(
+  argv: RuntimeArgs,
+  reporter: Reporter,
+  started?: BackendInfo,
+): Promise<{ model: LlamaModel; resolved: ResolvedModel; backend: BackendInfo }> {
   const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
   reporter.stop();
-  const backend = await setupBackend({ backend: argv.backend, threads: argv.threads });
-  const started = Date.now();
+  const backend = started ?? (await startBackend(argv));
+  const loadStart = Date.now();
   const model = await loadModel(resolved, {
+    backend,
     layout: 'inference',
     allowNonFinite: argv['allow-non-finite'],
     onProgress: (done, total) => reporter.update(`loading ${argv.model}: ${done}/${total} tensors`),
   });
-  reporter.done(`loaded ${argv.model} (${(model.parameterCount / 1e6).toFixed(1)}M parameters) in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  reporter.done(`loaded ${argv.model} (${(model.parameterCount / 1e6).toFixed(1)}M parameters) in ${((Date.now() - loadStart) / 1000).toFixed(1)} s`);
   return { model, resolved, backend };
 }
 
@@ -105,16 +95,12 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
       .example('fopeify logits ./smollm2-fope --ids 1,2,3 --json --engine torch', 'the same logits from the folder\'s PyTorch code') as never,
   handler: async (argv) => {
     const ids = parseIntList(argv.ids, 'ids');
-    const reporter = reporterFor(argv);
+    await withReporter(argv, async (reporter) => {
     if (argv.engine === 'torch') {
-      try {
         const resolved = await resolveModel(argv.model, sourceOptions(argv, reporter));
         const rows = await torchLogits(resolved.dir, ids, { python: argv.python, trustRemoteCode: argv['trust-remote-code'] });
         reporter.stop();
         printLogits(rows, ids, argv.json ?? false, argv.top);
-      } finally {
-        reporter.stop();
-      }
       return;
     }
     const { model } = await openModel(argv, reporter);
@@ -129,8 +115,8 @@ export const logitsCommand: CommandModule<object, LogitsArgs> = {
       const rowsOf = Array.from({ length: ids.length }, (_, i) => data.subarray(i * V, (i + 1) * V));
       printLogits(rowsOf, ids, argv.json ?? false, argv.top);
     } finally {
-      reporter.stop();
       model.dispose();
     }
+    });
   },
 };

@@ -4,13 +4,13 @@
  * report.html in DIR; a coloured table at the end. Rerunning into DIR resumes.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { BACKEND_NAMES, setupBackend, type BackendName } from '../backend/select.js';
 import { FopeifyError } from '../errors.js';
 import { colorTable, NEEDLE_DEFAULTS, runNeedle, type NeedleTask, type ScoringMode } from '../eval/index.js';
-import { numberList, reporterFor, sourceOptions, withSourceOptions, withWeightOptions, type SourceArgs, type WeightArgs } from './common.js';
+import { numberList, sourceOptions, startBackend, withBackendOptions, withReporter, withSourceOptions, withWeightOptions } from './common.js';
+import type { BackendArgs, SourceArgs, WeightArgs } from './common.js';
 import { printJson, rateEta } from './output.js';
 
-interface NeedleArgs extends SourceArgs, WeightArgs {
+interface NeedleArgs extends SourceArgs, WeightArgs, BackendArgs {
   models: string;
   task: NeedleTask;
   lengths: string;
@@ -21,8 +21,6 @@ interface NeedleArgs extends SourceArgs, WeightArgs {
   haystack?: string;
   out: string;
   'max-new-tokens': number;
-  backend: BackendName;
-  threads?: number;
 }
 
 export function parseModels(value: string): string[] {
@@ -35,7 +33,7 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
   command: 'needle',
   describe: 'paired passkey / needle-in-a-haystack comparison across lengths and depths, with heatmaps and report',
   builder: (y: Argv) =>
-    withWeightOptions(withSourceOptions(y))
+    withBackendOptions(withWeightOptions(withSourceOptions(y)))
       .option('models', { type: 'string', demandOption: true, describe: 'models to compare, comma-separated (folders or Hub ids)' })
       .option('task', { choices: ['passkey', 'niah'] as NeedleTask[], default: NEEDLE_DEFAULTS.task, describe: 'passkey (Landmark template) or niah (needle in a haystack)' })
       .option('lengths', { type: 'string', default: NEEDLE_DEFAULTS.lengths.join(','), describe: 'target prompt lengths in tokens' })
@@ -50,21 +48,14 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
       .option('haystack', { type: 'string', describe: 'niah: text file used as the haystack (default: built-in filler)' })
       .option('out', { type: 'string', default: 'needle-report', describe: 'output folder (rerun into it to resume)' })
       .option('max-new-tokens', { type: 'number', default: NEEDLE_DEFAULTS.maxNewTokens, describe: 'generate mode: new tokens per answer' })
-      .option('backend', {
-        choices: BACKEND_NAMES as BackendName[],
-        default: 'auto' as BackendName,
-        describe: 'TensorFlow.js backend (auto: the fastest available here, named at start)',
-      })
-      .option('threads', { type: 'number', describe: 'threads for BLAS / TensorFlow (default: all cores)' })
       .example('fopeify needle --models ./smollm2,./smollm2-fope --lengths 1024,2048,4096,8192 --trials 10 --out passkey', '')
       .example('fopeify needle --models ./a,./b --task niah --haystack essays.txt --mode teacher-forced', '') as never,
   handler: async (argv) => {
     const models = parseModels(argv.models);
     const lengths = numberList(argv.lengths, 'lengths', true);
     const depths = numberList(argv.depths, 'depths', false);
-    const reporter = reporterFor(argv);
-    try {
-      await setupBackend({ backend: argv.backend, threads: argv.threads, quiet: argv.json });
+    await withReporter(argv, async (reporter) => {
+      const backend = await startBackend(argv, { quiet: argv.json });
       let started = Date.now();
       let label = '';
       const summary = await runNeedle({
@@ -79,6 +70,7 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
         haystack: argv.haystack,
         maxNewTokens: argv['max-new-tokens'],
         source: sourceOptions(argv, reporter),
+        backend,
         allowNonFinite: argv['allow-non-finite'],
         onStart: ({ total, skipped }) => {
           if (skipped) reporter.info(`${argv.out}: ${skipped} finished cell${skipped === 1 ? '' : 's'} found, skipping them; ${total} to go`);
@@ -105,8 +97,6 @@ export const needleCommand: CommandModule<object, NeedleArgs> = {
       const color = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
       const title = `${summary.task === 'passkey' ? 'passkey retrieval' : 'needle in a haystack'} accuracy (${summary.mode}, ${summary.trials} trial${summary.trials === 1 ? '' : 's'} × ${summary.depths.length} depths per length)`;
       process.stdout.write(`${title}\n${colorTable(summary, { color, depths: true })}\n\nreport: ${argv.out}/report.html\n`);
-    } finally {
-      reporter.stop();
-    }
+    });
   },
 };

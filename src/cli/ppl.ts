@@ -12,8 +12,9 @@ import { writePerplexityReport } from '../eval/report.js';
 import { checkOutputFolder, localFolders } from '../io/output-folder.js';
 import { parseModels } from './needle.js';
 import { loadTokenizer } from '../model/tokenizer.js';
-import { openModel, parseIntList, withRuntimeOptions, type RuntimeArgs } from './logits.js';
-import { reporterFor } from './common.js';
+import type { BackendInfo } from '../backend/select.js';
+import { openModel, parseIntList } from './logits.js';
+import { reporterFor, withRuntimeOptions, type RuntimeArgs } from './common.js';
 import { formatTable, printJson, rateEta } from './output.js';
 
 interface PplArgs extends Omit<RuntimeArgs, 'model'> {
@@ -65,8 +66,11 @@ export const pplCommand: CommandModule<object, PplArgs> = {
     if (out !== undefined) await checkOutputFolder(out, { sources: await localFolders(models) });
     const reporter = reporterFor(argv);
     const all: { model: string; tokens: number; results: WindowPerplexity[] }[] = [];
+    let backend: BackendInfo | undefined;
     for (const name of models) {
-      const { model, resolved } = await openModel({ ...argv, model: name }, reporter);
+      const opened = await openModel({ ...argv, model: name }, reporter, backend);
+      const { model, resolved } = opened;
+      backend = opened.backend;
       try {
         const tokenizer = await loadTokenizer(resolved.dir);
         const ids = tokenizer.encode(text, { addSpecialTokens: false });

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { push } from '../hub/push.js';
-import { reporterFor } from './common.js';
+import { withHubOptions, withJsonOption, withReporter } from './common.js';
 import { printJson } from './output.js';
 
 interface PushArgs {
@@ -20,21 +20,17 @@ export const pushCommand: CommandModule<object, PushArgs> = {
   command: 'push <dir> <repo>',
   describe: 'upload a model folder to the Hub in one commit, with a model card',
   builder: (y) =>
-    y
+    withJsonOption(withHubOptions(y, 'write token'))
       .positional('dir', { type: 'string', demandOption: true, describe: 'model folder (config.json + safetensors)' })
       .positional('repo', { type: 'string', demandOption: true, describe: 'target repository org/name (created when missing)' })
       .option('private', { type: 'boolean', default: false, describe: 'create the repository private' })
       .option('revision', { type: 'string', describe: 'branch to commit to (default main)' })
       .option('message', { type: 'string', describe: 'commit title' })
       .option('create-pr', { type: 'boolean', default: false, describe: 'open a pull request instead of committing' })
-      .option('endpoint', { type: 'string', describe: 'Hub endpoint (default HF_ENDPOINT or https://huggingface.co)' })
-      .option('token', { type: 'string', describe: 'write token (default HF_TOKEN or the token file in HF_HOME); never printed' })
       .option('force', { type: 'boolean', default: false, describe: 'push a folder that is not a model folder' })
-      .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
       .example('fopeify push ./smollm2-fope me/smollm2-fope --private', '') as never,
   handler: async (argv) => {
-    const reporter = reporterFor(argv);
-    try {
+    await withReporter(argv, async (reporter) => {
       const r = await push({
         dir: argv.dir,
         repo: argv.repo,
@@ -57,8 +53,6 @@ export const pushCommand: CommandModule<object, PushArgs> = {
           `${r.created ? 'created ' + r.repoUrl + '\n' : ''}${r.uploaded.length} file(s) committed, ${r.unchanged.length} unchanged; LFS: ${r.lfsUploaded} uploaded, ${r.skippedLfs} already stored\n${r.pullRequestUrl ?? r.commitUrl}\n`,
         );
       }
-    } finally {
-      reporter.stop();
-    }
+    });
   },
 };

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { listRecipes, type Recipe } from '../train/index.js';
+import { withJsonOption } from './common.js';
 import { formatTable, printJson } from './output.js';
 
 interface RecipesArgs {
@@ -19,7 +20,7 @@ function convertText(r: Recipe): string {
 export const recipesCommand: CommandModule<object, RecipesArgs> = {
   command: 'recipes',
   describe: 'list the fine-tuning recipes (fopeify finetune --recipe NAME)',
-  builder: (y) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout' }) as never,
+  builder: (y) => withJsonOption(y) as never,
   handler: async (argv) => {
     const recipes = await listRecipes();
     if (argv.json) {

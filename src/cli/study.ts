@@ -4,11 +4,10 @@
  * and report.html. A thin view of runStudy (src/study/).
  */
 import type { CommandModule } from 'yargs';
-import { BACKEND_NAMES, type BackendName } from '../backend/select.js';
-import { numberList, reporterFor, sourceOptions, withSourceOptions, type SourceArgs } from './common.js';
-import { formatTable, printJson } from './output.js';
+import { numberList, sourceOptions, printResult, reporterCallbacks, withBackendOptions, withReporter, withSourceOptions, type BackendArgs, type SourceArgs } from './common.js';
+import { formatTable } from './output.js';
 
-interface StudyArgs extends SourceArgs {
+interface StudyArgs extends SourceArgs, BackendArgs {
   model?: string;
   variants?: string;
   seeds?: number;
@@ -24,8 +23,6 @@ interface StudyArgs extends SourceArgs {
   'init-factor'?: number;
   out: string;
   quick: boolean;
-  backend: BackendName;
-  threads?: number;
 }
 
 /** The command line as typed (for study.json), tokens redacted. */
@@ -38,7 +35,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
   command: 'study [model]',
   describe: 'compare RoPE, YaRN, FoPE+YaRN and the ablations across seeds, with 95 % intervals and a verdict',
   builder: (y) =>
-    withSourceOptions(
+    withBackendOptions(withSourceOptions(
       y
         .positional('model', { type: 'string', describe: 'RoPE model folder or Hub id (default: the shipped tiny model)' })
         .option('variants', { type: 'string', describe: 'comma-separated: rope, yarn, fope-yarn, clip-yarn, fourier-yarn, fope (default: all)' })
@@ -55,17 +52,15 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
         .option('threshold', { type: 'number', describe: 'accuracy kept for the effective length (default 0.8)' })
         .option('out', { type: 'string', default: 'fopeify-study', describe: 'output folder (a rerun skips finished variant × seed cells)' })
         .option('quick', { type: 'boolean', default: false, describe: 'the short study: under 15 minutes on 2 cores with the shipped tiny model' })
-        .option('backend', { choices: BACKEND_NAMES, default: 'auto' as const, describe: 'TensorFlow.js backend (auto: the fastest available here)' })
-        .option('threads', { type: 'number', describe: 'BLAS / backend threads (default: the machine’s cores)' })
         .example('fopeify study --quick', 'the short study on the shipped tiny model')
         .example('fopeify study --variants yarn,fope-yarn --seeds 5', 'two variants, five seeds'),
-    ) as never,
+    )) as never,
   handler: async (argv) => {
     // Heavy modules (tfjs) load only when the command runs, so `--help` stays fast.
     const { runStudy } = await import('../study/study.js');
     const { parseVariants } = await import('../study/plan.js');
     const { studyTables } = await import('../study/report.js');
-    const reporter = reporterFor(argv);
+    await withReporter(argv, async (reporter) => {
     const variants = parseVariants(argv.variants);
     const plan: Record<string, unknown> = {};
     if (argv.batch !== undefined) plan.batch = argv.batch;
@@ -76,7 +71,6 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
     if (argv['max-windows'] !== undefined) plan.maxWindows = argv['max-windows'];
     if (argv.threshold !== undefined) plan.threshold = argv.threshold;
     if (argv['init-factor'] !== undefined) plan.initFactor = argv['init-factor'];
-    try {
       const r = await runStudy({
         model: argv.model,
         out: argv.out,
@@ -88,6 +82,7 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
         plan,
         backend: argv.backend,
         threads: argv.threads,
+        allowSoftwareAdapter: argv['allow-software-adapter'],
         source: sourceOptions(argv, reporter),
         command: commandLine(),
         // Said once the inputs are checked, before any cell runs: what this will cost.
@@ -97,17 +92,11 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
               ? `fopeify study --quick: ${vs.length} variants × ${seeds.length} seeds, ${p.steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at ${p.lengths.join(', ')} tokens; meant to take under 15 minutes on a 2-core machine with the shipped tiny model.`
               : `fopeify study: ${vs.length} variants × ${seeds.length} seeds, ${p.steps} fine-tuning steps each, passkey ${p.depths.length} depths × ${p.trials} trials at ${p.lengths.join(', ')} tokens; with the default budget this takes hours on a 2-core machine (--quick: under 15 minutes). A rerun resumes.`,
           ),
-        onLog: (l) => reporter.info(l),
-        onProgress: (t) => reporter.update(t),
+        ...reporterCallbacks(reporter),
       });
-      reporter.stop();
-      if (argv.json) {
-        printJson(r);
-        return;
-      }
+      printResult(argv, reporter, r, (r) => {
       const t = studyTables(r.aggregate, r.plan, r.variants);
-      process.stdout.write(
-        [
+      return [
           '',
           `passkey accuracy, mean over ${r.seeds.length} seed${r.seeds.length === 1 ? '' : 's'} [95 % t-interval]; * = training length ${r.plan.trainLength}, fine-tuned at ${r.plan.fineTuneLength}`,
           formatTable(t.accuracy.head, t.accuracy.rows),
@@ -119,10 +108,8 @@ export const studyCommand: CommandModule<object, StudyArgs> = {
           '',
           `report: ${r.report}  (${(r.seconds / 60).toFixed(1)} min; ${r.ranCells.length} of ${r.cells.length} cells run now, the others found finished; the cells took ${(r.cellSeconds / 60).toFixed(1)} min in all)`,
           '',
-        ].join('\n'),
-      );
-    } finally {
-      reporter.stop();
-    }
+        ].join('\n');
+      });
+    });
   },
 };

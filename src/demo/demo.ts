@@ -6,7 +6,7 @@
  * come out; the verdict is computed from them, never tuned.
  */
 import path from 'node:path';
-import { setupBackend, type BackendName } from '../backend/select.js';
+import type { BackendInfo, BackendName } from '../backend/select.js';
 import { convertModel } from '../convert/convert.js';
 import { FopeifyError } from '../errors.js';
 import { writeFileAtomically } from '../io/atomic.js';
@@ -15,6 +15,7 @@ import { HEADLINE_JSON, writePerplexityReport, writeReport } from '../eval/repor
 import { runNeedle } from '../eval/needle.js';
 import type { NeedleSummary } from '../eval/summary.js';
 import { inspectModel, type InspectReport } from '../inspect/inspect.js';
+import { useBackend } from '../model/model.js';
 import { fixturesDir } from './data.js';
 import { exists, fineTuneData, fineTuneSettings, fineTuneStage, heldOutText, HELD_OUT_TEXT, namedModelLoader, perplexityOfModels } from './stages.js';
 
@@ -27,7 +28,8 @@ export interface DemoOptions {
   quick?: boolean;
   /** Base model (default: the shipped tiny RoPE model). */
   model?: string;
-  backend?: BackendName;
+  /** The activated backend (setupBackend's BackendInfo); a name activates that one (default auto). */
+  backend?: BackendInfo | BackendName;
   threads?: number;
   seed?: number;
   /** Override parts of the plan (tests run a miniature demo). */
@@ -96,24 +98,44 @@ export function demoVerdict(table: Record<string, Record<number, number>>, train
   return `${head} FoPE+YaRN did not beat the YaRN baseline at this scale.`;
 }
 
-export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
-  const t0 = Date.now();
-  const log = options.onLog ?? (() => undefined);
-  const progress = options.onProgress ?? (() => undefined);
+/** A demo whose inputs are checked: the output folder and the base model. */
+export interface DemoSetup {
+  out: string;
+  base: string;
+}
+
+/** Check the demo's inputs (a wrong --out must fail before anything is printed, started or written). */
+export async function planDemo(options: Pick<DemoOptions, 'out' | 'model'> = {}): Promise<DemoSetup> {
   const out = path.resolve(requireOutputPath(options.out ?? 'fopeify-demo'));
   const base = path.resolve(options.model ?? path.join(fixturesDir(), DEMO_MODEL_DIR));
   if (!(await exists(path.join(base, 'config.json')))) {
     throw new FopeifyError('MODEL_NOT_FOUND', `the demo model is missing: ${base} (run scripts/train-tiny-model.mjs to recreate it)`);
   }
-  // The output rules and the backend first: a wrong --out or --backend must fail before anything is
-  // printed or written.
   await checkOutputFolder(out, { sources: [base] });
+  return { out, base };
+}
+
+/** The whole demo: check the inputs, announce (onStart), activate the backend (default auto) unless given one, run the stages. */
+export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
+  const t0 = Date.now();
+  const setup = await planDemo(options);
   options.onStart?.();
-  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
+  const backend = await useBackend(options.backend ?? 'auto', { threads: options.threads, log: options.onLog ?? (() => undefined) });
+  return runPlannedDemo(setup, backend, options, t0);
+}
+
+/** Elapsed seconds per stage. */
+type StageClock = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+
+/** The demo's stages on a checked setup and an activated backend. */
+export async function runPlannedDemo(setup: DemoSetup, backend: BackendInfo, options: Omit<DemoOptions, 'backend' | 'threads' | 'onStart'> = {}, t0 = Date.now()): Promise<DemoResult> {
+  const log = options.onLog ?? (() => undefined);
+  const progress = options.onProgress ?? (() => undefined);
+  const { out, base } = setup;
   await prepareOutputFolder(out, { sources: [base] });
   const seed = options.seed ?? 0;
   const stageSeconds: Record<string, number> = {};
-  const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+  const stage: StageClock = async (name, fn) => {
     const s = Date.now();
     const r = await fn();
     stageSeconds[name] = (Date.now() - s) / 1000;
@@ -131,37 +153,9 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   log(
     `plan: fine-tune at ${plan.fineTuneLength} tokens for ${plan.steps} steps × batch ${plan.batch} (same for YaRN and FoPE), passkey at ${plan.lengths.join(', ')} tokens × ${plan.depths.length} depths × ${plan.trials} trials, perplexity at ${plan.windows.join(', ')}`,
   );
-
-  // 2. convert: FoPE + YaRN (factor 2) — the YaRN-only baseline gets its scaling from the yarn recipe.
-  const fopeConverted = path.join(out, 'fope-converted');
-  if (!(await exists(path.join(fopeConverted, 'config.json')))) {
-    await stage('convert', async () => {
-      progress('converting to FoPE + YaRN');
-      const r = await convertModel({ model: base, outDir: fopeConverted, yarn: 2, initFactor: 0.1, seed, force: true });
-      log(`converted: FoPE keeps K=${r.k} of ${r.headDimHalf} frequencies (clip length ${r.clipLength}), YaRN ×2 → max_position_embeddings ${r.maxPositionEmbeddings}`);
-    });
-  }
-
-  // 3. fine-tune both with the same data and budget.
-  const data = await fineTuneData(plan, seed + 1);
-  const settings = fineTuneSettings(plan, seed);
-  const tuned = async (name: string, model: string, recipe: string) => {
-    const dir = path.join(out, name);
-    if (!(await exists(path.join(dir, 'config.json')))) {
-      await stage(`finetune ${name}`, () => fineTuneStage({ name, model, dir, recipe, data, settings, onLog: log, onProgress: progress }));
-    }
-    return dir;
-  };
-  const yarnDir = await tuned('yarn-finetuned', base, 'yarn');
-  const fopeDir = await tuned('fope-yarn-finetuned', fopeConverted, 'fope');
-  const models = [
-    { name: 'rope-original', dir: base, description: `the shipped RoPE model, trained at ${trainLength} tokens` },
-    { name: 'yarn-finetuned', dir: yarnDir, description: `RoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
-    { name: 'fope-yarn-finetuned', dir: fopeDir, description: `FoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
-  ];
+  // 2-3. convert and fine-tune.
+  const models = await demoModels(setup, plan, trainLength, seed, backend, stage, log, progress);
   const reportDir = path.join(out, 'report');
-  const loader = namedModelLoader(models);
-
   // 4. passkey retrieval across lengths and depths.
   const needle = await stage('needle', () =>
     runNeedle({
@@ -173,16 +167,15 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       trials: plan.trials,
       seed,
       mode: 'generate',
-      loader,
+      loader: namedModelLoader(models, backend),
       onProgress: (e) => progress(`passkey: ${e.done}/${e.total} cells (${e.record.model} at ${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
       onWarning: (w) => log(`note: ${w}`),
     }),
   );
-
   // 5. perplexity against context length on held-out Brown text.
   const heldOut = await heldOutText();
   const perplexity: DemoResult['perplexity'] = await stage('perplexity', () =>
-    perplexityOfModels(models, heldOut, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: progress }),
+    perplexityOfModels(models, heldOut, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: progress, backend }),
   );
   await writePerplexityReport(reportDir, {
     windows: plan.windows,
@@ -193,15 +186,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
       { x: plan.fineTuneLength, label: 'fine-tuned' },
     ],
   });
-
   const table: Record<string, Record<number, number>> = {};
   for (const r of needle.results) (table[r.model] ??= {})[r.context_length] = r.accuracy;
-  const longest = plan.windows[plan.windows.length - 1]!;
-  const pplAt = (m: string) => perplexity.find((p) => p.model === m && p.window === longest)?.ppl;
-  const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(2));
-  const verdict =
-    demoVerdict(table, trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' }) +
-    ` Perplexity at ${longest} tokens (${longest / trainLength}× the training length): RoPE ${fmt(pplAt('rope-original'))}, YaRN ${fmt(pplAt('yarn-finetuned'))}, FoPE+YaRN ${fmt(pplAt('fope-yarn-finetuned'))}.`;
   const result: DemoResult = {
     out,
     report: path.join(reportDir, 'report.html'),
@@ -210,16 +196,77 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     needle,
     perplexity,
     table,
-    verdict,
+    verdict: demoSummaryVerdict(table, perplexity, plan),
     seconds: (Date.now() - t0) / 1000,
     stageSeconds,
   };
-  await writeFileAtomically(path.join(out, 'demo.json'), JSON.stringify({ ...result, backend: backend.description }, null, 2) + '\n');
-  const lines = Object.entries(table).map(([m, row]) => `${m}: ${plan.lengths.map((l) => `${l} → ${((row[l] ?? 0) * 100).toFixed(0)}%`).join(', ')}`);
+  await writeDemoFiles(result, backend, options.quick ?? false);
+  return result;
+}
+
+/** The three models the demo compares: the base, and the YaRN and FoPE+YaRN models it converts and fine-tunes. */
+async function demoModels(
+  setup: DemoSetup,
+  plan: DemoPlan,
+  trainLength: number,
+  seed: number,
+  backend: BackendInfo,
+  stage: StageClock,
+  log: (line: string) => void,
+  progress: (text: string) => void,
+): Promise<DemoResult['models']> {
+  const { out, base } = setup;
+  // FoPE + YaRN (factor 2) — the YaRN-only baseline gets its scaling from the yarn recipe.
+  const fopeConverted = path.join(out, 'fope-converted');
+  if (!(await exists(path.join(fopeConverted, 'config.json')))) {
+    await stage('convert', async () => {
+      progress('converting to FoPE + YaRN');
+      const r = await convertModel({ model: base, outDir: fopeConverted, yarn: 2, initFactor: 0.1, seed, force: true });
+      log(`converted: FoPE keeps K=${r.k} of ${r.headDimHalf} frequencies (clip length ${r.clipLength}), YaRN ×2 → max_position_embeddings ${r.maxPositionEmbeddings}`);
+    });
+  }
+  // Both fine-tuned with the same data and budget.
+  const data = await fineTuneData(plan, seed + 1);
+  const settings = fineTuneSettings(plan, seed);
+  const tuned = async (name: string, model: string, recipe: string) => {
+    const dir = path.join(out, name);
+    if (!(await exists(path.join(dir, 'config.json')))) {
+      await stage(`finetune ${name}`, () => fineTuneStage({ name, model, dir, recipe, data, settings, backend, onLog: log, onProgress: progress }));
+    }
+    return dir;
+  };
+  const yarnDir = await tuned('yarn-finetuned', base, 'yarn');
+  const fopeDir = await tuned('fope-yarn-finetuned', fopeConverted, 'fope');
+  return [
+    { name: 'rope-original', dir: base, description: `the shipped RoPE model, trained at ${trainLength} tokens` },
+    { name: 'yarn-finetuned', dir: yarnDir, description: `RoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
+    { name: 'fope-yarn-finetuned', dir: fopeDir, description: `FoPE + YaRN ×2, fine-tuned at ${plan.fineTuneLength}` },
+  ];
+}
+
+/** The verdict on passkey accuracy, with the perplexities at the longest window. */
+function demoSummaryVerdict(table: DemoResult['table'], perplexity: DemoResult['perplexity'], plan: DemoPlan): string {
+  const longest = plan.windows[plan.windows.length - 1]!;
+  const pplAt = (m: string) => perplexity.find((p) => p.model === m && p.window === longest)?.ppl;
+  const fmt = (v: number | null | undefined) => (v === null || v === undefined ? 'n/a' : v.toFixed(2));
+  return (
+    demoVerdict(table, plan.trainLength, { rope: 'rope-original', yarn: 'yarn-finetuned', fope: 'fope-yarn-finetuned' }) +
+    ` Perplexity at ${longest} tokens (${longest / plan.trainLength}× the training length): RoPE ${fmt(pplAt('rope-original'))}, YaRN ${fmt(pplAt('yarn-finetuned'))}, FoPE+YaRN ${fmt(pplAt('fope-yarn-finetuned'))}.`
+  );
+}
+
+/** demo.json, the report's headline and report.html. */
+async function writeDemoFiles(result: DemoResult, backend: BackendInfo, quick: boolean): Promise<void> {
+  const reportDir = path.dirname(result.report);
+  await writeFileAtomically(path.join(result.out, 'demo.json'), JSON.stringify({ ...result, backend: backend.description }, null, 2) + '\n');
+  const lines = Object.entries(result.table).map(([m, row]) => `${m}: ${result.plan.lengths.map((l) => `${l} → ${((row[l] ?? 0) * 100).toFixed(0)}%`).join(', ')}`);
   await writeFileAtomically(
     path.join(reportDir, HEADLINE_JSON),
-    JSON.stringify({ paragraphs: [`fopeify demo${options.quick ? ' (quick)' : ''}: ${verdict}`, ...lines, `Models: ${models.map((m) => `${m.name} = ${m.description}`).join('; ')}.`] }, null, 2) + '\n',
+    JSON.stringify(
+      { paragraphs: [`fopeify demo${quick ? ' (quick)' : ''}: ${result.verdict}`, ...lines, `Models: ${result.models.map((m) => `${m.name} = ${m.description}`).join('; ')}.`] },
+      null,
+      2,
+    ) + '\n',
   );
   await writeReport(reportDir);
-  return result;
 }

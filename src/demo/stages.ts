@@ -6,6 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { BackendInfo } from '../backend/select.js';
 import { perplexityByWindow } from '../eval/perplexity.js';
 import { runtimeLoader, type EvalModelLoader } from '../eval/runner.js';
 import { loadModel } from '../model/model.js';
@@ -64,6 +65,8 @@ export interface FineTuneStage {
   onProgress?: (text: string) => void;
   /** Extra text after the step counter (e.g. the study's overall ETA). */
   progressSuffix?: () => string;
+  /** The activated backend to train on (default: the active one). */
+  backend?: BackendInfo;
 }
 
 /**
@@ -82,6 +85,7 @@ export async function fineTuneStage(stage: FineTuneStage): Promise<FinetuneResul
     settings: stage.settings,
     resume,
     force: !resume,
+    backend: stage.backend,
     quietBackend: true,
     onStep: (s: StepInfo) =>
       stage.onProgress?.(
@@ -95,10 +99,10 @@ export async function fineTuneStage(stage: FineTuneStage): Promise<FinetuneResul
  * A needle loader that knows models by short names ("rope-original", "yarn/seed-1", ...): records,
  * tables and heatmaps use the names, and each name maps to its folder.
  */
-export function namedModelLoader(models: readonly { name: string; dir: string }[]): EvalModelLoader {
+export function namedModelLoader(models: readonly { name: string; dir: string }[], backend?: BackendInfo): EvalModelLoader {
   const dirOf = new Map(models.map((m) => [m.name, m.dir]));
   const folder = (name: string) => dirOf.get(name) ?? name;
-  const runtime = runtimeLoader();
+  const runtime = runtimeLoader({ backend });
   return { tokenizer: (name) => runtime.tokenizer(folder(name)), load: (name) => runtime.load(folder(name)) };
 }
 
@@ -117,14 +121,14 @@ export interface WindowPpl {
 export async function perplexityOfModels(
   models: readonly { name: string; dir: string }[],
   text: string,
-  options: { windows: number[]; maxWindows: number; onProgress?: (text: string) => void },
+  options: { windows: number[]; maxWindows: number; onProgress?: (text: string) => void; backend?: BackendInfo },
 ): Promise<WindowPpl[]> {
   const rows: WindowPpl[] = [];
   for (const m of models) {
     options.onProgress?.(`perplexity: ${m.name}`);
     const tok = await loadTokenizer(m.dir);
     const ids = tok.encode(text, { addSpecialTokens: false });
-    const lm = await loadModel(m.dir);
+    const lm = await loadModel(m.dir, { backend: options.backend });
     try {
       const r = await perplexityByWindow(lm, ids, { windows: options.windows, maxWindows: options.maxWindows });
       for (const w of r.results) rows.push({ model: m.name, window: w.window, ppl: w.ppl });

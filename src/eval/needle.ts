@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError, outputError } from '../errors.js';
+import type { BackendInfo } from '../backend/select.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { localFolders, prepareOutputFolder } from '../io/output-folder.js';
 import { buildNiahPrompt, buildPasskeyPrompt, niahNeedleFor, passkeyFor, type NeedlePrompt, type NeedleTask } from './prompts.js';
@@ -65,6 +66,8 @@ export interface NeedleOptions {
   source?: ModelSourceOptions;
   /** Default loader: load weights holding NaN / Inf anyway (scores computed from them are still refused). */
   allowNonFinite?: boolean;
+  /** Default loader: the activated backend the models compute on (default: the active one). */
+  backend?: BackendInfo;
   /** Where models come from (default: fopeify's tfjs runtime). */
   loader?: EvalModelLoader;
   /** Before the first cell: how many cells this run scores and how many it found finished. */
@@ -172,7 +175,7 @@ export async function runNeedle(options: NeedleOptions): Promise<NeedleSummary> 
   const settings = needleSettings(options);
   const warn = options.onWarning ?? (() => {});
   const haystack = settings.task === 'niah' ? await readHaystack(options) : undefined;
-  const loader = options.loader ?? runtimeLoader({ source: options.source, allowNonFinite: options.allowNonFinite });
+  const loader = options.loader ?? runtimeLoader({ source: options.source, allowNonFinite: options.allowNonFinite, backend: options.backend });
   // Never into (or around) a model folder it reads; stale temporaries of killed runs go.
   const out = await prepareOutputFolder(options.out, { sources: await localFolders(options.models) });
   const resultsFile = path.join(out, RESULTS_FILE);

@@ -4,7 +4,8 @@
  * implements it with fopeify's tfjs runtime (src/model); tests can pass fakes for the pure parts.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { ModelSourceOptions } from '../hub/source.js';
+import type { BackendInfo } from '../backend/select.js';
+import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { resolveModel } from '../hub/resolve.js';
 import { FopeifyError } from '../errors.js';
 import { loadModel, loadTokenizer, type TextTokenizer } from '../model/index.js';
@@ -33,6 +34,8 @@ export interface EvalModelLoader {
 }
 
 export interface RuntimeLoaderOptions {
+  /** The activated backend the models compute on (default: the active one). */
+  backend?: BackendInfo;
   /** Hub resolution options (revision, cache, token, offline...). */
   source?: ModelSourceOptions;
   /** Load weights holding NaN / Inf anyway (LoadWeightsOptions.allowNonFinite). */
@@ -50,11 +53,18 @@ function wrapTokenizer(tok: TextTokenizer): EvalTokenizer {
   };
 }
 
-/** Load a model (folder or Hub id) with fopeify's runtime, as an EvalModel. */
-export async function loadEvalModel(model: string, options: RuntimeLoaderOptions = {}): Promise<EvalModel> {
-  const resolved = await resolveModel(model, options.source);
+/**
+ * Load a model (folder or Hub id, or one already resolved) with fopeify's runtime, as an EvalModel named
+ * `model` (the argument as given).
+ */
+export async function loadEvalModel(model: string, options: RuntimeLoaderOptions = {}, source?: ResolvedModel): Promise<EvalModel> {
+  const resolved = source ?? (await resolveModel(model, options.source));
   const tokenizer = await loadTokenizer(resolved.dir);
-  const lm = await loadModel(resolved, { allowNonFinite: options.allowNonFinite, onProgress: (done, total) => options.onLoadProgress?.(model, done, total) });
+  const lm = await loadModel(resolved, {
+    backend: options.backend,
+    allowNonFinite: options.allowNonFinite,
+    onProgress: (done, total) => options.onLoadProgress?.(model, done, total),
+  });
   const eos = lm.spec.eosTokenId ?? tokenizer.eosTokenId;
   const tok = wrapTokenizer(tokenizer);
   return {
@@ -92,13 +102,18 @@ export async function loadEvalModel(model: string, options: RuntimeLoaderOptions
   };
 }
 
-/** The default loader: fopeify's tfjs runtime. */
+/** The default loader: fopeify's tfjs runtime. Each model is resolved once, for its tokenizer and its weights. */
 export function runtimeLoader(options: RuntimeLoaderOptions = {}): EvalModelLoader {
+  const resolutions = new Map<string, Promise<ResolvedModel>>();
+  const resolved = (model: string) => {
+    let r = resolutions.get(model);
+    if (!r) resolutions.set(model, (r = resolveModel(model, options.source)));
+    return r;
+  };
   return {
     async tokenizer(model) {
-      const resolved = await resolveModel(model, options.source);
-      return wrapTokenizer(await loadTokenizer(resolved.dir));
+      return wrapTokenizer(await loadTokenizer((await resolved(model)).dir));
     },
-    load: (model) => loadEvalModel(model, options),
+    load: async (model) => loadEvalModel(model, options, await resolved(model)),
   };
 }

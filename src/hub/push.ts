@@ -150,7 +150,8 @@ function isStatus(err: unknown, status: number): boolean {
   return err instanceof HubApiError && err.statusCode === status;
 }
 
-export async function push(options: PushOptions): Promise<PushResult> {
+/** The repository, branch and folder of a push, refused before anything reaches the Hub. */
+async function checkPushInput(options: PushOptions): Promise<{ repo: string; branch: string; dir: string }> {
   const repo = options.repo;
   if (!REPO_RE.test(repo) || repo.includes('..')) {
     throw new FopeifyError('BAD_ARGUMENT', `repository must be given as org/name, got ${JSON.stringify(repo)}`);
@@ -162,7 +163,21 @@ export async function push(options: PushOptions): Promise<PushResult> {
   if (!st?.isDirectory()) throw new FopeifyError('BAD_ARGUMENT', `${options.dir} is not a folder`);
   if (!options.force) await assertModelFolder(dir);
   await listLocal(dir); // refuse an unusable model file before anything reaches the Hub
+  return { repo, branch, dir };
+}
 
+/** A push's connection to the Hub: the library's common options, the error context, LFS counters. */
+interface HubSession {
+  repo: string;
+  branch: string;
+  endpoint: string;
+  common: { hubUrl: string; fetch: typeof fetch; accessToken: string };
+  ctx: ErrorContext;
+  /** LFS objects the Hub already stored (batch answers without an upload action) and objects uploaded. */
+  lfs: { stored: number; uploaded: number };
+}
+
+async function openSession(options: PushOptions, repo: string, branch: string): Promise<HubSession> {
   const endpoint = hubEndpoint(options.endpoint);
   const { token, source } = await resolveToken(options.token);
   const hf = createHubFetch(options.fetch ?? globalThis.fetch, {
@@ -175,40 +190,42 @@ export async function push(options: PushOptions): Promise<PushResult> {
   if (!token) {
     throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);
   }
-  const progress = (e: PushProgress): void => options.onProgress?.(e);
-
   // LFS bookkeeping, read off the protocol: the batch answer says what the Hub already stores.
-  let lfsStored = 0;
-  let lfsUploaded = 0;
+  const lfs = { stored: 0, uploaded: 0 };
   const fetchWithLfsCount = (async (input: Parameters<typeof fetch>[0], init?: RequestInit) => {
     const res = await hf.fetch(input, init);
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     if (res.ok && url.endsWith('/info/lfs/objects/batch')) {
       try {
         const json = (await res.clone().json()) as { objects?: { actions?: { upload?: unknown } }[] };
-        for (const o of json.objects ?? []) if (!o.actions?.upload) lfsStored++;
+        for (const o of json.objects ?? []) if (!o.actions?.upload) lfs.stored++;
       } catch {
         // the library reports a malformed answer itself
       }
     } else if (res.ok && (init?.method ?? 'GET').toUpperCase() === 'PUT') {
-      lfsUploaded++;
+      lfs.uploaded++;
     }
     return res;
   }) as typeof fetch;
-  const common = { hubUrl: endpoint, fetch: fetchWithLfsCount, accessToken: token };
+  return { repo, branch, endpoint, common: { hubUrl: endpoint, fetch: fetchWithLfsCount, accessToken: token }, ctx, lfs };
+}
 
+/** Check the token can write, create the repository and the branch when missing. Returns whether the repository was created. */
+async function prepareRepo(session: HubSession, isPrivate: boolean | undefined): Promise<boolean> {
+  const { common, repo, branch, ctx } = session;
   let created = false;
   try {
     // A read-only token fails here, clearly, instead of after hashing gigabytes.
     const me = await whoAmI(common);
     if (me.auth.accessToken?.role === 'read') {
+      const source = ctx.tokenSource;
       throw new FopeifyError(
         'HUB_AUTH',
-        `the token (${maskToken(token)}${source && source !== 'option' ? ` from ${source}` : ''}) is read-only: pushing to ${repo} needs a token with the "write" role (create one at ${endpoint}/settings/tokens)`,
+        `the token (${maskToken(common.accessToken)}${source && source !== 'option' ? ` from ${source}` : ''}) is read-only: pushing to ${repo} needs a token with the "write" role (create one at ${session.endpoint}/settings/tokens)`,
       );
     }
     try {
-      await createRepo({ ...common, repo, ...(options.private !== undefined ? { private: options.private } : {}) });
+      await createRepo({ ...common, repo, ...(isPrivate !== undefined ? { private: isPrivate } : {}) });
       created = true;
     } catch (err) {
       if (!isStatus(err, 409)) throw err; // 409: it exists, which is fine
@@ -223,15 +240,11 @@ export async function push(options: PushOptions): Promise<PushResult> {
   } catch (err) {
     throw hubError(err, ctx);
   }
+  return created;
+}
 
-  let cardWritten = false;
-  if (options.card !== false) {
-    progress({ phase: 'card', file: 'README.md', filesDone: 0, filesTotal: 1 });
-    cardWritten = (await refreshModelCard(dir, { repo })).changed;
-  }
-  // A FoPE remote-code folder travels with this fopeify's .py files (the Hub copy must load as FoPE).
-  await refreshRemoteCode(dir);
-
+/** The folder's files with their sha256 and git blob sha1. */
+async function hashLocalFiles(dir: string, progress: (e: PushProgress) => void): Promise<LocalFile[]> {
   const listed = await listLocal(dir);
   const files: LocalFile[] = [];
   for (const [i, f] of listed.entries()) {
@@ -239,50 +252,44 @@ export async function push(options: PushOptions): Promise<PushResult> {
     files.push({ ...f, ...(await hashFile(f.abs, f.size)) });
     progress({ phase: 'hashing', file: f.path, progress: 1, filesDone: i + 1, filesTotal: listed.length });
   }
+  return files;
+}
 
+/** Which files the branch already holds with the same content (by LFS sha256 or git blob sha1). */
+async function compareWithBranch(session: HubSession, files: LocalFile[]): Promise<{ changed: LocalFile[]; unchanged: string[]; unchangedLfs: number }> {
   const remote = new Map<string, ListFileEntry>();
   try {
     // listFiles puts the revision in the URL as is; a branch like `v1/dev` must be encoded.
-    for await (const e of listFiles({ ...common, repo, revision: encodeURIComponent(branch), recursive: true })) {
+    for await (const e of listFiles({ ...session.common, repo: session.repo, revision: encodeURIComponent(session.branch), recursive: true })) {
       if (e.type === 'file') remote.set(e.path, e);
     }
   } catch (err) {
-    throw hubError(err, ctx);
+    throw hubError(err, session.ctx);
   }
   const same = (f: LocalFile): boolean => {
     const r = remote.get(f.path);
     return Boolean(r && (r.lfs ? r.lfs.oid === f.sha256 && r.lfs.size === f.size : r.oid === f.gitSha1));
   };
-  const changed = files.filter((f) => !same(f));
-  const unchanged = files.filter(same).map((f) => f.path);
-  const unchangedLfs = files.filter((f) => same(f) && remote.get(f.path)?.lfs).length;
-  const repoUrl = `${endpoint}/${repo}`;
+  return {
+    changed: files.filter((f) => !same(f)),
+    unchanged: files.filter(same).map((f) => f.path),
+    unchangedLfs: files.filter((f) => same(f) && remote.get(f.path)?.lfs).length,
+  };
+}
 
-  if (changed.length === 0) {
-    // Nothing to commit (Python's upload_folder skips the empty commit too).
-    let head: string;
-    try {
-      head = (await modelInfo({ ...common, name: repo, revision: branch, additionalFields: ['sha'] })).sha;
-    } catch (err) {
-      throw hubError(err, ctx);
-    }
-    progress({ phase: 'done', filesDone: 0, filesTotal: 0 });
-    return { repoUrl, commitOid: head, commitUrl: `${repoUrl}/commit/${head}`, uploaded: [], unchanged, skippedLfs: unchangedLfs, lfsUploaded: 0, created, cardWritten };
-  }
-
+/** One commit (or pull request) of the changed files, with progress per file. */
+async function commitFiles(session: HubSession, changed: LocalFile[], options: PushOptions, progress: (e: PushProgress) => void): Promise<CommitOutput> {
   const done = new Set<string>();
   const total = changed.length;
   let output: CommitOutput | undefined;
   try {
-    const operations = await Promise.all(
-      changed.map(async (f) => ({ operation: 'addOrUpdate' as const, path: f.path, content: await openAsBlob(f.abs) })),
-    );
+    const operations = await Promise.all(changed.map(async (f) => ({ operation: 'addOrUpdate' as const, path: f.path, content: await openAsBlob(f.abs) })));
     const it = commitIter({
-      ...common,
-      repo,
+      ...session.common,
+      repo: session.repo,
       operations,
       title: options.message ?? 'Upload model with fopeify',
-      branch,
+      branch: session.branch,
       isPullRequest: options.createPr,
       useXet: false, // the basic LFS protocol: resumable by oid, and what the local test Hub speaks
       useWebWorkers: false,
@@ -303,13 +310,13 @@ export async function push(options: PushOptions): Promise<PushResult> {
       }
     }
   } catch (err) {
-    const e = hubError(err, ctx);
+    const e = hubError(err, session.ctx);
     if (e.code === 'HUB_ERROR') {
       throw new FopeifyError('HUB_ERROR', `${e.message}; run the same push again: files the Hub already stores are not uploaded twice`);
     }
     throw e;
   }
-  if (!output) throw new FopeifyError('HUB_ERROR', `the Hub did not confirm the commit to ${repo}`);
+  if (!output) throw new FopeifyError('HUB_ERROR', `the Hub did not confirm the commit to ${session.repo}`);
   // Regular files travel inside the commit request; they are done once it succeeded.
   for (const f of changed) {
     if (!done.has(f.path)) {
@@ -318,6 +325,38 @@ export async function push(options: PushOptions): Promise<PushResult> {
     }
   }
   progress({ phase: 'done', filesDone: total, filesTotal: total });
+  return output;
+}
+
+export async function push(options: PushOptions): Promise<PushResult> {
+  const { repo, branch, dir } = await checkPushInput(options);
+  const session = await openSession(options, repo, branch);
+  const progress = (e: PushProgress): void => options.onProgress?.(e);
+  const created = await prepareRepo(session, options.private);
+
+  let cardWritten = false;
+  if (options.card !== false) {
+    progress({ phase: 'card', file: 'README.md', filesDone: 0, filesTotal: 1 });
+    cardWritten = (await refreshModelCard(dir, { repo })).changed;
+  }
+  // A FoPE remote-code folder travels with this fopeify's .py files (the Hub copy must load as FoPE).
+  await refreshRemoteCode(dir);
+
+  const files = await hashLocalFiles(dir, progress);
+  const { changed, unchanged, unchangedLfs } = await compareWithBranch(session, files);
+  const repoUrl = `${session.endpoint}/${repo}`;
+  if (changed.length === 0) {
+    // Nothing to commit (Python's upload_folder skips the empty commit too).
+    let head: string;
+    try {
+      head = (await modelInfo({ ...session.common, name: repo, revision: branch, additionalFields: ['sha'] })).sha;
+    } catch (err) {
+      throw hubError(err, session.ctx);
+    }
+    progress({ phase: 'done', filesDone: 0, filesTotal: 0 });
+    return { repoUrl, commitOid: head, commitUrl: `${repoUrl}/commit/${head}`, uploaded: [], unchanged, skippedLfs: unchangedLfs, lfsUploaded: 0, created, cardWritten };
+  }
+  const output = await commitFiles(session, changed, options, progress);
   return {
     repoUrl,
     commitOid: output.commit.oid,
@@ -325,8 +364,8 @@ export async function push(options: PushOptions): Promise<PushResult> {
     ...(output.pullRequestUrl ? { pullRequestUrl: output.pullRequestUrl } : {}),
     uploaded: changed.map((f) => f.path),
     unchanged,
-    skippedLfs: unchangedLfs + lfsStored,
-    lfsUploaded,
+    skippedLfs: unchangedLfs + session.lfs.stored,
+    lfsUploaded: session.lfs.uploaded,
     created,
     cardWritten,
   };

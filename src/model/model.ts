@@ -15,9 +15,13 @@ import { forwardHidden, forwardLogits, lmHead, type ForwardOptions, type TokenId
 import { loadWeights, TRANSPOSED_SUFFIX, type FopeLayout, type LoadWeightsOptions } from './weights.js';
 
 export interface LoadModelOptions extends LoadWeightsOptions {
-  /** Activate this backend first (src/backend's setupBackend). Default: use whatever tfjs has active. */
-  backend?: BackendName;
-  /** Threads for the backend (with `backend`). */
+  /**
+   * The activated backend (setupBackend's BackendInfo) the model computes on; a backend name activates
+   * that one first (the convenience of `loadModel('org/name', { backend: 'native' })`). Default: the
+   * active one (tfjs's default when none was set up).
+   */
+  backend?: BackendInfo | BackendName;
+  /** Threads for a backend activated here. */
   threads?: number;
   /** Do not print the "backend: ..." line. */
   quiet?: boolean;
@@ -34,9 +38,9 @@ export class LlamaModel {
     readonly fopeLayout: FopeLayout | null,
     /** The model folder. */
     readonly dir: string,
-    /** What the forward pass computes with (the backend's BackendInfo.kernels). */
-    readonly kernels: Kernels,
     readonly backend?: BackendInfo,
+    /** What the forward pass computes with (default: the backend's kernels, else plain tf ops). */
+    readonly kernels: Kernels | undefined = backend?.kernels,
   ) {}
 
   /** Logits `[B, T, V]` (`[B, 1, V]` with `logits: 'last'`). The caller disposes the result. */
@@ -89,17 +93,32 @@ export class LlamaModel {
 }
 
 /**
+ * The backend a library call computes on: `backend` itself when it is an activated BackendInfo; the named
+ * backend (or 'auto' when only `threads` is given), activated here; else the active one, and when none was
+ * set up, tfjs's default (plain cpu), activated quietly. The library's one place that activates a backend;
+ * the CLI activates through it once per command.
+ */
+export async function useBackend(
+  backend: BackendInfo | BackendName | undefined,
+  options: { threads?: number; allowSoftwareAdapter?: boolean; quiet?: boolean; log?: (line: string) => void } = {},
+): Promise<BackendInfo> {
+  if (typeof backend === 'object') return backend;
+  const { setupBackend, currentBackend } = await import('../backend/select.js');
+  if (backend !== undefined || options.threads !== undefined) {
+    return setupBackend({ backend: backend ?? 'auto', threads: options.threads, allowSoftwareAdapter: options.allowSoftwareAdapter, quiet: options.quiet, log: options.log });
+  }
+  return currentBackend() ?? setupBackend({ backend: 'cpu', quiet: true });
+}
+
+/**
  * Load a model folder (or a resolved / Hub model) into tfjs float32 variables. Throws FopeifyError for
- * unsupported architectures, missing tensors and mismatched shapes.
+ * unsupported architectures, missing tensors and mismatched shapes. A Hub id is resolved here and a named
+ * backend activated here (see useBackend): the convenience on top of the CLI's start-up.
  */
 export async function loadModel(source: string | ResolvedModel, options: LoadModelOptions = {}): Promise<LlamaModel> {
-  let backend: BackendInfo | undefined;
-  const { activeKernels, setupBackend } = await import('../backend/select.js');
-  if (options.backend !== undefined || options.threads !== undefined) {
-    backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, quiet: options.quiet });
-  }
+  const backend = await useBackend(options.backend, { threads: options.threads, quiet: options.quiet });
   const resolved = typeof source === 'string' ? await resolveModel(source, options.source) : source;
   const spec = await loadModelSpec(resolved.dir);
   const { weights, fopeLayout } = await loadWeights(resolved.dir, spec, options);
-  return new LlamaModel(spec, weights, fopeLayout, resolved.dir, backend?.kernels ?? activeKernels(), backend);
+  return new LlamaModel(spec, weights, fopeLayout, resolved.dir, backend);
 }

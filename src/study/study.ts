@@ -9,7 +9,8 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { setupBackend, type BackendName } from '../backend/select.js';
+import type { BackendInfo, BackendName } from '../backend/select.js';
+import { useBackend } from '../model/model.js';
 import { loadModelSpec } from '../config/load.js';
 import { convertModel } from '../convert/convert.js';
 import { fixturesDir } from '../demo/data.js';
@@ -50,8 +51,11 @@ export interface StudyOptions {
   quick?: boolean;
   /** Override parts of the plan (tests run a miniature study; the CLI exposes a few). */
   plan?: Partial<StudyPlan>;
-  backend?: BackendName;
+  /** The activated backend (setupBackend's BackendInfo); a name activates that one (default auto). */
+  backend?: BackendInfo | BackendName;
   threads?: number;
+  /** With a backend name 'webgpu' (or auto): a software adapter may be used. */
+  allowSoftwareAdapter?: boolean;
   source?: ModelSourceOptions;
   /** The command line that started this run, recorded in study.json. */
   command?: string;
@@ -134,6 +138,88 @@ function canonicalJson(value: unknown): string {
 
 const minutes = (s: number) => (s >= 90 ? `${(s / 60).toFixed(1)} min` : `${Math.round(s)} s`);
 
+/** What one cell of the study needs: its variant and seed, folders, the shared plan, data and backend. */
+interface CellJob {
+  v: VariantId;
+  seed: number;
+  name: string;
+  cellDir: string;
+  out: string;
+  base: string;
+  plan: StudyPlan;
+  ctx: { yarnFactor: number; headDimHalf: number; initFactor: number };
+  data: { texts: string[]; name: string };
+  text: string;
+  backend: BackendInfo;
+  log: (line: string) => void;
+  cellProgress: (text: string) => void;
+  started: number;
+}
+
+/** One cell: convert (FoPE variants), fine-tune, passkey by length × depth, perplexity by window. */
+async function runCell(job: CellJob): Promise<StudyCell> {
+  const { v, seed, name, cellDir, out, base, plan, ctx, data, text, backend, log, cellProgress, started } = job;
+  const variant = VARIANTS[v];
+  await fs.mkdir(cellDir, { recursive: true });
+  // 1. build: convert (FoPE variants) or start from the RoPE model.
+  let start = base;
+  let conversion: VariantConversion | null = null;
+  let convertCommand: string | null = null;
+  if (variant.conversion) {
+    conversion = variant.conversion({ ...ctx, seed });
+    start = path.join(cellDir, 'converted');
+    convertCommand = convertCommandLine(base, start, conversion);
+    if (!(await exists(path.join(start, 'config.json')))) {
+      cellProgress('converting');
+      const r = await convertModel({ model: base, outDir: start, ...conversion, force: true });
+      log(`${name}: converted, K=${r.k} of ${r.headDimHalf} frequencies kept (clip length ${r.clipLength}), max_position_embeddings ${r.maxPositionEmbeddings}`);
+    }
+  }
+  // 2. fine-tune with the shared data and budget; the seed orders the data.
+  const tunedDir = path.join(cellDir, 'model');
+  const ft = await fineTuneStage({
+    name,
+    model: start,
+    dir: tunedDir,
+    recipe: variant.recipe,
+    data,
+    settings: fineTuneSettings(plan, seed),
+    backend,
+    onLog: log,
+    onProgress: cellProgress,
+  });
+  // 3. passkey by length × depth on the same prompts for every cell.
+  const needle = await runNeedle({
+    models: [name],
+    out: path.join(cellDir, 'needle'),
+    task: 'passkey',
+    lengths: plan.lengths,
+    depths: plan.depths,
+    trials: plan.trials,
+    seed: plan.evalSeed,
+    mode: 'generate',
+    loader: namedModelLoader([{ name, dir: tunedDir }], backend),
+    onProgress: (e) => cellProgress(`passkey ${e.done}/${e.total} (${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
+    onWarning: (w) => log(`${name}: note: ${w}`),
+  });
+  // 4. perplexity by window on the held-out text.
+  const ppl = await perplexityOfModels([{ name, dir: tunedDir }], text, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: () => cellProgress('perplexity'), backend });
+  const cell: StudyCell = {
+    variant: v,
+    seed,
+    model: path.relative(out, tunedDir),
+    conversion,
+    convertCommand,
+    recipe: variant.recipe,
+    finetune: ft ? { steps: ft.step, finalLoss: ft.finalLoss, seconds: ft.seconds } : await finishedFineTune(tunedDir),
+    passkeyCells: needle.cells.map((c) => ({ length: c.context_length, depth: c.depth, accuracy: c.accuracy, trials: c.trials })),
+    accuracy: needle.results.map((r) => ({ length: r.context_length, accuracy: r.accuracy, trials: r.trials })),
+    perplexity: ppl.map((p) => ({ window: p.window, ppl: p.ppl })),
+    seconds: (Date.now() - started) / 1000,
+  };
+  return cell;
+}
+
 /** Run (or resume) a study. */
 export async function runStudy(options: StudyOptions = {}): Promise<StudyResult> {
   const t0 = Date.now();
@@ -156,18 +242,10 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
   // The output rules and the backend before anything is printed or written.
   await checkOutputFolder(out, { sources: [base] });
-  const backend = await setupBackend({ backend: options.backend ?? 'auto', threads: options.threads, log });
+  const backend = await useBackend(options.backend ?? 'auto', { threads: options.threads, allowSoftwareAdapter: options.allowSoftwareAdapter, log });
   await prepareOutputFolder(out, { sources: [base] });
 
-  // A folder holds one plan: cells measured under another budget must not be mixed into this one.
-  const planRecord = { model: base, plan };
-  const previous = await readJson<typeof planRecord>(path.join(out, STUDY_PLAN_JSON));
-  if (previous && canonicalJson(previous) !== canonicalJson(planRecord)) {
-    throw new FopeifyError('OUTPUT_EXISTS', `${options.out ?? 'fopeify-study'} holds a study with another model or plan (see ${STUDY_PLAN_JSON}); choose another --out to run this one`);
-  }
-  if (!previous) await writeFileAtomically(path.join(out, STUDY_PLAN_JSON), JSON.stringify(planRecord, null, 2) + '\n');
-  const earlier = await readJson<{ commands?: string[] }>(path.join(out, STUDY_JSON));
-  const commands = [...(earlier?.commands ?? []), options.command ?? `runStudy(${JSON.stringify({ model: options.model, variants, seeds: seedCount, quick })})`];
+  const commands = await claimStudyFolder(out, base, plan, options.out, options.command ?? `runStudy(${JSON.stringify({ model: options.model, variants, seeds: seedCount, quick })})`);
 
   options.onStart?.({ plan, variants, seeds, quick });
   log(
@@ -199,63 +277,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
     };
     const tag = `[${i + 1}/${plannedCells.length} ${name}]`;
     const cellProgress = (t: string) => progress(`${tag} ${t}${eta()}`);
-    const variant = VARIANTS[v];
-    await fs.mkdir(cellDir, { recursive: true });
-    // 1. build: convert (FoPE variants) or start from the RoPE model.
-    let start = base;
-    let conversion: VariantConversion | null = null;
-    let convertCommand: string | null = null;
-    if (variant.conversion) {
-      conversion = variant.conversion({ ...ctx, seed });
-      start = path.join(cellDir, 'converted');
-      convertCommand = convertCommandLine(base, start, conversion);
-      if (!(await exists(path.join(start, 'config.json')))) {
-        cellProgress('converting');
-        const r = await convertModel({ model: base, outDir: start, ...conversion, force: true });
-        log(`${name}: converted, K=${r.k} of ${r.headDimHalf} frequencies kept (clip length ${r.clipLength}), max_position_embeddings ${r.maxPositionEmbeddings}`);
-      }
-    }
-    // 2. fine-tune with the shared data and budget; the seed orders the data.
-    const tunedDir = path.join(cellDir, 'model');
-    const ft = await fineTuneStage({
-      name,
-      model: start,
-      dir: tunedDir,
-      recipe: variant.recipe,
-      data,
-      settings: fineTuneSettings(plan, seed),
-      onLog: log,
-      onProgress: cellProgress,
-    });
-    // 3. passkey by length × depth on the same prompts for every cell.
-    const needle = await runNeedle({
-      models: [name],
-      out: path.join(cellDir, 'needle'),
-      task: 'passkey',
-      lengths: plan.lengths,
-      depths: plan.depths,
-      trials: plan.trials,
-      seed: plan.evalSeed,
-      mode: 'generate',
-      loader: namedModelLoader([{ name, dir: tunedDir }]),
-      onProgress: (e) => cellProgress(`passkey ${e.done}/${e.total} (${e.record.context_length} tokens: ${e.record.correct ? 'right' : 'wrong'})`),
-      onWarning: (w) => log(`${name}: note: ${w}`),
-    });
-    // 4. perplexity by window on the held-out text.
-    const ppl = await perplexityOfModels([{ name, dir: tunedDir }], text, { windows: plan.windows, maxWindows: plan.maxWindows, onProgress: () => cellProgress('perplexity') });
-    const cell: StudyCell = {
-      variant: v,
-      seed,
-      model: path.relative(out, tunedDir),
-      conversion,
-      convertCommand,
-      recipe: variant.recipe,
-      finetune: ft ? { steps: ft.step, finalLoss: ft.finalLoss, seconds: ft.seconds } : await finishedFineTune(tunedDir),
-      passkeyCells: needle.cells.map((c) => ({ length: c.context_length, depth: c.depth, accuracy: c.accuracy, trials: c.trials })),
-      accuracy: needle.results.map((r) => ({ length: r.context_length, accuracy: r.accuracy, trials: r.trials })),
-      perplexity: ppl.map((p) => ({ window: p.window, ppl: p.ppl })),
-      seconds: (Date.now() - started) / 1000,
-    };
+    const cell = await runCell({ v, seed, name, cellDir, out, base, plan, ctx, data, text, backend, log, cellProgress, started });
     // Atomic: a cell.json is either complete or absent, so a killed run resumes at this cell.
     await writeFileAtomically(path.join(cellDir, CELL_JSON), JSON.stringify(cell, null, 2) + '\n');
     cells.push(cell);
@@ -282,16 +304,36 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
     seconds: (Date.now() - t0) / 1000,
     cellSeconds: cells.reduce((a, c) => a + c.seconds, 0),
   };
+  await writeStudyFiles(result, commands, backend);
+  return result;
+}
+
+/**
+ * A folder holds one plan: cells measured under another budget must not be mixed into this one. Records
+ * the plan in a fresh folder; returns the command lines of the runs so far, this one last.
+ */
+async function claimStudyFolder(out: string, base: string, plan: StudyPlan, given: string | undefined, command: string): Promise<string[]> {
+  const planRecord = { model: base, plan };
+  const previous = await readJson<typeof planRecord>(path.join(out, STUDY_PLAN_JSON));
+  if (previous && canonicalJson(previous) !== canonicalJson(planRecord)) {
+    throw new FopeifyError('OUTPUT_EXISTS', `${given ?? 'fopeify-study'} holds a study with another model or plan (see ${STUDY_PLAN_JSON}); choose another --out to run this one`);
+  }
+  if (!previous) await writeFileAtomically(path.join(out, STUDY_PLAN_JSON), JSON.stringify(planRecord, null, 2) + '\n');
+  const earlier = await readJson<{ commands?: string[] }>(path.join(out, STUDY_JSON));
+  return [...(earlier?.commands ?? []), command];
+}
+
+/** study.json and report.html. */
+async function writeStudyFiles(result: StudyResult, commands: string[], backend: BackendInfo): Promise<void> {
   const studyJson = {
     fopeify_study: 1,
     fopeify_version: VERSION,
     commands,
     backend: backend.description,
     heldOutText: HELD_OUT_TEXT,
-    variantDescriptions: Object.fromEntries(variants.map((v) => [v, { label: VARIANTS[v].label, description: VARIANTS[v].description, recipe: VARIANTS[v].recipe }])),
+    variantDescriptions: Object.fromEntries(result.variants.map((v) => [v, { label: VARIANTS[v].label, description: VARIANTS[v].description, recipe: VARIANTS[v].recipe }])),
     ...result,
   };
-  await writeFileAtomically(path.join(out, STUDY_JSON), JSON.stringify(studyJson, null, 2) + '\n');
-  await writeStudyReport(out, result);
-  return result;
+  await writeFileAtomically(path.join(result.out, STUDY_JSON), JSON.stringify(studyJson, null, 2) + '\n');
+  await writeStudyReport(result.out, result);
 }

@@ -1,5 +1,17 @@
 /** Long-context fine-tuning (and training from scratch): the public API of src/train. */
-export { finetune, SYNTHETIC_PASSKEY, SYNTHETIC_DOCUMENTS, type FinetuneOptions, type FinetuneResult, type StepInfo } from './finetune.js';
+export {
+  finetune,
+  trainPlanned,
+  SYNTHETIC_PASSKEY,
+  SYNTHETIC_DOCUMENTS,
+  type FinetuneOptions,
+  type FinetuneResult,
+  type StepInfo,
+  type TrainCallbacks,
+  type TrainPlannedOptions,
+} from './finetune.js';
+export { prepareRun, planRun, planSettings, evaluatesAt, checkpointsAt, stopsAt, type RunOptions, type RunInputs, type RunPlan } from './run-plan.js';
+export { Trainer, type BatchSource, type TrainerData, type TrainerOptions, type TrainStepResult, type EvalResult, type TrainerWeights } from './trainer.js';
 export {
   loadRecipe,
   listRecipes,

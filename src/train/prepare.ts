@@ -101,15 +101,31 @@ export function checkRecipe(spec: ModelSpec, recipe: Recipe | null, seqLen: numb
 
 let prepareCounter = 0;
 
-export async function prepareModel(
-  dir: string,
-  recipe: Recipe | null,
-  seqLen: number,
-  options: { onProgress?: (done: number, total: number) => void; allowNonFinite?: boolean } = {},
-): Promise<PreparedModel> {
-  const spec = await loadModelSpec(dir);
-  const notes: string[] = [];
-  const yarn = checkRecipe(spec, recipe, seqLen, notes);
+/** A model's config already read and checked against the recipe (a run plan holds one). */
+export interface CheckedModel {
+  spec: ModelSpec;
+  /** checkRecipe's answer: the YaRN factor to add, if any. */
+  yarn: number | undefined;
+  /** checkRecipe's notes (kept in ConversionInfo.notes). */
+  notes: string[];
+}
+
+export interface PrepareModelOptions {
+  onProgress?: (done: number, total: number) => void;
+  allowNonFinite?: boolean;
+  /** The config and checkRecipe's answer when the caller has them: neither is read or checked again. */
+  checked?: CheckedModel;
+}
+
+export async function prepareModel(dir: string, recipe: Recipe | null, seqLen: number, options: PrepareModelOptions = {}): Promise<PreparedModel> {
+  let checked = options.checked;
+  if (!checked) {
+    const spec = await loadModelSpec(dir);
+    const notes: string[] = [];
+    checked = { spec, yarn: checkRecipe(spec, recipe, seqLen, notes), notes };
+  }
+  const { spec, yarn } = checked;
+  const notes = [...checked.notes];
   const load = () => loadWeights(dir, spec, { allowNonFinite: options.allowNonFinite, onProgress: options.onProgress ? (d, t) => options.onProgress!(d, t) : undefined });
   let config: Record<string, unknown> = structuredClone(spec.raw);
   let conversion: ConversionInfo = { kind: 'none', maxPositionEmbeddings: null, notes };

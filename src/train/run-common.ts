@@ -9,6 +9,7 @@ import { loadModelSpec } from '../config/load.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { checkOutputFolder, prepareOutputFolder } from '../io/output-folder.js';
+import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError, outputError } from '../errors.js';
 import type { TextTokenizer } from '../model/index.js';
 import { PackedDataset, packChunks, readDocuments, splitHeldOut } from './data.js';
@@ -180,11 +181,44 @@ export function shownPath(p: string): string {
   return !rel ? '.' : rel.startsWith('..') ? p : rel;
 }
 
+/** The model of a run: resolved to a folder, its config read once and checked against the recipe. */
+export async function checkRunModel(model: string, source: ModelSourceOptions): Promise<{ resolved: ResolvedModel; spec: ModelSpec }> {
+  const resolved = await resolveModel(model, source);
+  return { resolved, spec: await loadModelSpec(resolved.dir) };
+}
+
+/** The output of a run against the model: it may not be, hold, or lie inside it (--force would delete it). */
+export async function checkRunOutput(given: string, modelDir: string): Promise<void> {
+  await checkOutputFolder(given, { sources: [modelDir], flag: '--out' });
+}
+
 /**
- * The model and the output folder of a run (either engine), checked before any work starts: the recipe
- * against the model's config, and the output against the model (it may not be, hold, or lie inside it:
- * --force would delete it). With --force and nothing to resume, the old output is removed; then the
- * folder is created and cleared of temporaries of killed runs.
+ * Create a run's output folder (checked by checkRunOutput): with `removeFirst` (--force and nothing to
+ * resume) the old content is removed first; then it is cleared of temporaries of killed runs.
+ */
+export async function createRunOutput(given: string, outDir: string, modelDir: string, removeFirst: boolean): Promise<void> {
+  if (removeFirst) {
+    try {
+      await fs.rm(outDir, { recursive: true, force: true });
+    } catch (err) {
+      throw outputError(err, given);
+    }
+  }
+  await prepareOutputFolder(outDir, { sources: [modelDir], flag: '--out' });
+}
+
+/** What prepareRunFolders checked: the model folder, its config, and checkRecipe's YaRN factor and notes. */
+export interface CheckedRunModel {
+  resolved: ResolvedModel;
+  spec: ModelSpec;
+  yarn: number | undefined;
+  notes: string[];
+}
+
+/**
+ * The model and the output folder of a torch-engine run, checked before any work starts (the tfjs engine
+ * does the same through its run plan): the recipe against the model's config, and the output against the
+ * model; then the output folder is created (emptied first with --force and nothing to resume).
  */
 export async function prepareRunFolders(
   options: ModelSourceOptions & { model: string; outDir: string; force?: boolean },
@@ -192,18 +226,11 @@ export async function prepareRunFolders(
   recipe: Recipe,
   seqLen: number,
   resuming: boolean,
-): Promise<ResolvedModel> {
-  const resolved = await resolveModel(options.model, options);
-  checkRecipe(await loadModelSpec(resolved.dir), recipe, seqLen);
-  const outputRules = { sources: [resolved.dir], flag: '--out' };
-  await checkOutputFolder(options.outDir, outputRules);
-  if (!resuming && options.force) {
-    try {
-      await fs.rm(outDir, { recursive: true, force: true });
-    } catch (err) {
-      throw outputError(err, options.outDir);
-    }
-  }
-  await prepareOutputFolder(outDir, outputRules);
-  return resolved;
+): Promise<CheckedRunModel> {
+  const { resolved, spec } = await checkRunModel(options.model, options);
+  const notes: string[] = [];
+  const yarn = checkRecipe(spec, recipe, seqLen, notes);
+  await checkRunOutput(options.outDir, resolved.dir);
+  await createRunOutput(options.outDir, outDir, resolved.dir, !resuming && options.force === true);
+  return { resolved, spec, yarn, notes };
 }

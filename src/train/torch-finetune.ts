@@ -175,10 +175,12 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
   }
 
   topology.legacyStdFlags = py ? /^1\./.test(py.torchVersion) : false;
-  const resolved = await prepareRunFolders(options, outDir, recipe, settings.seqLen, saved !== null);
+  const checked = await prepareRunFolders(options, outDir, recipe, settings.seqLen, saved !== null);
+  const resolved = checked.resolved;
 
   options.onLoad?.(`loading ${options.model}`);
   const prepared = await prepareModel(resolved.dir, recipe, settings.seqLen, {
+    checked,
     allowNonFinite: options.allowNonFinite,
     onProgress: (d, n) => options.onLoad?.(`loading ${options.model}: ${d}/${n} tensors`),
   });
