@@ -14,6 +14,10 @@ import { availableParallelism } from 'node:os';
 import * as tfjs from '@tensorflow/tfjs';
 import { FopeifyError } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
+import type { Kernels } from './kernels.js';
+import { hostKernels, wasmKernels } from './kernels-host.js';
+import { nativeKernels } from './kernels-native.js';
+import { tfKernels } from './kernels-tf.js';
 import { makeBatchMatMulKernel, makeFusedMatMulKernel } from './matmul.js';
 import { loadNative, type NativeAddon, type NativeBlas } from './native.js';
 import { replaceKernel, replacedKernels, restoreKernels } from './registry.js';
@@ -53,6 +57,8 @@ export interface BackendInfo {
   fallbacks: string[];
   /** The GPU adapter when the webgpu backend is active. */
   adapter?: WebGpuAdapter;
+  /** What the model, the trainer and the optimizer compute with on this backend (kernels.ts). */
+  kernels: Kernels;
 }
 
 /** What the machine offers. Everything setupBackend decides follows from this. */
@@ -241,14 +247,13 @@ export function currentBackend(): BackendInfo | undefined {
 }
 
 /**
- * fopeify's native addon when the active backend is tfjs cpu with its native kernels (`native`, or
- * `auto` choosing it), else null: the code paths that work on tensors' data directly with the BLAS and
- * the addon's C passes (training's attention, loss and optimizer; the runtime's inference path).
+ * The kernels of the last successful setupBackend; when none ran, those of the backend tfjs picked by
+ * itself (without the native addon): for library callers that did not activate a backend themselves.
  */
-export function acceleratedCpuAddon(): NativeAddon | null {
-  if (tfjs.getBackend() !== 'cpu' || !current?.accelerated) return null;
-  const r = loadNative();
-  return r.ok ? r.blas.addon : null;
+export function activeKernels(): Kernels {
+  if (current) return current.kernels;
+  const name = tfjs.getBackend();
+  return kernelsFor(name === 'cpu' || name === 'wasm' ? name : 'tensorflow', null);
 }
 
 export interface SetupOptions {
@@ -413,7 +418,15 @@ async function activate(
     replacedKernels: replaced,
     fallbacks: [],
     adapter: cand.tfBackend === 'webgpu' && probe?.ok ? probe.adapter : undefined,
+    kernels: kernelsFor(cand.tfBackend, accelerated ? blas!.addon : null),
   };
+}
+
+/** The kernels of an activated tfjs backend (with the native addon when its BLAS kernels are registered). */
+function kernelsFor(tfBackend: Candidate['tfBackend'], addon: NativeAddon | null): Kernels {
+  if (tfBackend === 'wasm') return wasmKernels;
+  if (tfBackend === 'cpu') return addon ? nativeKernels(addon) : hostKernels;
+  return tfKernels;
 }
 
 const BLAS_NAMES: Record<string, string> = { openblas: 'OpenBLAS', blis: 'BLIS', mkl: 'MKL', accelerate: 'Accelerate' };

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import type { Kernels } from '../backend/kernels.js';
 import { SeededRandom } from '../random.js';
 import { KvCache } from './cache.js';
 import { checkFiniteValues } from './finite.js';
@@ -35,6 +36,8 @@ export interface GenerateOptions extends SamplingOptions {
   cacheBlockSize?: number;
   /** Attention query block for the prefill. */
   queryBlock?: number;
+  /** The backend's kernels (BackendInfo.kernels; default: plain tf ops). */
+  kernels?: Kernels;
 }
 
 export interface GenerateResult {
@@ -118,7 +121,7 @@ export async function generate(weights: WeightMap, spec: ModelSpec, prompt: read
   const t0 = performance.now();
   try {
     if (maxNew === 0) return { tokens, stopReason, prefillMs, decodeMs: 0 };
-    let logits = await lastLogits(weights, spec, [...prompt], { cache, queryBlock: options.queryBlock });
+    let logits = await lastLogits(weights, spec, [...prompt], { cache, queryBlock: options.queryBlock, kernels: options.kernels });
     prefillMs = performance.now() - t0;
     for (;;) {
       const next = sampleToken(logits, options, rng);
@@ -132,7 +135,7 @@ export async function generate(weights: WeightMap, spec: ModelSpec, prompt: read
         break;
       }
       if (tokens.length >= maxNew) break;
-      logits = await lastLogits(weights, spec, [next], { cache });
+      logits = await lastLogits(weights, spec, [next], { cache, kernels: options.kernels });
     }
     return { tokens, stopReason, prefillMs, decodeMs: performance.now() - t0 - prefillMs };
   } finally {

@@ -4,14 +4,13 @@ export {
   forwardLogits,
   forwardHidden,
   lmHead,
-  decoderLayer,
-  selfAttention,
   fopeCoefficients,
+  inferenceOps,
   RotaryProvider,
-  type LayerContext,
   type ForwardOptions,
   type TokenIds,
 } from './llama.js';
+export { decoderLayer, selfAttention, mapWeights, type DecoderContext, type LayerOps, type LayerWeights } from './decoder.js';
 export { KvCache, type KvCacheOptions } from './cache.js';
 export {
   blockwiseAttention,

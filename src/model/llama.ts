@@ -6,16 +6,19 @@
  *  - FoPE sits exactly where RoPE sits, with YaRN's attention factor on its cos and sin;
  *  - positions are float32.
  * `forwardLogits(weights, spec, ids)` uses only tfjs ops on the given tensors, so a trainer can call it
- * inside tf.grads / tf.customGrad with its own (variable or LoRA-merged) weights.
+ * inside tf.grads / tf.customGrad with its own (variable or LoRA-merged) weights; with `kernels` (the
+ * backend's, BackendInfo.kernels) it takes their fast forward-only paths when no gradient is recorded.
+ * The decoder layer itself is decoder.ts's, shared with the trainer.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { recordingGradient, type Kernels } from '../backend/kernels.js';
+import { tfKernels } from '../backend/kernels-tf.js';
 import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js';
-import { inferenceBlas } from './native-inference.js';
 import type { KvCache } from './cache.js';
-import { linear, rmsNorm, swiGlu } from './layers.js';
-import { applyRotaryTf, cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
+import { decoderLayer, mapWeights, type DecoderContext, type LayerOps } from './decoder.js';
+import { cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
 import { detectFopeLayout, fopeCoefNames, TRANSPOSED_SUFFIX, weight, type FopeLayout, type WeightMap } from './weights.js';
 
 /** Token ids: one sequence, a batch of equal-length sequences, or an int32 `[B, T]` tensor. */
@@ -35,6 +38,8 @@ export interface ForwardOptions {
   queryBlock?: number;
   /** Keys per attention block without a cache (default 512; with a cache, its block size). */
   keyBlock?: number;
+  /** The backend's kernels (BackendInfo.kernels; default: plain tf ops). */
+  kernels?: Kernels;
 }
 
 /** Token ids as an int32 `[B, T]` tensor; plain ids are checked against the vocabulary first. */
@@ -139,94 +144,26 @@ export class RotaryProvider {
   }
 }
 
-/** What one decoder layer needs besides its input: weights, shapes, where the queries sit, the cache. */
-export interface LayerContext {
-  weights: WeightMap;
-  spec: ModelSpec;
-  /** Batch and sequence length of this call (the layer's input is `[B·T, H]`). */
-  B: number;
-  T: number;
-  /** Sequence index of this call's first token (the cache length, 0 without a cache). */
-  qStart: number;
-  cache?: KvCache;
-  queryBlock?: number;
-  keyBlock: number;
-}
-
-const opt = (weights: WeightMap, name: string): tf.Tensor | undefined => weights.get(name);
-
-/** The linear layer `<prefix>.weight` (+ bias): its inference-layout `^T` twin when present, else the HF weight. */
-function proj(w: WeightMap, x: tf.Tensor2D, prefix: string): tf.Tensor2D {
-  const t = w.get(`${prefix}.weight${TRANSPOSED_SUFFIX}`);
-  return linear(x, t ?? weight(w, `${prefix}.weight`), w.get(`${prefix}.bias`), t !== undefined);
-}
-
-/** A linear weight in whichever layout the map holds: `{ w, transposed }`. */
-function linearWeight(w: WeightMap, name: string): { w: tf.Tensor; transposed: boolean } {
-  const t = w.get(name + TRANSPOSED_SUFFIX);
-  return t ? { w: t, transposed: true } : { w: weight(w, name), transposed: false };
-}
-
-/** Self-attention of layer i on normed hidden states `[B·T, H]`; returns `[B·T, H]` (o_proj applied). */
-export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: LayerContext): tf.Tensor2D {
-  const { weights: w, spec, B, T } = ctx;
-  const { numHeads: nH, numKvHeads: nKv, headDim: D } = spec;
-  const R = nH / nKv;
-  const p = `model.layers.${layer}.self_attn`;
-  return tf.tidy(() => {
-    // [B·T, n·D] → [B, n, T, D]
-    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(y.reshape([B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
-    let q = heads(proj(w, x, `${p}.q_proj`), nH);
-    let k = heads(proj(w, x, `${p}.k_proj`), nKv);
-    const v = heads(proj(w, x, `${p}.v_proj`), nKv);
-    if (spec.qkNorm) {
-      q = normRows(q, weight(w, `${p}.q_norm.weight`), spec.rmsNormEps);
-      k = normRows(k, weight(w, `${p}.k_norm.weight`), spec.rmsNormEps);
-    }
-    // Query head h shares KV head floor(h / R): view q as [B, nKv, R, T, D] (HF's repeat_kv order).
-    const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
-    const kr = applyRotaryTf(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
-    const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
-    const blocks = ctx.cache ? ctx.cache.append(layer, kr, vr) : kvBlocks(kr, vr, ctx.qStart, ctx.keyBlock);
-    const o = blockwiseAttention(qr, blocks, ctx.qStart, { queryBlock: ctx.queryBlock, slidingWindow: spec.slidingWindow });
-    const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
-    return proj(w, merged, `${p}.o_proj`);
-  });
-}
-
 /**
- * RMSNorm of the runtime's forward pass: on the accelerated cpu backend outside tf.grads one threaded C
- * pass (the tf-op version is five kernels with their buffers); otherwise layers.ts's rmsNorm. Training
- * keeps rmsNorm itself (src/train), so its numerics do not depend on this.
+ * The ops of an inference forward pass: the kernels' forward-only fast paths (plain tf ops under a
+ * gradient tape, so a trainer or a test can differentiate the runtime), and attention over the KV
+ * cache's blocks or over this call's keys cut into blocks.
  */
-function normRows<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T {
-  const addon = inferenceBlas();
-  if (!addon?.rmsnorm) return rmsNorm(x, w, eps);
-  const out = new Float32Array(x.size);
-  addon.rmsnorm(x.dataSync() as Float32Array, w.dataSync() as Float32Array, out, eps);
-  return tf.tensor(out, x.shape) as T;
-}
-
-/** One decoder layer on the residual stream `[B·T, H]`. */
-export function decoderLayer(h: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: LayerContext): tf.Tensor2D {
-  const { weights: w, spec } = ctx;
-  const p = `model.layers.${layer}`;
-  return tf.tidy(() => {
-    const x = normRows(h, weight(w, `${p}.input_layernorm.weight`), spec.rmsNormEps);
-    const h1 = tf.add(h, selfAttention(x, layer, rot, ctx)) as tf.Tensor2D;
-    const y = normRows(h1, weight(w, `${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
-    const gate = linearWeight(w, `${p}.mlp.gate_proj.weight`);
-    const mlp = swiGlu(y, {
-      transposed: gate.transposed,
-      gate: gate.w,
-      up: linearWeight(w, `${p}.mlp.up_proj.weight`).w,
-      down: linearWeight(w, `${p}.mlp.down_proj.weight`).w,
-      gateBias: opt(w, `${p}.mlp.gate_proj.bias`),
-      upBias: opt(w, `${p}.mlp.up_proj.bias`),
-      downBias: opt(w, `${p}.mlp.down_proj.bias`),
-    });
-    return tf.add(h1, mlp) as tf.Tensor2D;
-  });
+export function inferenceOps(
+  kernels: Kernels,
+  options: { qStart: number; cache?: KvCache; queryBlock?: number; keyBlock: number; slidingWindow: number | null },
+): LayerOps {
+  const k = recordingGradient() ? tfKernels : kernels;
+  return {
+    kernels: k,
+    norm: (x, w, eps) => k.rmsNorm(x, w, eps),
+    activation: (g, u) => k.swiGlu(g, u),
+    attention(q, kr, vr, layer) {
+      const blocks = options.cache ? options.cache.append(layer, kr, vr) : kvBlocks(kr, vr, options.qStart, options.keyBlock);
+      return blockwiseAttention(q, blocks, options.qStart, { queryBlock: options.queryBlock, slidingWindow: options.slidingWindow, kernels: k });
+    },
+    scope: (fn) => tf.tidy(fn),
+  };
 }
 
 /**
@@ -252,26 +189,26 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
     }
     if (cache && cache.numLayers !== spec.numLayers) throw new FopeifyError('BAD_ARGUMENT', 'the KV cache belongs to another model');
     rotary = new RotaryProvider(weights, spec, positions);
-    const ctx: LayerContext = {
-      weights,
-      spec,
-      B,
-      T,
+    const ops = inferenceOps(options.kernels ?? tfKernels, {
       qStart,
       cache,
       queryBlock: options.queryBlock,
       keyBlock: options.keyBlock ?? DEFAULT_KEY_BLOCK,
-    };
+      slidingWindow: spec.slidingWindow,
+    });
+    const ctx: DecoderContext = { spec, B, T, weights: mapWeights(weights), ops };
     h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), idT.reshape([B * T])) as tf.Tensor2D);
     for (let i = 0; i < spec.numLayers; i++) {
-      const next = decoderLayer(h, i, rotary.get(i), ctx);
+      const hIn: tf.Tensor2D = h;
+      const tables = rotary.get(i);
+      const next: tf.Tensor2D = tf.tidy(() => decoderLayer(hIn, i, tables, ctx));
       h.dispose();
       h = next;
       rotary.release(i);
     }
     if (cache) cache.advance(T);
     const last = h;
-    return tf.tidy(() => normRows(last, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
+    return tf.tidy(() => ops.norm(last, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
   } finally {
     h?.dispose();
     rotary?.dispose();
@@ -280,12 +217,12 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
 }
 
 /** LM head on hidden states `[N, H]` → logits `[N, V]` (the embedding matrix when tied). */
-export function lmHead(weights: WeightMap, spec: ModelSpec, h: tf.Tensor2D): tf.Tensor2D {
+export function lmHead(weights: WeightMap, spec: ModelSpec, h: tf.Tensor2D, kernels: Pick<Kernels, 'matMul'> = tfKernels): tf.Tensor2D {
   void spec;
   const t = weights.get('lm_head.weight' + TRANSPOSED_SUFFIX);
-  if (t) return tf.matMul(h, t as tf.Tensor2D);
+  if (t) return kernels.matMul(h, t);
   const w = weights.get('lm_head.weight') ?? weight(weights, 'model.embed_tokens.weight');
-  return tf.matMul(h, w as tf.Tensor2D, false, true);
+  return kernels.matMul(h, w, false, true);
 }
 
 /** Logits `[B, T, V]` (or `[B, 1, V]` with `logits: 'last'`). */
@@ -296,7 +233,7 @@ export function forwardLogits(weights: WeightMap, spec: ModelSpec, ids: TokenIds
       const [B, T, H] = h.shape;
       const rows = options.logits === 'last' ? tf.slice(h, [0, T - 1, 0], [B, 1, H]) : h;
       const n = options.logits === 'last' ? 1 : T;
-      return lmHead(weights, spec, rows.reshape([B * n, H]) as tf.Tensor2D).reshape([B, n, spec.vocabSize]) as tf.Tensor3D;
+      return lmHead(weights, spec, rows.reshape([B * n, H]) as tf.Tensor2D, options.kernels).reshape([B, n, spec.vocabSize]) as tf.Tensor3D;
     });
   } finally {
     h.dispose();

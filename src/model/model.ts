@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
+import type { Kernels } from '../backend/kernels.js';
 import type { BackendInfo, BackendName } from '../backend/select.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
@@ -38,21 +39,23 @@ export class LlamaModel {
     /** The model folder. */
     readonly dir: string,
     readonly backend?: BackendInfo,
+    /** What the forward pass computes with (default: the backend's kernels, else plain tf ops). */
+    readonly kernels: Kernels | undefined = backend?.kernels,
   ) {}
 
   /** Logits `[B, T, V]` (`[B, 1, V]` with `logits: 'last'`). The caller disposes the result. */
   forward(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-    return forwardLogits(this.weights, this.spec, ids, options);
+    return forwardLogits(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** Final hidden states `[B, T, H]` (after the last norm), for losses computed in chunks. */
   hidden(ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-    return forwardHidden(this.weights, this.spec, ids, options);
+    return forwardHidden(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** LM head on `[N, H]` hidden states → `[N, V]`. */
   logitsFromHidden(h: tf.Tensor2D): tf.Tensor2D {
-    return lmHead(this.weights, this.spec, h);
+    return lmHead(this.weights, this.spec, h, this.kernels);
   }
 
   /** An empty KV cache for this model. Dispose it when done. */
@@ -62,7 +65,7 @@ export class LlamaModel {
 
   /** Decode from prompt ids with a fresh cache. */
   generate(ids: readonly number[], options: GenerateOptions = {}): Promise<GenerateResult> {
-    return generate(this.weights, this.spec, ids, options);
+    return generate(this.weights, this.spec, ids, { kernels: this.kernels, ...options });
   }
 
   /** 'inference' when linear weights are held transposed (`<name>^T`), else 'hf'. */

@@ -9,27 +9,29 @@
  *  - the LM head and cross-entropy run in row chunks and produce their gradient during the forward
  *    pass (the loss is the last op), so `[T, vocab]` logits never exist whole;
  *  - the embedding gradient is a plain scatter-add in JS (wasm's tf.gather has no gradient).
- * The layer math mirrors src/model/llama.ts's `decoderLayer` op for op (same building blocks), and
- * tests check the loss against the runtime's `forwardLogits`.
+ * The layer is the runtime's own (src/model/decoder.ts's `decoderLayer`), given the trained tensors
+ * through a weight accessor that merges LoRA factors in, and differentiable ops; tests check the loss
+ * against the runtime's `forwardLogits`. What is fast on this backend comes from the kernels.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import type { Kernels } from '../backend/kernels.js';
+import { rmsNorm } from '../backend/kernels-tf.js';
 import { segmentSumInto } from '../backend/segment-sum.js';
+import { decoderLayer, type LayerOps, type LayerWeights } from '../model/decoder.js';
 import { forwardLogits, fopeCoefficients } from '../model/llama.js';
-import { linear, rmsNorm, silu } from '../model/layers.js';
-import { applyRotaryTf, cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
+import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
-import { crossEntropyRows, hostKernels, swiGluActivation } from './host-kernels.js';
-import { acceleratedCpuAddon } from '../backend/select.js';
-import { headChunkNative } from './native-attention.js';
 import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
 import type { LoraSettings, Trainable } from './recipe.js';
 
 export interface TrainingModelOptions {
+  /** The backend's kernels (BackendInfo.kernels): attention, SwiGLU and the loss head compute with them. */
+  kernels: Kernels;
   trainable: Trainable;
   lora: LoraSettings;
   /** Seed of the LoRA init. */
@@ -39,8 +41,6 @@ export interface TrainingModelOptions {
   keyBlock?: number;
   /** Rows per LM-head chunk in the loss (default: about 32M logits, 128 MB, per chunk). */
   lossChunk?: number;
-  /** Fused JS softmax passes (default: on the tfjs cpu backend; false: tf ops, as on GPU). */
-  host?: boolean;
 }
 
 /** A batch of packed chunks (each seq-len + 1 tokens; −1 marks a padding token whose loss is ignored). */
@@ -93,8 +93,7 @@ export class TrainingModel {
   private readonly queryBlock?: number;
   private readonly keyBlock?: number;
   private readonly lossChunk: number;
-  /** Fused JS / WebAssembly elementwise passes (the tfjs cpu backend). */
-  private readonly host: boolean;
+  readonly kernels: Kernels;
 
   constructor(
     readonly spec: ModelSpec,
@@ -107,7 +106,7 @@ export class TrainingModel {
     this.keyBlock = options.keyBlock;
     this.lossChunk = options.lossChunk ?? Math.max(16, Math.min(2048, Math.floor(32_000_000 / spec.vocabSize)));
     this.loraScale = options.lora.alpha / options.lora.rank;
-    this.host = options.host ?? hostKernels();
+    this.kernels = options.kernels;
     this.lmHeadName = weights.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
     for (const [name, v] of weights) {
       if (isDirectlyTrainable(name, options.trainable, options.lora)) this.params.set(name, v);
@@ -181,7 +180,9 @@ export class TrainingModel {
 
   /** Logits `[B, T, V]` from the runtime's forward pass on the merged weights (caller disposes). */
   logits(ids: readonly number[] | readonly (readonly number[])[]): tf.Tensor3D {
-    return this.withMergedWeights((w) => forwardLogits(w, this.spec, ids as number[][], { queryBlock: this.queryBlock, keyBlock: this.keyBlock }));
+    return this.withMergedWeights((w) =>
+      forwardLogits(w, this.spec, ids as number[][], { queryBlock: this.queryBlock, keyBlock: this.keyBlock, kernels: this.kernels }),
+    );
   }
 
   private clearAttention(): void {
@@ -255,7 +256,7 @@ export class TrainingModel {
     return h;
   }
 
-  /** One decoder layer on `[B·T, H]`, as llama.ts's decoderLayer, with trained tensors taken from `xs`. */
+  /** One decoder layer on `[B·T, H]` (the runtime's), with trained tensors taken from `xs`. */
   private layer(
     h: tf.Tensor2D,
     i: number,
@@ -266,7 +267,6 @@ export class TrainingModel {
     rot: RotaryTables,
     phase: 'forward' | 'recompute',
   ): tf.Tensor2D {
-    const { spec } = this;
     const local = new Map<string, tf.Tensor>();
     names.forEach((n, j) => local.set(n, xs[j]!));
     const get = (name: string): tf.Tensor => {
@@ -274,43 +274,36 @@ export class TrainingModel {
       if (!t) throw new FopeifyError('INTERNAL', `weight ${name} is not loaded`);
       return t;
     };
-    const opt = (name: string) => local.get(name) ?? this.weights.get(name);
-    const W = (name: string): tf.Tensor => {
-      const l = this.lora.get(name);
-      return l ? tf.add(get(name), tf.mul(tf.matMul(get(l.b) as tf.Tensor2D, get(l.a) as tf.Tensor2D), this.loraScale)) : get(name);
+    // The accessor merges LoRA factors into their base weight: W + scale · B A.
+    const weights: LayerWeights = {
+      get,
+      opt: (name) => local.get(name) ?? this.weights.get(name),
+      linear: (name) => {
+        const l = this.lora.get(name);
+        const w = l ? tf.add(get(name), tf.mul(tf.matMul(get(l.b) as tf.Tensor2D, get(l.a) as tf.Tensor2D), this.loraScale)) : get(name);
+        return { w, transposed: false };
+      },
     };
-    const { numHeads: nH, numKvHeads: nKv, headDim: D } = spec;
-    const R = nH / nKv;
-    const p = `model.layers.${i}`;
-    const a = `${p}.self_attn`;
-    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(y.reshape([B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
-    const x = rmsNorm(h, get(`${p}.input_layernorm.weight`), spec.rmsNormEps);
-    let q = heads(linear(x, W(`${a}.q_proj.weight`), opt(`${a}.q_proj.bias`)), nH);
-    let k = heads(linear(x, W(`${a}.k_proj.weight`), opt(`${a}.k_proj.bias`)), nKv);
-    const v = heads(linear(x, W(`${a}.v_proj.weight`), opt(`${a}.v_proj.bias`)), nKv);
-    if (spec.qkNorm) {
-      q = rmsNorm(q, get(`${a}.q_norm.weight`), spec.rmsNormEps);
-      k = rmsNorm(k, get(`${a}.k_norm.weight`), spec.rmsNormEps);
-    }
-    const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
-    const kr = applyRotaryTf(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
-    const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
-    // The forward pass of a training step keeps the attention result; the recomputation reuses it.
-    const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
-    const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
-    const o = flashAttention(qr, kr, vr, { queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: spec.slidingWindow, reuse, keep, host: this.host });
-    if (reuse) {
-      tf.dispose([reuse.o, reuse.lse]);
-      this.attention.delete(i);
-    }
-    const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
-    const h1 = tf.add(h, linear(merged, W(`${a}.o_proj.weight`), opt(`${a}.o_proj.bias`))) as tf.Tensor2D;
-    const y = rmsNorm(h1, get(`${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
-    const gate = linear(y, W(`${p}.mlp.gate_proj.weight`), opt(`${p}.mlp.gate_proj.bias`));
-    const up = linear(y, W(`${p}.mlp.up_proj.weight`), opt(`${p}.mlp.up_proj.bias`));
-    const act = this.host ? timed('swiglu activation', () => swiGluActivation(gate, up)) : (tf.mul(silu(gate), up) as tf.Tensor2D);
-    const mlp = linear(act, W(`${p}.mlp.down_proj.weight`), opt(`${p}.mlp.down_proj.bias`));
-    return tf.add(h1, mlp) as tf.Tensor2D;
+    const { kernels } = this;
+    const ops: LayerOps = {
+      kernels,
+      norm: rmsNorm,
+      activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
+      attention: (q, k, v) => {
+        // The forward pass of a training step keeps the attention result; the recomputation reuses it.
+        const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
+        const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
+        const o = flashAttention(q, k, v, { kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
+        if (reuse) {
+          tf.dispose([reuse.o, reuse.lse]);
+          this.attention.delete(i);
+        }
+        return o;
+      },
+      // Under the trainer's checkpointing the tape decides what lives: no early frees.
+      scope: (fn) => fn(),
+    };
+    return decoderLayer(h, i, rot, { spec: this.spec, B, T, weights, ops });
   }
 
   /**
@@ -325,11 +318,9 @@ export class TrainingModel {
     if (bt.count === 0) throw new FopeifyError('INTERNAL', 'a batch without any target token');
     const { spec } = this;
     const names = this.headParams;
-    const N = h.shape[0];
-    const V = spec.vocabSize;
+    const [N, H] = h.shape;
     const chunks: [number, number][] = [];
     for (let s = 0; s < N; s += this.lossChunk) chunks.push([s, Math.min(this.lossChunk, N - s)]);
-    const inv = 1 / bt.count;
     const normName = 'model.norm.weight';
     const jNorm = names.indexOf(normName);
     const jHead = names.indexOf(this.lmHeadName);
@@ -337,42 +328,7 @@ export class TrainingModel {
       const j = names.indexOf(name);
       return j >= 0 ? ps[j]! : this.weights.get(name)!;
     };
-    const host = this.host;
-    const rowsOf = (x: tf.Tensor2D, s: number, n: number) => (n === N ? x : (tf.slice(x, [s, 0], [n, x.shape[1]]) as tf.Tensor2D));
 
-    /** One chunk: summed NLL, and with `grad` the chunk's dx `[n, H]` and LM-head gradient `[V, H]`. */
-    const chunk = (hIn: tf.Tensor2D, ps: tf.Tensor[], s: number, n: number, grad: boolean): { nll: number; dx?: tf.Tensor2D; dW?: tf.Tensor2D } => {
-      const tg = bt.targets.subarray(s, s + n);
-      let nll = 0;
-      const out = tf.tidy(() => {
-        const W = get(ps, this.lmHeadName) as tf.Tensor2D;
-        const x = rmsNorm(rowsOf(hIn, s, n), get(ps, normName), spec.rmsNormEps);
-        const logits = tf.matMul(x, W, false, true);
-        let dlogits: tf.Tensor2D | null = null;
-        if (host) {
-          const r = crossEntropyRows(logits.dataSync() as Float32Array, n, V, tg, grad ? inv : null);
-          nll = r.nll;
-          if (r.dlogits) dlogits = tf.tensor2d(r.dlogits, [n, V]);
-        } else {
-          const lse = tf.logSumExp(logits, 1, true);
-          const picked = tf.gather(logits.reshape([n * V]), tf.tensor1d(Int32Array.from(tg, (t, i) => i * V + Math.max(t, 0)), 'int32'));
-          const mask = tf.tensor1d(Float32Array.from(tg, (t) => (t >= 0 ? 1 : 0)));
-          nll = tf.sum(tf.mul(tf.sub(lse.reshape([n]), picked), mask)).dataSync()[0]!;
-          if (grad) {
-            // (softmax − onehot) / tokens; padding rows get lse = +∞, so their softmax row is 0.
-            const shift = tf.tensor2d(Float32Array.from(tg, (t) => (t >= 0 ? Math.log(bt.count) : Infinity)), [n, 1]);
-            const p = tf.exp(tf.sub(logits, tf.add(lse, shift)));
-            dlogits = tf.sub(p, tf.oneHot(tf.tensor1d(tg, 'int32'), V, inv, 0, 'float32')) as tf.Tensor2D;
-          }
-        }
-        if (!dlogits) return {};
-        return { dx: tf.matMul(dlogits, W), ...(jHead >= 0 ? { dW: tf.matMul(dlogits, x, true, false) } : {}) };
-      }) as { dx?: tf.Tensor2D; dW?: tf.Tensor2D };
-      return { nll, ...out };
-    };
-
-    const blas = host ? acceleratedCpuAddon() : null;
-    const H = h.shape[1];
     /** dh (and the trained norm / head gradients) from the dx and dW kept by the forward pass, times dy. */
     const backward = (dy: tf.Scalar, saved: tf.Tensor[]): tf.Tensor[] =>
       tf.tidy((): tf.Tensor[] => {
@@ -390,39 +346,22 @@ export class TrainingModel {
       const save = args.pop() as tf.GradSaveFunc;
       const [hIn, ...ps] = args as [tf.Tensor2D, ...tf.Tensor[]];
       const grad = taping();
-      let total = 0;
-      if (blas) {
-        // BLAS straight on the data: logits only in a scratch buffer, dW accumulated in place.
-        const Wd = get(ps, this.lmHeadName).dataSync() as Float32Array;
-        const dxAll = grad ? new Float32Array(N * H) : null;
-        const dWAll = grad && jHead >= 0 ? new Float32Array(V * H) : null;
-        for (const [s, n] of chunks) {
-          const xd = tf.tidy(() => rmsNorm(rowsOf(hIn, s, n), get(ps, normName), spec.rmsNormEps).dataSync() as Float32Array);
-          total += timed('head (logits, loss, gradient)', () => headChunkNative(blas, xd, Wd, n, H, V, bt.targets.subarray(s, s + n), grad ? inv : null, dxAll, s * H, dWAll));
-        }
-        if (grad) save([hIn, ...ps, tf.tensor2d(dxAll!, [N, H]), ...(dWAll ? [tf.tensor2d(dWAll, [V, H])] : [])]);
-        return { value: tf.scalar(total * inv), gradFunc: backward };
-      }
-      const dxs: tf.Tensor2D[] = [];
-      let dW: tf.Tensor2D | null = null;
-      for (const [s, n] of chunks) {
-        const r = chunk(hIn, ps, s, n, grad);
-        total += r.nll;
-        if (r.dx) dxs.push(r.dx);
-        if (r.dW) {
-          const prev: tf.Tensor2D | null = dW;
-          dW = prev ? (tf.add(prev, r.dW) as tf.Tensor2D) : r.dW;
-          if (prev) {
-            prev.dispose();
-            r.dW.dispose();
-          }
-        }
-      }
-      if (grad) {
-        const dx = dxs.length === 1 ? dxs[0]! : (tf.concat(dxs, 0) as tf.Tensor2D);
-        save([hIn, ...ps, dx, ...(dW ? [dW] : [])]);
-      }
-      return { value: tf.scalar(total * inv), gradFunc: backward };
+      const r = timed('head (logits, loss, gradient)', () =>
+        this.kernels.headLoss({
+          N,
+          H,
+          V: spec.vocabSize,
+          chunks,
+          rows: (s, n) => rmsNorm(n === N ? hIn : (tf.slice(hIn, [s, 0], [n, H]) as tf.Tensor2D), get(ps, normName), spec.rmsNormEps),
+          W: get(ps, this.lmHeadName) as tf.Tensor2D,
+          targets: bt.targets,
+          tokens: bt.count,
+          gradient: grad,
+          weightGrad: jHead >= 0,
+        }),
+      );
+      if (grad) save([hIn, ...ps, r.dx!, ...(r.dW ? [r.dW] : [])]);
+      return { value: r.loss, gradFunc: backward };
     }) as unknown as Parameters<typeof tf.customGrad>[0]);
     return op(h, ...names.map((n) => this.params.get(n)!)) as tf.Scalar;
   }

@@ -74,10 +74,10 @@ export function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, length: n
     const positions = Array.from({ length: ids.length - promptLength }, (_, j) => promptLength - 1 + j);
     const predicted = tm.withMergedWeights((w) =>
       tf.tidy(() => {
-        const h = forwardHidden(w, tm.spec, ids);
+        const h = forwardHidden(w, tm.spec, ids, { kernels: tm.kernels });
         const H = h.shape[2];
         const rows = tf.gather(h.reshape([ids.length, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
-        const logits = lmHead(w, tm.spec, rows).dataSync() as Float32Array;
+        const logits = lmHead(w, tm.spec, rows, tm.kernels).dataSync() as Float32Array;
         const V = tm.spec.vocabSize;
         return positions.map((_, j) => argmax(logits.subarray(j * V, (j + 1) * V)));
       }),

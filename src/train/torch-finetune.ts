@@ -17,6 +17,7 @@ import { loadTokenizer } from '../model/index.js';
 import { SeededRandom } from '../random.js';
 import { latestCheckpoint, pruneCheckpoints } from './checkpoint.js';
 import type { FinetuneOptions, FinetuneResult } from './finetune.js';
+import { activeKernels } from '../backend/select.js';
 import { TrainingModel } from './model.js';
 import { passkeyEvalPrompts, type PasskeyEvalPrompt } from './passkey.js';
 import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
@@ -192,7 +193,7 @@ export async function finetuneTorch(options: FinetuneOptions): Promise<FinetuneR
     const tok = await loadTokenizer(resolved.dir);
     const eos = eosOf(tok, prepared.config);
     if (prepared.spec.vocabSize <= eos) throw new FopeifyError('BAD_CONFIG', `the EOS id ${eos} is outside the vocabulary (${prepared.spec.vocabSize})`);
-    tm = new TrainingModel(prepared.spec, prepared.weights, prepared.fopeLayout, { trainable: settings.trainable, lora: settings.lora, seed: settings.seed });
+    tm = new TrainingModel(prepared.spec, prepared.weights, prepared.fopeLayout, { kernels: activeKernels(), trainable: settings.trainable, lora: settings.lora, seed: settings.seed });
     let parameters = 0;
     for (const v of prepared.weights.values()) parameters += v.size;
     const dataArg = options.data ?? saved?.data_arg ?? undefined;

@@ -6,7 +6,7 @@
  * folder around it); bench/train.mjs drives the same steps on random tokens.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { BackendInfo } from '../backend/select.js';
+import { activeKernels, type BackendInfo } from '../backend/select.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { checkFiniteResult } from '../model/finite.js';
@@ -91,6 +91,7 @@ export class Trainer {
   /** The training model and AdamW over `source`'s weights, as the settings ask. */
   static create(source: TrainerWeights, settings: TrainSettings, data: TrainerData, options: TrainerOptions = {}): Trainer {
     const model = new TrainingModel(source.spec, source.weights, source.fopeLayout, {
+      kernels: options.backend?.kernels ?? activeKernels(),
       trainable: settings.trainable,
       lora: settings.lora,
       seed: settings.seed,
@@ -99,7 +100,7 @@ export class Trainer {
       lossChunk: options.lossChunk,
     });
     try {
-      const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay });
+      const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, model.kernels);
       return new Trainer(model, optimizer, settings, data, options);
     } catch (err) {
       model.dispose();

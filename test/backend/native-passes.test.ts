@@ -122,13 +122,13 @@ describe.skipIf(!nativeUsable)('AdamW through the addon equals the JavaScript up
     const { setupBackend } = await import('../../src/backend/select.js');
     const { AdamW } = await import('../../src/train/optimizer.js');
     const run = async (backend: 'cpu' | 'native') => {
-      await setupBackend({ backend, quiet: true });
+      const info = await setupBackend({ backend, quiet: true });
       const r = rng(5);
       const params = new Map([
         ['a', tf.variable(tf.tensor(Float32Array.from({ length: 70_001 }, () => r() - 0.5)), true, `adam-test-a-${backend}`)],
         ['b', tf.variable(tf.tensor(Float32Array.from({ length: 33 }, () => r() - 0.5)), true, `adam-test-b-${backend}`)],
       ]);
-      const opt = new AdamW(params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
+      const opt = new AdamW(params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 }, info.kernels);
       const norms: number[] = [];
       for (let s = 0; s < 3; s++) {
         const grads = new Map([...params].map(([n, p]) => [n, tf.tensor(Float32Array.from({ length: p.size }, () => (r() - 0.5) * (s + 1)))]));

@@ -132,6 +132,9 @@ describe('setupBackend on this machine', () => {
     expect(info.replacedKernels).toEqual([]);
     expect(getTf().matMul).toBe(tf.matMul);
     expect(tf.getBackend()).toBe('cpu');
+    // Tensors in JS memory: the host passes (JS / WebAssembly), no BLAS.
+    expect(info.kernels.name).toBe('host');
+    expect(info.kernels.host).not.toBeNull();
   });
 
   it('wasm reports its limits, and gets a gather gradient from us', async () => {
@@ -140,6 +143,9 @@ describe('setupBackend on this machine', () => {
     expect(info.memoryLimitBytes).toBe(4 * 1024 ** 3);
     expect(info.gatherGradient).toBe(true);
     expect(info.replacedKernels).toContain('UnsortedSegmentSum');
+    // tf ops, with the optimizer's moments in JS memory (no in-place writes into wasm's heap).
+    expect(info.kernels.name).toBe('tf-ops');
+    expect(info.kernels.host).not.toBeNull();
     const emb = tf.variable(tf.tensor2d([[1, 2], [3, 4], [5, 6]]));
     const g = tf.grad((e: tf.Tensor) => tf.sum(tf.gather(e, tf.tensor1d([2, 0, 2], 'int32'))))(emb);
     expect(Array.from(g.dataSync())).toEqual([1, 1, 0, 0, 2, 2]);
@@ -156,6 +162,7 @@ describe('setupBackend on this machine', () => {
       expect(info.accelerated).toBe(true);
       expect(info.description).toMatch(/^cpu \+ native BLAS \(.+, 2 threads\)$/);
       expect(info.replacedKernels).toEqual(expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'Multiply', 'Softmax']));
+      expect(info.kernels.name).toBe('native');
     } else {
       expect(['wasm', 'cpu']).toContain(info.name);
       expect(info.accelerated).toBe(false);
@@ -235,6 +242,9 @@ describe('setupBackend on this machine', () => {
       const info = await setupBackendWith({ backend: 'tensorflow', quiet: true }, { detect: caps({ tfjsNode: true }), importModule: fakeModule });
       expect(imported.at(-1)).toBe('@tensorflow/tfjs-node');
       expect(info.chosen).toBe('tensorflow');
+      // Tensors live in TensorFlow's memory: plain tf ops, moments as variables.
+      expect(info.kernels.name).toBe('tf-ops');
+      expect(info.kernels.host).toBeNull();
     });
 
     it('a GPU package that fails to load falls back, and says why', async () => {

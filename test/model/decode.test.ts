@@ -20,8 +20,8 @@ import {
 } from '../../src/model/index.js';
 import { SeededRandom } from '../../src/random.js';
 import { fixture, tempDir } from '../helpers.js';
-import { setupBackend } from '../../src/backend/select.js';
-import { inferenceBlas } from '../../src/model/native-inference.js';
+import { setupBackend, type BackendInfo } from '../../src/backend/select.js';
+import { tfKernels } from '../../src/backend/kernels-tf.js';
 import { nativeUsable } from '../backend/helpers.js';
 import { rows, useCpu } from './helpers.js';
 import { relMaxError } from './reference.js';
@@ -96,8 +96,9 @@ describe('blockwise attention equals full attention', () => {
 // CI has OpenBLAS (FOPEIFY_EXPECT_NATIVE=1), so this runs there: the accelerated backend's BLAS-direct
 // attention must equal the plain reference, alone and inside whole forward passes with and without a cache.
 describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () => {
+  let native: BackendInfo;
   beforeAll(async () => {
-    await setupBackend({ backend: 'native', quiet: true });
+    native = await setupBackend({ backend: 'native', quiet: true });
   });
   afterAll(async () => {
     await useCpu();
@@ -105,7 +106,7 @@ describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () =>
   const cases = [...ATTENTION_CASES, { R: 2, Tq: 70, past: 0, qb: 256, kb: 512, window: null }];
   for (const c of cases) {
     it(`R=${c.R} Tq=${c.Tq} past=${c.past} blocks q${c.qb}/k${c.kb} window=${c.window}`, () => {
-      expect(inferenceBlas()).not.toBeNull();
+      expect(native.kernels.name).toBe('native');
       const BK = 3;
       const D = 16;
       const Tk = c.past + c.Tq;
@@ -113,8 +114,8 @@ describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () =>
       const k = randn([BK, Tk, D], 5).mul(3) as tf.Tensor3D;
       const v = randn([BK, Tk, D], 6) as tf.Tensor3D;
       const blocks = kvBlocks(k, v, 0, c.kb);
-      const a = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window });
-      const b = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window, native: false });
+      const a = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window, kernels: native.kernels });
+      const b = blockwiseAttention(q, blocks, c.past, { queryBlock: c.qb, slidingWindow: c.window, kernels: tfKernels });
       const ref = fullAttention(q, k, v, c.past, { slidingWindow: c.window });
       expect(relMaxError([a.dataSync()], [ref.dataSync()])).toBeLessThan(1e-5);
       expect(relMaxError([b.dataSync()], [ref.dataSync()])).toBeLessThan(1e-5);
@@ -127,7 +128,7 @@ describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () =>
     const q = randn([2, 2, 5, 8], 7) as tf.Tensor4D;
     const k = randn([2, 5, 8], 8) as tf.Tensor3D;
     const v = randn([2, 5, 8], 9) as tf.Tensor3D;
-    const f = (x: tf.Tensor) => tf.sum(blockwiseAttention(x as tf.Tensor4D, [{ k, v, start: 0 }], 0));
+    const f = (x: tf.Tensor) => tf.sum(blockwiseAttention(x as tf.Tensor4D, [{ k, v, start: 0 }], 0, { kernels: native.kernels }));
     const fRef = (x: tf.Tensor) => tf.sum(fullAttention(x as tf.Tensor4D, k, v, 0));
     const [g] = tf.grads(f)([q]);
     const [gRef] = tf.grads(fRef)([q]);
@@ -138,12 +139,13 @@ describe.skipIf(!nativeUsable)('native (BLAS-direct) inference attention', () =>
   it('whole forward passes (RoPE and FoPE+YaRN, cached in chunks) equal the plain cpu backend', async () => {
     await useCpu();
     const plain = [rows(rope.forward(IDS)), rows(fope.forward(IDS))];
-    await setupBackend({ backend: 'native', quiet: true });
+    native = await setupBackend({ backend: 'native', quiet: true });
+    const kernels = native.kernels;
     [rope, fope].forEach((model, i) => {
-      expect(relMaxError(rows(model.forward(IDS, { queryBlock: 5, keyBlock: 4 })), plain[i]!)).toBeLessThan(1e-4);
+      expect(relMaxError(rows(model.forward(IDS, { queryBlock: 5, keyBlock: 4, kernels })), plain[i]!)).toBeLessThan(1e-4);
       const cache = model.createCache({ blockSize: 3 });
       const got: Float32Array[] = [];
-      for (const [s, e] of [[0, 5], [5, 6], [6, 11], [11, 16]] as const) got.push(...rows(model.forward(IDS.slice(s, e), { cache, queryBlock: 2 })));
+      for (const [s, e] of [[0, 5], [5, 6], [6, 11], [11, 16]] as const) got.push(...rows(model.forward(IDS.slice(s, e), { cache, queryBlock: 2, kernels })));
       cache.dispose();
       expect(relMaxError(got, plain[i]!)).toBeLessThan(1e-4);
     });

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { setupBackend } from '../../src/backend/select.js';
+import { tfKernels } from '../../src/backend/kernels-tf.js';
+import { setupBackend, type BackendInfo } from '../../src/backend/select.js';
 import { fullAttention } from '../../src/model/attention.js';
 import { flashAttention } from '../../src/train/flash-attention.js';
 import { isolatedGrads, recomputed } from '../../src/train/grad.js';
@@ -18,8 +19,9 @@ function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
 
 // Plain tfjs cpu (JS softmax with tf matmuls, or tf ops), then the native BLAS path when this machine has it.
 for (const backend of ['cpu', 'auto'] as const) describe(`flash attention (training), ${backend} backend`, () => {
+  let info: BackendInfo;
   beforeAll(async () => {
-    await setupBackend({ backend, quiet: true });
+    info = await setupBackend({ backend, quiet: true });
   });
 
   for (const [T, qb, kb, window, host] of [
@@ -37,7 +39,7 @@ for (const backend of ['cpu', 'auto'] as const) describe(`flash attention (train
       const k = randn([BK, T, D], 2) as tf.Tensor3D;
       const v = randn([BK, T, D], 3) as tf.Tensor3D;
       const w = randn([BK, R, T, D], 4);
-      const opts = { queryBlock: qb, keyBlock: kb, slidingWindow: window, host };
+      const opts = { queryBlock: qb, keyBlock: kb, slidingWindow: window, kernels: host ? info.kernels : tfKernels };
       const ref = fullAttention(q, k, v, 0, { slidingWindow: window });
       const got = flashAttention(q, k, v, opts);
       expect(maxAbsDiff(ref, got)).toBeLessThan(1e-5);

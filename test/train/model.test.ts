@@ -1,7 +1,8 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { setupBackend } from '../../src/backend/select.js';
+import { tfKernels } from '../../src/backend/kernels-tf.js';
+import { setupBackend, type BackendInfo } from '../../src/backend/select.js';
 import { convertModel } from '../../src/convert/convert.js';
 import { forwardLogits, loadModel, type WeightMap } from '../../src/model/index.js';
 import { SeededRandom } from '../../src/random.js';
@@ -39,9 +40,10 @@ function maxRelDiff(a: tf.Tensor, b: tf.Tensor): number {
 
 const small: Pick<TrainingModelOptions, 'queryBlock' | 'keyBlock' | 'lossChunk'> = { queryBlock: 16, keyBlock: 8, lossChunk: 24 };
 
+let info: BackendInfo;
 beforeAll(async () => {
   // Native BLAS (and its scatter-add gather gradient for the reference) when available, plain tfjs otherwise.
-  await setupBackend({ backend: 'auto', quiet: true });
+  info = await setupBackend({ backend: 'auto', quiet: true });
 });
 
 describe('training forward and gradients', () => {
@@ -60,7 +62,7 @@ describe('training forward and gradients', () => {
         dir = out;
       }
       const m = await loadModel(dir);
-      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, host, ...small });
+      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: host === false ? tfKernels : info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
       const batch = chunks(2, 41, 1);
       const { loss, grads } = tm.lossAndGrads(batch);
       const vars = [...tm.params.values()];
@@ -82,7 +84,7 @@ describe('training forward and gradients', () => {
     const dir = await fixture(root, { kind: 'llama', seed: 4 });
     const m = await loadModel(dir);
     const lora = { ...DEFAULT_TRAIN.lora, rank: 4, alpha: 8 };
-    const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'lora', lora, seed: 1, ...small });
+    const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'lora', lora, seed: 1, ...small });
     // Move B away from zero so the LoRA term matters.
     for (const [name, v] of tm.params) if (name.includes('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.05, 'float32', 7));
     expect([...tm.params.keys()].filter((n) => n.includes('lora_A')).length).toBe(8);
@@ -111,7 +113,7 @@ describe('training forward and gradients', () => {
     const padded = full.slice();
     padded.fill(-1, 21);
     for (const host of [true, false]) {
-      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, host, ...small });
+      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: host === false ? tfKernels : info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
       const { loss, grads } = tm.lossAndGrads([padded]);
       const vars = [...tm.params.values()];
       // Reference: the first 20 targets only (positions 0..19 predict tokens 1..20).
@@ -127,7 +129,7 @@ describe('training forward and gradients', () => {
   it('a training step keeps no tensor behind', async () => {
     const dir = await fixture(root, { kind: 'llama', seed: 5 });
     const m = await loadModel(dir);
-    const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
+    const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
     const batch = chunks(1, 33, 3);
     tf.dispose([...tm.lossAndGrads(batch).grads.values()]); // builds the rotary tables once
     const before = tf.memory().numTensors;

@@ -96,8 +96,8 @@ it('Trainer.step() and evaluate() reproduce finetune()\'s losses and the pre-Tra
   expect(evals).toEqual(metrics.filter((m) => m.eval_loss !== undefined).map((m) => m.eval_loss));
 
   const b = await load();
-  const model = new TrainingModel(b.prepared.spec, b.prepared.weights, b.prepared.fopeLayout, { trainable: settings.trainable, lora: settings.lora, seed: settings.seed });
-  const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay });
+  const model = new TrainingModel(b.prepared.spec, b.prepared.weights, b.prepared.fopeLayout, { kernels: backend.kernels, trainable: settings.trainable, lora: settings.lora, seed: settings.seed });
+  const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, model.kernels);
   expect(referenceLosses(model, optimizer, b.data, settings)).toEqual(losses);
   optimizer.dispose();
   model.dispose();

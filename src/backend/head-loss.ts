@@ -1,0 +1,193 @@
+/**
+ * The LM head and cross-entropy of training, in row chunks: per chunk, logits = x Wᵀ, the summed NLL
+ * of the valid rows and, for the gradient, dlogits = scale · (softmax − onehot) pushed straight into
+ * dx = dlogits W and dW += dlogitsᵀ x, so `[T, vocab]` logits never exist whole. Three forms:
+ * tf ops; a fused softmax pass over the logits' data (host); BLAS straight on the data with the logits
+ * only in a scratch buffer and dW accumulated in place (native).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { data } from './attention-native.js';
+import type { HeadLossInput, HeadLossOutput } from './kernels.js';
+import type { NativeAddon } from './native.js';
+import { attentionSoftmax, vectorMath } from './vector-math.js';
+
+/**
+ * Summed NLL and dlogits of one chunk's logits `[n, V]` (targets −1: ignored). The NLL is a number when
+ * the pass reads the data anyway, else a scalar tensor (the tf ops never wait for the device).
+ */
+type ChunkLoss = (logits: tf.Tensor2D, targets: Int32Array, scale: number | null, tokens: number) => { nll: number | tf.Scalar; dlogits: tf.Tensor2D | null };
+
+const tfChunkLoss: ChunkLoss = (logits, tg, scale, tokens) => {
+  const [n, V] = logits.shape;
+  const lse = tf.logSumExp(logits, 1, true);
+  const picked = tf.gather(logits.reshape([n * V]), tf.tensor1d(Int32Array.from(tg, (t, i) => i * V + Math.max(t, 0)), 'int32'));
+  const mask = tf.tensor1d(Float32Array.from(tg, (t) => (t >= 0 ? 1 : 0)));
+  const nll = tf.sum(tf.mul(tf.sub(lse.reshape([n]), picked), mask)) as tf.Scalar;
+  if (scale === null) return { nll, dlogits: null };
+  // (softmax − onehot) · scale with scale = 1 / tokens; padding rows get lse = +∞, so their softmax row is 0.
+  const shift = tf.tensor2d(Float32Array.from(tg, (t) => (t >= 0 ? Math.log(tokens) : Infinity)), [n, 1]);
+  const p = tf.exp(tf.sub(logits, tf.add(lse, shift)));
+  return { nll, dlogits: tf.sub(p, tf.oneHot(tf.tensor1d(tg, 'int32'), V, scale, 0, 'float32')) as tf.Tensor2D };
+};
+
+/**
+ * Cross-entropy of `rows` logits rows against `targets` (−1: ignored). Returns the summed NLL of the
+ * valid rows and, when `scale` is given, `dlogits = scale · (softmax − onehot)` (ignored rows: 0).
+ */
+export function crossEntropyRows(
+  logits: Float32Array,
+  rows: number,
+  V: number,
+  targets: Int32Array,
+  scale: number | null,
+): { nll: number; dlogits: Float32Array | null } {
+  const ve = vectorMath();
+  const [buf] = ve.scratch(rows * V) as [Float32Array];
+  const maxes = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const o = r * V;
+    if (targets[r]! < 0) {
+      buf.fill(0, o, o + V);
+      continue;
+    }
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) if (logits[o + j]! > max) max = logits[o + j]!;
+    maxes[r] = max;
+    for (let j = 0; j < V; j++) buf[o + j] = logits[o + j]! - max;
+  }
+  ve.exp(buf, rows * V);
+  const d = scale === null ? null : new Float32Array(rows * V);
+  let nll = 0;
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r]!;
+    if (t < 0) continue;
+    const o = r * V;
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += buf[o + j]!;
+    nll += maxes[r]! + Math.log(sum) - logits[o + t]!;
+    if (d) {
+      const k = scale! / sum;
+      for (let j = 0; j < V; j++) d[o + j] = buf[o + j]! * k;
+      d[o + t] = d[o + t]! - scale!;
+    }
+  }
+  return { nll, dlogits: d };
+}
+
+const hostChunkLoss: ChunkLoss = (logits, tg, scale) => {
+  const [n, V] = logits.shape;
+  const r = crossEntropyRows(logits.dataSync() as Float32Array, n, V, tg, scale);
+  return { nll: r.nll, dlogits: r.dlogits ? tf.tensor2d(r.dlogits, [n, V]) : null };
+};
+
+/** The chunk loop with tf products, the softmax part by `loss`. */
+function headLossWith(loss: ChunkLoss, input: HeadLossInput): HeadLossOutput {
+  const { chunks, W, targets, weightGrad } = input;
+  const scale = input.gradient ? 1 / input.tokens : null;
+  let total = 0;
+  let totalT: tf.Scalar | null = null;
+  const dxs: tf.Tensor2D[] = [];
+  let dW: tf.Tensor2D | null = null;
+  for (const [s, n] of chunks) {
+    const out = tf.tidy(() => {
+      const x = input.rows(s, n);
+      const logits = tf.matMul(x, W, false, true) as tf.Tensor2D;
+      const r = loss(logits, targets.subarray(s, s + n), scale, input.tokens);
+      const grads = r.dlogits ? { dx: tf.matMul(r.dlogits, W), ...(weightGrad ? { dW: tf.matMul(r.dlogits, x, true, false) } : {}) } : {};
+      if (typeof r.nll === 'number') {
+        total += r.nll;
+        return grads;
+      }
+      return { ...grads, nll: r.nll };
+    }) as { dx?: tf.Tensor2D; dW?: tf.Tensor2D; nll?: tf.Scalar };
+    if (out.nll) {
+      const prev: tf.Scalar | null = totalT;
+      totalT = prev ? (tf.add(prev, out.nll) as tf.Scalar) : out.nll;
+      if (prev) tf.dispose([prev, out.nll]);
+    }
+    if (out.dx) dxs.push(out.dx);
+    if (out.dW) {
+      const prev: tf.Tensor2D | null = dW;
+      dW = prev ? (tf.add(prev, out.dW) as tf.Tensor2D) : out.dW;
+      if (prev) {
+        prev.dispose();
+        out.dW.dispose();
+      }
+    }
+  }
+  const dx = dxs.length === 0 ? null : dxs.length === 1 ? dxs[0]! : (tf.concat(dxs, 0) as tf.Tensor2D);
+  if (dxs.length > 1) tf.dispose(dxs);
+  const sum: tf.Scalar | null = totalT;
+  const lossT = sum ? tf.tidy(() => tf.div(sum, input.tokens) as tf.Scalar) : tf.scalar(total * (1 / input.tokens));
+  sum?.dispose();
+  return { loss: lossT, dx, dW };
+}
+
+export const headLossTf = (input: HeadLossInput) => headLossWith(tfChunkLoss, input);
+export const headLossHost = (input: HeadLossInput) => headLossWith(hostChunkLoss, input);
+
+/**
+ * One chunk with the BLAS on the data (x `[n, H]`, W `[V, H]`): the summed NLL and, with `scale`,
+ * dx = dlogits·W written into `dx` at `dxOff` and dW += dlogitsᵀ·x accumulated into `dW`.
+ */
+function headChunkNative(
+  blas: NativeAddon,
+  x: Float32Array,
+  W: Float32Array,
+  n: number,
+  H: number,
+  V: number,
+  targets: Int32Array,
+  scale: number | null,
+  dx: Float32Array | null,
+  dxOff: number,
+  dW: Float32Array | null,
+): number {
+  const vm = vectorMath();
+  const sm = attentionSoftmax(blas);
+  const V4 = (V + 3) & ~3;
+  const [L, mOld, mNew, sums, ks] = vm.scratch(n * V4, n, n, n, n) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+  blas.sgemm(false, true, n, V, H, 1, x, 0, H, W, 0, H, 0, L, 0, V4);
+  const picked = new Float64Array(n);
+  for (let r = 0; r < n; r++) {
+    const o = r * V4;
+    const t = targets[r]!;
+    if (t < 0) L.fill(-Infinity, o, o + V4); // ignored: the row softmax gives 0
+    else {
+      picked[r] = L[o + t]!;
+      if (V4 > V) L.fill(-Infinity, o + V, o + V4);
+    }
+  }
+  mOld.fill(-Infinity);
+  sm.softmaxRows(L, n, V4, mOld, mNew, sums);
+  let nll = 0;
+  for (let r = 0; r < n; r++) {
+    if (targets[r]! < 0) {
+      ks[r] = 0;
+      continue;
+    }
+    nll += mNew[r]! + Math.log(sums[r]!) - picked[r]!;
+    ks[r] = scale === null ? 0 : scale / sums[r]!;
+  }
+  if (scale !== null) {
+    vm.scaleRows(L, n, V4, ks);
+    for (let r = 0; r < n; r++) if (targets[r]! >= 0) L[r * V4 + targets[r]!] = L[r * V4 + targets[r]!]! - scale;
+    blas.sgemm(false, false, n, H, V, 1, L, 0, V4, W, 0, H, 0, dx!, dxOff, H);
+    if (dW) blas.sgemm(true, false, V, H, n, 1, L, 0, V4, x, 0, H, 1, dW, 0, H);
+  }
+  return nll;
+}
+
+export function headLossNative(blas: NativeAddon, input: HeadLossInput): HeadLossOutput {
+  const { N, H, V, chunks, targets } = input;
+  const scale = input.gradient ? 1 / input.tokens : null;
+  const Wd = data(input.W);
+  const dx = scale !== null ? new Float32Array(N * H) : null;
+  const dW = scale !== null && input.weightGrad ? new Float32Array(V * H) : null;
+  let total = 0;
+  for (const [s, n] of chunks) {
+    const xd = tf.tidy(() => data(input.rows(s, n)));
+    total += headChunkNative(blas, xd, Wd, n, H, V, targets.subarray(s, s + n), scale, dx, s * H, dW);
+  }
+  return { loss: tf.scalar(total * (1 / input.tokens)), dx: dx ? tf.tensor2d(dx, [N, H]) : null, dW: dW ? tf.tensor2d(dW, [V, H]) : null };
+}

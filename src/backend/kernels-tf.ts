@@ -1,0 +1,39 @@
+/**
+ * The kernels as plain tf ops: they run on every tfjs backend (tensorflow, wasm, cpu, a GPU) and never
+ * read a tensor's data back, and every op is differentiable by autodiff. The reference the other
+ * implementations are tested against.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { attentionBackwardTf, attentionForwardTf } from './attention-tf.js';
+import { headLossTf } from './head-loss.js';
+import type { Kernels } from './kernels.js';
+
+/** RMSNorm over the last axis: `x · rsqrt(mean(x²) + eps) · w` (LlamaRMSNorm, in float32). */
+export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T {
+  return tf.tidy(() => {
+    const variance = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, eps))), w) as T;
+  });
+}
+
+/** SiLU, `x · σ(x)`. */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
+}
+
+/** SwiGLU's activation `silu(g) · u`. */
+function swiGluOps(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D {
+  return tf.mul(silu(g), u) as tf.Tensor2D;
+}
+
+export const tfKernels: Kernels = {
+  name: 'tf-ops',
+  host: null,
+  matMul: (a, b, transposeA = false, transposeB = false) => tf.matMul(a, b, transposeA, transposeB) as typeof a,
+  rmsNorm,
+  swiGlu: swiGluOps,
+  swiGluTrainable: swiGluOps,
+  attentionForward: attentionForwardTf,
+  attentionBackward: attentionBackwardTf,
+  headLoss: headLossTf,
+};

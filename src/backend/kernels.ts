@@ -1,0 +1,120 @@
+/**
+ * The seam between the model / trainer / optimizer and the machine: every computation whose fastest
+ * form depends on the backend, behind one interface. An implementation is chosen once, when a backend
+ * is activated (`setupBackend()` returns it as `BackendInfo.kernels`), and handed to LlamaModel,
+ * TrainingModel and AdamW; nothing outside src/backend asks which backend is active.
+ *
+ * Implementations:
+ *  - kernels-tf.ts: plain tf ops, on every tfjs backend (tensorflow, wasm, GPU); never reads tensor data.
+ *  - kernels-host.ts: tfjs 'cpu' without BLAS — JavaScript / WebAssembly SIMD passes over the tensors'
+ *    data (vector-math.ts), tf matmuls.
+ *  - kernels-native.ts: tfjs 'cpu' with the native addon — BLAS calls and threaded C passes straight on
+ *    the tensors' data.
+ * Every implementation computes the same mathematics as the tf-op one (test/backend/kernels.test.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** A run of consecutive keys/values, `[B·nKv, n, D]`, starting at sequence index `start`. */
+export interface KvBlock {
+  k: tf.Tensor3D;
+  v: tf.Tensor3D;
+  start: number;
+}
+
+/** How blockwise attention walks its inputs. */
+export interface AttentionGeometry {
+  /** Queries per block. */
+  queryBlock: number;
+  /** Keys per block: KV blocks longer than this are processed in runs of this many keys (default: as given). */
+  keyBlock?: number;
+  /** Sliding window (query i sees keys j with i − window < j ≤ i), or null: causal. */
+  window: number | null;
+  /** Score scale (1/√D). */
+  scale: number;
+}
+
+/** Output `[BK, R, Tq, D]` and row log-sum-exp `[BK, R, Tq, 1]` of an attention forward. */
+// A type alias (not an interface) so it is a tf.TensorContainer that tf.tidy can return.
+export type AttentionOutput = {
+  o: tf.Tensor4D;
+  lse: tf.Tensor4D;
+};
+
+/** The LM head and mean cross-entropy over row chunks (training's loss; see TrainingModel). */
+export interface HeadLossInput {
+  /** Rows, hidden size, vocabulary. */
+  N: number;
+  H: number;
+  V: number;
+  /** `[start, rows]` of each chunk. */
+  chunks: readonly (readonly [number, number])[];
+  /** The final-normed hidden rows `[n, H]` of a chunk (the kernel disposes them). */
+  rows(start: number, n: number): tf.Tensor2D;
+  /** The LM head `[V, H]`. */
+  W: tf.Tensor2D;
+  /** Target per row (−1: ignored). */
+  targets: Int32Array;
+  /** Target tokens of the whole batch: the loss is a mean over them, dlogits = (softmax − onehot) / tokens. */
+  tokens: number;
+  /** Compute dx (and dW) as well, not just the loss. */
+  gradient: boolean;
+  /** Also the head's weight gradient dW = Σ dlogitsᵀ x. */
+  weightGrad: boolean;
+}
+
+export interface HeadLossOutput {
+  /** Mean NLL over the batch's target tokens. */
+  loss: tf.Scalar;
+  /** dx = dlogits W for all N rows (with `gradient`). */
+  dx: tf.Tensor2D | null;
+  /** dW `[V, H]` (with `gradient` and `weightGrad`). */
+  dW: tf.Tensor2D | null;
+}
+
+/** Passes over float32 data in this process's memory (tfjs cpu and wasm): the optimizer's fused update. */
+export interface HostPasses {
+  /** start + Σ x², in double, in index order. */
+  sumSquares(x: Float32Array, start: number): number;
+  /** AdamW over one parameter: hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]; writes p's next value into out (may be p). */
+  adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
+  /** May `t`'s buffer be written in place (the backend holds it for `t` alone)? */
+  writableInPlace(t: tf.Tensor): boolean;
+}
+
+export interface Kernels {
+  /** Which implementation: 'tf-ops', 'host' (JS / WebAssembly passes) or 'native' (C + BLAS). */
+  readonly name: 'tf-ops' | 'host' | 'native';
+  /** Passes over tensors' data in JS memory, or null where tensors live elsewhere (tensorflow, GPU). */
+  readonly host: HostPasses | null;
+  /** `op(a) op(b)` (batched, broadcasting like tf.matMul). */
+  matMul<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeA?: boolean, transposeB?: boolean): T;
+  /** RMSNorm over the last axis, `x · rsqrt(mean(x²) + eps) · w`, forward only (inference). */
+  rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T;
+  /** SwiGLU's activation `silu(g) · u`, forward only (inference). */
+  swiGlu(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D;
+  /** The same activation with its gradient (training). */
+  swiGluTrainable(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Blockwise causal attention (the FlashAttention forward recurrence) of `q` `[BK, R, Tq, D]` (query i
+   * at sequence index qStart + i) over key/value blocks; GQA by stacking the R query heads of a KV head.
+   * Not differentiable by autodiff (except the tf-op one): training takes `attentionBackward`.
+   */
+  attentionForward(q: tf.Tensor4D, blocks: readonly KvBlock[], qStart: number, g: AttentionGeometry): AttentionOutput;
+  /** Its backward for queries and keys at 0..T−1 (`k`, `v` `[BK, T, D]`): dq, dk, dv. */
+  attentionBackward(
+    q: tf.Tensor4D,
+    k: tf.Tensor3D,
+    v: tf.Tensor3D,
+    out: AttentionOutput,
+    dO: tf.Tensor4D,
+    g: AttentionGeometry & { keyBlock: number },
+  ): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D];
+  /** LM head + cross-entropy in chunks, with its gradient computed in the same pass. */
+  headLoss(input: HeadLossInput): HeadLossOutput;
+}
+
+/** Is a gradient tape recording (inside tf.grads / tf.variableGrads)? Forward-only kernels must not be used then. */
+export function recordingGradient(): boolean {
+  const state = (tf.engine() as unknown as { state?: { gradientDepth?: number } }).state;
+  return (state?.gradientDepth ?? 0) > 0;
+}

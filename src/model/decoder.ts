@@ -1,0 +1,108 @@
+/**
+ * One Llama-family decoder layer, used by inference (llama.ts) and training (src/train/model.ts) alike:
+ * RMSNorm → GQA attention with RoPE/FoPE → residual → RMSNorm → SwiGLU → residual, as HF's
+ * modeling_llama (q/k norm, Qwen3's, comes before the rotary embedding). What differs between the two
+ * is supplied, not copied:
+ *  - the weights, through a `LayerWeights` accessor (inference: the weight map with its transposed
+ *    `^T` twins; training: trained tensors, LoRA merged in by the accessor);
+ *  - the ops, through `LayerOps` (inference: the kernels' forward-only fast paths and the KV cache;
+ *    training: differentiable ops and the checkpointed flash attention).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Kernels } from '../backend/kernels.js';
+import type { ModelSpec } from '../config/model-spec.js';
+import { linear } from './layers.js';
+import { applyRotaryTf, type RotaryTables } from './rotary.js';
+import { TRANSPOSED_SUFFIX, weight, type WeightMap } from './weights.js';
+
+/** Where a layer gets its weights. */
+export interface LayerWeights {
+  /** A weight by HF name (a FopeifyError when it is missing). */
+  get(name: string): tf.Tensor;
+  /** An optional weight (a bias), or undefined. */
+  opt(name: string): tf.Tensor | undefined;
+  /** A linear layer's weight `<prefix>.weight`: HF's `[out, in]`, or `[in, out]` when `transposed`. */
+  linear(name: string): { w: tf.Tensor; transposed: boolean };
+}
+
+/** How a layer computes the parts that differ between inference and training. */
+export interface LayerOps {
+  /** Matmuls of the projections. */
+  kernels: Pick<Kernels, 'matMul'>;
+  /** RMSNorm over the last axis. */
+  norm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T;
+  /** SwiGLU's activation `silu(g) · u`. */
+  activation(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D;
+  /** Attention of rotated queries `[B·nKv, R, T, D]` over this call's keys and values `[B·nKv, T, D]` of `layer`. */
+  attention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, layer: number): tf.Tensor4D;
+  /** Run a part of the layer, freeing its intermediates early when the caller needs none of them (tf.tidy). */
+  scope<T extends tf.TensorContainer>(fn: () => T): T;
+}
+
+export interface DecoderContext {
+  spec: ModelSpec;
+  /** Batch and sequence length of this call (the layer's input is `[B·T, H]`). */
+  B: number;
+  T: number;
+  weights: LayerWeights;
+  ops: LayerOps;
+}
+
+/** The accessor of a runtime weight map: a linear weight's inference-layout `^T` twin when present. */
+export function mapWeights(w: WeightMap): LayerWeights {
+  return {
+    get: (name) => weight(w, name),
+    opt: (name) => w.get(name),
+    linear(name) {
+      const t = w.get(name + TRANSPOSED_SUFFIX);
+      return t ? { w: t, transposed: true } : { w: weight(w, name), transposed: false };
+    },
+  };
+}
+
+/** The linear layer `<prefix>.weight` (+ bias) applied to x. */
+function proj(ctx: DecoderContext, x: tf.Tensor2D, prefix: string): tf.Tensor2D {
+  const { w, transposed } = ctx.weights.linear(`${prefix}.weight`);
+  return linear(x, w, ctx.weights.opt(`${prefix}.bias`), transposed, ctx.ops.kernels);
+}
+
+/** Self-attention of layer i on normed hidden states `[B·T, H]`; returns `[B·T, H]` (o_proj applied). */
+export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: DecoderContext): tf.Tensor2D {
+  const { spec, B, T, ops } = ctx;
+  const { numHeads: nH, numKvHeads: nKv, headDim: D } = spec;
+  const R = nH / nKv;
+  const p = `model.layers.${layer}.self_attn`;
+  return ops.scope(() => {
+    // [B·T, n·D] → [B, n, T, D]
+    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(y.reshape([B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
+    let q = heads(proj(ctx, x, `${p}.q_proj`), nH);
+    let k = heads(proj(ctx, x, `${p}.k_proj`), nKv);
+    const v = heads(proj(ctx, x, `${p}.v_proj`), nKv);
+    if (spec.qkNorm) {
+      q = ops.norm(q, ctx.weights.get(`${p}.q_norm.weight`), spec.rmsNormEps);
+      k = ops.norm(k, ctx.weights.get(`${p}.k_norm.weight`), spec.rmsNormEps);
+    }
+    // Query head h shares KV head floor(h / R): view q as [B, nKv, R, T, D] (HF's repeat_kv order).
+    const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
+    const kr = applyRotaryTf(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
+    const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
+    const o = ops.attention(qr, kr, vr, layer);
+    const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
+    return proj(ctx, merged, `${p}.o_proj`);
+  });
+}
+
+/** One decoder layer on the residual stream `[B·T, H]`. */
+export function decoderLayer(h: tf.Tensor2D, layer: number, rot: RotaryTables, ctx: DecoderContext): tf.Tensor2D {
+  const { spec, ops, weights: w } = ctx;
+  const p = `model.layers.${layer}`;
+  const x = ops.norm(h, w.get(`${p}.input_layernorm.weight`), spec.rmsNormEps);
+  const h1 = tf.add(h, selfAttention(x, layer, rot, ctx)) as tf.Tensor2D;
+  const y = ops.norm(h1, w.get(`${p}.post_attention_layernorm.weight`), spec.rmsNormEps);
+  const mlp = ops.scope(() => {
+    const gate = proj(ctx, y, `${p}.mlp.gate_proj`);
+    const up = proj(ctx, y, `${p}.mlp.up_proj`);
+    return proj(ctx, ops.activation(gate, up), `${p}.mlp.down_proj`);
+  });
+  return tf.add(h1, mlp) as tf.Tensor2D;
+}

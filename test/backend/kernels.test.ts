@@ -1,0 +1,185 @@
+/**
+ * The kernels seam: every implementation of each kernel (host JS / WebAssembly passes, native C +
+ * BLAS) computes what the plain tf-op one does, on random inputs — attention with KV blocks, a cache
+ * offset, sliding windows and key runs, its backward, SwiGLU with its gradient, RMSNorm, the LM-head
+ * loss with padding, and the optimizer's host passes.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { KvBlock, Kernels } from '../../src/backend/kernels.js';
+import { hostKernels, jsHostPasses, wasmKernels } from '../../src/backend/kernels-host.js';
+import { nativeKernels } from '../../src/backend/kernels-native.js';
+import { tfKernels } from '../../src/backend/kernels-tf.js';
+import { loadNative } from '../../src/backend/native.js';
+import { setupBackend } from '../../src/backend/select.js';
+import { maxRelErr, nativeUsable, randn, rng } from './helpers.js';
+
+const impls: [string, () => Kernels][] = [['host', () => hostKernels]];
+if (nativeUsable) {
+  impls.push([
+    'native',
+    () => {
+      const r = loadNative();
+      if (!r.ok) throw new Error(r.reason);
+      return nativeKernels(r.blas.addon);
+    },
+  ]);
+}
+
+beforeAll(async () => {
+  // Host and native kernels read tensors' data: the tfjs cpu backend, with tfjs's own kernels.
+  await setupBackend({ backend: 'cpu', quiet: true });
+});
+
+function close(got: tf.Tensor, want: tf.Tensor, tol: number, what: string): void {
+  expect(got.shape, what).toEqual(want.shape);
+  expect(maxRelErr(got.dataSync(), want.dataSync()), what).toBeLessThan(tol);
+}
+
+/** Cut `[BK, T, D]` keys/values into blocks of the given lengths. */
+function blocksOf(k: tf.Tensor3D, v: tf.Tensor3D, lengths: number[]): KvBlock[] {
+  const [BK, , D] = k.shape;
+  let s = 0;
+  return lengths.map((n) => {
+    const b = { k: tf.slice(k, [0, s, 0], [BK, n, D]) as tf.Tensor3D, v: tf.slice(v, [0, s, 0], [BK, n, D]) as tf.Tensor3D, start: s };
+    s += n;
+    return b;
+  });
+}
+
+for (const [name, make] of impls) {
+  describe(`${name} kernels equal the tf-op kernels`, () => {
+    let K: Kernels;
+    beforeAll(() => {
+      K = make();
+    });
+    afterAll(() => {
+      expect(K.name).toBe(name);
+    });
+
+    it('matMul with transposes', () => {
+      for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+        const a = randn(ta ? [3, 7, 5] : [3, 5, 7], 1) as tf.Tensor3D;
+        const b = randn(tb ? [3, 4, 7] : [3, 7, 4], 2) as tf.Tensor3D;
+        close(K.matMul(a, b, ta, tb), tfKernels.matMul(a, b, ta, tb), 1e-6, `tA=${ta} tB=${tb}`);
+      }
+    });
+
+    it('rmsNorm and swiGlu (forward)', () => {
+      const x = randn([6, 24], 3, 2);
+      const w = randn([24], 4);
+      close(K.rmsNorm(x, w, 1e-6), tfKernels.rmsNorm(x, w, 1e-6), 1e-6, 'rmsNorm');
+      const g = randn([5, 33], 5, 4) as tf.Tensor2D;
+      const u = randn([5, 33], 6) as tf.Tensor2D;
+      close(K.swiGlu(g, u), tfKernels.swiGlu(g, u), 1e-6, 'swiGlu');
+    });
+
+    it('swiGluTrainable: value and gradients', () => {
+      const g = randn([4, 37], 7, 4) as tf.Tensor2D;
+      const u = randn([4, 37], 8) as tf.Tensor2D;
+      const w = randn([4, 37], 9);
+      const f = (k: Kernels) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(k.swiGluTrainable(a as tf.Tensor2D, b as tf.Tensor2D), w)))([g, u]);
+      close(K.swiGluTrainable(g, u), tfKernels.swiGlu(g, u), 1e-6, 'value');
+      const [want, got] = [f(tfKernels), f(K)];
+      for (let i = 0; i < 2; i++) close(got[i]!, want[i]!, 1e-5, `grad ${i}`);
+    });
+
+    // KV blocks of uneven lengths, a cached prefix (qStart > 0), sliding windows, key runs (keyBlock).
+    const cases = [
+      { R: 2, Tq: 13, past: 0, lengths: [13], qb: 4, kb: undefined, window: null },
+      { R: 3, Tq: 9, past: 7, lengths: [5, 5, 6], qb: 4, kb: undefined, window: null },
+      { R: 1, Tq: 1, past: 20, lengths: [8, 8, 5], qb: 256, kb: undefined, window: null },
+      { R: 2, Tq: 21, past: 0, lengths: [21], qb: 5, kb: 4, window: 6 },
+      { R: 2, Tq: 6, past: 11, lengths: [10, 7], qb: 3, kb: 4, window: 5 },
+    ];
+    for (const c of cases) {
+      it(`attentionForward R=${c.R} Tq=${c.Tq} past=${c.past} blocks ${c.lengths} q${c.qb}/k${c.kb} window ${c.window}`, () => {
+        const BK = 2;
+        const D = 8;
+        const Tk = c.past + c.Tq;
+        const q = randn([BK, c.R, c.Tq, D], 10) as tf.Tensor4D;
+        const k = randn([BK, Tk, D], 11, 3) as tf.Tensor3D;
+        const v = randn([BK, Tk, D], 12) as tf.Tensor3D;
+        const blocks = blocksOf(k, v, c.lengths);
+        const g = { queryBlock: c.qb, keyBlock: c.kb, window: c.window, scale: 1 / Math.sqrt(D) };
+        const want = tfKernels.attentionForward(q, blocks, c.past, g);
+        const got = K.attentionForward(q, blocks, c.past, g);
+        close(got.o, want.o, 1e-5, 'o');
+        close(got.lse, want.lse, 1e-5, 'lse');
+      });
+    }
+
+    for (const [T, qb, kb, window] of [[19, 4, 8, null], [24, 8, 5, 7], [16, 16, 16, null]] as [number, number, number, number | null][]) {
+      it(`attentionBackward T=${T} q${qb}/k${kb} window ${window}`, () => {
+        const [BK, R, D] = [2, 2, 8];
+        const q = randn([BK, R, T, D], 13) as tf.Tensor4D;
+        const k = randn([BK, T, D], 14, 2) as tf.Tensor3D;
+        const v = randn([BK, T, D], 15) as tf.Tensor3D;
+        const dO = randn([BK, R, T, D], 16) as tf.Tensor4D;
+        const g = { queryBlock: qb, keyBlock: kb, window, scale: 1 / Math.sqrt(D) };
+        const out = tfKernels.attentionForward(q, [{ k, v, start: 0 }], 0, g);
+        const want = tfKernels.attentionBackward(q, k, v, out, dO, g);
+        const got = K.attentionBackward(q, k, v, out, dO, g);
+        ['dq', 'dk', 'dv'].forEach((n, i) => close(got[i]!, want[i]!, 1e-5, n));
+      });
+    }
+
+    for (const gradient of [true, false]) {
+      it(`headLoss ${gradient ? 'with' : 'without'} gradients, padding rows and three chunks`, () => {
+        const [N, H, V] = [10, 12, 37];
+        const x = randn([N, H], 17) as tf.Tensor2D;
+        const W = randn([V, H], 18) as tf.Tensor2D;
+        const r = rng(19);
+        const targets = Int32Array.from({ length: N }, (_, i) => (i % 4 === 3 ? -1 : Math.floor(r() * V)));
+        const input = {
+          N,
+          H,
+          V,
+          chunks: [[0, 4], [4, 4], [8, 2]] as [number, number][],
+          rows: (s: number, n: number) => tf.slice(x, [s, 0], [n, H]) as tf.Tensor2D,
+          W,
+          targets,
+          tokens: targets.filter((t) => t >= 0).length,
+          gradient,
+          weightGrad: true,
+        };
+        const want = tfKernels.headLoss(input);
+        const got = K.headLoss(input);
+        close(got.loss, want.loss, 1e-6, 'loss');
+        if (!gradient) {
+          expect([got.dx, got.dW, want.dx, want.dW]).toEqual([null, null, null, null]);
+          return;
+        }
+        close(got.dx!, want.dx!, 1e-5, 'dx');
+        close(got.dW!, want.dW!, 1e-5, 'dW');
+      });
+    }
+
+    it('host passes: sum of squares and the AdamW update equal the JavaScript ones bit for bit', () => {
+      const js = jsHostPasses(false);
+      const r = rng(20);
+      const n = 10_003;
+      const vec = () => Float32Array.from({ length: n }, () => r() - 0.5);
+      const x = vec();
+      expect(K.host!.sumSquares(x, 0.25)).toBe(js.sumSquares(x, 0.25));
+      const [p, g, m, v] = [vec(), vec(), vec(), vec().map(Math.abs)];
+      const hyper = new Float64Array([0.9, 0.95, 0.19, 0.0975, 1e-8, 1e-3, 1e-4, 0.5]);
+      const run = (passes: typeof js) => {
+        const [mm, vv, out] = [m.slice(), v.slice(), new Float32Array(n)];
+        passes.adamw(p, g, mm, vv, out, hyper);
+        return [out, mm, vv];
+      };
+      const [want, got] = [run(js), run(K.host!)];
+      got.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(want[i]!.buffer)), `array ${i}`).toBe(true));
+    });
+  });
+}
+
+describe('wasm kernels', () => {
+  it('are the tf ops with JS-memory optimizer passes that never write in place', () => {
+    expect(wasmKernels.attentionForward).toBe(tfKernels.attentionForward);
+    const t = tf.tensor1d([1, 2, 3]);
+    expect(wasmKernels.host!.writableInPlace(t)).toBe(false);
+    expect(tfKernels.host).toBeNull();
+  });
+});
