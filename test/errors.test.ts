@@ -4,6 +4,12 @@ import { convertModel } from '../src/convert/convert.js';
 import { FopeifyError, messageNamingOptions } from '../src/errors.js';
 import { needleSettings } from '../src/eval/needle.js';
 import { requireOutputPath } from '../src/io/output-folder.js';
+import { checkWeightValues } from '../src/model/finite.js';
+import { checkPlan, parseVariants, studyPlan } from '../src/study/plan.js';
+import { checkEngine } from '../src/train/finetune.js';
+import { NONE_RECIPE, resumedSettings } from '../src/train/run-common.js';
+import { checkRunOptions } from '../src/train/run-plan.js';
+import { resolveTrainSettings } from '../src/train/recipe.js';
 import { checkTopology } from '../src/train/torch-job.js';
 
 /** What the CLI prints for an error (stderr), and its exit code. */
@@ -39,6 +45,9 @@ describe('library errors name options, the CLI shows flags', () => {
     expect(optionFlag('nprocPerNode')).toBe('--nproc-per-node');
     expect(optionFlag('seed')).toBe('--seed');
     expect(optionFlag('outDir')).toBe('--out');
+    // Nested options (the study's plan, the trainer's settings) have the flag of their last part.
+    expect(optionFlag('plan.initFactor')).toBe('--init-factor');
+    expect(optionFlag('settings.lr')).toBe('--lr');
   });
 
   it('a convert option: the library names `layout`, the CLI prints --layout as before', async () => {
@@ -63,6 +72,40 @@ describe('library errors name options, the CLI shows flags', () => {
     const out = thrown(() => requireOutputPath('', 'outDir'));
     expect(out.message).toMatch(/^`outDir` is empty/);
     expect(printed(out).text).toMatch(/^fopeify: error: --out is empty: name an output folder/);
+  });
+
+  it('fine-tuning, study and load refusals: the library names options, the CLI prints the flags it always printed', () => {
+    const plan = studyPlan(32, true);
+    const cases: [() => unknown, string, string[], string][] = [
+      [() => checkRunOptions({ outDir: 'o', stopAfter: 0 }), '`stopAfter` must be a positive integer (got 0)', ['stopAfter'], '--stop-after must be a positive integer (got 0)'],
+      [() => checkRunOptions({ outDir: 'o', dtype: 'f8' as never }), '`dtype` must be f32, bf16 or f16 (got f8)', ['dtype'], '--dtype must be f32, bf16 or f16 (got f8)'],
+      [() => checkEngine('jax' as never), '`engine` must be tfjs or torch (got jax)', ['engine'], '--engine must be tfjs or torch (got jax)'],
+      [
+        () => resumedSettings(resolveTrainSettings(NONE_RECIPE, { seqLen: 32 }), { seqLen: 64 }),
+        '`resume`: seqLen is 32 in the checkpoint; it cannot change when resuming (only steps, evalEvery, saveEvery, evalPasskey can)',
+        ['resume'],
+        '--resume: seqLen is 32 in the checkpoint; it cannot change when resuming (only steps, evalEvery, saveEvery, evalPasskey can)',
+      ],
+      [() => studyPlan(32, true, 16), '`targetLength` must be an integer longer than the training length 32 (got 16)', ['targetLength'], '--target-length must be an integer longer than the training length 32 (got 16)'],
+      [() => parseVariants(' , '), '`variants` is empty (choose from rope, yarn, fope-yarn, clip-yarn, fourier-yarn, fope or all)', ['variants'], '--variants is empty (choose from rope, yarn, fope-yarn, clip-yarn, fourier-yarn, fope or all)'],
+      [() => checkPlan({ ...plan, lengths: [8] }), '`plan.lengths` must be integers ≥ 16 (got 8)', ['plan.lengths'], '--lengths must be integers ≥ 16 (got 8)'],
+      [() => checkPlan({ ...plan, batch: 0 }), '`plan.batch` must be integers ≥ 1 (got 0)', ['plan.batch'], '--batch must be integers ≥ 1 (got 0)'],
+      [() => checkPlan({ ...plan, depths: [2] }), '`plan.depths` must be numbers in [0, 1]', ['plan.depths'], '--depths must be numbers in [0, 1]'],
+      [() => checkPlan({ ...plan, threshold: 0 }), '`plan.threshold` must be in (0, 1] (got 0)', ['plan.threshold'], '--threshold must be in (0, 1] (got 0)'],
+      [() => checkPlan({ ...plan, initFactor: 0 }), '`plan.initFactor` must be a number > 0 (got 0); 0 is the clip-only variant', ['plan.initFactor'], '--init-factor must be a number > 0 (got 0); 0 is the clip-only variant'],
+      [
+        () => checkWeightValues('lm_head.weight', [0, NaN], [2]),
+        'tensor lm_head.weight holds NaN at element [1]; the model would compute NaN or Inf (`allowNonFinite` loads it anyway)',
+        ['allowNonFinite'],
+        'tensor lm_head.weight holds NaN at element [1]; the model would compute NaN or Inf (--allow-non-finite loads it anyway)',
+      ],
+    ];
+    for (const [f, message, options, cli] of cases) {
+      const e = thrown(f);
+      expect(e.message).toBe(message);
+      expect(e.options).toEqual(options);
+      expect(printed(e).text).toBe(`fopeify: error: ${cli}\n`);
+    }
   });
 
   it('a message that names no option is printed as it is', () => {

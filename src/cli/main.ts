@@ -41,9 +41,13 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
 /** Library options whose flag is not `--` + their kebab-case name. */
 const FLAG_OF_OPTION: Record<string, string> = { outDir: '--out' };
 
-/** The flag of a library option: `targetLength` → `--target-length`. */
+/**
+ * The flag of a library option: `targetLength` → `--target-length`. A nested option (`plan.lengths`,
+ * `settings.lr`) has the flag of its last part: the CLI spreads those objects' fields over flat flags.
+ */
 export function optionFlag(option: string): string {
-  return FLAG_OF_OPTION[option] ?? `--${option.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const name = option.slice(option.lastIndexOf('.') + 1);
+  return FLAG_OF_OPTION[name] ?? `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
 /** One line on stderr, never a stack trace (unless FOPEIFY_DEBUG is set); options named by their flags. */

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, openAsBlob, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { refreshRemoteCode } from '../bridge/remote-code.js';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { isModelFileName } from '../io/model-files.js';
 import { ModelFolder } from '../io/model-folder.js';
 import { checkSnapshot } from './cache.js';
@@ -108,12 +108,14 @@ async function assertModelFolder(dir: string): Promise<void> {
   if (check.pickleOnly) {
     throw new FopeifyError(
       'BAD_ARGUMENT',
-      `${dir} has only pickle weights (${check.pickleOnly}); push a safetensors model folder (fopeify writes one), or pass --force to push it anyway`,
+      `${dir} has only pickle weights (${check.pickleOnly}); push a safetensors model folder (fopeify writes one), or pass ${optionName('force')} to push it anyway`,
+      { option: 'force' },
     );
   }
   throw new FopeifyError(
     'BAD_ARGUMENT',
-    `${dir} is not a model folder: missing ${check.missing.join(', ')} (expected config.json and safetensors weights); pass --force to push it anyway`,
+    `${dir} is not a model folder: missing ${check.missing.join(', ')} (expected config.json and safetensors weights); pass ${optionName('force')} to push it anyway`,
+    { option: 'force' },
   );
 }
 
@@ -188,7 +190,9 @@ async function openSession(options: PushOptions, repo: string, branch: string): 
   });
   const ctx: ErrorContext = { repo, endpoint, token, tokenSource: source, op: 'write', revision: branch, state: hf.state };
   if (!token) {
-    throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass --token, set HF_TOKEN, or run \`huggingface-cli login\`)`);
+    throw new FopeifyError('HUB_AUTH', `pushing to ${repo} needs a write token: none was given (pass ${optionName('token')}, set HF_TOKEN, or run \`huggingface-cli login\`)`, {
+      option: 'token',
+    });
   }
   // LFS bookkeeping, read off the protocol: the batch answer says what the Hub already stores.
   const lfs = { stored: 0, uploaded: 0 };

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FopeifyError, optionName, outputError } from '../errors.js';
+import { badOption, FopeifyError, optionName, outputError } from '../errors.js';
 import { namesIn } from './files.js';
 
 /** Marks fopeify's temporary siblings: `.<name>.fopeify-tmp-<pid>-<time>-<host>-<n>`. */
@@ -72,18 +72,12 @@ export async function removeStaleTemps(dir: string): Promise<string[]> {
 }
 
 /**
- * How a message names the option that gave the output folder: the library option (`outDir`), which the
- * CLI shows as its flag. A caller that still passes a flag (`--out`) gets it as it is.
+ * Refuse an output given as an empty (or blank) string: path.resolve('') is the current folder. `option`
+ * is the library option that gave it (`outDir`), which the message names and the CLI shows as its flag.
  */
-function outputOption(option: string): { named: string; option?: string } {
-  return option.startsWith('-') ? { named: option } : { named: optionName(option), option };
-}
-
-/** Refuse an output given as an empty (or blank) string: path.resolve('') is the current folder. */
 export function requireOutputPath(out: unknown, option = 'out'): string {
   if (typeof out !== 'string' || !out.trim()) {
-    const o = outputOption(option);
-    throw new FopeifyError('BAD_ARGUMENT', `${o.named} is empty: name an output folder (the current folder is never used implicitly)`, { option: o.option });
+    throw badOption(option, `${optionName(option)} is empty: name an output folder (the current folder is never used implicitly)`);
   }
   return out;
 }
@@ -115,7 +109,7 @@ export interface OutputFolderRules {
   /** Folders the command reads (model folders): the output may not be one, be inside one, or contain one. */
   sources?: readonly string[];
   /** The library option that named the output, for messages (default `out`). */
-  flag?: string;
+  option?: string;
 }
 
 /**
@@ -123,10 +117,9 @@ export interface OutputFolderRules {
  * `..` do not hide a match. Returns the absolute output path (not resolved through symlinks).
  */
 export async function checkOutputFolder(out: string, rules: OutputFolderRules = {}): Promise<string> {
-  const option = rules.flag ?? 'out';
+  const option = rules.option ?? 'out';
   requireOutputPath(out, option);
-  const { named, option: about } = outputOption(option);
-  const bad = (what: string) => new FopeifyError('BAD_ARGUMENT', `${named} ${out} ${what}`, { option: about });
+  const bad = (what: string) => badOption(option, `${optionName(option)} ${out} ${what}`);
   const abs = path.resolve(out);
   const real = await realPathOf(abs);
   if (path.dirname(real) === real) throw bad('is the root of the file system');

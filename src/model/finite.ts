@@ -3,7 +3,7 @@
  * in memory; one pass costs ~2 ns per value, measured, about one copy of the data); scores, losses and
  * logits are checked before they are reported, so a NaN is a typed error naming where it appeared.
  */
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 
 /**
  * Largest weight magnitude a load accepts. Above it a weight is not a trained value but a fault (a
@@ -32,7 +32,8 @@ export function checkWeightValues(name: string, data: ArrayLike<number>, shape: 
   const what = Number.isNaN(v) ? 'NaN' : Number.isFinite(v) ? `${v.toExponential(3)} (beyond ±${MAX_ABS_WEIGHT.toExponential(0)})` : String(v);
   throw new FopeifyError(
     'BAD_SAFETENSORS',
-    `tensor ${name} holds ${what} at element ${elementIndex(i, shape)}; the model would compute NaN or Inf (--allow-non-finite / allowNonFinite loads it anyway)`,
+    `tensor ${name} holds ${what} at element ${elementIndex(i, shape)}; the model would compute NaN or Inf (${optionName('allowNonFinite')} loads it anyway)`,
+    { option: 'allowNonFinite' },
   );
 }
 

@@ -4,7 +4,7 @@
  * and fine-tuned with the same data and budget; and the plan (lengths, depths, trials, windows).
  */
 import type { ConvertOptions } from '../convert/convert.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import type { FineTuneBudget } from '../demo/stages.js';
 
 export const VARIANT_IDS = ['rope', 'yarn', 'fope-yarn', 'clip-yarn', 'fourier-yarn', 'fope'] as const;
@@ -87,7 +87,7 @@ export function parseVariants(spec: string | readonly string[] | undefined): Var
   if (spec === undefined) return [...VARIANT_IDS];
   const parts = (typeof spec === 'string' ? spec.split(',') : spec.flatMap((s) => s.split(','))).map((s) => s.trim()).filter(Boolean);
   if (parts.length === 1 && parts[0] === 'all') return [...VARIANT_IDS];
-  if (!parts.length) throw new FopeifyError('BAD_ARGUMENT', `--variants is empty (choose from ${VARIANT_IDS.join(', ')} or all)`);
+  if (!parts.length) throw badOption('variants', `\`variants\` is empty (choose from ${VARIANT_IDS.join(', ')} or all)`);
   for (const p of parts) {
     if (!(VARIANT_IDS as readonly string[]).includes(p)) throw new FopeifyError('BAD_ARGUMENT', `unknown variant ${JSON.stringify(p)} (choose from ${VARIANT_IDS.join(', ')} or all)`);
   }
@@ -122,7 +122,7 @@ export interface StudyDefaults {
 export function studyPlan(trainLength: number, quick: boolean, targetLength?: number): StudyPlan & StudyDefaults {
   const fineTuneLength = targetLength ?? 2 * trainLength;
   if (!(Number.isInteger(fineTuneLength) && fineTuneLength > trainLength)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--target-length must be an integer longer than the training length ${trainLength} (got ${fineTuneLength})`);
+    throw badOption('targetLength', `\`targetLength\` must be an integer longer than the training length ${trainLength} (got ${fineTuneLength})`);
   }
   const multiples = quick ? [1, 2, 4] : [1, 2, 4, 8];
   return {
@@ -147,17 +147,17 @@ export function studyPlan(trainLength: number, quick: boolean, targetLength?: nu
 /** Check a (possibly overridden) plan; the training length is added to lengths and windows when missing. */
 export function checkPlan(plan: StudyPlan): StudyPlan {
   const ints = (name: string, xs: number[], min: number) => {
-    if (!xs.length || xs.some((x) => !(Number.isInteger(x) && x >= min))) throw new FopeifyError('BAD_ARGUMENT', `${name} must be integers ≥ ${min} (got ${xs.join(', ')})`);
+    if (!xs.length || xs.some((x) => !(Number.isInteger(x) && x >= min))) throw badOption(name, `${optionName(name)} must be integers ≥ ${min} (got ${xs.join(', ')})`);
   };
-  ints('--lengths', plan.lengths, 16);
-  ints('--windows', plan.windows, 2);
-  ints('--steps', [plan.steps], 1);
-  ints('--batch', [plan.batch], 1);
-  ints('--trials', [plan.trials], 1);
-  if (!plan.depths.length || plan.depths.some((d) => !(d >= 0 && d <= 1))) throw new FopeifyError('BAD_ARGUMENT', `--depths must be numbers in [0, 1]`);
-  if (!(plan.threshold > 0 && plan.threshold <= 1)) throw new FopeifyError('BAD_ARGUMENT', `--threshold must be in (0, 1] (got ${plan.threshold})`);
+  ints('plan.lengths', plan.lengths, 16);
+  ints('plan.windows', plan.windows, 2);
+  ints('plan.steps', [plan.steps], 1);
+  ints('plan.batch', [plan.batch], 1);
+  ints('plan.trials', [plan.trials], 1);
+  if (!plan.depths.length || plan.depths.some((d) => !(d >= 0 && d <= 1))) throw badOption('plan.depths', '`plan.depths` must be numbers in [0, 1]');
+  if (!(plan.threshold > 0 && plan.threshold <= 1)) throw badOption('plan.threshold', `\`plan.threshold\` must be in (0, 1] (got ${plan.threshold})`);
   if (!(plan.initFactor > 0 && Number.isFinite(plan.initFactor))) {
-    throw new FopeifyError('BAD_ARGUMENT', `--init-factor must be a number > 0 (got ${plan.initFactor}); 0 is the clip-only variant`);
+    throw badOption('plan.initFactor', `\`plan.initFactor\` must be a number > 0 (got ${plan.initFactor}); 0 is the clip-only variant`);
   }
   const withTrain = (xs: number[]) => [...new Set([...xs, plan.trainLength])].sort((a, b) => a - b);
   return { ...plan, lengths: withTrain(plan.lengths), windows: withTrain(plan.windows), depths: [...plan.depths] };

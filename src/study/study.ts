@@ -16,7 +16,7 @@ import { convertModel } from '../convert/convert.js';
 import { fixturesDir } from '../demo/data.js';
 import { exists, fineTuneData, fineTuneSettings, fineTuneStage, heldOutText, HELD_OUT_TEXT, namedModelLoader, perplexityOfModels } from '../demo/stages.js';
 import { runNeedle } from '../eval/needle.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { writeFileAtomically } from '../io/atomic.js';
@@ -236,7 +236,7 @@ export async function runStudy(options: StudyOptions = {}): Promise<StudyResult>
   const trainLength = originalLength(spec);
   const defaults = studyPlan(trainLength, quick, options.targetLength ?? options.plan?.fineTuneLength);
   const seedCount = options.seeds ?? defaults.seeds;
-  if (!(Number.isInteger(seedCount) && seedCount >= 1)) throw new FopeifyError('BAD_ARGUMENT', `--seeds must be a positive integer (got ${seedCount})`);
+  if (!(Number.isInteger(seedCount) && seedCount >= 1)) throw badOption('seeds', `\`seeds\` must be a positive integer (got ${seedCount})`);
   const { seeds: _omit, ...defaultPlan } = defaults;
   const plan = checkPlan({ ...defaultPlan, ...options.plan, ...(options.steps !== undefined ? { steps: options.steps } : {}), trainLength });
   const seeds = Array.from({ length: seedCount }, (_, i) => i);
@@ -316,7 +316,9 @@ async function claimStudyFolder(out: string, base: string, plan: StudyPlan, give
   const planRecord = { model: base, plan };
   const previous = await readJson<typeof planRecord>(path.join(out, STUDY_PLAN_JSON));
   if (previous && canonicalJson(previous) !== canonicalJson(planRecord)) {
-    throw new FopeifyError('OUTPUT_EXISTS', `${given ?? 'fopeify-study'} holds a study with another model or plan (see ${STUDY_PLAN_JSON}); choose another --out to run this one`);
+    throw new FopeifyError('OUTPUT_EXISTS', `${given ?? 'fopeify-study'} holds a study with another model or plan (see ${STUDY_PLAN_JSON}); choose another ${optionName('out')} to run this one`, {
+      option: 'out',
+    });
   }
   if (!previous) await writeFileAtomically(path.join(out, STUDY_PLAN_JSON), JSON.stringify(planRecord, null, 2) + '\n');
   const earlier = await readJson<{ commands?: string[] }>(path.join(out, STUDY_JSON));

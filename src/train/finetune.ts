@@ -13,7 +13,7 @@
  */
 import path from 'node:path';
 import type { BackendInfo, BackendName } from '../backend/select.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError } from '../errors.js';
 import { writeFileAtomically } from '../io/atomic.js';
 import { loadTokenizer, type TextTokenizer } from '../model/index.js';
 import { useBackend } from '../model/model.js';
@@ -102,7 +102,7 @@ export interface FinetuneResult {
 /** The engine named in the options, checked (default tfjs). */
 export function checkEngine(engine: Engine | undefined): Engine {
   const e = engine ?? 'tfjs';
-  if (!(ENGINES as readonly string[]).includes(e)) throw new FopeifyError('BAD_ARGUMENT', `--engine must be ${ENGINES.join(' or ')} (got ${String(e)})`);
+  if (!(ENGINES as readonly string[]).includes(e)) throw badOption('engine', `\`engine\` must be ${ENGINES.join(' or ')} (got ${String(e)})`);
   return e;
 }
 
@@ -165,7 +165,7 @@ async function startRun(plan: RunPlan, prepared: PreparedModel, options: TrainPl
   const outDir = plan.output.dir;
   if (resume) {
     if (!sameJson(resume.state.config, prepared.config)) {
-      throw new FopeifyError('BAD_ARGUMENT', `--resume: ${plan.model.given} with recipe ${plan.recipeName ?? 'none'} does not give the model the checkpoint was trained on (config.json differs)`);
+      throw badOption('resume', `\`resume\`: ${plan.model.given} with recipe ${plan.recipeName ?? 'none'} does not give the model the checkpoint was trained on (config.json differs)`);
     }
     if (resume.state.model !== plan.model.given) log(`note: resuming a run started from ${resume.state.model} with ${plan.model.given}`);
   }
@@ -204,7 +204,7 @@ async function loadRunData(plan: RunPlan, prepared: PreparedModel, tok: TextToke
   const data = await buildData(plan.data.arg, tok, eos, plan.settings, plan.data.evalBatches, log);
   const state = plan.resume?.state;
   if (state && state.data !== data.description) {
-    throw new FopeifyError('BAD_ARGUMENT', `--resume: the data differs from the checkpoint's (${state.data}); give the same --data`);
+    throw badOption(['resume', 'data'], `\`resume\`: the data differs from the checkpoint's (${state.data}); give the same \`data\``);
   }
   if (data.train.chunks.find((c) => c.some((t) => t >= vocab))) throw new FopeifyError('BAD_ARGUMENT', `the tokenized data has ids outside the model's vocabulary (${vocab})`);
   return data;

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { loadModelSpec } from '../config/load.js';
 import { parseModelConfig, ropeParameterDict, type ModelSpec, type RopeSpec } from '../config/model-spec.js';
 import { DEFAULT_SETTINGS, outputRopeSpec, planConversion } from '../convert/plan.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import { detectFopeLayout, loadWeights, type FopeLayout } from '../model/weights.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';
 import type { Recipe } from './recipe.js';
@@ -76,7 +76,8 @@ function requestedYarn(recipe: Recipe | null, spec: ModelSpec, seqLen: number, n
   if (spec.rope.type !== 'default') {
     throw new FopeifyError(
       'BAD_ARGUMENT',
-      `recipe ${recipe!.name} adds YaRN, but the model already uses rope_type ${spec.rope.type}; use a recipe without YaRN (e.g. --recipe none)`,
+      `recipe ${recipe!.name} adds YaRN, but the model already uses rope_type ${spec.rope.type}; use a recipe without YaRN (e.g. ${optionName('recipe')} none)`,
+      { option: 'recipe' },
     );
   }
   return factor;
@@ -90,11 +91,12 @@ export function checkRecipe(spec: ModelSpec, recipe: Recipe | null, seqLen: numb
   if (recipe?.requiresFope && !spec.fope) {
     throw new FopeifyError(
       'BAD_ARGUMENT',
-      `recipe ${recipe.name} fine-tunes a FoPE model, and the model has no FoPE settings; convert it first (fopeify convert <model> -o <dir>) or use --recipe fope-yarn`,
+      `recipe ${recipe.name} fine-tunes a FoPE model, and the model has no FoPE settings; convert it first (fopeify convert <model> -o <dir>) or use ${optionName('recipe')} fope-yarn`,
+      { option: 'recipe' },
     );
   }
   if (recipe?.convert?.fope && spec.fope) {
-    throw new FopeifyError('BAD_ARGUMENT', `recipe ${recipe.name} converts to FoPE, and the model already is a FoPE model; use --recipe fope`);
+    throw badOption('recipe', `recipe ${recipe.name} converts to FoPE, and the model already is a FoPE model; use \`recipe\` fope`);
   }
   return requestedYarn(recipe, spec, seqLen, notes);
 }

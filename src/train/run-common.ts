@@ -10,7 +10,7 @@ import { resolveModel } from '../hub/resolve.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { checkOutputFolder, prepareOutputFolder } from '../io/output-folder.js';
 import type { ModelSpec } from '../config/model-spec.js';
-import { FopeifyError, outputError } from '../errors.js';
+import { badOption, FopeifyError, outputError } from '../errors.js';
 import type { TextTokenizer } from '../model/index.js';
 import { PackedDataset, packChunks, readDocuments, splitHeldOut } from './data.js';
 import type { TrainingModel } from './model.js';
@@ -63,7 +63,7 @@ export function resumedSettings(saved: TrainSettings, overrides: TrainOverrides 
     const merged = key === 'lora' ? { ...settings.lora, ...(v as object) } : v;
     if (sameJson(settings[key], merged)) continue;
     if (!RESUMABLE_CHANGES.includes(key)) {
-      throw new FopeifyError('BAD_ARGUMENT', `--resume: ${k} is ${JSON.stringify(settings[key])} in the checkpoint; it cannot change when resuming (only ${RESUMABLE_CHANGES.join(', ')} can)`);
+      throw badOption('resume', `\`resume\`: ${k} is ${JSON.stringify(settings[key])} in the checkpoint; it cannot change when resuming (only ${RESUMABLE_CHANGES.join(', ')} can)`);
     }
     settings = { ...settings, [key]: merged };
   }
@@ -191,7 +191,7 @@ export async function checkRunModel(model: string, source: ModelSourceOptions): 
 
 /** The output of a run against the model: it may not be, hold, or lie inside it (--force would delete it). */
 export async function checkRunOutput(given: string, modelDir: string): Promise<void> {
-  await checkOutputFolder(given, { sources: [modelDir], flag: '--out' });
+  await checkOutputFolder(given, { sources: [modelDir], option: 'outDir' });
 }
 
 /**
@@ -206,7 +206,7 @@ export async function createRunOutput(given: string, outDir: string, modelDir: s
       throw outputError(err, given);
     }
   }
-  await prepareOutputFolder(outDir, { sources: [modelDir], flag: '--out' });
+  await prepareOutputFolder(outDir, { sources: [modelDir], option: 'outDir' });
 }
 
 /** What prepareRunFolders checked: the model folder, its config, and checkRecipe's YaRN factor and notes. */

@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import type { ModelSpec } from '../config/model-spec.js';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
@@ -99,11 +99,11 @@ export interface RunPlan {
 /** Refusals that need nothing but the options; returns the absolute output folder. */
 export function checkRunOptions(options: Pick<RunOptions, 'stopAfter' | 'dtype' | 'outDir'>): string {
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
-    throw new FopeifyError('BAD_ARGUMENT', `--stop-after must be a positive integer (got ${options.stopAfter})`);
+    throw badOption('stopAfter', `\`stopAfter\` must be a positive integer (got ${options.stopAfter})`);
   }
   const dtype = options.dtype ?? 'f32';
-  if (!['f32', 'bf16', 'f16'].includes(dtype)) throw new FopeifyError('BAD_ARGUMENT', `--dtype must be f32, bf16 or f16 (got ${String(dtype)})`);
-  return path.resolve(requireOutputPath(options.outDir, '--out'));
+  if (!['f32', 'bf16', 'f16'].includes(dtype)) throw badOption('dtype', `\`dtype\` must be f32, bf16 or f16 (got ${String(dtype)})`);
+  return path.resolve(requireOutputPath(options.outDir, 'outDir'));
 }
 
 /** The recipe a run uses: the checkpoint's when resuming, else the option's (null: none). */
@@ -187,10 +187,12 @@ export async function prepareRun(options: RunOptions): Promise<RunPlan> {
   let resume: RunInputs['resume'] = null;
   if (options.resume) {
     const dir = await latestCheckpoint(outDir);
-    if (!dir) throw new FopeifyError('BAD_ARGUMENT', `--resume: no checkpoint in ${path.join(outDir, 'checkpoints')}`);
+    if (!dir) throw badOption('resume', `\`resume\`: no checkpoint in ${path.join(outDir, 'checkpoints')}`);
     resume = { dir, state: await readCheckpointState(dir) };
   } else if (!(await isEmptyOrMissing(outDir)) && !options.force) {
-    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (--resume continues its newest checkpoint, --force starts over)`);
+    throw new FopeifyError('OUTPUT_EXISTS', `output folder ${options.outDir} is not empty (${optionName('resume')} continues its newest checkpoint, ${optionName('force')} starts over)`, {
+      option: ['resume', 'force'],
+    });
   }
   const recipe = await recipeFor(runRecipeName(options, resume?.state ?? null));
   const decided = planSettings(options, recipe, resume?.state ?? null);

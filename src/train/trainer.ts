@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { activeKernels, type BackendInfo } from '../backend/select.js';
 import type { ModelSpec } from '../config/model-spec.js';
-import { FopeifyError } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { checkFiniteResult } from '../model/finite.js';
 import type { TextTokenizer } from '../model/index.js';
 import type { FopeLayout } from '../model/weights.js';
@@ -131,7 +131,9 @@ export class Trainer {
     // Before the optimizer and the metrics: a NaN step must neither corrupt the weights nor reach metrics.jsonl.
     if (!Number.isFinite(loss)) {
       tf.dispose([...grads.values()]);
-      throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${this.stepsDone + 1} (lower --lr, or check the weights)`);
+      throw new FopeifyError('NON_FINITE', `the training loss is ${loss} at step ${this.stepsDone + 1} (lower ${optionName('settings.lr')}, or check the weights)`, {
+        option: 'settings.lr',
+      });
     }
     const gradNorm = timed('optimizer', () => this.optimizer.apply(grads, lr, s.maxGradNorm));
     tf.dispose([...grads.values()]);

@@ -181,7 +181,8 @@ describe('push', () => {
     await writeFolder(dir, { 'notes.txt': 'hello' });
     const before = hub.requests.length;
     const err = await expectError(push(pushOpts(dir, 'org/notes')), 'BAD_ARGUMENT');
-    expect(err.message).toMatch(/not a model folder.*config\.json.*--force/);
+    expect(err.message).toMatch(/not a model folder.*config\.json.*`force`/);
+    expect(err.options).toEqual(['force']);
     expect(hub.requests.length).toBe(before);
     const pickle = await tempDir();
     await writeFolder(pickle, { 'config.json': '{}', 'pytorch_model.bin': 'x' });

@@ -23,7 +23,9 @@ describe('study plan', () => {
     expect(q.windows[0]).toBe(256);
     expect(q.seeds).toBeGreaterThanOrEqual(2);
     expect(studyPlan(256, false).lengths).toEqual([256, 512, 1024, 2048]);
-    expect(() => studyPlan(256, false, 200)).toThrow(/--target-length/);
+    expect(() => studyPlan(256, false, 200)).toThrow(
+      expect.objectContaining({ message: expect.stringMatching(/^`targetLength` must be an integer longer/), options: ['targetLength'] }),
+    );
   });
 });
 
@@ -71,6 +73,9 @@ describe('runStudy', () => {
     expect(again.aggregate.accuracy).toEqual(r.aggregate.accuracy);
     // Another budget into the same folder would mix cells: refused before anything runs.
     await expect(runStudy({ model: base, out, seeds: 1, plan: { ...tiny, initFactor: 0.3, steps: 2 } })).rejects.toThrow(/another model or plan/);
-    await expect(runStudy({ model: base, out: path.join(root, 'other'), seeds: 1, plan: { ...tiny, initFactor: 0 } })).rejects.toThrow(/--init-factor must be a number > 0/);
+    await expect(runStudy({ model: base, out: path.join(root, 'other'), seeds: 1, plan: { ...tiny, initFactor: 0 } })).rejects.toMatchObject({
+      message: expect.stringMatching(/^`plan\.initFactor` must be a number > 0/),
+      options: ['plan.initFactor'],
+    });
   });
 });

@@ -206,7 +206,7 @@ describe('finetune', () => {
     await run(path.join(root, 's1'));
     await run(path.join(root, 's2'));
     expect((await bytes(path.join(root, 's1', 'model.safetensors'))).equals(await bytes(path.join(root, 's2', 'model.safetensors')))).toBe(true);
-    await expect(run(path.join(root, 's1'))).rejects.toThrow(/is not empty \(--resume continues/);
+    await expect(run(path.join(root, 's1'))).rejects.toMatchObject({ message: expect.stringMatching(/is not empty \(`resume` continues .*, `force` starts over\)/), options: ['resume', 'force'] });
     await expect(finetune(base({ model, outDir: path.join(root, 's3'), resume: true }))).rejects.toThrow(/no checkpoint/);
     const stopped = path.join(root, 's4');
     await finetune(base({ model, outDir: stopped, stopAfter: 1 }));

@@ -42,7 +42,7 @@ describe('finetune output folder', () => {
       await expect(finetune({ model, outDir: out, recipe: 'none', data: text, force: true, settings: tiny }), out).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     }
     // (Without --force here: on a build without the rule, '' would be the current folder, and --force would empty it.)
-    await expect(finetune({ model, outDir: '', recipe: 'none', data: text, settings: tiny })).rejects.toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/--out is empty/) });
+    await expect(finetune({ model, outDir: '', recipe: 'none', data: text, settings: tiny })).rejects.toMatchObject({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/^`outDir` is empty/), options: ['outDir'] });
     expect((await fs.readdir(model)).sort()).toEqual(before);
   });
 

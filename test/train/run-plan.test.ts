@@ -51,9 +51,11 @@ describe('planRun', () => {
   });
 
   it('refuses bad options before anything else', () => {
-    expect(() => planRun({ model: 'm', outDir: 'o', stopAfter: 0 }, inputs())).toThrow(/--stop-after must be a positive integer/);
-    expect(() => planRun({ model: 'm', outDir: 'o', dtype: 'f8' as never }, inputs())).toThrow(/--dtype must be f32, bf16 or f16/);
-    expect(() => planRun({ model: 'm', outDir: ' ' }, inputs())).toThrow(/--out is empty/);
+    // Messages name the library options (the CLI shows their flags: test/errors.test.ts, test/train/cli.test.ts).
+    const refusal = (message: RegExp, option: string) => expect.objectContaining({ code: 'BAD_ARGUMENT', message: expect.stringMatching(message), options: [option] });
+    expect(() => planRun({ model: 'm', outDir: 'o', stopAfter: 0 }, inputs())).toThrow(refusal(/^`stopAfter` must be a positive integer/, 'stopAfter'));
+    expect(() => planRun({ model: 'm', outDir: 'o', dtype: 'f8' as never }, inputs())).toThrow(refusal(/^`dtype` must be f32, bf16 or f16/, 'dtype'));
+    expect(() => planRun({ model: 'm', outDir: ' ' }, inputs())).toThrow(refusal(/^`outDir` is empty/, 'outDir'));
     expect(() => planRun({ model: 'm', outDir: 'o', settings: { lr: -1 } }, inputs())).toThrow(/lr must be positive/);
   });
 
@@ -66,7 +68,9 @@ describe('planRun', () => {
     expect(plan.settings.steps).toBe(9);
     expect(plan.output.removeFirst).toBe(false);
     expect(plan.notes).toEqual(['note: --recipe yarn ignored: the checkpoint was trained with none']);
-    expect(() => planSettings({ settings: { lr: 1 } }, NONE_RECIPE, state)).toThrow(/--resume: lr is .* it cannot change/);
+    expect(() => planSettings({ settings: { lr: 1 } }, NONE_RECIPE, state)).toThrow(
+      expect.objectContaining({ message: expect.stringMatching(/^`resume`: lr is .* it cannot change/), options: ['resume'] }),
+    );
   });
 
   it('plans evaluations, checkpoints and the early stop per step', () => {
