@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import * as tfjs from '@tensorflow/tfjs';
-import { FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
 import type { Kernels } from './kernels.js';
 import { hostKernels, wasmKernels } from './kernels-host.js';
@@ -115,12 +115,12 @@ export function planBackends(requested: BackendName, caps: Capabilities, opts: P
   // Explicit 'wasm' still gets native matmuls when the addon is there: same results, 10-100x faster.
   const wasm: Candidate = { chosen: 'wasm', tfBackend: 'wasm', accelerate: caps.native, fastKernels: false };
   const cpu: Candidate = { chosen: 'cpu', tfBackend: 'cpu', accelerate: false, fastKernels: false };
-  const missing = (what: string, fix: string) =>
-    new FopeifyError('BACKEND_UNAVAILABLE', `backend "${requested}" is not available: ${what} (${fix})`);
+  const missing = (what: string, fix: string, option?: string) =>
+    new FopeifyError('BACKEND_UNAVAILABLE', `backend "${requested}" is not available: ${what} (${fix})`, { option });
 
   switch (requested) {
     case 'webgpu':
-      if (webgpuWhyNot) throw missing(...webgpuWhyNot);
+      if (webgpuWhyNot) throw missing(webgpuWhyNot[0], webgpuWhyNot[1], webgpuWhyNot[2]);
       return [webgpu];
     case 'tensorflow-gpu':
       if (!caps.tfjsNodeGpu) throw missing(`${GPU_PKG} is not installed`, `npm install ${GPU_PKG}; it needs CUDA 11.2 and cuDNN 8.1`);
@@ -292,7 +292,7 @@ export async function setupBackendWith(opts: SetupOptions, env: SetupEnvironment
   const requested: BackendName = opts.backend ?? 'auto';
   const threads = opts.threads ?? defaultThreads();
   if (!Number.isInteger(threads) || threads < 1 || threads > 1024) {
-    throw new FopeifyError('BAD_ARGUMENT', `--threads must be an integer from 1 to 1024, got ${opts.threads}`);
+    throw badOption('threads', `${optionName('threads')} must be an integer from 1 to 1024, got ${opts.threads}`);
   }
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
 

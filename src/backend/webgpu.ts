@@ -11,6 +11,7 @@
  *    when `navigator.gpu` exists, which Node lacks, so we provide one that hands out the probed adapter.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import { optionName } from '../errors.js';
 import { tmpdir } from 'node:os';
 
 /** The native API Dawn drives. `default`: Dawn's own choice for the platform (Metal, D3D12). */
@@ -185,12 +186,12 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 }
 
-/** Why the webgpu backend cannot be used here, as [what, fix] for BACKEND_UNAVAILABLE; null when it can. */
+/** Why the webgpu backend cannot be used here, as [what, fix, option the fix names?] for BACKEND_UNAVAILABLE; null when it can. */
 export function webgpuUnusable(
   installed: boolean | undefined,
   probe: { adapter: WebGpuAdapter | null; reason?: string } | undefined,
   allowSoftwareAdapter: boolean,
-): [string, string] | null {
+): [string, string] | [string, string, string] | null {
   if (!installed) return [`${DAWN_PACKAGE} and ${TFJS_WEBGPU_PACKAGE} are not installed`, WEBGPU_INSTALL];
   if (!probe?.adapter) {
     return [
@@ -199,7 +200,7 @@ export function webgpuUnusable(
     ];
   }
   if (probe.adapter.software && !allowSoftwareAdapter) {
-    return [`the only WebGPU adapter is ${probe.adapter.software}, a software rasterizer slower than the CPU backends`, 'allowSoftwareAdapter (--allow-software-adapter) uses it anyway'];
+    return [`the only WebGPU adapter is ${probe.adapter.software}, a software rasterizer slower than the CPU backends`, `${optionName('allowSoftwareAdapter')} uses it anyway`, 'allowSoftwareAdapter'];
   }
   return null;
 }

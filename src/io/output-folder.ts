@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { badOption, FopeifyError, optionName, outputError } from '../errors.js';
+import { badOption, optionName, outputError } from '../errors.js';
 import { namesIn } from './files.js';
 
 /** Marks fopeify's temporary siblings: `.<name>.fopeify-tmp-<pid>-<time>-<host>-<n>`. */
