@@ -86,9 +86,9 @@ export async function trainingStepper(dir, T, opts = {}) {
   // Random tokens stand in for the data: the step's cost does not depend on which tokens they are.
   const train = { take: (pos, n) => ({ chunks: Array.from({ length: n }, () => Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))), next: pos }) };
   const trainer = Trainer.create(m, settings, { train, heldOut: [] }, { backend: info });
-  const step = () => {
+  const step = async () => {
     const t0 = performance.now();
-    const r = trainer.step();
+    const r = await trainer.step();
     return { seconds: (performance.now() - t0) / 1000, loss: r.loss };
   };
   return { info, step, parameters: m.parameterCount };
@@ -99,13 +99,13 @@ async function child(dir, T, steps, warmup, threads) {
   const { info, step, parameters } = await trainingStepper(dir, T, { threads });
   // Short lengths: one warm-up step, then the measured ones. Long ones: the first step is measured
   // (one-time costs are small next to a multi-minute step).
-  const warm = warmup ? step() : null;
+  const warm = warmup ? await step() : null;
   enableTiming(true);
   takeTimings();
   const times = [];
   let loss = warm?.loss ?? NaN;
   for (let i = 0; i < steps; i++) {
-    const s = step();
+    const s = await step();
     times.push(s.seconds);
     loss = s.loss;
   }
