@@ -282,7 +282,6 @@ async function trainLoop(run: ActiveRun, onStep: TrainCallbacks['onStep']): Prom
       tokens: trainer.tokens,
       elapsed_s: run.secondsBefore + (Date.now() - run.startedAt) / 1000,
     };
-    if (r.peakGpuBytes !== undefined) record.peak_gpu_bytes = r.peakGpuBytes;
     let ev: StepInfo['eval'];
     if (evaluatesAt(plan, r.step)) {
       ev = await trainer.evaluate();
@@ -291,6 +290,7 @@ async function trainLoop(run: ActiveRun, onStep: TrainCallbacks['onStep']): Prom
       if (ev.passkeyAccuracy !== undefined) record.passkey_accuracy = ev.passkeyAccuracy;
       out.lastEval = record;
     }
+    if (trainer.peakGpuBytes !== null) record.peak_gpu_bytes = trainer.peakGpuBytes; // after the evaluation: the peak so far
     await appendMetrics(plan.output.dir, record);
     const mean = out.trainSeconds / out.stepsThisRun;
     onStep?.({ step: r.step, steps, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: record.tokens_per_s, etaSeconds: mean * (steps - r.step), eval: ev });
