@@ -76,10 +76,10 @@ function gemmLimit(T) {
  * 1e-5, clipping at 1, one sequence per step; the backend is set up first. Shared with bench/speed.mjs.
  * @param {string} dir
  * @param {number} T
- * @param {{backend?: string, threads?: number}} opts
+ * @param {{backend?: string, threads?: number, allowSoftwareAdapter?: boolean}} opts
  */
 export async function trainingStepper(dir, T, opts = {}) {
-  const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
+  const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, allowSoftwareAdapter: opts.allowSoftwareAdapter, quiet: true });
   const m = await loadModel(dir, { backend: info });
   const settings = resolveTrainSettings(NONE_RECIPE, { seqLen: T, batch: 1, gradAccum: 1, lr: 1e-5, warmupSteps: 0, schedule: 'constant', maxGradNorm: 1, trainable: 'all', seed: 0 });
   const rng = new SeededRandom(1, 'bench-tokens');
@@ -89,9 +89,13 @@ export async function trainingStepper(dir, T, opts = {}) {
   const step = async () => {
     const t0 = performance.now();
     const r = await trainer.step();
-    return { seconds: (performance.now() - t0) / 1000, loss: r.loss };
+    return { seconds: (performance.now() - t0) / 1000, loss: r.loss, peakGpuBytes: r.peakGpuBytes ?? null };
   };
-  return { info, step, parameters: m.parameterCount };
+  const dispose = () => {
+    trainer.dispose();
+    m.dispose();
+  };
+  return { info, step, parameters: m.parameterCount, dispose };
 }
 
 /** Child: load the checkpoint, run warm-up + measured steps at T tokens, print one JSON line. */
