@@ -100,10 +100,9 @@ export class Trainer {
   static create(source: TrainerWeights, settings: TrainSettings, data: TrainerData, options: TrainerOptions = {}): Trainer {
     // On a GPU adapter every tensor of a step must fit one storage binding: blocks sized to fit, or a clear error.
     const adapter = options.backend?.adapter;
-    let largestWeight = 0;
-    for (const w of source.weights.values()) largestWeight = Math.max(largestWeight, w.size);
+    const largestWeight = () => Math.max(...[...source.weights.values()].map((w) => w.size));
     const blocks = adapter
-      ? fitBlocksToBinding(source.spec, { batch: settings.batch, seqLen: settings.seqLen, largestWeight }, options, Math.min(adapter.maxStorageBufferBindingSize, adapter.maxBufferSize))
+      ? fitBlocksToBinding(source.spec, { batch: settings.batch, seqLen: settings.seqLen, largestWeight: largestWeight() }, options, Math.min(adapter.maxStorageBufferBindingSize, adapter.maxBufferSize))
       : options;
     const model = new TrainingModel(source.spec, source.weights, source.fopeLayout, {
       kernels: options.backend?.kernels ?? activeKernels(),
