@@ -4,7 +4,7 @@
 //   convert - conversion time and memory vs copying the checkpoint
 // The detailed ones run by name: `npm run bench -- gemm runtime train torch-train` (or any mix, in that order).
 //   torch-train - one training step, --engine torch vs --engine tfjs (SmolLM2-135M shape, 512 / 2048 tokens)
-//   webgpu      - prefill tokens/s, webgpu (Dawn) vs the native CPU path (--full: SmolLM2-135M shape)
+//   webgpu      - prefill and training-step tokens/s, webgpu (Dawn) vs the native CPU path (--full: SmolLM2-135M shape)
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';

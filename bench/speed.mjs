@@ -164,9 +164,9 @@ async function childTrain(opts) {
   const { trainingStepper } = await import(pathToFileURL(path.join(ROOT, 'bench', 'train.mjs')).href);
   const { dir } = await checkpoint(opts.layers, opts.vocab);
   const { info, step } = await trainingStepper(dir, opts.tokens, { backend: opts.backend, threads: opts.threads });
-  const warm = opts.warmup ? step().seconds : null;
+  const warm = opts.warmup ? (await step()).seconds : null;
   const times = [];
-  for (let i = 0; i < opts.steps; i++) times.push(step().seconds);
+  for (let i = 0; i < opts.steps; i++) times.push((await step()).seconds);
   return { backend: info.description, seconds: Math.min(...times), warmupSeconds: warm, peakRssBytes: peakRss() };
 }
 

@@ -76,22 +76,26 @@ function gemmLimit(T) {
  * 1e-5, clipping at 1, one sequence per step; the backend is set up first. Shared with bench/speed.mjs.
  * @param {string} dir
  * @param {number} T
- * @param {{backend?: string, threads?: number}} opts
+ * @param {{backend?: string, threads?: number, allowSoftwareAdapter?: boolean}} opts
  */
 export async function trainingStepper(dir, T, opts = {}) {
-  const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
+  const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, allowSoftwareAdapter: opts.allowSoftwareAdapter, quiet: true });
   const m = await loadModel(dir, { backend: info });
   const settings = resolveTrainSettings(NONE_RECIPE, { seqLen: T, batch: 1, gradAccum: 1, lr: 1e-5, warmupSteps: 0, schedule: 'constant', maxGradNorm: 1, trainable: 'all', seed: 0 });
   const rng = new SeededRandom(1, 'bench-tokens');
   // Random tokens stand in for the data: the step's cost does not depend on which tokens they are.
   const train = { take: (pos, n) => ({ chunks: Array.from({ length: n }, () => Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))), next: pos }) };
   const trainer = Trainer.create(m, settings, { train, heldOut: [] }, { backend: info });
-  const step = () => {
+  const step = async () => {
     const t0 = performance.now();
-    const r = trainer.step();
-    return { seconds: (performance.now() - t0) / 1000, loss: r.loss };
+    const r = await trainer.step();
+    return { seconds: (performance.now() - t0) / 1000, loss: r.loss, peakGpuBytes: r.peakGpuBytes ?? null };
   };
-  return { info, step, parameters: m.parameterCount };
+  const dispose = () => {
+    trainer.dispose();
+    m.dispose();
+  };
+  return { info, step, parameters: m.parameterCount, dispose };
 }
 
 /** Child: load the checkpoint, run warm-up + measured steps at T tokens, print one JSON line. */
@@ -99,13 +103,13 @@ async function child(dir, T, steps, warmup, threads) {
   const { info, step, parameters } = await trainingStepper(dir, T, { threads });
   // Short lengths: one warm-up step, then the measured ones. Long ones: the first step is measured
   // (one-time costs are small next to a multi-minute step).
-  const warm = warmup ? step() : null;
+  const warm = warmup ? await step() : null;
   enableTiming(true);
   takeTimings();
   const times = [];
   let loss = warm?.loss ?? NaN;
   for (let i = 0; i < steps; i++) {
-    const s = step();
+    const s = await step();
     times.push(s.seconds);
     loss = s.loss;
   }

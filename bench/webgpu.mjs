@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// WebGPU benchmark (issue 15): prefill tokens/s of the webgpu backend (Dawn) beside the native CPU path,
-// in one run, each backend in its own child process (its own Dawn instance and peak RSS).
+// WebGPU benchmark (issue 15): prefill and training-step tokens/s of the webgpu backend (Dawn) beside
+// the native CPU path, in one run, each backend in its own child process (its own Dawn instance and peak RSS).
+// A training step is fopeify's Trainer step (forward, backward, AdamW; bench/train.mjs's stepper) on
+// random tokens: one warm-up step (shader compilation), then one timed step.
 //   default: a small random-weight model (hidden 256, 4 layers) at 128 / 512 tokens, sized so that a
 //            software GPU (Mesa llvmpipe, ~1 GFLOP/s) finishes in minutes: there it shows the path works,
 //            not speed;
 //   --full:  the SmolLM2-135M shape at 512 / 2048 tokens (a real GPU).
-// Software adapters are allowed here (a benchmark asks for webgpu explicitly). Training-step rows come
-// when training reads asynchronously (the trainer's synchronous reads throw on webgpu today).
-// Usage: npm run bench -- webgpu [--full] [--tokens 128,512] [--backends webgpu,native] [--json]
+// Software adapters are allowed here (a benchmark asks for webgpu explicitly).
+// Usage: npm run bench -- webgpu [--full] [--tokens 128,512] [--backends webgpu,native] [--no-train] [--json]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -68,14 +69,44 @@ async function runBackend(opts) {
     });
   }
   model.dispose();
+  if (opts.train) rows.push(...(await trainRows(opts)));
+  return rows;
+}
+
+/** Training-step rows: per token count, a warm-up step then one timed step. */
+async function trainRows(opts) {
+  const { trainingStepper } = await import(pathToFileURL(path.join(here, 'train.mjs')).href);
+  const rows = [];
+  for (const tokens of opts.tokens) {
+    const stepper = await trainingStepper(opts.dir, tokens, { backend: opts.backend, allowSoftwareAdapter: true });
+    try {
+      const warm = await stepper.step();
+      const s = await stepper.step();
+      rows.push({
+        backend: opts.backend,
+        kind: 'train',
+        description: stepper.info.description,
+        tokens,
+        seconds: s.seconds,
+        tokensPerSecond: tokens / s.seconds,
+        warmupSeconds: warm.seconds,
+        loss: s.loss,
+        peakRssMB: (process.resourceUsage().maxRSS * 1024) / 1e6,
+        gpuMB: s.peakGpuBytes === null ? null : s.peakGpuBytes / 1e6,
+      });
+    } finally {
+      stepper.dispose();
+    }
+  }
   return rows;
 }
 
 function formatRow(r) {
   if (r.error) return `${r.backend.padEnd(7)} failed: ${r.error}`;
+  const kind = r.kind === 'train' ? 'train  ' : 'prefill';
   return (
-    `${r.backend.padEnd(7)} prefill ${String(r.tokens).padStart(5)}  ${r.tokensPerSecond.toFixed(1).padStart(8)} tokens/s  ${r.seconds.toFixed(2).padStart(7)} s` +
-    `  ${r.gflops.toFixed(1).padStart(6)} GFLOP/s  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB${r.gpuMB === null ? '' : `  GPU ${r.gpuMB.toFixed(0)} MB`}`
+    `${r.backend.padEnd(7)} ${kind} ${String(r.tokens).padStart(5)}  ${r.tokensPerSecond.toFixed(1).padStart(8)} tokens/s  ${r.seconds.toFixed(2).padStart(7)} s` +
+    `  ${r.kind === 'train' ? `loss ${r.loss.toFixed(3)}` : `${r.gflops.toFixed(1).padStart(6)} GFLOP/s`}  peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB${r.gpuMB === null ? '' : `  GPU ${r.gpuMB.toFixed(0)} MB`}`
   );
 }
 
@@ -105,7 +136,7 @@ if (isMain) {
     const dir = await ensureCheckpoint(path.join(here, '..', '.bench', name), full);
     const all = [];
     for (const backend of backends) {
-      const arg = JSON.stringify({ backend, dir, tokens });
+      const arg = JSON.stringify({ backend, dir, tokens, train: !argv.includes('--no-train') });
       const r = spawnSync(process.execPath, ['--max-old-space-size=16384', fileURLToPath(import.meta.url), '--child', arg], { encoding: 'utf8', maxBuffer: 1 << 24 });
       const line = (r.stdout ?? '').trim().split('\n').filter((l) => l.startsWith('[')).pop();
       if (r.status !== 0 || !line) {
@@ -122,10 +153,13 @@ if (isMain) {
       }
     }
     // The ratio the issue asks for, per token count, when both ran.
-    for (const n of tokens) {
-      const g = all.find((r) => r.backend === 'webgpu' && r.tokens === n);
-      const c = all.find((r) => r.backend !== 'webgpu' && r.tokens === n && !r.error);
-      if (g && c) log(`prefill ${n}: webgpu / ${c.backend} = ${(g.tokensPerSecond / c.tokensPerSecond).toFixed(2)}x`);
+    for (const kind of ['prefill', 'train']) {
+      for (const n of tokens) {
+        const of = (r) => (r.kind ?? 'prefill') === kind && r.tokens === n && !r.error;
+        const g = all.find((r) => r.backend === 'webgpu' && of(r));
+        const c = all.find((r) => r.backend !== 'webgpu' && of(r));
+        if (g && c) log(`${kind} ${n}: webgpu / ${c.backend} = ${(g.tokensPerSecond / c.tokensPerSecond).toFixed(2)}x`);
+      }
     }
     if (json) process.stdout.write(JSON.stringify(all, null, 2) + '\n');
     if (all.some((r) => r.error)) process.exitCode = 1;

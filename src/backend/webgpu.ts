@@ -13,6 +13,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { optionName } from '../errors.js';
 import { tmpdir } from 'node:os';
+import * as tf from '@tensorflow/tfjs';
 
 /** The native API Dawn drives. `default`: Dawn's own choice for the platform (Metal, D3D12). */
 export type DawnBackend = 'vulkan' | 'opengles' | 'default';
@@ -233,4 +234,14 @@ export async function activateWebGpu(
 /** For tests: probe again on the next call. */
 export function _resetWebGpuProbeForTests(): void {
   probed = undefined;
+}
+
+/**
+ * GPU memory the active backend holds, in bytes, where it reports it (tfjs-webgpu's buffer pool:
+ * buffers freed by tensors stay in the pool for reuse, so this is the high-water mark of what was
+ * needed at once), else null (tensors in JS or TensorFlow memory).
+ */
+export function gpuMemoryBytes(): number | null {
+  const m = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number; numBytesInGPU?: number };
+  return m.numBytesAllocatedInGPU ?? m.numBytesInGPU ?? null;
 }

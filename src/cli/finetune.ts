@@ -216,6 +216,7 @@ function finetuneReport(argv: FinetuneArgs, r: FinetuneResult): string {
   const lines = [`wrote ${rel}: ${r.step} steps at ${r.settings.seqLen} tokens, final loss ${r.finalLoss?.toFixed(4) ?? '?'}, ${r.tokensPerSecond.toFixed(0)} tok/s`];
   if (r.lastEval?.eval_loss !== undefined) lines.push(`  held-out perplexity ${r.lastEval.eval_ppl!.toFixed(3)} (step ${r.lastEval.step})`);
   if (r.lastEval?.passkey_accuracy !== undefined) lines.push(`  passkey accuracy ${(100 * r.lastEval.passkey_accuracy).toFixed(0)} % at ${r.settings.seqLen} tokens`);
+  if (r.peakGpuBytes !== undefined) lines.push(`  peak GPU memory ${(r.peakGpuBytes / 2 ** 20).toFixed(0)} MiB`);
   lines.push(`  files: ${r.files.join(', ')}`);
   return lines.join('\n');
 }

@@ -100,6 +100,8 @@ export interface MetricsRecord {
   eval_loss?: number;
   eval_ppl?: number;
   passkey_accuracy?: number;
+  /** GPU memory held at the peak so far, in bytes (webgpu backend). */
+  peak_gpu_bytes?: number;
 }
 
 /** finetune.json: the resolved settings, rewritten as the run goes ('training', 'stopped', 'completed'). */

@@ -79,6 +79,20 @@ function tensorData(t: tf.Tensor): Float32Array {
   return d;
 }
 
+/**
+ * Read every FoPE coefficient tensor of the model asynchronously, so that `fopeCoefficients` never
+ * reads synchronously afterwards (a GPU backend cannot: its coefficients may live on the device).
+ */
+export async function readFopeCoefficients(weights: WeightMap, layout: FopeLayout | null, numLayers: number): Promise<void> {
+  if (!layout) return;
+  for (let layer = 0; layer < (layout === 'per-layer' ? numLayers : 1); layer++) {
+    const names = fopeCoefNames(layout, layer);
+    for (const t of [weight(weights, names.sin), weight(weights, names.cos)]) {
+      if (!coefCache.has(t.dataId as object)) coefCache.set(t.dataId as object, (await t.data()) as Float32Array);
+    }
+  }
+}
+
 /** The FoPE coefficients of layer `i` as plain data, or null (RoPE). */
 export function fopeCoefficients(weights: WeightMap, layout: FopeLayout | null, layer: number): FopeCoefficientData | null {
   if (!layout) return null;

@@ -50,13 +50,14 @@ export function checkpointName(step: number): string {
   return `step-${String(step).padStart(8, '0')}`;
 }
 
-function f32Bytes(t: tf.Tensor): Uint8Array {
-  const d = t.dataSync() as Float32Array;
+/** A float32 tensor's bytes, read asynchronously (the backing array itself on tfjs cpu: no copy). */
+export async function f32Bytes(t: tf.Tensor): Promise<Uint8Array> {
+  const d = (await t.data()) as Float32Array;
   return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 }
 
 function tensorsToWrite(entries: [string, tf.Tensor][]): TensorToWrite[] {
-  return entries.map(([name, t]) => ({ name, dtype: 'F32' as const, shape: [...t.shape], data: async () => f32Bytes(t) }));
+  return entries.map(([name, t]) => ({ name, dtype: 'F32' as const, shape: [...t.shape], data: () => f32Bytes(t) }));
 }
 
 /** Write a checkpoint for `state.step`; returns its folder. */
@@ -66,7 +67,7 @@ export async function saveCheckpoint(outDir: string, state: CheckpointState, par
     await writeSafetensors(path.join(tmp, TRAINABLE_FILE), tensorsToWrite([...params]), { format: 'pt', fopeify: 'finetune-checkpoint' });
     const moments: TensorToWrite[] = [];
     for (const [name, p] of params) {
-      const { m, v } = optimizer.moments(name);
+      const { m, v } = await optimizer.moments(name);
       for (const [key, data] of [[`m/${name}`, m], [`v/${name}`, v]] as const) {
         moments.push({ name: key, dtype: 'F32', shape: [...p.shape], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
       }

@@ -95,6 +95,8 @@ export interface FinetuneResult {
   /** Files of the model folder (completed runs). */
   files: string[];
   backend: string;
+  /** GPU memory held at the peak of this run, in bytes (webgpu backend). */
+  peakGpuBytes?: number;
   /** The torch engine's job folder and each node's command (--no-launch). */
   job?: { dir: string; commands: string[] };
 }
@@ -267,7 +269,7 @@ async function trainLoop(run: ActiveRun, onStep: TrainCallbacks['onStep']): Prom
   const loopStart = Date.now();
   const out: LoopResult = { firstStep: trainer.stepsDone, stepsThisRun: 0, trainSeconds: 0, seconds: 0, finalLoss: null, lastEval: null, stopped: false };
   while (trainer.stepsDone < steps) {
-    const r = trainer.step();
+    const r = await trainer.step();
     out.stepsThisRun++;
     out.trainSeconds += r.seconds;
     out.finalLoss = r.loss;
@@ -282,12 +284,13 @@ async function trainLoop(run: ActiveRun, onStep: TrainCallbacks['onStep']): Prom
     };
     let ev: StepInfo['eval'];
     if (evaluatesAt(plan, r.step)) {
-      ev = trainer.evaluate();
+      ev = await trainer.evaluate();
       record.eval_loss = ev.loss;
       record.eval_ppl = ev.ppl;
       if (ev.passkeyAccuracy !== undefined) record.passkey_accuracy = ev.passkeyAccuracy;
       out.lastEval = record;
     }
+    if (trainer.peakGpuBytes !== null) record.peak_gpu_bytes = trainer.peakGpuBytes; // after the evaluation: the peak so far
     await appendMetrics(plan.output.dir, record);
     const mean = out.trainSeconds / out.stepsThisRun;
     onStep?.({ step: r.step, steps, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: record.tokens_per_s, etaSeconds: mean * (steps - r.step), eval: ev });
@@ -326,6 +329,7 @@ async function finishRun(run: ActiveRun, loop: LoopResult): Promise<FinetuneResu
     files: [],
     backend: run.summaryBase.backend,
   };
+  if (trainer.peakGpuBytes !== null) result.peakGpuBytes = trainer.peakGpuBytes;
   if (loop.stopped) {
     const checkpoint = run.lastCheckpoint && path.relative(outDir, run.lastCheckpoint);
     await writeFileAtomically(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...run.summaryBase, status: 'stopped', step: trainer.stepsDone, checkpoint }, null, 2) + '\n');

@@ -8,7 +8,11 @@
  *  - attention outputs of the forward pass are reused by the recomputation (flash-attention.ts);
  *  - the LM head and cross-entropy run in row chunks and produce their gradient during the forward
  *    pass (the loss is the last op), so `[T, vocab]` logits never exist whole;
- *  - the embedding gradient is a plain scatter-add in JS (wasm's tf.gather has no gradient).
+ *  - the embedding gradient is a plain scatter-add in JS where tensors live in JS memory (wasm's
+ *    tf.gather has no gradient), in a fixed order on the device elsewhere (embedding-grad.ts).
+ * Nothing here reads a tensor synchronously on a device backend (kernels without host passes, e.g.
+ * webgpu, where synchronous reads do not exist): the loss comes back as a tensor or through one
+ * `await data()`, and the FoPE coefficients are read once, asynchronously, by `ready()`.
  * The layer is the runtime's own (src/model/decoder.ts's `decoderLayer`), given the trained tensors
  * through a weight accessor that merges LoRA factors in, and differentiable ops; tests check the loss
  * against the runtime's `forwardLogits`. What is fast on this backend comes from the kernels.
@@ -20,9 +24,11 @@ import type { Kernels } from '../backend/kernels.js';
 import { rmsNorm } from '../backend/kernels-tf.js';
 import { segmentSumInto } from '../backend/segment-sum.js';
 import { decoderLayer, type LayerOps, type LayerWeights } from '../model/decoder.js';
-import { forwardLogits, fopeCoefficients } from '../model/llama.js';
+import { forwardLogits, fopeCoefficients, readFopeCoefficients } from '../model/llama.js';
 import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
+import { defaultLossChunk } from './binding-limit.js';
+import { embeddingGradOnDevice } from './embedding-grad.js';
 import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { timed } from './timing.js';
@@ -94,6 +100,7 @@ export class TrainingModel {
   private readonly keyBlock?: number;
   private readonly lossChunk: number;
   readonly kernels: Kernels;
+  private coefficientsRead: Promise<void> | null = null;
 
   constructor(
     readonly spec: ModelSpec,
@@ -104,7 +111,7 @@ export class TrainingModel {
   ) {
     this.queryBlock = options.queryBlock;
     this.keyBlock = options.keyBlock;
-    this.lossChunk = options.lossChunk ?? Math.max(16, Math.min(2048, Math.floor(32_000_000 / spec.vocabSize)));
+    this.lossChunk = options.lossChunk ?? defaultLossChunk(spec.vocabSize);
     this.loraScale = options.lora.alpha / options.lora.rank;
     this.kernels = options.kernels;
     this.lmHeadName = weights.has('lm_head.weight') ? 'lm_head.weight' : 'model.embed_tokens.weight';
@@ -137,25 +144,52 @@ export class TrainingModel {
     return n;
   }
 
+  /**
+   * Read what the model reads as plain data (the FoPE coefficients) asynchronously, once; the
+   * synchronous methods (`lossTensor`, `lossAndGradTensors`, `logits`) need it done on a device backend.
+   */
+  ready(): Promise<void> {
+    this.coefficientsRead ??= readFopeCoefficients(this.weights, this.fopeLayout, this.spec.numLayers);
+    return this.coefficientsRead;
+  }
+
   /** Mean causal-LM loss of a batch (no gradients). */
-  loss(batch: Batch): number {
+  async loss(batch: Batch): Promise<number> {
+    await this.ready();
+    const t = this.lossTensor(batch);
+    try {
+      return (await t.data())[0]!;
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** The same as a scalar tensor, not read (caller disposes). */
+  lossTensor(batch: Batch): tf.Scalar {
     const bt = batchTensors(batch);
-    return tf.tidy(() => this.forwardLoss(bt).dataSync()[0]!);
+    return tf.tidy(() => this.forwardLoss(bt));
   }
 
   /** Mean causal-LM loss of a batch and its gradient for every trainable parameter (caller disposes). */
-  lossAndGrads(batch: Batch): { loss: number; grads: Map<string, tf.Tensor>; tokens: number } {
-    const bt = batchTensors(batch);
-    let result: ReturnType<typeof namedGrads>;
+  async lossAndGrads(batch: Batch): Promise<{ loss: number; grads: Map<string, tf.Tensor>; tokens: number }> {
+    await this.ready();
+    const { loss, grads, tokens } = this.lossAndGradTensors(batch);
     try {
-      result = timed('step (forward + backward)', () => namedGrads(() => this.forwardLoss(bt), [...this.params]));
+      return { loss: (await loss.data())[0]!, grads, tokens };
+    } finally {
+      loss.dispose();
+    }
+  }
+
+  /** The loss as a scalar tensor, not read, and the gradients (caller disposes both); after `ready()`. */
+  lossAndGradTensors(batch: Batch): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; tokens: number } {
+    const bt = batchTensors(batch);
+    try {
+      const { loss, grads } = timed('step (forward + backward)', () => namedGrads(() => this.forwardLoss(bt), [...this.params]));
+      return { loss, grads, tokens: bt.B * bt.T };
     } finally {
       this.clearAttention();
     }
-    const { loss, grads } = result;
-    const value = loss.dataSync()[0]!;
-    loss.dispose();
-    return { loss: value, grads, tokens: bt.B * bt.T };
   }
 
   /**
@@ -232,7 +266,10 @@ export class TrainingModel {
     return this.lossHead(h, bt);
   }
 
-  /** Embedding lookup; when trained, a custom gradient scatter-adds the rows (any backend). */
+  /**
+   * Embedding lookup; when trained, a custom gradient scatter-adds the rows: in JS over the data where
+   * tensors live in JS memory, on the device elsewhere (embeddingGradOnDevice).
+   */
   private embed(bt: BatchTensors, trained: tf.Variable | undefined): tf.Tensor2D {
     const E = this.weights.get('model.embed_tokens.weight')!;
     const idsT = tf.tensor1d(bt.ids, 'int32');
@@ -246,6 +283,7 @@ export class TrainingModel {
     const op = tf.customGrad(((e: tf.Tensor) => ({
       value: tf.gather(e, idsT),
       gradFunc: (dy: tf.Tensor) => {
+        if (!this.kernels.host) return embeddingGradOnDevice(dy, bt.ids, V);
         const g = new Float32Array(V * H);
         segmentSumInto(dy.dataSync() as Float32Array, bt.ids, rows, H, V, g);
         return tf.tensor2d(g, [V, H]);
@@ -336,8 +374,9 @@ export class TrainingModel {
         const pS = saved.slice(1, 1 + names.length);
         const dxS = saved[1 + names.length]!;
         const dWS = jHead >= 0 ? saved[2 + names.length]! : null;
-        const c = dy.dataSync()[0]!;
-        const scaled = (t: tf.Tensor) => (c === 1 ? tf.clone(t) : tf.mul(t, c));
+        // dy is 1 when the loss is the step's result; read it only where reading is free (host memory).
+        const c = this.kernels.host ? dy.dataSync()[0]! : null;
+        const scaled = (t: tf.Tensor) => (c === 1 ? tf.clone(t) : tf.mul(t, c ?? dy));
         const normW = get(pS, normName);
         const gs = isolatedGrads(() => rmsNorm(hS, normW, spec.rmsNormEps), jNorm >= 0 ? [hS, normW] : [hS], scaled(dxS));
         return [gs[0]!, ...pS.map((p, j) => (j === jNorm ? gs[1]! : j === jHead ? scaled(dWS!) : tf.zerosLike(p)))];

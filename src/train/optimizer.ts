@@ -6,7 +6,9 @@
  * When the kernels have host passes (tensors in this process's memory: cpu, wasm) the moments are plain
  * Float32Arrays updated in place and the update is one fused pass per tensor, JS or C (the tf-op
  * version makes ~14 full passes, each allocating its output). Elsewhere (tensorflow, GPU) the moments
- * are variables and the update is tf ops that stay on the device.
+ * are variables and the update is tf ops that stay on the device: nothing is read back but the global
+ * norm, a scalar the trainer reads with the loss (one asynchronous read per step), and the moments
+ * when a checkpoint is written.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { HostPasses, Kernels } from '../backend/kernels.js';
@@ -51,10 +53,11 @@ export class AdamW {
     }
   }
 
-  /** First and second moments of a parameter (copies on device backends). */
-  moments(name: string): { m: Float32Array; v: Float32Array } {
+  /** First and second moments of a parameter (read from the device on device backends). */
+  async moments(name: string): Promise<{ m: Float32Array; v: Float32Array }> {
     if (this.passes) return { m: this.hostM.get(name)!, v: this.hostV.get(name)! };
-    return { m: this.devM.get(name)!.dataSync() as Float32Array, v: this.devV.get(name)!.dataSync() as Float32Array };
+    const [m, v] = await Promise.all([this.devM.get(name)!.data(), this.devV.get(name)!.data()]);
+    return { m: m as Float32Array, v: v as Float32Array };
   }
 
   setMoments(name: string, m: Float32Array, v: Float32Array): void {
@@ -69,8 +72,12 @@ export class AdamW {
     }
   }
 
-  /** Global L2 norm of the gradients. */
-  static globalNorm(grads: Map<string, tf.Tensor>, kernels: Kernels): number {
+  /**
+   * Global L2 norm of the gradients: a number (host passes, summed in double over JS memory), or on
+   * device backends the sum of squares as a scalar tensor, left on the device for the caller to read
+   * (its square root is the norm).
+   */
+  static globalNorm(grads: Map<string, tf.Tensor>, kernels: Kernels): number | tf.Scalar {
     const passes = kernels.host;
     if (passes) {
       let sum = 0;
@@ -80,16 +87,30 @@ export class AdamW {
     return tf.tidy(() => {
       let sum = tf.scalar(0);
       for (const g of grads.values()) sum = sum.add(g.square().sum());
-      return Math.sqrt(sum.dataSync()[0]!);
+      return sum;
     });
   }
 
   /**
-   * One update. Gradients are clipped to `maxGradNorm` (0 = off) by global norm first. Returns the
-   * pre-clipping norm.
+   * One update. Gradients are clipped to `maxGradNorm` (0 = off) by global norm first: `norm` when the
+   * caller read it already (the trainer reads it with the loss), else computed and read here. Returns
+   * the pre-clipping norm.
    */
-  apply(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number): number {
-    const norm = AdamW.globalNorm(grads, this.kernels);
+  async apply(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number, norm?: number): Promise<number> {
+    if (norm === undefined) {
+      const n = AdamW.globalNorm(grads, this.kernels);
+      if (typeof n === 'number') norm = n;
+      else {
+        norm = Math.sqrt((await n.data())[0]!);
+        n.dispose();
+      }
+    }
+    this.update(grads, lr, maxGradNorm, norm);
+    return norm;
+  }
+
+  /** The update itself, for a known pre-clipping norm (never reads a device tensor). */
+  update(grads: Map<string, tf.Tensor>, lr: number, maxGradNorm: number, norm: number): void {
     const clip = maxGradNorm > 0 && norm > maxGradNorm ? maxGradNorm / (norm + 1e-6) : 1;
     const [b1, b2] = this.config.betas;
     const t = this.step + 1;
@@ -133,7 +154,6 @@ export class AdamW {
       });
     }
     this.step++;
-    return norm;
   }
 
   dispose(): void {

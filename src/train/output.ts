@@ -21,6 +21,7 @@ import { removeStaleTemps, tempSibling } from '../io/output-folder.js';
 import { writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { VERSION } from '../version.js';
 import { isFopeCoefficient, loraNames, modulesToSave, peftAdapterConfig, peftTensorName } from './lora.js';
+import { f32Bytes } from './checkpoint.js';
 import type { TrainingModel } from './model.js';
 
 export type OutputDtype = FloatDtypeName;
@@ -30,9 +31,9 @@ export const LOSS_CURVE_PNG = 'loss_curve.png';
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-function bytesOf(t: tf.Tensor, dtype: OutputDtype): Uint8Array {
-  const d = t.dataSync() as Float32Array;
-  return dtype === 'f32' ? new Uint8Array(d.buffer, d.byteOffset, d.byteLength) : encodeFromF32(d, FLOAT_DTYPE_NAMES[dtype].safetensors);
+async function bytesOf(t: tf.Tensor, dtype: OutputDtype): Promise<Uint8Array> {
+  if (dtype === 'f32') return f32Bytes(t);
+  return encodeFromF32((await t.data()) as Float32Array, FLOAT_DTYPE_NAMES[dtype].safetensors);
 }
 
 /** Read metrics.jsonl (ignoring a torn last line). */
@@ -118,7 +119,7 @@ export async function writeModelFolder(options: {
       }
       const coef = isFopeCoefficient(name);
       const dt: OutputDtype = coef ? 'f32' : dtype;
-      tensors.push({ name, dtype: FLOAT_DTYPE_NAMES[dt].safetensors, shape: [...t.shape], data: async () => bytesOf(t, dt) });
+      tensors.push({ name, dtype: FLOAT_DTYPE_NAMES[dt].safetensors, shape: [...t.shape], data: () => bytesOf(t, dt) });
     }
     const sharded = await writeShardedSafetensors(tmp, tensors, { maxShardBytes: options.maxShardBytes ?? 2 * 1024 ** 3, metadata: { format: 'pt', fopeify_version: VERSION } });
     files.push(...sharded.files);
@@ -129,13 +130,13 @@ export async function writeModelFolder(options: {
       for (const [base, n] of model.lora) {
         for (const name of [n.a, n.b]) {
           const t = model.params.get(name)!;
-          adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: async () => bytesOf(t, 'f32') });
+          adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: () => bytesOf(t, 'f32') });
         }
         void base;
       }
       for (const name of direct) {
         const t = model.weights.get(name)!;
-        adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: async () => bytesOf(t, 'f32') });
+        adapterTensors.push({ name: peftTensorName(name), dtype: 'F32', shape: [...t.shape], data: () => bytesOf(t, 'f32') });
       }
       await writeSafetensors(path.join(tmp, ADAPTER_WEIGHTS), adapterTensors, { format: 'pt' });
       const cfg = peftAdapterConfig(model.options.lora, options.baseModel, modulesToSave(direct));

@@ -68,20 +68,27 @@ export function passkeyEvalPrompts(tok: TextTokenizer, length: number, trials: n
 }
 
 /** Teacher-forced passkey accuracy of the model at `length` tokens over `trials` prompts drawn from `rng`. */
-export function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, length: number, trials: number, rng: SeededRandom): number {
+export async function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, length: number, trials: number, rng: SeededRandom): Promise<number> {
+  await tm.ready();
   let correct = 0;
   for (const { ids, promptLength } of passkeyEvalPrompts(tok, length, trials, rng)) {
     const positions = Array.from({ length: ids.length - promptLength }, (_, j) => promptLength - 1 + j);
-    const predicted = tm.withMergedWeights((w) =>
+    const logitsT = tm.withMergedWeights((w) =>
       tf.tidy(() => {
         const h = forwardHidden(w, tm.spec, ids, { kernels: tm.kernels });
         const H = h.shape[2];
         const rows = tf.gather(h.reshape([ids.length, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
-        const logits = lmHead(w, tm.spec, rows, tm.kernels).dataSync() as Float32Array;
-        const V = tm.spec.vocabSize;
-        return positions.map((_, j) => argmax(logits.subarray(j * V, (j + 1) * V)));
+        return lmHead(w, tm.spec, rows, tm.kernels);
       }),
     );
+    let logits: Float32Array;
+    try {
+      logits = (await logitsT.data()) as Float32Array;
+    } finally {
+      logitsT.dispose();
+    }
+    const V = tm.spec.vocabSize;
+    const predicted = positions.map((_, j) => argmax(logits.subarray(j * V, (j + 1) * V)));
     if (predicted.every((id, j) => id === ids[positions[j]! + 1])) correct++;
   }
   return trials ? correct / trials : 0;

@@ -14,13 +14,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
 import { pythonPackageDir } from '../bridge/remote-code.js';
 import { badOption, FopeifyError, optionName } from '../errors.js';
 import { writeFileAtomically, writeFolderAtomically } from '../io/atomic.js';
 import { METRICS_FILE } from '../io/formats.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { CHECKPOINTS_DIR } from './checkpoint.js';
+import { CHECKPOINTS_DIR, f32Bytes } from './checkpoint.js';
 import type { PackedDataset } from './data.js';
 import type { PasskeyEvalPrompt } from './passkey.js';
 import type { TrainingModel } from './model.js';
@@ -137,11 +136,6 @@ export function stepOrder(train: PackedDataset, steps: number, perStep: number):
   return order;
 }
 
-function f32(t: tf.Tensor): Uint8Array {
-  const d = t.dataSync() as Float32Array;
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-}
-
 async function copyPythonPackage(src: string, dst: string): Promise<void> {
   await fs.mkdir(dst, { recursive: true });
   for (const f of (await fs.readdir(src)).filter((n) => n.endsWith('.py')).sort()) await fs.copyFile(path.join(src, f), path.join(dst, f));
@@ -202,10 +196,10 @@ export async function writeJobFolder(j: JobInput): Promise<string> {
     await fs.mkdir(path.join(tmp, 'model'));
     await fs.mkdir(path.join(tmp, 'data'));
     await writeFileAtomically(path.join(tmp, 'model', 'config.json'), JSON.stringify(j.record.config, null, 2) + '\n');
-    const weights: TensorToWrite[] = [...tm.weights].map(([name, t]) => ({ name, dtype: 'F32', shape: [...t.shape], data: async () => f32(t) }));
+    const weights: TensorToWrite[] = [...tm.weights].map(([name, t]) => ({ name, dtype: 'F32', shape: [...t.shape], data: () => f32Bytes(t) }));
     await writeSafetensors(path.join(tmp, 'model', 'model.safetensors'), weights, { format: 'pt' });
     if (loraBases.length) {
-      const lora: TensorToWrite[] = [...tm.params].filter(([n]) => !tm.weights.has(n)).map(([name, t]) => ({ name, dtype: 'F32', shape: [...t.shape], data: async () => f32(t) }));
+      const lora: TensorToWrite[] = [...tm.params].filter(([n]) => !tm.weights.has(n)).map(([name, t]) => ({ name, dtype: 'F32', shape: [...t.shape], data: () => f32Bytes(t) }));
       await writeSafetensors(path.join(tmp, 'model', 'lora-init.safetensors'), lora);
     }
     await writeFileAtomically(path.join(tmp, job.data.train), int32Bytes(j.train.chunks, chunkLen));

@@ -2,17 +2,21 @@
  * `Trainer`: the training loop's one step and one evaluation, on a model that is already loaded and a
  * backend that is already active. One optimizer step is `gradAccum` micro-batches of `batch` chunks from
  * the training source, their gradients averaged, the loss checked finite, then AdamW at the schedule's
- * learning rate with global-norm clipping. `finetune` drives it (with checkpoints, metrics and the model
+ * learning rate with global-norm clipping. Nothing is read back synchronously: the micro-batch losses
+ * and (on a device backend) the gradients' global norm come back in one asynchronous read per step,
+ * everything else stays where the backend keeps it. `finetune` drives it (with checkpoints, metrics and the model
  * folder around it); bench/train.mjs drives the same steps on random tokens.
  */
 import * as tf from '@tensorflow/tfjs';
 import { activeKernels, type BackendInfo } from '../backend/select.js';
+import { gpuMemoryBytes } from '../backend/webgpu.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError, optionName } from '../errors.js';
 import { checkFiniteResult } from '../model/finite.js';
 import type { TextTokenizer } from '../model/index.js';
 import type { FopeLayout } from '../model/weights.js';
 import { SeededRandom } from '../random.js';
+import { fitBlocksToBinding } from './binding-limit.js';
 import { restoreCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { DataPosition } from './data.js';
 import { TrainingModel } from './model.js';
@@ -53,6 +57,8 @@ export interface TrainStepResult {
   gradNorm: number;
   /** Wall time of the step. */
   seconds: number;
+  /** GPU memory the backend held at its peak so far (webgpu's buffer pool), in bytes; absent elsewhere. */
+  peakGpuBytes?: number;
 }
 
 export interface EvalResult {
@@ -77,6 +83,8 @@ export class Trainer {
   tokens = 0;
   /** The stream the passkey evaluation draws from (saved in checkpoints). */
   readonly rng: SeededRandom;
+  /** The high-water mark of GPU memory (bytes) on a GPU backend that reports it, else null. */
+  peakGpuBytes: number | null = null;
 
   constructor(
     readonly model: TrainingModel,
@@ -90,14 +98,20 @@ export class Trainer {
 
   /** The training model and AdamW over `source`'s weights, as the settings ask. */
   static create(source: TrainerWeights, settings: TrainSettings, data: TrainerData, options: TrainerOptions = {}): Trainer {
+    // On a GPU adapter every tensor of a step must fit one storage binding: blocks sized to fit, or a clear error.
+    const adapter = options.backend?.adapter;
+    const largestWeight = () => Math.max(...[...source.weights.values()].map((w) => w.size));
+    const blocks = adapter
+      ? fitBlocksToBinding(source.spec, { batch: settings.batch, seqLen: settings.seqLen, largestWeight: largestWeight() }, options, Math.min(adapter.maxStorageBufferBindingSize, adapter.maxBufferSize))
+      : options;
     const model = new TrainingModel(source.spec, source.weights, source.fopeLayout, {
       kernels: options.backend?.kernels ?? activeKernels(),
       trainable: settings.trainable,
       lora: settings.lora,
       seed: settings.seed,
-      queryBlock: options.queryBlock,
-      keyBlock: options.keyBlock,
-      lossChunk: options.lossChunk,
+      queryBlock: blocks.queryBlock,
+      keyBlock: blocks.keyBlock,
+      lossChunk: blocks.lossChunk,
     });
     try {
       const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, model.kernels);
@@ -123,11 +137,19 @@ export class Trainer {
   }
 
   /** One optimizer step. A non-finite loss throws before the weights change. */
-  step(): TrainStepResult {
+  async step(): Promise<TrainStepResult> {
     const s = this.settings;
     const t0 = Date.now();
     const lr = learningRate(s, this.stepsDone);
-    const { loss, grads } = this.accumulatedGrads();
+    await this.model.ready();
+    const { losses, grads } = this.accumulatedGrads();
+    const normOrSquares = AdamW.globalNorm(grads, this.model.kernels);
+    // The step's one read: the micro-batch losses, and the gradients' sum of squares when it is on the device.
+    const values = await readScalars(typeof normOrSquares === 'number' ? losses : [...losses, normOrSquares]);
+    let lossSum = 0;
+    for (let i = 0; i < losses.length; i++) lossSum += values[i]!;
+    const loss = lossSum / s.gradAccum;
+    const gradNorm = typeof normOrSquares === 'number' ? normOrSquares : Math.sqrt(values[losses.length]!);
     // Before the optimizer and the metrics: a NaN step must neither corrupt the weights nor reach metrics.jsonl.
     if (!Number.isFinite(loss)) {
       tf.dispose([...grads.values()]);
@@ -135,23 +157,26 @@ export class Trainer {
         option: 'settings.lr',
       });
     }
-    const gradNorm = timed('optimizer', () => this.optimizer.apply(grads, lr, s.maxGradNorm));
+    timed('optimizer', () => this.optimizer.update(grads, lr, s.maxGradNorm, gradNorm));
     tf.dispose([...grads.values()]);
     this.stepsDone++;
     this.tokens += this.tokensPerStep;
-    return { step: this.stepsDone, loss, lr, gradNorm, seconds: (Date.now() - t0) / 1000 };
+    this.sampleGpuMemory();
+    const result: TrainStepResult = { step: this.stepsDone, loss, lr, gradNorm, seconds: (Date.now() - t0) / 1000 };
+    if (this.peakGpuBytes !== null) result.peakGpuBytes = this.peakGpuBytes;
+    return result;
   }
 
-  /** The mean loss and mean gradients of the step's `gradAccum` micro-batches. */
-  private accumulatedGrads(): { loss: number; grads: Map<string, tf.Tensor> } {
+  /** The losses (unread, on the backend) and the mean gradients of the step's `gradAccum` micro-batches. */
+  private accumulatedGrads(): { losses: tf.Scalar[]; grads: Map<string, tf.Tensor> } {
     const s = this.settings;
-    let lossSum = 0;
+    const losses: tf.Scalar[] = [];
     let grads: Map<string, tf.Tensor> | null = null;
     for (let micro = 0; micro < s.gradAccum; micro++) {
       const take = this.data.train.take(this.position, s.batch);
       this.position = take.next;
-      const r = this.model.lossAndGrads(take.chunks);
-      lossSum += r.loss;
+      const r = this.model.lossAndGradTensors(take.chunks);
+      losses.push(r.loss);
       if (!grads) grads = r.grads;
       else {
         for (const [name, g] of r.grads) {
@@ -168,24 +193,44 @@ export class Trainer {
         g.dispose();
       }
     }
-    return { loss: lossSum / s.gradAccum, grads: grads! };
+    return { losses, grads: grads! };
   }
 
-  /** Held-out loss and perplexity (and passkey accuracy when the settings ask for it). */
-  evaluate(): EvalResult {
+  /** Held-out loss and perplexity (and passkey accuracy when the settings ask for it); one read for the losses. */
+  async evaluate(): Promise<EvalResult> {
+    await this.model.ready();
     const heldOut = this.data.heldOut;
+    const values = await readScalars(heldOut.map((c) => this.model.lossTensor([c])));
     let sum = 0;
-    for (const c of heldOut) sum += this.model.loss([c]);
+    for (const v of values) sum += v;
     const loss = heldOut.length ? checkFiniteResult(sum / heldOut.length, `the held-out loss at step ${this.stepsDone}`) : NaN;
     const out: EvalResult = { loss, ppl: Math.exp(loss) };
     const pk = this.options.passkey;
-    if (this.settings.evalPasskey && pk) out.passkeyAccuracy = passkeyAccuracy(this.model, pk.tokenizer, this.settings.seqLen, pk.trials, this.rng);
+    if (this.settings.evalPasskey && pk) out.passkeyAccuracy = await passkeyAccuracy(this.model, pk.tokenizer, this.settings.seqLen, pk.trials, this.rng);
+    this.sampleGpuMemory();
     return out;
+  }
+
+  private sampleGpuMemory(): void {
+    const bytes = gpuMemoryBytes();
+    if (bytes !== null) this.peakGpuBytes = Math.max(this.peakGpuBytes ?? 0, bytes);
   }
 
   /** Free the optimizer state and the training model's own tensors (not the source weights). */
   dispose(): void {
     this.optimizer.dispose();
     this.model.dispose();
+  }
+}
+
+/** The values of scalar tensors, in one asynchronous read (the tensors are disposed). */
+async function readScalars(scalars: tf.Scalar[]): Promise<Float32Array> {
+  if (!scalars.length) return new Float32Array(0);
+  const all = tf.stack(scalars);
+  tf.dispose(scalars);
+  try {
+    return (await all.data()) as Float32Array;
+  } finally {
+    all.dispose();
   }
 }

@@ -132,10 +132,10 @@ describe.skipIf(!nativeUsable)('AdamW through the addon equals the JavaScript up
       const norms: number[] = [];
       for (let s = 0; s < 3; s++) {
         const grads = new Map([...params].map(([n, p]) => [n, tf.tensor(Float32Array.from({ length: p.size }, () => (r() - 0.5) * (s + 1)))]));
-        norms.push(opt.apply(grads, 1e-3, 5));
+        norms.push(await opt.apply(grads, 1e-3, 5));
         tf.dispose([...grads.values()]);
       }
-      const out = [...params].map(([n, p]) => ({ p: (p.dataSync() as Float32Array).slice(), ...opt.moments(n) }));
+      const out = await Promise.all([...params].map(async ([n, p]) => ({ p: (p.dataSync() as Float32Array).slice(), ...(await opt.moments(n)) })));
       const copy = out.map((o) => ({ p: o.p, m: o.m.slice(), v: o.v.slice() }));
       tf.dispose([...params.values()]);
       return { norms, copy };

@@ -64,11 +64,11 @@ describe('training forward and gradients', () => {
       const m = await loadModel(dir);
       const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: host === false ? tfKernels : info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
       const batch = chunks(2, 41, 1);
-      const { loss, grads } = tm.lossAndGrads(batch);
+      const { loss, grads } = await tm.lossAndGrads(batch);
       const vars = [...tm.params.values()];
       const ref = refGrads(() => referenceLoss(m.weights, m.spec, batch), vars);
       expect(loss).toBeCloseTo(ref.value.dataSync()[0]!, 4);
-      expect(tm.loss(batch)).toBeCloseTo(loss, 5);
+      expect(await tm.loss(batch)).toBeCloseTo(loss, 5);
       for (const [name, v] of tm.params) {
         expect(maxRelDiff(ref.grads[v.name]!, grads.get(name)!), name).toBeLessThan(2e-3);
       }
@@ -92,7 +92,7 @@ describe('training forward and gradients', () => {
     expect(tm.params.has('model.layers.0.input_layernorm.weight')).toBe(true);
     expect(tm.params.has('model.layers.0.self_attn.q_proj.weight')).toBe(false);
     const batch = chunks(1, 33, 2);
-    const { loss, grads } = tm.lossAndGrads(batch);
+    const { loss, grads } = await tm.lossAndGrads(batch);
     const vars = [...tm.params.values()];
     const ref = refGrads(() => {
       const w = new Map<string, tf.Tensor>(m.weights);
@@ -114,7 +114,7 @@ describe('training forward and gradients', () => {
     padded.fill(-1, 21);
     for (const host of [true, false]) {
       const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: host === false ? tfKernels : info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
-      const { loss, grads } = tm.lossAndGrads([padded]);
+      const { loss, grads } = await tm.lossAndGrads([padded]);
       const vars = [...tm.params.values()];
       // Reference: the first 20 targets only (positions 0..19 predict tokens 1..20).
       const ref = refGrads(() => referenceLoss(m.weights, m.spec, [full.slice(0, 21)]), vars);
@@ -131,9 +131,9 @@ describe('training forward and gradients', () => {
     const m = await loadModel(dir);
     const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small });
     const batch = chunks(1, 33, 3);
-    tf.dispose([...tm.lossAndGrads(batch).grads.values()]); // builds the rotary tables once
+    tf.dispose([...(await tm.lossAndGrads(batch)).grads.values()]); // builds the rotary tables once
     const before = tf.memory().numTensors;
-    const { grads } = tm.lossAndGrads(batch);
+    const { grads } = await tm.lossAndGrads(batch);
     expect(tf.memory().numTensors - before).toBe(grads.size);
     tf.dispose([...grads.values()]);
     tm.dispose();

@@ -28,7 +28,7 @@ beforeAll(async () => {
 const overrides = { seqLen: 32, steps: 5, batch: 2, gradAccum: 2, lr: 5e-3, warmupSteps: 1, schedule: 'cosine' as const, evalEvery: 2, saveEvery: 0 };
 
 /** The loop as finetune() ran it before the Trainer: TrainingModel and AdamW driven directly. */
-function referenceLosses(model: TrainingModel, optimizer: AdamW, data: Awaited<ReturnType<typeof buildData>>, settings: ReturnType<typeof resolveTrainSettings>): number[] {
+async function referenceLosses(model: TrainingModel, optimizer: AdamW, data: Awaited<ReturnType<typeof buildData>>, settings: ReturnType<typeof resolveTrainSettings>): Promise<number[]> {
   const losses: number[] = [];
   let pos = { epoch: 0, index: 0 };
   for (let step = 0; step < settings.steps; step++) {
@@ -38,7 +38,7 @@ function referenceLosses(model: TrainingModel, optimizer: AdamW, data: Awaited<R
     for (let micro = 0; micro < settings.gradAccum; micro++) {
       const take = data.train.take(pos, settings.batch);
       pos = take.next;
-      const r = model.lossAndGrads(take.chunks);
+      const r = await model.lossAndGrads(take.chunks);
       lossSum += r.loss;
       if (!grads) grads = r.grads;
       else {
@@ -54,7 +54,7 @@ function referenceLosses(model: TrainingModel, optimizer: AdamW, data: Awaited<R
       grads!.set(name, tf.div(g, settings.gradAccum));
       g.dispose();
     }
-    optimizer.apply(grads!, lr, settings.maxGradNorm);
+    await optimizer.apply(grads!, lr, settings.maxGradNorm);
     tf.dispose([...grads!.values()]);
     losses.push(lossSum / settings.gradAccum);
   }
@@ -82,11 +82,11 @@ it('Trainer.step() and evaluate() reproduce finetune()\'s losses and the pre-Tra
   const losses: number[] = [];
   const evals: number[] = [];
   for (let i = 0; i < settings.steps; i++) {
-    const r = trainer.step();
+    const r = await trainer.step();
     expect(r.step).toBe(i + 1);
     expect(r.lr).toBe(learningRate(settings, i));
     losses.push(r.loss);
-    if (r.step % 2 === 0 || r.step === settings.steps) evals.push(trainer.evaluate().loss);
+    if (r.step % 2 === 0 || r.step === settings.steps) evals.push((await trainer.evaluate()).loss);
   }
   expect(trainer.tokens).toBe(settings.steps * 2 * 2 * 32);
   trainer.dispose();
@@ -98,7 +98,7 @@ it('Trainer.step() and evaluate() reproduce finetune()\'s losses and the pre-Tra
   const b = await load();
   const model = new TrainingModel(b.prepared.spec, b.prepared.weights, b.prepared.fopeLayout, { kernels: backend.kernels, trainable: settings.trainable, lora: settings.lora, seed: settings.seed });
   const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, model.kernels);
-  expect(referenceLosses(model, optimizer, b.data, settings)).toEqual(losses);
+  expect(await referenceLosses(model, optimizer, b.data, settings)).toEqual(losses);
   optimizer.dispose();
   model.dispose();
   for (const v of b.prepared.weights.values()) v.dispose();
@@ -114,7 +114,7 @@ it('a non-finite loss stops the step before the optimizer changes any weight', a
   prepared.weights.get(name)!.assign(tf.fill(prepared.weights.get(name)!.shape, NaN));
   const snapshot = () => [...trainer.model.params].map(([n, v]) => [n, Array.from(v.dataSync())]);
   const before = snapshot();
-  expect(() => trainer.step()).toThrow(/the training loss is NaN at step 1/);
+  await expect(trainer.step()).rejects.toThrow(/the training loss is NaN at step 1/);
   expect(trainer.stepsDone).toBe(0);
   expect(snapshot()).toEqual(before);
   trainer.dispose();
