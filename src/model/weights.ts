@@ -135,7 +135,7 @@ export function transpose2d(data: Float32Array, rows: number, cols: number): Flo
 export interface LoadWeightsOptions {
   /**
    * 'hf' (default): every weight under its HF name and shape — what trainers, LoRA and writers expect.
-   * 'inference': linear weights (and the LM head, a transposed copy of the embedding when tied) are
+   * 'inference': linear weights (an untied LM head included; a tied one is the embedding) are
    * stored transposed under `<name>^T`; same results, much faster matmuls (decode, wasm without BLAS).
    */
   layout?: 'hf' | 'inference';
@@ -239,10 +239,8 @@ export async function loadWeights(dir: string, spec: ModelSpec, options: LoadWei
         if (inference && isLinearWeight(name)) {
           add(name + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], trainable);
         } else {
+          // A tied LM head reads the embedding itself (a transposed-B product): no second [V, H] copy in memory.
           add(name, data, shape, trainable);
-          if (inference && name === 'model.embed_tokens.weight' && !wanted.some((w) => w.name === 'lm_head.weight')) {
-            add('lm_head.weight' + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], false);
-          }
         }
         options.onProgress?.(++done, all.length, name);
       }
