@@ -4,9 +4,9 @@
  * update). Each C pass computes what the JavaScript one does, bit for bit where the tests say so.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attentionBackwardNative, attentionForwardNative, data } from './attention-native.js';
+import { attendQueryBlock, attendWork, attentionBackwardNative, attentionForwardNative, data, normalizedRow, type AttendWork, type KeyRun } from './attention-native.js';
 import { headLossNative } from './head-loss.js';
-import type { Kernels } from './kernels.js';
+import type { DecodeKernels, Kernels } from './kernels.js';
 import { jsHostPasses, swiGluActivation } from './kernels-host.js';
 import { tfKernels } from './kernels-tf.js';
 import type { NativeAddon } from './native.js';
@@ -37,5 +37,33 @@ export function nativeKernels(addon: NativeAddon): Kernels {
     attentionForward: (...args) => attentionForwardNative(addon, ...args),
     attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
     headLoss: (input) => headLossNative(addon, input),
+    decode: nativeDecode(addon),
+  };
+}
+
+/** The decoding step's pieces: the addon's one-token C functions and the batched forward's attention recurrence. */
+function nativeDecode(addon: NativeAddon): DecodeKernels {
+  let work: AttendWork | null = null;
+  const runs: KeyRun[] = [];
+  return {
+    data,
+    linear(w, rows, cols, x, y, transposed) {
+      // The inference layout [cols, rows] is the batched forward's plain product with one row.
+      if (transposed) addon.sgemm(false, false, 1, rows, cols, 1, x, 0, cols, w, 0, rows, 0, y, 0, rows);
+      else addon.matvec(w, rows, cols, x, y);
+    },
+    rmsNorm: (x, w, out, eps) => addon.rmsnorm(x, w, out, eps),
+    swiGlu: (g, u, y) => addon.swiglu(g, u, y, null),
+    rotary: (x, heads, perGroup, headDim, dim, cos, sin) => addon.rotaryOne(x, heads, perGroup, headDim, dim, cos, sin),
+    attention(q, cache, g, out) {
+      const { nKv, R, D, len, keyBlock } = g;
+      if (!work || work.acc.length < R * D) work = attendWork(R, D);
+      runs.length = 0;
+      for (let s = 0; s < len; s += keyBlock) runs.push({ k: cache.k, v: cache.v, rows: cache.capacity, off: s, n: Math.min(keyBlock, len - s), start: s });
+      for (let b = 0; b < nKv; b++) {
+        attendQueryBlock(addon, q, b * R * D, b, 1, R, D, runs, len - 1, g, work);
+        for (let r = 0; r < R; r++) normalizedRow(work, r, D, out, (b * R + r) * D);
+      }
+    },
   };
 }
