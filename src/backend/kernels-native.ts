@@ -41,8 +41,9 @@ export function nativeKernels(addon: NativeAddon): Kernels {
   };
 }
 
-/** The decoding step's pieces: the addon's one-token C functions and the batched forward's attention recurrence. */
+/** The decoding step's pieces: the addon's one-token C functions on buffers reused across steps. */
 function nativeDecode(addon: NativeAddon): DecodeKernels {
+  let scratch = new Float32Array(0);
   let work: AttendWork | null = null;
   const runs: KeyRun[] = [];
   return {
@@ -56,7 +57,15 @@ function nativeDecode(addon: NativeAddon): DecodeKernels {
     swiGlu: (g, u, y) => addon.swiglu(g, u, y, null),
     rotary: (x, heads, perGroup, headDim, dim, cos, sin) => addon.rotaryOne(x, heads, perGroup, headDim, dim, cos, sin),
     attention(q, cache, g, out) {
-      const { nKv, R, D, len, keyBlock } = g;
+      const { nKv, R, D, len, keyBlock, window, scale } = g;
+      if (window === null || len <= window) {
+        // Every cached key is visible: one pass over the cache in C.
+        const need = nKv * R * (Math.ceil(len / 4) * 4 + 3);
+        if (scratch.length < need) scratch = new Float32Array(Math.max(need, 2 * scratch.length));
+        addon.attendOne(q, cache.k, cache.v, nKv * R, nKv, D, len, cache.capacity, scale, out, scratch);
+        return;
+      }
+      // A sliding window: the batched forward's recurrence over the cache's key blocks, with its mask rule.
       if (!work || work.acc.length < R * D) work = attendWork(R, D);
       runs.length = 0;
       for (let s = 0; s < len; s += keyBlock) runs.push({ k: cache.k, v: cache.v, rows: cache.capacity, off: s, n: Math.min(keyBlock, len - s), start: s });

@@ -106,9 +106,9 @@ export interface DecodeKernels {
   rotary(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
   /**
    * One query token at sequence index len − 1 attending over the first `len` rows of KV caches k, v
-   * `[nKv, capacity, D]`: q and out `[nKv·R, D]` (query head h uses KV head h / R). The keys are walked in
-   * runs of `keyBlock` with attentionForward's recurrence and mask rule (the sliding window), so the
-   * result has the bits of attentionForward over a KvCache of that block size.
+   * `[nKv, capacity, D]`: q and out `[nKv·R, D]` (query head h uses KV head h / R); with a sliding
+   * window, only the last `window` keys (attentionForward's mask rule, in key runs of `keyBlock`).
+   * Equal to attentionForward within float32 rounding (another summation order).
    */
   attention(
     q: Float32Array,
