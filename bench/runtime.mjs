@@ -6,6 +6,7 @@
 // tf.matMul of the model's largest linear layer on the same backend, so the achieved GFLOP/s of the
 // forward pass sits beside what a plain GEMM reaches in the same run.
 // Usage: npm run build && node bench/runtime.mjs [--backend auto|native|wasm|cpu] [--threads N] [--layout inference|hf] [--quick] [--json]
+// (default layout: 'inference' for prefill cases, 'hf' for decoding)
 // Or from code: import { runRuntimeBench } from './bench/runtime.mjs'.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -59,7 +60,10 @@ export async function runRuntimeCase(c, opts) {
   const { setupBackend } = await import(dist('backend/select.js'));
   const { loadModel, argmax } = await import(dist('model/index.js'));
   const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, quiet: true });
-  const model = await loadModel(opts.dir, { layout: opts.layout ?? 'inference' });
+  // Default layouts by measurement: the batched prefill takes the transposed inference layout; the
+  // fused decoding step's matrix-vector products want HF's row-major [out, in] (faster every time we
+  // measured it, and no transposed copy of the tied LM head).
+  const model = await loadModel(opts.dir, { layout: opts.layout ?? (c.kind === 'decode' ? 'hf' : 'inference') });
   const spec = model.spec;
   const ids = (n, seed) => Array.from({ length: n }, (_, i) => (i * 7919 + seed * 104729) % spec.vocabSize);
 
