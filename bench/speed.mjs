@@ -79,7 +79,7 @@ function findLlamaCpp() {
 
 async function childDecode(opts) {
   const { dir } = await checkpoint(opts.layers, opts.vocab);
-  const row = await runRuntimeCase({ kind: 'decode', name: 'decode', context: opts.context, tokens: opts.tokens }, { dir, threads: opts.threads, layout: 'inference' });
+  const row = await runRuntimeCase({ kind: 'decode', name: 'decode', context: opts.context, tokens: opts.tokens }, { dir, threads: opts.threads, layout: 'hf' });
   return { backend: row.backend, seconds: row.seconds, tokensPerSecond: row.tokensPerSecond, peakRssBytes: peakRss() };
 }
 

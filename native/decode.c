@@ -43,12 +43,22 @@ void fopeify_attend_one(const float *q, const float *k, const float *v, int64_t 
                         int64_t len, int64_t capacity, float scale, float *out, float *scratch) {
   const int64_t r = n_heads / n_kv, n4 = padded(len), D = head_dim;
   float *S = scratch, *m_old = S + n_heads * n4, *m_new = m_old + n_heads, *sum = m_new + n_heads;
+  /* One query per head: matrix-vector products, which the BLAS's sgemv streams from memory faster
+   * than a GEMM of r rows (which packs the keys first) or plain C loops (measured); a KV head's other
+   * query heads find its keys in cache. The portable SGEMM has no sgemv: one GEMM per KV head there. */
+  sgemv_fn gemv = fopeify_blas_sgemv();
   sgemm_fn gemm = fopeify_blas_sgemm();
   fp_guard g;
   fp_enter(&g);
-  for (int64_t kv = 0; kv < n_kv; kv++) /* S[r heads, len] = scale · Q_g · K_gᵀ */
-    gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)len, (int)D, scale, q + kv * r * D, (int)D,
-         k + kv * capacity * D, (int)D, 0.0f, S + kv * r * n4, (int)n4);
+  for (int64_t kv = 0; kv < n_kv; kv++) { /* S[r heads, len] = scale · Q_g · K_gᵀ */
+    const float *K = k + kv * capacity * D;
+    if (gemv)
+      for (int64_t h = kv * r; h < (kv + 1) * r; h++)
+        gemv(CblasRowMajor, CblasNoTrans, (int)len, (int)D, scale, K, (int)D, q + h * D, 1, 0.0f, S + h * n4, 1);
+    else
+      gemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)len, (int)D, scale, q + kv * r * D, (int)D, K, (int)D, 0.0f,
+           S + kv * r * n4, (int)n4);
+  }
   fp_leave(&g);
   for (int64_t h = 0; h < n_heads; h++) {
     m_old[h] = -INFINITY;
@@ -60,8 +70,14 @@ void fopeify_attend_one(const float *q, const float *k, const float *v, int64_t 
     for (int64_t j = 0; j < len; j++) S[h * n4 + j] *= inv;
   }
   fp_enter(&g);
-  for (int64_t kv = 0; kv < n_kv; kv++) /* out[r heads, D] = P · V_g */
-    gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)D, (int)len, 1.0f, S + kv * r * n4, (int)n4,
-         v + kv * capacity * D, (int)D, 0.0f, out + kv * r * D, (int)D);
+  for (int64_t kv = 0; kv < n_kv; kv++) { /* out[r heads, D] = P · V_g */
+    const float *V = v + kv * capacity * D;
+    if (gemv)
+      for (int64_t h = kv * r; h < (kv + 1) * r; h++)
+        gemv(CblasRowMajor, CblasTrans, (int)len, (int)D, 1.0f, V, (int)D, S + h * n4, 1, 0.0f, out + h * D, 1);
+    else
+      gemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)D, (int)len, 1.0f, S + kv * r * n4, (int)n4, V, (int)D, 0.0f,
+           out + kv * r * D, (int)D);
+  }
   fp_leave(&g);
 }

@@ -22,8 +22,8 @@ int64_t fopeify_attend_scratch(int64_t n_heads, int64_t len);
 
 /* out[n_heads, head_dim] = softmax(scale · q_h · K_gᵀ) · V_g for each query head h, g = h / (n_heads /
  * n_kv), over the first `len` rows of the caches k, v = [n_kv, capacity, head_dim]. Scores through the
- * BLAS (one GEMM per KV head for its query heads), the softmax with softmax.c's rows pass (vector exp,
- * its summation order), then one GEMM per KV head for the weighted sum. */
+ * BLAS (one sgemv per query head; one GEMM per KV head on the portable SGEMM), the softmax with
+ * softmax.c's rows pass (vector exp, its summation order), then the weighted sums the same way. */
 void fopeify_attend_one(const float *q, const float *k, const float *v, int64_t n_heads, int64_t n_kv, int64_t head_dim,
                         int64_t len, int64_t capacity, float scale, float *out, float *scratch);
 

@@ -40,12 +40,106 @@ function stackHeads(x: Float32Array, BK: number, R: number, T: number, X: number
   return out;
 }
 
-export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart, g]: Parameters<Kernels['attentionForward']>): AttentionOutput {
-  const [BK, R, Tq, D] = q.shape;
+/**
+ * A run of consecutive keys of one KV block: key `start + j` of KV head b is row `(b·rows + off + j)` of
+ * k and v (`[BK, rows, D]` buffers: a block tensor's data, or a decoding cache's preallocated buffers).
+ */
+export interface KeyRun {
+  k: Float32Array;
+  v: Float32Array;
+  rows: number;
+  off: number;
+  n: number;
+  start: number;
+}
+
+/** The accumulators of one query block (reused across blocks and calls). */
+export interface AttendWork {
+  acc: Float32Array;
+  m: Float64Array;
+  l: Float64Array;
+}
+
+export function attendWork(rows: number, D: number): AttendWork {
+  return { acc: new Float32Array(rows * D), m: new Float64Array(rows), l: new Float64Array(rows) };
+}
+
+/**
+ * The FlashAttention forward recurrence for one query block of KV head b: the tq·R stacked query rows
+ * of `qs` from `qOff` (row = token·R + head), token i at sequence index qFirst + i, over the runs.
+ * Leaves the unnormalized output in work.acc and the running max / sum in work.m / work.l (see
+ * `normalizedRow`). Shared by the batched forward and the one-token decoding step.
+ */
+export function attendQueryBlock(
+  blas: NativeAddon,
+  qs: Float32Array,
+  qOff: number,
+  b: number,
+  tq: number,
+  R: number,
+  D: number,
+  runs: readonly KeyRun[],
+  qFirst: number,
+  g: { window: number | null; scale: number },
+  work: AttendWork,
+): void {
   const { window, scale } = g;
-  const QB = Math.max(1, Math.min(g.queryBlock, Tq));
   const vm = vectorMath();
   const sm = attentionSoftmax(blas);
+  const { acc, m, l } = work;
+  const rows = tq * R; // row = (t − q0)·R + r
+  const qLast = qFirst + tq - 1;
+  m.fill(-Infinity, 0, rows);
+  l.fill(0, 0, rows);
+  acc.fill(0, 0, rows * D);
+  let seen = false;
+  for (const run of runs) {
+    if (!blockVisible(run.start, run.n, qFirst, qLast, window)) continue;
+    // Only the keys some query of this block can see.
+    const [first, end] = visibleSpan(run.start, run.n, qFirst, qLast, window);
+    if (end <= first) continue;
+    seen = true;
+    const n = end - first;
+    const kOff = (b * run.rows + run.off + (first - run.start)) * D;
+    const n4 = (n + 3) & ~3;
+    const [S, mOld, mNew, sums] = vm.scratch(rows * n4, rows, rows, rows) as [Float32Array, Float32Array, Float32Array, Float32Array];
+    blas.sgemm(false, true, rows, n, D, scale, qs, qOff, D, run.k, kOff, D, 0, S, 0, n4);
+    for (let i = 0; i < tq; i++) {
+      const [lo, hi] = visibleKeys(qFirst + i, first, n, window);
+      for (let r = 0; r < R; r++) {
+        const row = i * R + r;
+        const o = row * n4;
+        if (lo > 0) S.fill(-Infinity, o, o + lo);
+        if (hi < n4) S.fill(-Infinity, o + hi, o + n4);
+        mOld[row] = m[row]!;
+      }
+    }
+    sm.softmaxRows(S, rows, n4, mOld, mNew, sums);
+    for (let row = 0; row < rows; row++) {
+      const mo = m[row]!;
+      const mn = mNew[row]!;
+      const alpha = mo === -Infinity ? 0 : Math.exp(mo - mn);
+      m[row] = mn;
+      l[row] = l[row]! * alpha + sums[row]!;
+      if (alpha !== 1) for (let d = 0, c = row * D; d < D; d++) acc[c + d] = acc[c + d]! * alpha;
+    }
+    // acc += P · V_block (beta = 1: the BLAS updates the accumulator in place)
+    blas.sgemm(false, false, rows, D, n, 1, S, 0, n4, run.v, kOff, D, 1, acc, 0, D);
+  }
+  if (!seen) throw new Error(`attention: no key is visible to queries ${qFirst}..${qLast}`);
+}
+
+/** Row `row` of an attended block, normalized (acc / l), into out from `outOff`; returns its log-sum-exp. */
+export function normalizedRow(work: AttendWork, row: number, D: number, out: Float32Array, outOff: number): number {
+  const { acc, m, l } = work;
+  const inv = 1 / l[row]!;
+  for (let d = 0; d < D; d++) out[outOff + d] = acc[row * D + d]! * inv;
+  return m[row]! + Math.log(l[row]!);
+}
+
+export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart, g]: Parameters<Kernels['attentionForward']>): AttentionOutput {
+  const [BK, R, Tq, D] = q.shape;
+  const QB = Math.max(1, Math.min(g.queryBlock, Tq));
   const qs = stackHeads(data(q), BK, R, Tq, D, true);
   // Each KV block, walked in runs of at most keyBlock keys.
   const KB = g.keyBlock;
@@ -54,66 +148,21 @@ export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart,
     const k = data(blk.k);
     const v = data(blk.v);
     const step = KB ? Math.max(1, KB) : n;
-    const runs: { k: Float32Array; v: Float32Array; n: number; rows: number; off: number; start: number }[] = [];
+    const runs: KeyRun[] = [];
     for (let s = 0; s < n; s += step) runs.push({ k, v, rows: n, off: s, n: Math.min(step, n - s), start: blk.start + s });
     return runs;
   });
   const out = new Float32Array(BK * R * Tq * D); // [BK, R, Tq, D]
   const lse = new Float32Array(BK * R * Tq); // [BK, R, Tq]
-  const acc = new Float32Array(QB * R * D);
-  const m = new Float64Array(QB * R);
-  const l = new Float64Array(QB * R);
+  const work = attendWork(QB * R, D);
   for (let b = 0; b < BK; b++) {
     for (let q0 = 0; q0 < Tq; q0 += QB) {
       const tq = Math.min(QB, Tq - q0);
-      const rows = tq * R; // row = (t − q0)·R + r
-      const qFirst = qStart + q0;
-      const qLast = qFirst + tq - 1;
-      m.fill(-Infinity, 0, rows);
-      l.fill(0, 0, rows);
-      acc.fill(0, 0, rows * D);
-      let seen = false;
-      for (const run of kv) {
-        if (!blockVisible(run.start, run.n, qFirst, qLast, window)) continue;
-        // Only the keys some query of this block can see.
-        const [first, end] = visibleSpan(run.start, run.n, qFirst, qLast, window);
-        if (end <= first) continue;
-        seen = true;
-        const n = end - first;
-        const kOff = (b * run.rows + run.off + (first - run.start)) * D;
-        const n4 = (n + 3) & ~3;
-        const [S, mOld, mNew, sums] = vm.scratch(rows * n4, rows, rows, rows) as [Float32Array, Float32Array, Float32Array, Float32Array];
-        blas.sgemm(false, true, rows, n, D, scale, qs, (b * Tq + q0) * R * D, D, run.k, kOff, D, 0, S, 0, n4);
-        for (let i = 0; i < tq; i++) {
-          const [lo, hi] = visibleKeys(qFirst + i, first, n, window);
-          for (let r = 0; r < R; r++) {
-            const row = i * R + r;
-            const o = row * n4;
-            if (lo > 0) S.fill(-Infinity, o, o + lo);
-            if (hi < n4) S.fill(-Infinity, o + hi, o + n4);
-            mOld[row] = m[row]!;
-          }
-        }
-        sm.softmaxRows(S, rows, n4, mOld, mNew, sums);
-        for (let row = 0; row < rows; row++) {
-          const mo = m[row]!;
-          const mn = mNew[row]!;
-          const alpha = mo === -Infinity ? 0 : Math.exp(mo - mn);
-          m[row] = mn;
-          l[row] = l[row]! * alpha + sums[row]!;
-          if (alpha !== 1) for (let d = 0, c = row * D; d < D; d++) acc[c + d] = acc[c + d]! * alpha;
-        }
-        // acc += P · V_block (beta = 1: the BLAS updates the accumulator in place)
-        blas.sgemm(false, false, rows, D, n, 1, S, 0, n4, run.v, kOff, D, 1, acc, 0, D);
-      }
-      if (!seen) throw new Error(`attention: no key is visible to queries ${qFirst}..${qLast}`);
+      attendQueryBlock(blas, qs, (b * Tq + q0) * R * D, b, tq, R, D, kv, qStart + q0, g, work);
       for (let i = 0; i < tq; i++) {
         for (let r = 0; r < R; r++) {
-          const row = i * R + r;
-          const inv = 1 / l[row]!;
           const t = (b * R + r) * Tq + q0 + i;
-          for (let d = 0; d < D; d++) out[t * D + d] = acc[row * D + d]! * inv;
-          lse[t] = m[row]! + Math.log(l[row]!);
+          lse[t] = normalizedRow(work, i * R + r, D, out, t * D);
         }
       }
     }

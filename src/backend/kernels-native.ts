@@ -4,9 +4,9 @@
  * update). Each C pass computes what the JavaScript one does, bit for bit where the tests say so.
  */
 import * as tf from '@tensorflow/tfjs';
-import { attentionBackwardNative, attentionForwardNative, data } from './attention-native.js';
+import { attendQueryBlock, attendWork, attentionBackwardNative, attentionForwardNative, data, normalizedRow, type AttendWork, type KeyRun } from './attention-native.js';
 import { headLossNative } from './head-loss.js';
-import type { Kernels } from './kernels.js';
+import type { DecodeKernels, Kernels } from './kernels.js';
 import { jsHostPasses, swiGluActivation } from './kernels-host.js';
 import { tfKernels } from './kernels-tf.js';
 import type { NativeAddon } from './native.js';
@@ -37,5 +37,42 @@ export function nativeKernels(addon: NativeAddon): Kernels {
     attentionForward: (...args) => attentionForwardNative(addon, ...args),
     attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
     headLoss: (input) => headLossNative(addon, input),
+    decode: nativeDecode(addon),
+  };
+}
+
+/** The decoding step's pieces: the addon's one-token C functions on buffers reused across steps. */
+function nativeDecode(addon: NativeAddon): DecodeKernels {
+  let scratch = new Float32Array(0);
+  let work: AttendWork | null = null;
+  const runs: KeyRun[] = [];
+  return {
+    data,
+    linear(w, rows, cols, x, y, transposed) {
+      // The inference layout [cols, rows] is the batched forward's plain product with one row.
+      if (transposed) addon.sgemm(false, false, 1, rows, cols, 1, x, 0, cols, w, 0, rows, 0, y, 0, rows);
+      else addon.matvec(w, rows, cols, x, y);
+    },
+    rmsNorm: (x, w, out, eps) => addon.rmsnorm(x, w, out, eps),
+    swiGlu: (g, u, y) => addon.swiglu(g, u, y, null),
+    rotary: (x, heads, perGroup, headDim, dim, cos, sin) => addon.rotaryOne(x, heads, perGroup, headDim, dim, cos, sin),
+    attention(q, cache, g, out) {
+      const { nKv, R, D, len, keyBlock, window, scale } = g;
+      if (window === null || len <= window) {
+        // Every cached key is visible: one pass over the cache in C.
+        const need = nKv * R * (Math.ceil(len / 4) * 4 + 3);
+        if (scratch.length < need) scratch = new Float32Array(Math.max(need, 2 * scratch.length));
+        addon.attendOne(q, cache.k, cache.v, nKv * R, nKv, D, len, cache.capacity, scale, out, scratch);
+        return;
+      }
+      // A sliding window: the batched forward's recurrence over the cache's key blocks, with its mask rule.
+      if (!work || work.acc.length < R * D) work = attendWork(R, D);
+      runs.length = 0;
+      for (let s = 0; s < len; s += keyBlock) runs.push({ k: cache.k, v: cache.v, rows: cache.capacity, off: s, n: Math.min(keyBlock, len - s), start: s });
+      for (let b = 0; b < nKv; b++) {
+        attendQueryBlock(addon, q, b * R * D, b, 1, R, D, runs, len - 1, g, work);
+        for (let r = 0; r < R; r++) normalizedRow(work, r, D, out, (b * R + r) * D);
+      }
+    },
   };
 }

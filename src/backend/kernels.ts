@@ -9,7 +9,7 @@
  *  - kernels-host.ts: tfjs 'cpu' without BLAS — JavaScript / WebAssembly SIMD passes over the tensors'
  *    data (vector-math.ts), tf matmuls.
  *  - kernels-native.ts: tfjs 'cpu' with the native addon — BLAS calls and threaded C passes straight on
- *    the tensors' data.
+ *    the tensors' data, and the one-token decoding step on preallocated buffers (`decode`).
  * Every implementation computes the same mathematics as the tf-op one (test/backend/kernels.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -81,6 +81,43 @@ export interface HostPasses {
   writableInPlace(t: tf.Tensor): boolean;
 }
 
+/**
+ * The pieces of a one-token decoding step on plain float32 buffers the caller allocates once (weights'
+ * data, a KV cache grown in place, scratch): no tensor per op, so decoding does not pay tfjs's per-op
+ * allocation and dispatch, which dominate at one token. Only kernels whose tensors live in this
+ * process's memory and that have a BLAS offer it (the native ones); src/model/decode-step.ts runs it.
+ */
+export interface DecodeKernels {
+  /** A float32 tensor's data without a copy (the backend's own buffer: read it, never write it). */
+  data(t: tf.Tensor): Float32Array;
+  /**
+   * y[rows] = W·x for an HF linear weight W `[rows, cols]` (matrix-vector product, the BLAS's sgemv);
+   * with `transposed`, W is the inference layout `[cols, rows]` and y = xᵀ·W.
+   */
+  linear(w: Float32Array, rows: number, cols: number, x: Float32Array, y: Float32Array, transposed: boolean): void;
+  /** RMSNorm of each run of w.length values of x into out (the bits of Kernels.rmsNorm). */
+  rmsNorm(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
+  /** y = silu(g)·u (the bits of Kernels.swiGlu). */
+  swiGlu(g: Float32Array, u: Float32Array, y: Float32Array): void;
+  /**
+   * Rotary / FoPE at one position, in place on x = `[heads, headDim]`: the first `dim` entries of each
+   * head rotated with the half tables cos, sin `[heads / headsPerGroup, dim/2]` (the bits of applyRotaryTf).
+   */
+  rotary(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
+  /**
+   * One query token at sequence index len − 1 attending over the first `len` rows of KV caches k, v
+   * `[nKv, capacity, D]`: q and out `[nKv·R, D]` (query head h uses KV head h / R); with a sliding
+   * window, only the last `window` keys (attentionForward's mask rule, in key runs of `keyBlock`).
+   * Equal to attentionForward within float32 rounding (another summation order).
+   */
+  attention(
+    q: Float32Array,
+    cache: { k: Float32Array; v: Float32Array; capacity: number },
+    geometry: { nKv: number; R: number; D: number; len: number; keyBlock: number; window: number | null; scale: number },
+    out: Float32Array,
+  ): void;
+}
+
 export interface Kernels {
   /** Which implementation: 'tf-ops', 'host' (JS / WebAssembly passes) or 'native' (C + BLAS). */
   readonly name: 'tf-ops' | 'host' | 'native';
@@ -111,6 +148,8 @@ export interface Kernels {
   ): [tf.Tensor4D, tf.Tensor3D, tf.Tensor3D];
   /** LM head + cross-entropy in chunks, with its gradient computed in the same pass. */
   headLoss(input: HeadLossInput): HeadLossOutput;
+  /** The fused one-token decoding step's pieces, where this implementation has them (native only). */
+  readonly decode?: DecodeKernels;
 }
 
 /** Is a gradient tape recording (inside tf.grads / tf.variableGrads)? Forward-only kernels must not be used then. */

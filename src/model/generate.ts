@@ -1,8 +1,9 @@
 /**
  * Decoding with the KV cache: one prefill over the prompt, then one token per step. Greedy by default
  * (temperature 0); sampling with temperature, top-k and top-p draws from a seeded generator, so a run is
- * reproducible. Every step runs inside tf.tidy and frees what it made: tf.memory().numTensors stays flat
- * over a decode loop (only the cache grows, by whole blocks).
+ * reproducible. The steps after the prefill run as decode-step.ts's fused step on preallocated buffers
+ * when the kernels offer it (native), else as tensor forward passes, each inside tf.tidy; either way
+ * tf.memory().numTensors stays flat over a decode loop.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
@@ -10,6 +11,7 @@ import { FopeifyError } from '../errors.js';
 import type { Kernels } from '../backend/kernels.js';
 import { SeededRandom } from '../random.js';
 import { KvCache } from './cache.js';
+import { TokenDecoder } from './decode-step.js';
 import { checkFiniteValues } from './finite.js';
 import { forwardLogits, type ForwardOptions } from './llama.js';
 import type { WeightMap } from './weights.js';
@@ -122,6 +124,10 @@ export async function generate(weights: WeightMap, spec: ModelSpec, prompt: read
   try {
     if (maxNew === 0) return { tokens, stopReason, prefillMs, decodeMs: 0 };
     let logits = await lastLogits(weights, spec, [...prompt], { cache, queryBlock: options.queryBlock, kernels: options.kernels });
+    // The fused step continues from the prefill's cache in buffers of its own, sized for the whole run.
+    const decode = options.kernels?.decode;
+    const fused = decode && maxNew > 1 ? TokenDecoder.fromCache(weights, spec, decode, cache, prompt.length + maxNew) : null;
+    if (fused) cache.dispose();
     prefillMs = performance.now() - t0;
     for (;;) {
       const next = sampleToken(logits, options, rng);
@@ -135,7 +141,12 @@ export async function generate(weights: WeightMap, spec: ModelSpec, prompt: read
         break;
       }
       if (tokens.length >= maxNew) break;
-      logits = await lastLogits(weights, spec, [next], { cache, kernels: options.kernels });
+      if (fused) {
+        logits = fused.step(next);
+        checkFiniteValues(logits, 'the next-token logits');
+      } else {
+        logits = await lastLogits(weights, spec, [next], { cache, kernels: options.kernels });
+      }
     }
     return { tokens, stopReason, prefillMs, decodeMs: performance.now() - t0 - prefillMs };
   } finally {

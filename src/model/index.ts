@@ -12,6 +12,7 @@ export {
 } from './llama.js';
 export { decoderLayer, selfAttention, mapWeights, type DecoderContext, type LayerOps, type LayerWeights } from './decoder.js';
 export { KvCache, type KvCacheOptions } from './cache.js';
+export { TokenDecoder, type TokenDecoderOptions } from './decode-step.js';
 export {
   blockwiseAttention,
   fullAttention,
