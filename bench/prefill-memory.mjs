@@ -6,7 +6,7 @@
 // during loading, the KV cache, the peak of the whole run, and what the prefill added on top of
 // weights + KV cache (its temporaries). llama.cpp's figure for the same shape at 8192 tokens, F32,
 // flash attention on: 922 MiB (weights mapped ~540, KV 360, compute buffer 98; issue 19).
-// Usage: npm run build && node bench/prefill-memory.mjs [--tokens 8192[,2048...]] [--layout inference|hf] [--threads N] [--json]
+// Usage: npm run build && node bench/prefill-memory.mjs [--tokens 8192[,2048...]] [--layout inference|hf] [--threads N] [--chunk tokens per prefill step] [--json]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -42,7 +42,7 @@ async function child(opts) {
   const ids = Array.from({ length: opts.tokens }, (_, i) => (i * 7919 + 13) % model.spec.vocabSize);
   const cache = model.createCache();
   const t = performance.now();
-  const out = model.forward(ids, { cache, logits: 'last' });
+  const out = model.forward(ids, { cache, logits: 'last', prefillChunk: opts.chunk });
   const last = await out.data();
   const seconds = (performance.now() - t) / 1000;
   out.dispose();
@@ -69,7 +69,7 @@ export async function runPrefillMemoryBench(opts = {}) {
   const dir = await checkpoint();
   const rows = [];
   for (const tokens of opts.tokens ?? [8192]) {
-    const arg = JSON.stringify({ dir, tokens, layout: opts.layout, threads: opts.threads, backend: opts.backend });
+    const arg = JSON.stringify({ dir, tokens, layout: opts.layout, threads: opts.threads, backend: opts.backend, chunk: opts.chunk });
     const r = spawnSync(process.execPath, ['--max-old-space-size=16384', HERE, '--child', arg], { encoding: 'utf8', maxBuffer: 1 << 24 });
     const line = (r.stdout ?? '').trim().split('\n').filter((l) => l.startsWith('{')).pop();
     if (r.status !== 0 || !line) {
@@ -110,6 +110,7 @@ if (isMain) {
       layout: flag('layout'),
       threads: flag('threads') ? Number(flag('threads')) : undefined,
       backend: flag('backend'),
+      chunk: flag('chunk') ? Number(flag('chunk')) : undefined,
       log: json ? () => {} : undefined,
     });
     if (json) process.stdout.write(JSON.stringify({ loadAverage: os.loadavg(), rows }, null, 2) + '\n');

@@ -42,7 +42,7 @@ export interface ForwardOptions {
   /** The backend's kernels (BackendInfo.kernels; default: plain tf ops). */
   kernels?: Kernels;
   /**
-   * Tokens per step of a prefill into a cache (default 512, rounded up to the cache's block size): the
+   * Tokens per step of a prefill into a cache (default 1024, rounded up to the cache's block size): the
    * activations exist for one step's tokens only (prefill.ts). Infinity: one pass.
    */
   prefillChunk?: number;
