@@ -5,6 +5,7 @@
 // The detailed ones run by name: `npm run bench -- gemm runtime train torch-train` (or any mix, in that order).
 //   torch-train - one training step, --engine torch vs --engine tfjs (SmolLM2-135M shape, 512 / 2048 tokens)
 //   webgpu      - prefill and training-step tokens/s, webgpu (Dawn) vs the native CPU path (--full: SmolLM2-135M shape)
+//   prefill-memory - peak RSS of an 8192-token prefill (SmolLM2-135M shape) beside llama.cpp's figure (--tokens 8192,2048)
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -19,7 +20,7 @@ const names = firstFlag < 0 ? args : args.slice(0, firstFlag);
 const flags = firstFlag < 0 ? [] : args.slice(firstFlag);
 const wanted = names.length ? names : DEFAULT;
 // Checked before anything runs: a typo must not cost the minutes of the benchmarks before it.
-const KNOWN = ['speed', 'convert', 'gemm', 'runtime', 'train', 'torch-train', 'webgpu'];
+const KNOWN = ['speed', 'convert', 'gemm', 'runtime', 'train', 'torch-train', 'webgpu', 'prefill-memory'];
 const unknown = wanted.filter((n) => !KNOWN.includes(n) || !existsSync(path.join(here, `${n}.mjs`)));
 if (unknown.length) {
   console.error(`unknown benchmark ${unknown.join(', ')}: choose from ${KNOWN.join(', ')} (options go after the names)`);

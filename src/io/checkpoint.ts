@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FopeifyError } from '../errors.js';
 import { MAX_INDEX_BYTES, ModelFolder } from './model-folder.js';
-import { SafetensorsFile, type TensorInfo } from './safetensors.js';
+import { SafetensorsFile, type ReadFloat32Options, type TensorInfo } from './safetensors.js';
 
 export const INDEX_FILE = 'model.safetensors.index.json';
 const PICKLE_PATTERN = /\.(bin|pt|pth|ckpt|pkl)$/;
@@ -103,8 +103,8 @@ export class Checkpoint {
     return this.shards.get(this.info(name).file)!.readBytes(name);
   }
 
-  async readFloat32(name: string): Promise<Float32Array> {
-    return this.shards.get(this.info(name).file)!.readFloat32(name);
+  async readFloat32(name: string, options: ReadFloat32Options = {}): Promise<Float32Array> {
+    return this.shards.get(this.info(name).file)!.readFloat32(name, options);
   }
 
   /** Parameter count (elements of every tensor). */

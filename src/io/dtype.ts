@@ -110,7 +110,15 @@ export function f32ToF16Bits(x: number): number {
   return out;
 }
 
-/** Decode raw little-endian bytes of a float dtype to float32. */
+/** 16-bit elements of `bytes`: a view when aligned (read only here), else an aligned copy. */
+function uint16View(bytes: Uint8Array): Uint16Array {
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  const copy = new Uint16Array(bytes.byteLength / 2);
+  new Uint8Array(copy.buffer).set(bytes);
+  return copy;
+}
+
+/** Decode raw little-endian bytes of a float dtype to a new float32 array. */
 export function decodeToF32(bytes: Uint8Array, dtype: string): Float32Array {
   const n = bytes.byteLength;
   if (dtype === 'F32') {
@@ -124,16 +132,14 @@ export function decodeToF32(bytes: Uint8Array, dtype: string): Float32Array {
     return Float32Array.from(copy);
   }
   if (dtype === 'BF16') {
-    const src = new Uint16Array(n / 2);
-    new Uint8Array(src.buffer).set(bytes);
+    const src = uint16View(bytes);
     const out = new Float32Array(src.length);
     const ou = new Uint32Array(out.buffer);
     for (let i = 0; i < src.length; i++) ou[i] = src[i]! << 16;
     return out;
   }
   if (dtype === 'F16') {
-    const src = new Uint16Array(n / 2);
-    new Uint8Array(src.buffer).set(bytes);
+    const src = uint16View(bytes);
     const out = new Float32Array(src.length);
     for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]!);
     return out;

@@ -11,6 +11,7 @@ import { writeFileAtomically, writeFileWith } from './atomic.js';
 import { JsonShapeError, parseBoundedJson } from './bounded-json.js';
 import { decodeToF32, dtypeSize, isDtype, type Dtype } from './dtype.js';
 import { openRegularFile } from './model-folder.js';
+import { transpose2d, type MatrixData } from './transpose.js';
 
 /** Headers larger than this are refused (the reference implementation uses 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -126,6 +127,11 @@ export function parseHeader(
   return { tensors, metadata };
 }
 
+export interface ReadFloat32Options {
+  /** Return a 2-D `[rows, cols]` tensor transposed, as `[cols, rows]` (the runtime's inference layout). */
+  transposed?: boolean;
+}
+
 /** One open safetensors file: header in memory, data read on demand. */
 export class SafetensorsFile {
   private constructor(
@@ -202,9 +208,24 @@ export class SafetensorsFile {
     return buf;
   }
 
-  /** One float tensor decoded to float32. */
-  async readFloat32(name: string): Promise<Float32Array> {
-    return decodeToF32(await this.readBytes(name), this.info(name).dtype);
+  /**
+   * One float tensor decoded to float32; `transposed`: a 2-D `[rows, cols]` tensor as `[cols, rows]`.
+   * The bytes read are the only other buffer: f32 data is read in place, 16-bit data is transposed
+   * as it is before it is widened.
+   */
+  async readFloat32(name: string, options: ReadFloat32Options = {}): Promise<Float32Array> {
+    const { dtype, shape } = this.info(name);
+    if (options.transposed && shape.length !== 2) {
+      throw new FopeifyError('INTERNAL', `${this.path}: ${name} has shape [${shape.join(', ')}], not a matrix to transpose`);
+    }
+    const bytes = await this.readBytes(name); // fresh and at offset 0: aligned for any element type
+    const transpose = <T extends MatrixData>(a: T): T => (options.transposed ? transpose2d(a, shape[0]!, shape[1]!) : a);
+    if (dtype === 'F32') return transpose(new Float32Array(bytes.buffer, 0, bytes.byteLength / 4));
+    if (options.transposed && (dtype === 'BF16' || dtype === 'F16')) {
+      const t = transpose(new Uint16Array(bytes.buffer, 0, bytes.byteLength / 2));
+      return decodeToF32(new Uint8Array(t.buffer), dtype);
+    }
+    return transpose(decodeToF32(bytes, dtype));
   }
 
   async close(): Promise<void> {

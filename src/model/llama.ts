@@ -17,6 +17,7 @@ import { recordingGradient, type Kernels } from '../backend/kernels.js';
 import { tfKernels } from '../backend/kernels-tf.js';
 import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js';
 import type { KvCache } from './cache.js';
+import { prefillInSteps } from './prefill.js';
 import { decoderLayer, mapWeights, type DecoderContext, type LayerOps } from './decoder.js';
 import { cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
 import { detectFopeLayout, fopeCoefNames, TRANSPOSED_SUFFIX, weight, type FopeLayout, type WeightMap } from './weights.js';
@@ -40,6 +41,11 @@ export interface ForwardOptions {
   keyBlock?: number;
   /** The backend's kernels (BackendInfo.kernels; default: plain tf ops). */
   kernels?: Kernels;
+  /**
+   * Tokens per step of a prefill into a cache (default 1024, rounded up to the cache's block size): the
+   * activations exist for one step's tokens only (prefill.ts). Infinity: one pass.
+   */
+  prefillChunk?: number;
 }
 
 /** Token ids as an int32 `[B, T]` tensor; plain ids are checked against the vocabulary first. */
@@ -185,6 +191,8 @@ export function inferenceOps(
  * appended to it and `cache.length` advances by T.
  */
 export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
+  const stepped = prefillInSteps(forwardHidden, weights, spec, ids, options);
+  if (stepped) return stepped;
   const { t: idT, owned } = idsTensor(ids, spec.vocabSize);
   const [B, T] = idT.shape;
   const cache = options.cache;

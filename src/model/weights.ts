@@ -8,7 +8,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
-import { checkWeightValues } from './finite.js';
+import { transpose2d } from '../io/transpose.js';
+import { checkWeightValues, firstNonFinite, MAX_ABS_WEIGHT } from './finite.js';
+
+export { transpose2d };
 
 /** Weights by Hugging Face name. Variables when loaded by loadWeights; any tensors for forwardLogits. */
 export type WeightMap = Map<string, tf.Tensor>;
@@ -119,29 +122,15 @@ export function isLinearWeight(name: string): boolean {
   return name === 'lm_head.weight' || /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/.test(name);
 }
 
-/** Transpose a row-major `[rows, cols]` matrix. */
-export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = data[r * cols + c]!;
-    }
-  }
-  return out;
-}
-
 export interface LoadWeightsOptions {
   /**
    * 'hf' (default): every weight under its HF name and shape — what trainers, LoRA and writers expect.
-   * 'inference': linear weights (and the LM head, a transposed copy of the embedding when tied) are
+   * 'inference': linear weights (an untied LM head included; a tied one reads the embedding itself) are
    * stored transposed under `<name>^T`; same results. It speeds up batched matmuls where the backend
    * has no fast transposed product (wasm, cpu without BLAS). It does not speed up decoding: with the
    * native kernels a decoding step is matrix-vector products, which want HF's row-major `[out, in]`
-   * (sgemv), and the tied LM head's transposed copy costs memory and time (measured on the
-   * SmolLM2-135M shape at 2048 context: 'hf' decodes faster, in the fused step as in the tensor path).
+   * (sgemv) (measured on the SmolLM2-135M shape at 2048 context: 'hf' decodes faster, in the fused
+   * step as in the tensor path).
    */
   layout?: 'hf' | 'inference';
   /** Which weights are trainable variables (default: none; FoPE coefficients never are). */
@@ -238,16 +227,20 @@ export async function loadWeights(dir: string, spec: ModelSpec, options: LoadWei
       for (const name of all) {
         const src = byCanonical.get(name)!;
         const shape = ckpt.info(src).shape;
-        const data = await ckpt.readFloat32(src);
-        if (!options.allowNonFinite) checkWeightValues(src, data, shape);
+        const transposed = inference && isLinearWeight(name);
+        // Read straight into the layout it is kept in: the file's bytes are the only other buffer.
+        const data = await ckpt.readFloat32(src, { transposed });
         const trainable = coefNames.includes(name) ? false : isTrainable(name);
-        if (inference && isLinearWeight(name)) {
-          add(name + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], trainable);
-        } else {
-          add(name, data, shape, trainable);
-          if (inference && name === 'model.embed_tokens.weight' && !wanted.some((w) => w.name === 'lm_head.weight')) {
-            add('lm_head.weight' + TRANSPOSED_SUFFIX, transpose2d(data, shape[0]!, shape[1]!), [shape[1]!, shape[0]!], false);
+        if (transposed) {
+          // A bad value is reported at its place in the file's [out, in] layout (the rare error path transposes back).
+          if (!options.allowNonFinite && firstNonFinite(data, MAX_ABS_WEIGHT) >= 0) {
+            checkWeightValues(src, transpose2d(data, shape[1]!, shape[0]!), shape);
           }
+          add(name + TRANSPOSED_SUFFIX, data, [shape[1]!, shape[0]!], trainable);
+        } else {
+          if (!options.allowNonFinite) checkWeightValues(src, data, shape);
+          // A tied LM head reads the embedding itself (a transposed-B product): no second [V, H] copy in memory.
+          add(name, data, shape, trainable);
         }
         options.onProgress?.(++done, all.length, name);
       }

@@ -65,6 +65,27 @@ describe('safetensors writer and reader', () => {
     await st.close();
   });
 
+  it('reads a matrix transposed, in every float dtype, with the values of a plain read', async () => {
+    const [rows, cols] = [70, 67]; // past one 64-wide block of the transposition in both directions
+    const values = Float32Array.from({ length: rows * cols }, (_, i) => (i % 97) / 8 - 6 + (i % 5) * 2 ** -9);
+    const dtypes = ['F32', 'BF16', 'F16'] as const;
+    const f = path.join(root, 'matrices.safetensors');
+    const vector = { name: 'b', dtype: 'F32' as const, shape: [2], data: encodeFromF32(new Float32Array([1, 2]), 'F32') };
+    await writeSafetensors(f, [vector, ...dtypes.map((d) => ({ name: d, dtype: d, shape: [rows, cols], data: encodeFromF32(values, d) }))]);
+    const st = await SafetensorsFile.open(f);
+    for (const d of dtypes) {
+      const plain = await st.readFloat32(d);
+      const t = await st.readFloat32(d, { transposed: true });
+      expect(t.length).toBe(rows * cols);
+      let mismatches = 0;
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (!Object.is(t[c * rows + r], plain[r * cols + c])) mismatches++;
+      expect(mismatches).toBe(0);
+      expect(Array.from(t.slice(0, 3))).toEqual([plain[0], plain[cols], plain[2 * cols]]);
+    }
+    await expect(st.readFloat32('b', { transposed: true })).rejects.toThrow(/not a matrix/);
+    await st.close();
+  });
+
   it('writes shards with an index that Checkpoint reads back', async () => {
     const dir = path.join(root, 'sharded');
     await fs.mkdir(dir);
