@@ -11,7 +11,7 @@
  *    when `navigator.gpu` exists, which Node lacks, so we provide one that hands out the probed adapter.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { optionName } from '../errors.js';
+import { FopeifyError, optionName } from '../errors.js';
 import { tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 
@@ -72,20 +72,36 @@ export function gpuDevicePresent(platform: NodeJS.Platform = process.platform): 
   }
 }
 
+/** Folders the dynamic loader searches for libvulkan.so.1 (LD_LIBRARY_PATH first, then the usual ones). */
+function libraryFolders(env: NodeJS.ProcessEnv): string[] {
+  const fromEnv = (env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  return [...fromEnv, '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/lib64', '/usr/lib', '/lib', '/usr/local/lib'];
+}
+
+/** Is the Vulkan loader installed? Without it Dawn's Vulkan backend only prints a native warning trace. */
+export function vulkanLoaderPresent(env: NodeJS.ProcessEnv = process.env, exists: (p: string) => boolean = existsSync): boolean {
+  return libraryFolders(env).some((dir) => exists(`${dir}/libvulkan.so.1`));
+}
+
 /**
  * Dawn backends to ask, in order. FOPEIFY_DAWN_BACKEND (vulkan, opengles, default) forces one, e.g.
- * vulkan for lavapipe. Linux: Vulkan (every GPU vendor, and lavapipe), then OpenGL ES (Mesa llvmpipe);
- * elsewhere Dawn's platform default (Metal, D3D12).
+ * vulkan for lavapipe. Linux: Vulkan (every GPU vendor, and lavapipe) when its loader is installed, then
+ * OpenGL ES (Mesa llvmpipe); elsewhere Dawn's platform default (Metal, D3D12).
  */
-export function dawnBackendsToTry(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env): DawnBackend[] {
+export function dawnBackendsToTry(
+  platform: NodeJS.Platform = process.platform,
+  env: NodeJS.ProcessEnv = process.env,
+  hasVulkan: () => boolean = () => vulkanLoaderPresent(env),
+): DawnBackend[] {
   const forced = env.FOPEIFY_DAWN_BACKEND?.trim();
   if (forced) {
     if (!(DAWN_BACKENDS as readonly string[]).includes(forced)) {
-      throw new Error(`FOPEIFY_DAWN_BACKEND must be one of ${DAWN_BACKENDS.join(', ')}, got "${forced}"`);
+      throw new FopeifyError('BAD_ARGUMENT', `FOPEIFY_DAWN_BACKEND must be one of ${DAWN_BACKENDS.join(', ')}, got "${forced}"`);
     }
     return [forced as DawnBackend];
   }
-  return platform === 'linux' ? ['vulkan', 'opengles'] : ['default'];
+  if (platform !== 'linux') return ['default'];
+  return hasVulkan() ? ['vulkan', 'opengles'] : ['opengles'];
 }
 
 const SOFTWARE_RENDERERS: readonly [RegExp, string][] = [

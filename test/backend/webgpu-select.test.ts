@@ -8,6 +8,7 @@ import { FopeifyError } from '../../src/errors.js';
 import { planBackends, setupBackend, setupBackendWith, type Capabilities } from '../../src/backend/select.js';
 import {
   dawnBackendsToTry,
+  vulkanLoaderPresent,
   describeAdapter,
   gpuDevicePresent,
   softwareRenderer,
@@ -67,10 +68,14 @@ describe('adapter classification', () => {
     expect(describeAdapter(llvmpipe)).toBe('llvmpipe software rasterizer (OpenGL ES 3.2 Mesa 22.3.6), Dawn opengles, max tensor 128 MiB');
   });
   it('asks Vulkan then OpenGL ES on Linux, the platform default elsewhere, or what the environment forces', () => {
-    expect(dawnBackendsToTry('linux', {})).toEqual(['vulkan', 'opengles']);
+    expect(dawnBackendsToTry('linux', {}, () => true)).toEqual(['vulkan', 'opengles']);
+    // Without the Vulkan loader Dawn would only print a native warning trace: OpenGL ES alone.
+    expect(dawnBackendsToTry('linux', {}, () => false)).toEqual(['opengles']);
+    expect(vulkanLoaderPresent({ LD_LIBRARY_PATH: '/opt/vk' }, (p) => p === '/opt/vk/libvulkan.so.1')).toBe(true);
+    expect(vulkanLoaderPresent({}, () => false)).toBe(false);
     expect(dawnBackendsToTry('darwin', {})).toEqual(['default']);
     expect(dawnBackendsToTry('linux', { FOPEIFY_DAWN_BACKEND: 'vulkan' })).toEqual(['vulkan']);
-    expect(() => dawnBackendsToTry('linux', { FOPEIFY_DAWN_BACKEND: 'cuda' })).toThrow(/FOPEIFY_DAWN_BACKEND/);
+    expect(() => dawnBackendsToTry('linux', { FOPEIFY_DAWN_BACKEND: 'cuda' })).toThrow(/FOPEIFY_DAWN_BACKEND must be one of/);
   });
 });
 
