@@ -125,7 +125,9 @@ describe('finetune --engine torch', () => {
       // one element (seen: one of 2048, 3e-5 after 5 steps); a wrong update rule moves every element.
       for (const [name, w] of wt) {
         expect(normRelative(wp.get(name)!, w), name).toBeLessThanOrEqual(1e-4);
-        expect(relativeError([wp.get(name)!], [w]), name).toBeLessThanOrEqual(1e-3);
+        // …and at most one element in 1000 off by more than 1e-4 of the tensor's scale. A bound on the
+        // single worst element was flaky (CI: one element of up_proj at 1.03e-3 of the scale, by the ε effect).
+        expect(elementsOff(wp.get(name)!, w, 1e-4), name).toBeLessThanOrEqual(w.length / 1000);
       }
       const coef = [...wt.keys()].find((n) => n.endsWith('sin_coef'))!;
       expect(wp.get(coef)).toEqual(wt.get(coef));
