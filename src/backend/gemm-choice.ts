@@ -2,11 +2,13 @@
  * Which GEMM engine the native addon runs when a system BLAS loaded: the library's cblas_sgemm or the
  * addon's own portable SGEMM (native/sgemm.c). Neither is the faster everywhere: Debian's OpenBLAS 0.3.21
  * runs its Haswell kernels on AMD EPYC (Zen 4) CPUs with AVX-512, where the portable AVX-512 SGEMM is
- * ~1.8× faster; on Intel SkylakeX OpenBLAS's own AVX-512 kernels are close to it or ahead. So the loader
+ * ~1.7× faster; where OpenBLAS has kernels tuned for the core (or with MKL / BLIS) the library may well be
+ * ahead (not measured here: this project's machines are all AMD). So the loader
  * times both, once per process, on linear-layer shapes at the configured threads, and keeps the faster.
  *
  * The decision is a pure function of the timings (chooseGemm, unit-tested with made-up numbers); the
- * timing itself (measureGemmEngines) is a few milliseconds of real GEMMs.
+ * timing itself (measureGemmEngines) is ~40-50 ms of real GEMMs at start-up on 2 cores (most of it the
+ * first call of each engine: thread start-up, packing buffers).
  */
 import { FopeifyError } from '../errors.js';
 
@@ -92,7 +94,7 @@ type Sgemm = (
 /**
  * The linear layers of a d=576, ffn=1536 model on 128 rows: x·Wᵀ forward (NT) and the input gradient
  * dY·W (NN), ~0.23 GFLOP each. Large enough that both engines use every thread, small enough that a
- * round of both on both engines costs ~5 ms.
+ * round of both on both engines costs ~5 ms (after the warm-up calls, ~15 ms).
  */
 const SHAPES = [
   { m: 128, k: 576, n: 1536, tb: true },
@@ -106,15 +108,9 @@ const ROUNDS = 3;
  */
 export function measureGemmEngines(system: Sgemm, portable: Sgemm): GemmTimings {
   const started = performance.now();
-  const size = Math.max(...SHAPES.map((s) => Math.max(s.m * s.k, s.k * s.n, s.m * s.n)));
-  const a = new Float32Array(size);
-  const b = new Float32Array(size);
-  const c = new Float32Array(size);
-  // Values of a trained model's size (no denormals, no zeros that a kernel could skip).
-  for (let i = 0; i < size; i++) {
-    a[i] = ((i * 7919) % 1000) / 1000 - 0.5;
-    b[i] = ((i * 104729) % 997) / 997 - 0.5;
-  }
+  const a = filled(Math.max(...SHAPES.map((s) => s.m * s.k)), 0x9e3779b1);
+  const b = filled(Math.max(...SHAPES.map((s) => s.k * s.n)), 0x85ebca77);
+  const c = new Float32Array(Math.max(...SHAPES.map((s) => s.m * s.n)));
   const run = (gemm: Sgemm) => {
     const t = performance.now();
     for (const s of SHAPES) gemm(false, s.tb, s.m, s.n, s.k, 1, a, 0, s.k, b, 0, s.tb ? s.k : s.n, 0, c, 0, s.n);
@@ -129,4 +125,18 @@ export function measureGemmEngines(system: Sgemm, portable: Sgemm): GemmTimings 
     portableSeconds = Math.min(portableSeconds, run(portable));
   }
   return { systemSeconds, portableSeconds, costMs: performance.now() - started };
+}
+
+/**
+ * n values in [-0.5, 0.5) from an integer hash of the index: no zeros or denormals that a kernel could
+ * skip, and cheap (a float modulo per element cost ~50 ms of start-up for the 0.9 M weights).
+ */
+function filled(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  // 4099 hashed values, then repeated by doubling copies (memcpy speed; a GEMM's speed does not depend
+  // on the values repeating).
+  const period = Math.min(n, 4099);
+  for (let i = 0; i < period; i++) out[i] = (Math.imul(i + 1, seed) >>> 8) / 16777216 - 0.5;
+  for (let len = period; len < n; len *= 2) out.copyWithin(len, 0, Math.min(len, n - len));
+  return out;
 }

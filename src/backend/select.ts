@@ -37,8 +37,8 @@ export interface BackendInfo {
   accelerated: boolean;
   /**
    * One line for the user, e.g. "cpu + native BLAS (OpenBLAS libopenblas.so.0 SkylakeX, measured 1.1×
-   * portable-avx512 SGEMM at start-up (5 ms), 2 threads)", "cpu + native BLAS (portable-avx512 SGEMM,
-   * measured 1.8× OpenBLAS libopenblas.so.0 Haswell at start-up (5 ms), 2 threads)" or, without a system
+   * portable-avx512 SGEMM at start-up (45 ms), 2 threads)", "cpu + native BLAS (portable-avx512 SGEMM,
+   * measured 1.8× OpenBLAS libopenblas.so.0 Haswell at start-up (45 ms), 2 threads)" or, without a system
    * BLAS, "cpu + native BLAS (portable-avx512 SGEMM, 2 threads)".
    */
   description: string;
@@ -77,6 +77,8 @@ export interface Capabilities {
   gpuVisible: boolean;
   /** The native addon loaded and found a BLAS. */
   native: boolean;
+  /** Why it did not (the loader's words: not built, an old build, FOPEIFY_GEMM=system without a library, ...). */
+  nativeReason?: string;
   /** @tensorflow/tfjs-backend-wasm resolves. */
   wasm: boolean;
   /** webgpu (Dawn) and @tensorflow/tfjs-backend-webgpu resolve. */
@@ -138,6 +140,8 @@ export function planBackends(requested: BackendName, caps: Capabilities, opts: P
       throw missing(`${NODE_PKG} is not installed`, `npm install ${NODE_PKG}`);
     case 'native':
       if (!caps.native) {
+        // The loader's own reason when it gave one: "not built" would be wrong for an old build or a bad setting.
+        if (caps.nativeReason) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason}`);
         throw missing('the native addon is not built', 'it needs a C compiler: apt-get install gcc (Debian/Ubuntu; libopenblas0 makes it faster still), then run "npm run build:native"');
       }
       return [native];
@@ -207,7 +211,7 @@ function native(threads: number): { blas: NativeBlas | null; reason?: string } {
 }
 
 /** Look at this machine. Loads the native addon (and its BLAS) when present, nothing else. */
-export function detectCapabilities(opts: DetectOptions = {}): Capabilities & { nativeReason?: string } {
+export function detectCapabilities(opts: DetectOptions = {}): Capabilities {
   const threads = opts.threads ?? defaultThreads();
   const tfjsNodeGpu = resolvable(GPU_PKG);
   const nat = opts.native === false ? { blas: null, reason: 'not probed' } : native(threads);
@@ -286,7 +290,7 @@ export async function setupBackend(opts: SetupOptions = {}): Promise<BackendInfo
 /** What setupBackend asks of the machine; tests inject fakes (a GPU, tfjs-node) through this. */
 export interface SetupEnvironment {
   /** Replaces detectCapabilities (the addon is still loaded for real when a candidate needs it). */
-  detect?: (opts: DetectOptions) => Capabilities & { nativeReason?: string };
+  detect?: (opts: DetectOptions) => Capabilities;
   /** Replaces `import(specifier)` for tfjs-node / tfjs-node-gpu. */
   importModule?: (specifier: string) => Promise<unknown>;
   /** Replaces the WebGPU adapter probe (Dawn); also decides whether `auto` probes at all. */

@@ -301,6 +301,17 @@ describe('setupBackend on this machine', () => {
     },
   );
 
+  // CI's third pass forces the system BLAS (FOPEIFY_GEMM=system, FOPEIFY_EXPECT_GEMM=system): where `auto`
+  // measured the portable SGEMM faster, the library's GEMM must still carry the numeric tests somewhere.
+  it.runIf(process.env.FOPEIFY_EXPECT_GEMM === 'system')('FOPEIFY_EXPECT_GEMM=system: the system BLAS runs every GEMM', async () => {
+    const info = await setupBackend({ quiet: true });
+    expect(info.accelerated).toBe(true);
+    expect(info.blas?.kind).not.toBe('portable');
+    expect(info.blas?.gemm).toMatchObject({ engine: 'system', how: 'FOPEIFY_GEMM' });
+    expect(loadNative().ok && loadNative().blas.addon.info().gemm).toBe('system');
+    expect(info.description).toMatch(/, FOPEIFY_GEMM=system, \d+ threads?\)$/);
+  });
+
   // CI runs the suite a second time with FOPEIFY_NO_SYSTEM_BLAS=1 and FOPEIFY_EXPECT_GEMM=portable: there
   // the addon's own SGEMM must be what runs (a machine without OpenBLAS), and the start-up line says so.
   it.runIf(process.env.FOPEIFY_EXPECT_GEMM === 'portable')('FOPEIFY_EXPECT_GEMM=portable: the portable SGEMM is active', async () => {
