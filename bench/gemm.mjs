@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // GEMM throughput, in one run, of:
 //   native  - tf.matMul on the 'cpu' backend with fopeify's native BLAS kernels (what training uses)
-//   blas    - the BLAS called directly through the addon, no tfjs (the practical limit): OpenBLAS/BLIS/MKL
-//             when one loaded, else the addon's portable SGEMM (FOPEIFY_NO_SYSTEM_BLAS=1 forces that)
-//   portable - the addon's portable SGEMM called directly (native/sgemm.c: what runs without a BLAS)
+//   system  - the system BLAS (OpenBLAS/BLIS/MKL) called directly through the addon, no tfjs, when one loaded
+//   portable - the addon's portable SGEMM called directly (native/sgemm.c)
+//   (the faster of system and portable is the practical limit; the loader runs whichever it measured
+//   faster at start-up, and native/blas compares tf.matMul with that engine called directly)
 //   wasm+n  - tf.matMul on the 'wasm' backend with the native kernels
 //   wasm    - tf.matMul on plain tfjs-backend-wasm
 //   cpu     - tf.matMul on plain tfjs-backend-cpu (what you get without fopeify's accelerator)
@@ -16,7 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { loadNative } from '../dist/backend/native.js';
 import { restoreKernels } from '../dist/backend/registry.js';
-import { setupBackend } from '../dist/backend/select.js';
+import { setupBackend, systemBlasName } from '../dist/backend/select.js';
 import { makeWorkload, STEP_576 } from '../dist/backend/workload.js';
 
 /**
@@ -71,7 +72,8 @@ function tfMatMulTimer(s, a, b, opts) {
 }
 
 /**
- * Run the GEMM benchmark. Returns one row per shape with GFLOP/s per engine (null when skipped).
+ * Run the GEMM benchmark. Returns one row per shape with GFLOP/s per engine (null when skipped), and
+ * `engines`: the one tf.matMul runs ('system' | 'portable') and the names of both.
  * @param {{threads?: number, quick?: boolean, shapes?: typeof GEMM_SHAPES, log?: (s: string) => void, plainCpu?: boolean}} opts
  */
 export async function runGemmBench(opts = {}) {
@@ -83,6 +85,7 @@ export async function runGemmBench(opts = {}) {
 
   // Accelerated cpu backend (fopeify's 'native').
   let info = null;
+  let engines = null;
   try {
     info = await setupBackend({ backend: 'native', threads: opts.threads, quiet: true });
   } catch (err) {
@@ -93,7 +96,7 @@ export async function runGemmBench(opts = {}) {
     rows.forEach((r, i) => (r.gflops.native = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
     const nat = loadNative({ threads: opts.threads });
     if (nat.ok) {
-      const addon = nat.blas.addon;
+      const { addon, kind } = nat.blas;
       const direct = (gemm, r, i) => {
         const batch = r.batch ?? 1;
         const c = new Float32Array(batch * r.m * r.n);
@@ -102,9 +105,11 @@ export async function runGemmBench(opts = {}) {
         const [a, b] = [data[i].a, data[i].b];
         return timeIt(() => gemm(r.ta, r.tb, r.m, r.n, r.k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, r.n, batch, r.m * r.k, r.k * r.n, r.m * r.n));
       };
-      rows.forEach((r, i) => (r.gflops.blas = gf(r, direct(addon.sgemm.bind(addon), r, i))));
-      if (addon.portableSgemm) rows.forEach((r, i) => (r.gflops.portable = gf(r, direct(addon.portableSgemm.bind(addon), r, i))));
-      info.gemm = addon.portableVariant ? addon.portableVariant() : null;
+      if (kind !== 'portable') rows.forEach((r, i) => (r.gflops.system = gf(r, direct(addon.systemSgemm.bind(addon), r, i))));
+      rows.forEach((r, i) => (r.gflops.portable = gf(r, direct(addon.portableSgemm.bind(addon), r, i))));
+      // blas: the engine tf.matMul runs, called directly (not measured twice).
+      rows.forEach((r) => (r.gflops.blas = r.gflops[nat.blas.gemm.engine]));
+      engines = { active: nat.blas.gemm.engine, system: kind !== 'portable' ? systemBlasName(nat.blas) : null, portable: `${nat.blas.portable} SGEMM` };
     }
     try {
       await setupBackend({ backend: 'wasm', threads: opts.threads, quiet: true });
@@ -127,24 +132,25 @@ export async function runGemmBench(opts = {}) {
     // ~1 GFLOP/s: one timed run per shape (after the warm-up) is all we can afford.
     rows.forEach((r, i) => (r.gflops.cpu = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 1, budgetS: 0 }))));
   }
-  return { backend: info?.description ?? null, threads: info?.threads ?? null, portable: info?.gemm ?? null, rows };
+  return { backend: info?.description ?? null, threads: info?.threads ?? null, engines, rows };
 }
 
-/** A text table: GFLOP/s per engine, and native's speed-up over plain tfjs cpu / share of the BLAS. */
+/** A text table: GFLOP/s per engine, and native's speed-up over plain tfjs cpu / share of the engine it runs. */
 export function formatGemmTable(result) {
-  const engines = ['native', 'blas', 'portable', 'wasm+n', 'wasm', 'cpu'];
+  const engines = ['native', 'system', 'portable', 'wasm+n', 'wasm', 'cpu'];
   const f = (x) => (x == null ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const e = result.engines;
   const lines = [
     `GEMM GFLOP/s (float32; ${result.backend ?? 'no native backend'})`,
-    `  native = tf.matMul with fopeify's kernels; blas = that GEMM called directly; portable = ${result.portable ?? 'the portable SGEMM'} called directly`,
-    `${'shape'.padEnd(38)}${engines.map((e) => e.padStart(9)).join('')}  native/cpu  native/blas  portable/blas`,
+    `  native = tf.matMul with fopeify's kernels (running the ${e?.active ?? '-'} engine); system = ${e?.system ?? 'no system BLAS'} called directly; portable = ${e?.portable ?? 'the portable SGEMM'} called directly`,
+    `${'shape'.padEnd(38)}${engines.map((x) => x.padStart(9)).join('')}  native/cpu  native/${e?.active ?? 'blas'}  portable/system`,
   ];
   for (const r of result.rows) {
     const g = r.gflops;
     const x = g.native && g.cpu ? `${(g.native / g.cpu).toFixed(0)}x` : '-';
     const y = g.native && g.blas ? `${((100 * g.native) / g.blas).toFixed(0)}%` : '-';
-    const z = g.portable && g.blas ? `${((100 * g.portable) / g.blas).toFixed(0)}%` : '-';
-    lines.push(`${r.name.padEnd(38)}${engines.map((e) => f(g[e]).padStart(9)).join('')}  ${x.padStart(10)}  ${y.padStart(11)}  ${z.padStart(13)}`);
+    const z = g.portable && g.system ? `${((100 * g.portable) / g.system).toFixed(0)}%` : '-';
+    lines.push(`${r.name.padEnd(38)}${engines.map((k) => f(g[k]).padStart(9)).join('')}  ${x.padStart(10)}  ${y.padStart(9 + (e?.active ?? 'blas').length - 2)}  ${z.padStart(15)}`);
   }
   return lines.join('\n');
 }

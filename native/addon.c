@@ -2,7 +2,7 @@
  * fopeify_native: a Node-API addon that finds a BLAS library at run time and exposes single-precision
  * GEMM on Float32Arrays, without copies, plus the compute passes that surround it (elementwise,
  * softmax, SwiGLU, AdamW, RMSNorm). This file is the module's glue: it registers every function and
- * holds the BLAS-facing ones (load, setThreads, info, sgemm).
+ * holds the BLAS-facing ones (load, setThreads, info, sgemm and its engines, useGemm).
  *
  * Why this shape:
  *  - No BLAS headers at build time: blas.c dlopen()s whichever BLAS the user has, else the portable
@@ -70,10 +70,13 @@ static int path_option(napi_env env, napi_value opts, char **paths) {
   return npaths;
 }
 
-/* library, kind, threads and config of the BLAS in use, onto res. */
+/* library, kind, gemm (the engine sgemm runs: "system" | "portable"), portable (the portable SGEMM's
+ * variant), threads and config of the BLAS in use, onto res. */
 static void describe_blas(napi_env env, napi_value res) {
   napi_set_named_property(env, res, "library", make_string(env, fopeify_blas_library()));
   napi_set_named_property(env, res, "kind", make_string(env, fopeify_blas_kind()));
+  napi_set_named_property(env, res, "gemm", make_string(env, fopeify_blas_gemm_engine()));
+  napi_set_named_property(env, res, "portable", make_string(env, fopeify_portable_init()));
   napi_set_named_property(env, res, "threads", make_int(env, fopeify_blas_reported_threads()));
   const char *c = fopeify_blas_config();
   if (c) napi_set_named_property(env, res, "config", make_string(env, c));
@@ -82,7 +85,7 @@ static void describe_blas(napi_env env, napi_value res) {
 /*
  * load({ threads?: number, paths?: string[], threadTimeout?: number, flushDenormals?: boolean,
  *        autoCoretype?: boolean, systemBlas?: boolean })
- *   -> { ok: true, library, kind, threads, config } | { ok: false, error }
+ *   -> { ok: true, library, kind, gemm, portable, threads, config } | { ok: false, error }
  * When no BLAS library opens (or systemBlas is false), the portable SGEMM is used: kind "portable",
  * library its variant ("portable-avx512" | "portable-avx2" | "portable-generic").
  * Idempotent: once a BLAS is loaded, later calls only change the thread count.
@@ -135,7 +138,7 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
   return make_int(env, fopeify_blas_reported_threads());
 }
 
-/* info() -> { loaded, library, kind, threads, config, flushDenormals } */
+/* info() -> { loaded, library, kind, gemm, portable, threads, config, flushDenormals } */
 static napi_value Info(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value res, b;
@@ -164,12 +167,12 @@ static int64_t extent(int64_t rows, int64_t cols, int64_t ld) {
  * against the arrays before the BLAS is called, so a wrong argument throws instead of corrupting
  * memory.
  */
-static napi_value sgemm_with(napi_env env, napi_callback_info info, sgemm_fn gemm) {
+static napi_value sgemm_with(napi_env env, napi_callback_info info, sgemm_fn gemm, const char *missing) {
   size_t argc = 20;
   napi_value argv[20];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (!gemm) {
-    napi_throw_error(env, NULL, "sgemm: no BLAS loaded (call load() first)");
+    napi_throw_error(env, NULL, missing);
     return NULL;
   }
   if (argc != 16 && argc != 20) {
@@ -234,12 +237,36 @@ static napi_value sgemm_with(napi_env env, napi_callback_info info, sgemm_fn gem
   return NULL;
 }
 
-static napi_value Sgemm(napi_env env, napi_callback_info info) { return sgemm_with(env, info, fopeify_blas_sgemm()); }
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  return sgemm_with(env, info, fopeify_blas_sgemm(), "sgemm: no BLAS loaded (call load() first)");
+}
 
 /* portableSgemm(...sgemm's arguments): always the portable SGEMM, whichever BLAS is loaded (tests and
  * benchmarks compare the two in one process); threads as set by load()/setThreads(). */
 static napi_value PortableSgemm(napi_env env, napi_callback_info info) {
-  return sgemm_with(env, info, fopeify_portable_sgemm);
+  return sgemm_with(env, info, fopeify_portable_sgemm, "portableSgemm: unreachable");
+}
+
+/* systemSgemm(...sgemm's arguments): always the loaded BLAS library's cblas_sgemm, whichever engine
+ * sgemm runs (the loader times both engines; benchmarks show both); throws when no library loaded. */
+static napi_value SystemSgemm(napi_env env, napi_callback_info info) {
+  return sgemm_with(env, info, fopeify_blas_system_sgemm(), "systemSgemm: no system BLAS library loaded");
+}
+
+/* useGemm("system" | "portable") -> the engine sgemm runs now. Switches when that engine is available
+ * ("system" needs a loaded library); otherwise changes nothing. */
+static napi_value UseGemm(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[16];
+  size_t len = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "useGemm: expected \"system\" or \"portable\"");
+    return NULL;
+  }
+  fopeify_blas_use_gemm(name);
+  return make_string(env, fopeify_blas_gemm_engine());
 }
 
 /* portableVariant(name?) -> the portable SGEMM's variant in use, after switching to `name` when given
@@ -258,7 +285,8 @@ static napi_value PortableVariant(napi_env env, napi_callback_info info) {
 
 static napi_value Init(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
-      {"load", Load}, {"setThreads", SetThreads}, {"sgemm", Sgemm}, {"portableSgemm", PortableSgemm},
+      {"load", Load},           {"setThreads", SetThreads}, {"sgemm", Sgemm},
+      {"portableSgemm", PortableSgemm}, {"systemSgemm", SystemSgemm}, {"useGemm", UseGemm},
       {"portableVariant", PortableVariant}, {"info", Info},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);

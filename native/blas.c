@@ -3,13 +3,15 @@
  * library is dlopen()ed at run time, so the addon builds on any machine with a C compiler and works
  * with whichever BLAS the user has installed (OpenBLAS, BLIS, MKL, Apple Accelerate). With none of
  * them (or `systemBlas: false`), the addon's own portable SGEMM (sgemm.c) takes their place behind
- * the same cblas_sgemm signature.
+ * the same cblas_sgemm signature. With one, the GEMM engine can still be switched to the portable
+ * SGEMM (fopeify_blas_use_gemm): on some CPUs it is the faster one, which the JS loader measures.
  */
 #include "blas.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "sgemm.h" /* the portable SGEMM, used when no BLAS library loads */
@@ -28,7 +30,8 @@ typedef char *(*get_config_fn)(void);
 typedef void (*set_threads64_fn)(int64_t);
 
 static void *g_lib = NULL;
-static sgemm_fn g_sgemm = NULL;
+static sgemm_fn g_sgemm = NULL;        /* the GEMM every sgemm call runs: the library's or the portable one */
+static sgemm_fn g_system_sgemm = NULL; /* the loaded library's cblas_sgemm, NULL when none loaded */
 static sgemv_fn g_sgemv = NULL;
 static set_threads_fn g_set_threads = NULL;     /* openblas_set_num_threads / MKL_Set_Num_Threads */
 static set_threads64_fn g_set_threads64 = NULL; /* bli_thread_set_num_threads */
@@ -58,6 +61,24 @@ void fp_leave(fp_guard *g) {
 }
 
 sgemm_fn fopeify_blas_sgemm(void) { return g_sgemm; }
+sgemm_fn fopeify_blas_system_sgemm(void) { return g_system_sgemm; }
+const char *fopeify_blas_gemm_engine(void) {
+  return !g_sgemm ? "" : g_sgemm == fopeify_portable_sgemm ? "portable" : "system";
+}
+
+int fopeify_blas_use_gemm(const char *engine) {
+  if (!g_sgemm) return 0;
+  if (!strcmp(engine, "portable")) {
+    fopeify_portable_init();
+    g_sgemm = fopeify_portable_sgemm;
+    return 1;
+  }
+  if (!strcmp(engine, "system") && g_system_sgemm) {
+    g_sgemm = g_system_sgemm;
+    return 1;
+  }
+  return 0;
+}
 sgemv_fn fopeify_blas_sgemv(void) { return g_sgemv; }
 int fopeify_blas_thread_count(void) { return g_threads; }
 int fopeify_blas_reported_threads(void) { return g_sgemm && g_get_threads ? g_get_threads() : g_threads; }
@@ -90,6 +111,7 @@ static int try_open(const char *path, const char *kind) {
   }
   g_lib = h;
   g_sgemm = f;
+  g_system_sgemm = f;
   g_sgemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
   g_set_threads = (set_threads_fn)dlsym(h, "openblas_set_num_threads");
   if (!g_set_threads) g_set_threads = (set_threads_fn)dlsym(h, "MKL_Set_Num_Threads");

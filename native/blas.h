@@ -30,6 +30,14 @@ void fopeify_blas_load(const fopeify_blas_options *opts);
 
 /* The GEMM in use (NULL before load). */
 sgemm_fn fopeify_blas_sgemm(void);
+/* The loaded library's cblas_sgemm, or NULL when no system BLAS loaded. */
+sgemm_fn fopeify_blas_system_sgemm(void);
+/* Which GEMM sgemm calls run: "system" (the library's) or "portable" ("" before load). */
+const char *fopeify_blas_gemm_engine(void);
+/* Makes every later sgemm call run `engine` ("system" | "portable"); the library stays loaded either
+ * way (its sgemv and thread settings still serve). Returns 0 and changes nothing when that engine is not
+ * available ("system" without a library) or before load. */
+int fopeify_blas_use_gemm(const char *engine);
 /* The loaded library's cblas_sgemv, or NULL (the portable SGEMM has none: callers use sgemm, N = 1). */
 sgemv_fn fopeify_blas_sgemv(void);
 /* Sets the BLAS's, the portable SGEMM's and the addon's passes' thread count. */

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chooseGemm, gemmMode, measureGemmEngines, type GemmChoice, type GemmEngine } from './gemm-choice.js';
 
 /**
  * The addon's JS surface (see native/addon.c and native/addon-passes.c for the contract of each
@@ -22,13 +23,20 @@ export interface NativeAddon {
     autoCoretype?: boolean;
     /** false: skip the system BLAS libraries and use the addon's portable SGEMM. */
     systemBlas?: boolean;
-  }): { ok: true; library: string; kind: string; threads: number; config?: string } | { ok: false; error: string };
+  }): ({ ok: true } & AddonBlasInfo) | { ok: false; error: string };
   setThreads(n: number): number;
   /**
    * sgemm's arguments and contract, always computed by the addon's portable SGEMM whichever BLAS is
    * loaded (on load()'s / setThreads' thread count): for tests and benchmarks.
    */
   portableSgemm: NativeAddon['sgemm'];
+  /**
+   * sgemm's arguments and contract, always computed by the loaded BLAS library's cblas_sgemm whichever
+   * engine sgemm runs; throws when no system library loaded.
+   */
+  systemSgemm: NativeAddon['sgemm'];
+  /** Makes sgemm (and every GEMM inside the addon's passes) run `engine` when available; returns the engine in effect. */
+  useGemm(engine: GemmEngine): GemmEngine;
   /**
    * The portable SGEMM's variant ("portable-avx512" | "portable-avx2" | "portable-generic"), after
    * switching to `name` when this build has it and this CPU runs it (for tests).
@@ -109,8 +117,21 @@ export interface NativeAddon {
     out: Float32Array,
     scratch: Float32Array,
   ): void;
-  info(): { loaded: boolean; library: string; kind: string; threads: number; config?: string; flushDenormals: boolean };
+  info(): { loaded: boolean; flushDenormals: boolean } & AddonBlasInfo;
   abiVersion: number;
+}
+
+/** What load() and info() say about the BLAS. */
+export interface AddonBlasInfo {
+  /** The library dlopen()ed, or the portable SGEMM's variant when none loaded. */
+  library: string;
+  kind: string;
+  /** The engine sgemm runs. */
+  gemm: GemmEngine;
+  /** The portable SGEMM's variant, e.g. "portable-avx512". */
+  portable: string;
+  threads: number;
+  config?: string;
 }
 
 export interface NativeBlas {
@@ -122,6 +143,10 @@ export interface NativeBlas {
   threads: number;
   /** OpenBLAS's build/core description when available, e.g. "OpenBLAS 0.3.21 ... SkylakeX". */
   config?: string;
+  /** The GEMM engine every sgemm runs, and why (measured against the other, FOPEIFY_GEMM, or the only one). */
+  gemm: GemmChoice;
+  /** The portable SGEMM's variant, e.g. "portable-avx512" (whether or not it is the engine in use). */
+  portable: string;
   /** Path of the .node file. */
   addonPath: string;
 }
@@ -137,8 +162,9 @@ export function defaultAddonPath(): string {
 /**
  * Must match FOPEIFY_ABI_VERSION in native/addon.h; bump both when the JS-visible API changes.
  * 2: every function below is required (1 had optional passes an older build could lack).
+ * 3: systemSgemm and useGemm (the GEMM engine chosen by measurement); load/info say `gemm` and `portable`.
  */
-export const ADDON_ABI = 2;
+export const ADDON_ABI = 3;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -147,6 +173,8 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   load: true,
   setThreads: true,
   portableSgemm: true,
+  systemSgemm: true,
+  useGemm: true,
   portableVariant: true,
   sgemm: true,
   binary: true,
@@ -191,7 +219,10 @@ let cached: NativeLoadResult | undefined;
  * Later calls return the same result; a later `threads` value only changes the thread count.
  * Env: FOPEIFY_NATIVE=0 disables the addon; FOPEIFY_NATIVE_ADDON=path picks another .node file;
  * FOPEIFY_BLAS=path tries that BLAS library first; FOPEIFY_NO_SYSTEM_BLAS=1 skips every system BLAS
- * so the addon's portable SGEMM runs (as on a machine without one).
+ * so the addon's portable SGEMM runs (as on a machine without one). When a system BLAS loads, the GEMM
+ * engine is chosen by FOPEIFY_GEMM: auto (default) times the library and the portable SGEMM on the
+ * configured threads and keeps the faster (gemm-choice.ts), system / portable force one.
+ * Throws FopeifyError (BAD_ARGUMENT) for a FOPEIFY_GEMM other than those three.
  */
 export function loadNative(opts: { threads?: number } = {}): NativeLoadResult {
   if (cached) {
@@ -226,6 +257,8 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
   const problem = addonProblem(module);
   if (problem) return { ok: false, reason: problem };
   const addon = module as NativeAddon;
+  const mode = gemmMode();
+  const systemBlas = process.env.FOPEIFY_NO_SYSTEM_BLAS !== '1';
   const paths = process.env.FOPEIFY_BLAS ? [process.env.FOPEIFY_BLAS] : [];
   let r: ReturnType<NativeAddon['load']>;
   try {
@@ -236,12 +269,25 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
       // GEMM of a backward pass, short enough not to steal cores from JS elementwise work.
       threadTimeout: 20,
       flushDenormals: true,
-      systemBlas: process.env.FOPEIFY_NO_SYSTEM_BLAS !== '1',
+      systemBlas,
     });
   } catch (err) {
     return { ok: false, reason: `native addon failed to start: ${firstLine(err)}` };
   }
   if (!r.ok) return { ok: false, reason: r.error };
+  const hasSystem = r.kind !== 'portable';
+  let gemm: GemmChoice | null;
+  try {
+    const timings = hasSystem && mode === 'auto' ? measureGemmEngines(addon.systemSgemm.bind(addon), addon.portableSgemm.bind(addon)) : undefined;
+    gemm = chooseGemm(mode, hasSystem, timings);
+    if (gemm && addon.useGemm(gemm.engine) !== gemm.engine) throw new Error(`could not switch to the ${gemm.engine} GEMM`);
+  } catch (err) {
+    return { ok: false, reason: `native addon failed to start: ${firstLine(err)}` };
+  }
+  if (!gemm) {
+    const why = systemBlas ? 'no system BLAS library loaded' : 'FOPEIFY_NO_SYSTEM_BLAS=1 hides every system BLAS';
+    return { ok: false, reason: `FOPEIFY_GEMM=system, but ${why} (unset FOPEIFY_GEMM to use the portable SGEMM)` };
+  }
   return {
     ok: true,
     blas: {
@@ -250,6 +296,8 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
       kind: r.kind,
       threads: r.threads || opts.threads || 1,
       config: r.config,
+      gemm,
+      portable: r.portable,
       addonPath: join(addonPath),
     },
   };

@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import * as tfjs from '@tensorflow/tfjs';
 import { badOption, FopeifyError, optionName } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
+import { PORTABLE_MARGIN, speedupOverOther, type GemmChoice } from './gemm-choice.js';
 import type { Kernels } from './kernels.js';
 import { hostKernels, wasmKernels } from './kernels-host.js';
 import { nativeKernels } from './kernels-native.js';
@@ -35,8 +36,10 @@ export interface BackendInfo {
   /** Native BLAS kernels are registered for the active backend. */
   accelerated: boolean;
   /**
-   * One line for the user, e.g. "cpu + native BLAS (OpenBLAS libopenblas.so.0 SkylakeX, 2 threads)" or
-   * "cpu + native BLAS (portable-avx512 SGEMM, 2 threads)".
+   * One line for the user, e.g. "cpu + native BLAS (OpenBLAS libopenblas.so.0 SkylakeX, measured 1.1×
+   * portable-avx512 SGEMM at start-up (45 ms), 2 threads)", "cpu + native BLAS (portable-avx512 SGEMM,
+   * measured 1.8× OpenBLAS libopenblas.so.0 Haswell at start-up (45 ms), 2 threads)" or, without a system
+   * BLAS, "cpu + native BLAS (portable-avx512 SGEMM, 2 threads)".
    */
   description: string;
   /** What fopeify chose, in its own terms ('native' = tfjs cpu + native BLAS + fast JS kernels). */
@@ -47,8 +50,11 @@ export interface BackendInfo {
   memoryLimitBytes: number | null;
   /** Threads used for math (BLAS / TensorFlow intra-op), or null when the backend is single-threaded. */
   threads: number | null;
-  /** The BLAS library when accelerated. */
-  blas?: { library: string; kind: string; config?: string };
+  /**
+   * The BLAS library when accelerated (kind 'portable' when none loaded), and the GEMM engine that runs:
+   * the library's or the portable SGEMM, with how it was chosen.
+   */
+  blas?: { library: string; kind: string; config?: string; gemm: GemmChoice; portable: string };
   /** Why the native accelerator is not active, when it is not. */
   nativeUnavailableReason?: string;
   /** Kernels fopeify replaced on the active backend. */
@@ -71,6 +77,8 @@ export interface Capabilities {
   gpuVisible: boolean;
   /** The native addon loaded and found a BLAS. */
   native: boolean;
+  /** Why it did not (the loader's words: not built, an old build, FOPEIFY_GEMM=system without a library, ...). */
+  nativeReason?: string;
   /** @tensorflow/tfjs-backend-wasm resolves. */
   wasm: boolean;
   /** webgpu (Dawn) and @tensorflow/tfjs-backend-webgpu resolve. */
@@ -132,6 +140,8 @@ export function planBackends(requested: BackendName, caps: Capabilities, opts: P
       throw missing(`${NODE_PKG} is not installed`, `npm install ${NODE_PKG}`);
     case 'native':
       if (!caps.native) {
+        // The loader's own reason when it gave one: "not built" would be wrong for an old build or a bad setting.
+        if (caps.nativeReason) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason}`);
         throw missing('the native addon is not built', 'it needs a C compiler: apt-get install gcc (Debian/Ubuntu; libopenblas0 makes it faster still), then run "npm run build:native"');
       }
       return [native];
@@ -201,7 +211,7 @@ function native(threads: number): { blas: NativeBlas | null; reason?: string } {
 }
 
 /** Look at this machine. Loads the native addon (and its BLAS) when present, nothing else. */
-export function detectCapabilities(opts: DetectOptions = {}): Capabilities & { nativeReason?: string } {
+export function detectCapabilities(opts: DetectOptions = {}): Capabilities {
   const threads = opts.threads ?? defaultThreads();
   const tfjsNodeGpu = resolvable(GPU_PKG);
   const nat = opts.native === false ? { blas: null, reason: 'not probed' } : native(threads);
@@ -280,7 +290,7 @@ export async function setupBackend(opts: SetupOptions = {}): Promise<BackendInfo
 /** What setupBackend asks of the machine; tests inject fakes (a GPU, tfjs-node) through this. */
 export interface SetupEnvironment {
   /** Replaces detectCapabilities (the addon is still loaded for real when a candidate needs it). */
-  detect?: (opts: DetectOptions) => Capabilities & { nativeReason?: string };
+  detect?: (opts: DetectOptions) => Capabilities;
   /** Replaces `import(specifier)` for tfjs-node / tfjs-node-gpu. */
   importModule?: (specifier: string) => Promise<unknown>;
   /** Replaces the WebGPU adapter probe (Dawn); also decides whether `auto` probes at all. */
@@ -413,7 +423,7 @@ async function activate(
     gatherGradient,
     memoryLimitBytes: cand.tfBackend === 'wasm' ? 4 * 1024 ** 3 : null,
     threads: cand.tfBackend === 'tensorflow' ? threads : accelerated ? blas!.threads : null,
-    blas: blas && accelerated ? { library: blas.library, kind: blas.kind, config: blas.config } : undefined,
+    blas: blas && accelerated ? { library: blas.library, kind: blas.kind, config: blas.config, gemm: blas.gemm, portable: blas.portable } : undefined,
     nativeUnavailableReason: accelerated || cand.tfBackend === 'tensorflow' || cand.tfBackend === 'webgpu' ? undefined : nativeReason,
     replacedKernels: replaced,
     fallbacks: [],
@@ -433,10 +443,26 @@ const BLAS_NAMES: Record<string, string> = { openblas: 'OpenBLAS', blis: 'BLIS',
 
 /**
  * Which GEMM runs, for the start-up line: "OpenBLAS libopenblas.so.0 SkylakeX", "BLIS libblis.so.4",
- * "portable-avx512 SGEMM" (the addon's own, when no BLAS library loaded), or a FOPEIFY_BLAS path.
+ * "portable-avx512 SGEMM" (the addon's own), or a FOPEIFY_BLAS path; when a system BLAS loaded, also how
+ * the engine was chosen: "portable-avx512 SGEMM, measured 1.8× OpenBLAS libopenblas.so.0 Haswell at
+ * start-up (5 ms)", or "..., FOPEIFY_GEMM=portable (OpenBLAS libopenblas.so.0 Haswell loaded)".
  */
-export function gemmName(blas: Pick<NativeBlas, 'kind' | 'library' | 'config'>): string {
-  if (blas.kind === 'portable') return `${blas.library} SGEMM`;
+export function gemmName(blas: Pick<NativeBlas, 'kind' | 'library' | 'config' | 'gemm' | 'portable'>): string {
+  const portable = `${blas.portable || blas.library} SGEMM`;
+  if (blas.kind === 'portable') return portable;
+  const system = systemBlasName(blas);
+  const [running, other] = blas.gemm.engine === 'portable' ? [portable, system] : [system, portable];
+  if (blas.gemm.how === 'FOPEIFY_GEMM') return `${running}, FOPEIFY_GEMM=${blas.gemm.engine}${blas.gemm.engine === 'portable' ? ` (${system} loaded)` : ''}`;
+  const t = blas.gemm.timings;
+  if (blas.gemm.how !== 'measured' || !t) return running;
+  const x = speedupOverOther(blas.gemm);
+  if (!Number.isFinite(x) || x <= 0) return `${running} (timing it against ${other} failed at start-up; kept)`;
+  const kept = x < 1 ? `; kept within the ${Math.round((PORTABLE_MARGIN - 1) * 100)} % margin` : '';
+  return `${running}, measured ${x.toFixed(x < 1.2 ? 2 : 1)}× ${other} at start-up (${t.costMs.toFixed(0)} ms${kept})`;
+}
+
+/** The loaded system BLAS: "OpenBLAS libopenblas.so.0 Haswell", "BLIS libblis.so.4" or a FOPEIFY_BLAS path. */
+export function systemBlasName(blas: Pick<NativeBlas, 'kind' | 'library' | 'config'>): string {
   const name = BLAS_NAMES[blas.kind];
   return `${name ? `${name} ` : ''}${blas.library}${coreName(blas.config)}`;
 }

@@ -15,10 +15,16 @@ import { nativeUsable } from './helpers.js';
 const dir = mkdtempSync(join(tmpdir(), 'fopeify-addon-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A fake's load() answers ok; useGemm switches to what it is asked. */
+const FAKE_FUNCTIONS: Record<string, string> = {
+  load: "() => ({ ok: true, library: 'fake', kind: 'custom', gemm: 'system', portable: 'portable-generic', threads: 1 })",
+  useGemm: '(engine) => engine',
+};
+
 /** A CommonJS module with `abi` as abiVersion and a function for each name (load() answers ok). */
 function fakeAddon(name: string, abi: number | undefined, functions: readonly string[]): string {
   const body = functions
-    .map((f) => `exports.${f} = ${f === 'load' ? "() => ({ ok: true, library: 'fake', kind: 'custom', threads: 1 })" : '() => 0'};`)
+    .map((f) => `exports.${f} = ${FAKE_FUNCTIONS[f] ?? '() => 0'};`)
     .join('\n');
   const file = join(dir, `${name}.cjs`);
   writeFileSync(file, `${abi === undefined ? '' : `exports.abiVersion = ${abi};\n`}${body}\n`);
@@ -112,5 +118,42 @@ describe.skipIf(!nativeUsable)('the built addon', () => {
     const fns = Object.keys(m).filter((k) => typeof m[k] === 'function');
     expect(fns.sort()).toEqual([...ADDON_FUNCTION_NAMES].sort());
     expect(addonProblem(m)).toBeUndefined();
+  });
+});
+
+describe.skipIf(!nativeUsable)('FOPEIFY_GEMM with the built addon', () => {
+  const saved = process.env.FOPEIFY_GEMM;
+  const load = (mode: string | undefined) => {
+    if (mode === undefined) delete process.env.FOPEIFY_GEMM;
+    else process.env.FOPEIFY_GEMM = mode;
+    _resetNativeCacheForTests();
+    return loadNative();
+  };
+  // Back to the default choice: later tests in this file use whatever engine the addon runs.
+  afterAll(() => load(saved));
+
+  it('portable makes every sgemm run the portable SGEMM', () => {
+    const r = load('portable');
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.blas.gemm.engine).toBe('portable');
+    expect(r.blas.gemm.how).toBe(r.blas.kind === 'portable' ? 'no system BLAS' : 'FOPEIFY_GEMM');
+    expect(r.blas.addon.info().gemm).toBe('portable');
+    expect(r.blas.portable).toMatch(/^portable-(avx512|avx2|generic)$/);
+  });
+
+  it('system runs the library, and is refused with a reason where none loaded', () => {
+    const hasSystem = (load(undefined) as { ok: true; blas: { kind: string } }).blas.kind !== 'portable';
+    const r = load('system');
+    if (hasSystem) {
+      expect(r.ok && r.blas.gemm).toEqual({ engine: 'system', how: 'FOPEIFY_GEMM' });
+      expect(r.ok && r.blas.addon.info().gemm).toBe('system');
+    } else {
+      expect(r).toEqual({ ok: false, reason: expect.stringMatching(/^FOPEIFY_GEMM=system, but (no system BLAS library loaded|FOPEIFY_NO_SYSTEM_BLAS=1 hides every system BLAS)/) });
+    }
+  });
+
+  it('anything else is a BAD_ARGUMENT', () => {
+    expect(() => load('mkl')).toThrow(expect.objectContaining({ code: 'BAD_ARGUMENT', message: expect.stringMatching(/^FOPEIFY_GEMM must be one of auto, system, portable/) }));
   });
 });

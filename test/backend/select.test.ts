@@ -17,7 +17,8 @@ import {
   setupBackendWith,
   type Capabilities,
 } from '../../src/backend/select.js';
-import { _resetNativeCacheForTests } from '../../src/backend/native.js';
+import { chooseGemm } from '../../src/backend/gemm-choice.js';
+import { _resetNativeCacheForTests, loadNative } from '../../src/backend/native.js';
 import { nativeUsable } from './helpers.js';
 
 // tfjs's own kernels, captured before any setupBackend replaces them.
@@ -283,6 +284,34 @@ describe('setupBackend on this machine', () => {
     expect(info.blas?.library).toBeTruthy();
   });
 
+  // Where a system BLAS loads (CI's first pass), `auto` times it against the portable SGEMM at start-up
+  // and runs the faster: whichever wins here, the engine in use must be the one the timings chose, the
+  // addon must really run it, and the start-up line must say it was measured.
+  it.runIf(process.env.FOPEIFY_EXPECT_NATIVE === '1' && process.env.FOPEIFY_NO_SYSTEM_BLAS !== '1' && !process.env.FOPEIFY_GEMM)(
+    'with a system BLAS, the GEMM engine is the one measured faster at start-up',
+    async () => {
+      const info = await setupBackend({ quiet: true });
+      const gemm = info.blas?.gemm;
+      if (info.blas?.kind === 'portable') return; // no system BLAS on this machine: nothing to choose
+      expect(gemm?.how).toBe('measured');
+      expect(gemm?.timings?.costMs).toBeGreaterThan(0);
+      expect(chooseGemm('auto', true, gemm?.timings)?.engine).toBe(gemm?.engine);
+      expect(loadNative().ok && loadNative().blas.addon.info().gemm).toBe(gemm?.engine);
+      expect(info.description).toMatch(/, measured \d+\.\d+× .+ at start-up \(\d+ ms(; kept within the 10 % margin)?\), \d+ threads?\)$/);
+    },
+  );
+
+  // CI's third pass forces the system BLAS (FOPEIFY_GEMM=system, FOPEIFY_EXPECT_GEMM=system): where `auto`
+  // measured the portable SGEMM faster, the library's GEMM must still carry the numeric tests somewhere.
+  it.runIf(process.env.FOPEIFY_EXPECT_GEMM === 'system')('FOPEIFY_EXPECT_GEMM=system: the system BLAS runs every GEMM', async () => {
+    const info = await setupBackend({ quiet: true });
+    expect(info.accelerated).toBe(true);
+    expect(info.blas?.kind).not.toBe('portable');
+    expect(info.blas?.gemm).toMatchObject({ engine: 'system', how: 'FOPEIFY_GEMM' });
+    expect(loadNative().ok && loadNative().blas.addon.info().gemm).toBe('system');
+    expect(info.description).toMatch(/, FOPEIFY_GEMM=system, \d+ threads?\)$/);
+  });
+
   // CI runs the suite a second time with FOPEIFY_NO_SYSTEM_BLAS=1 and FOPEIFY_EXPECT_GEMM=portable: there
   // the addon's own SGEMM must be what runs (a machine without OpenBLAS), and the start-up line says so.
   it.runIf(process.env.FOPEIFY_EXPECT_GEMM === 'portable')('FOPEIFY_EXPECT_GEMM=portable: the portable SGEMM is active', async () => {
@@ -292,6 +321,7 @@ describe('setupBackend on this machine', () => {
     expect(info.accelerated).toBe(true);
     expect(info.chosen).toBe('native');
     expect(info.blas?.kind).toBe('portable');
+    expect(info.blas?.gemm).toEqual({ engine: 'portable', how: 'no system BLAS' });
     expect(info.blas?.library).toMatch(/^portable-(avx512|avx2|generic)$/);
     expect(info.description).toMatch(/^cpu \+ native BLAS \(portable-(avx512|avx2|generic) SGEMM, \d+ threads?\)$/);
   });

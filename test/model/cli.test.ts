@@ -47,13 +47,26 @@ describe('fopeify logits / ppl / generate', () => {
   // FOPEIFY_NO_SYSTEM_BLAS=1 is a machine without OpenBLAS: the addon's portable SGEMM runs, the start-up
   // line names it, and the logits are those of the reference cpu backend.
   it.runIf(nativeUsable)('logits --backend native with the system BLAS hidden runs on the portable SGEMM', async () => {
-    const r = runCli(['logits', dir, '--ids', '1,2,3', '--json', '--backend', 'native'], { FOPEIFY_NO_SYSTEM_BLAS: '1' });
+    const r = runCli(['logits', dir, '--ids', '1,2,3', '--json', '--backend', 'native'], { FOPEIFY_NO_SYSTEM_BLAS: '1', FOPEIFY_GEMM: '' });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/fopeify: backend cpu \+ native BLAS \(portable-(avx512|avx2|generic) SGEMM, \d+ threads?\)/);
     const out = JSON.parse(r.stdout) as { logits: number[][] };
     const model = await loadModel(dir, { layout: 'inference' });
     expect(relMaxError(out.logits, rows(model.forward([1, 2, 3])))).toBeLessThan(1e-4);
     model.dispose();
+  });
+
+  // FOPEIFY_GEMM picks the GEMM engine; one that cannot run here (the system BLAS, hidden) refuses
+  // --backend native with the loader's reason, and a value outside auto|system|portable is one clear line.
+  it.runIf(nativeUsable)('FOPEIFY_GEMM: an engine that is not there, or a bad value, is one line naming it', () => {
+    const hidden = runCli(['logits', dir, '--ids', '1,2,3', '--backend', 'native'], { FOPEIFY_NO_SYSTEM_BLAS: '1', FOPEIFY_GEMM: 'system' });
+    expect(hidden.code).not.toBe(0);
+    expect(hidden.stderr.trim()).toBe(
+      'fopeify: error: backend "native" is not available: FOPEIFY_GEMM=system, but FOPEIFY_NO_SYSTEM_BLAS=1 hides every system BLAS (unset FOPEIFY_GEMM to use the portable SGEMM)',
+    );
+    const bad = runCli(['logits', dir, '--ids', '1,2,3'], { FOPEIFY_GEMM: 'openblas' });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr.trim()).toBe('fopeify: error: FOPEIFY_GEMM must be one of auto, system, portable, got "openblas"');
   });
 
   it('ppl --json gives one result per window; the table names them', () => {
