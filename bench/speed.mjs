@@ -16,8 +16,9 @@
 // step far longer), so by default its time is measured per component and summed — model cost is
 // exactly (layers × one layer) + (embedding, final norm, LM head):
 //   pure ≈ 30 × [one decoder layer at T tokens, measured: a 1-layer model with a 512-entry vocabulary]
-//          + [embedding + norm + LM head, measured: a 0-layer model with the full vocabulary,
-//             for training on 128 tokens and scaled by T/128 — the head's cost is linear in rows].
+//          + [embedding + norm + LM head, measured: a 1-layer model with the full vocabulary less the
+//             1-layer model with the small one (a model needs ≥ 1 layer), for training on 128 tokens
+//             and scaled by T/128 — the head's cost is linear in rows].
 // --pure full measures the whole model instead (hours); --pure off skips it.
 // Each measurement runs in its own process, so each peak RSS is that measurement's alone.
 // Usage: npm run bench -- speed   |   node bench/speed.mjs [--pure parts|full|off] [--quick] [--threads N] [--no-llama-cpp] [--json]
@@ -271,14 +272,17 @@ export async function runSpeedBench(opts = {}) {
       pureTrain.set(T, { seconds: r.seconds, how: 'measured, whole model' });
     }
   } else if (pure === 'parts') {
-    log(`pure tfjs parts: one layer (vocabulary ${SMALL_VOCAB}) and the head (0 layers) ...`);
+    log(`pure tfjs parts: one layer (vocabulary ${SMALL_VOCAB}) and the head (one layer with the full vocabulary, less that layer) ...`);
+    // The head alone: a model needs a layer, so the head is (1 layer, full vocabulary) − (1 layer, small one).
+    const headOf = (withHead, layerOnly) => Math.max(0, withHead.seconds - layerOnly.seconds);
     const layerPrefill = pureRun({ kind: 'prefill', label: `pure 1 layer prefill ${PREFILL_TOKENS}`, layers: 1, vocab: SMALL_VOCAB, tokens: PREFILL_TOKENS });
-    const headPrefill = pureRun({ kind: 'prefill', label: `pure head prefill ${PREFILL_TOKENS}`, layers: 0, vocab: S.vocabSize, tokens: PREFILL_TOKENS });
-    purePrefill = { seconds: L * layerPrefill.seconds + headPrefill.seconds, how: `${L} × one layer + embedding/head, each measured` };
-    const headTrain = pureRun({ kind: 'train', label: `pure head train ${HEAD_ROWS} rows`, layers: 0, vocab: S.vocabSize, tokens: HEAD_ROWS, steps: 1, warmup: false });
+    const headPrefill = headOf(pureRun({ kind: 'prefill', label: `pure 1 layer + head prefill ${PREFILL_TOKENS}`, layers: 1, vocab: S.vocabSize, tokens: PREFILL_TOKENS }), layerPrefill);
+    purePrefill = { seconds: L * layerPrefill.seconds + headPrefill, how: `${L} × one layer + embedding/head, each measured` };
+    const layerHeadRows = pureRun({ kind: 'train', label: `pure 1 layer train ${HEAD_ROWS} rows`, layers: 1, vocab: SMALL_VOCAB, tokens: HEAD_ROWS, steps: 1, warmup: false });
+    const headTrain = headOf(pureRun({ kind: 'train', label: `pure 1 layer + head train ${HEAD_ROWS} rows`, layers: 1, vocab: S.vocabSize, tokens: HEAD_ROWS, steps: 1, warmup: false }), layerHeadRows);
     for (const T of TRAIN_TOKENS) {
       const layer = pureRun({ kind: 'train', label: `pure 1 layer train ${T}`, layers: 1, vocab: SMALL_VOCAB, tokens: T, steps: 1, warmup: T <= 512 });
-      pureTrain.set(T, { seconds: L * layer.seconds + (headTrain.seconds * T) / HEAD_ROWS, how: `${L} × one layer + head (measured on ${HEAD_ROWS} rows, × ${T / HEAD_ROWS})` });
+      pureTrain.set(T, { seconds: L * layer.seconds + (headTrain * T) / HEAD_ROWS, how: `${L} × one layer + head (measured on ${HEAD_ROWS} rows, × ${T / HEAD_ROWS})` });
     }
   }
 
