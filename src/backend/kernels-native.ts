@@ -33,12 +33,40 @@ export function nativeKernels(addon: NativeAddon): Kernels {
       addon.swiglu!(data(g), data(u), y, null);
       return tf.tensor2d(y, g.shape);
     },
+    rotary: (x, cos, sin, dim) => rotaryNative(addon, x, cos, sin, dim),
     swiGluTrainable: (g, u) => swiGluActivation(g, u, addon),
     attentionForward: (...args) => attentionForwardNative(addon, ...args),
     attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
     headLoss: (input) => headLossNative(addon, input),
     decode: nativeDecode(addon),
   };
+}
+
+/**
+ * Rotary / FoPE on x `[B, nKv, R, T, D]` by the decoding step's C pass (rotaryOne), one call per
+ * (batch, KV head, query head): the block's T rows are its "heads", each with its own position's table
+ * row. A copy of x is rotated (x's buffer may be shared): one buffer where the tf ops make nine (split,
+ * four products, sum, difference, concat), the same bits. Tables that do not match x go to the tf ops.
+ */
+function rotaryNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
+  const [B, K, R, T, D] = x.shape;
+  const [one, G, unit, Tc, half] = cos.shape;
+  const fits = x.dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
+  if (!fits) return tfKernels.rotary(x, cos, sin, dim);
+  const out = data(x).slice();
+  const [c, s] = [data(cos), data(sin)];
+  const table = T * half;
+  for (let b = 0; b < B; b++) {
+    for (let g = 0; g < K; g++) {
+      const t0 = G === 1 ? 0 : g * table;
+      const [cg, sg] = [c.subarray(t0, t0 + table), s.subarray(t0, t0 + table)];
+      for (let r = 0; r < R; r++) {
+        const off = ((b * K + g) * R + r) * T * D;
+        addon.rotaryOne(out.subarray(off, off + T * D), T, 1, D, dim, cg, sg);
+      }
+    }
+  }
+  return tf.tensor5d(out, x.shape);
 }
 
 /** The decoding step's pieces: the addon's one-token C functions on buffers reused across steps. */

@@ -16,6 +16,19 @@ export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T
   });
 }
 
+/** Rotary / FoPE as tf ops (Kernels.rotary): split the rotated halves, rotate, concatenate. */
+export function rotaryOps(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
+  return tf.tidy(() => {
+    const D = x.shape[4];
+    const half = dim / 2;
+    const parts = dim === D ? tf.split(x, [half, half], 4) : tf.split(x, [half, half, D - dim], 4);
+    const [x1, x2] = parts as [tf.Tensor5D, tf.Tensor5D];
+    const y1 = tf.sub(tf.mul(x1, cos), tf.mul(x2, sin));
+    const y2 = tf.add(tf.mul(x2, cos), tf.mul(x1, sin));
+    return tf.concat(parts.length === 3 ? [y1, y2, parts[2]!] : [y1, y2], 4) as tf.Tensor5D;
+  });
+}
+
 /** SiLU, `x · σ(x)`. */
 export function silu<T extends tf.Tensor>(x: T): T {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(x)) as T);
@@ -31,6 +44,7 @@ export const tfKernels: Kernels = {
   host: null,
   matMul: (a, b, transposeA = false, transposeB = false) => tf.matMul(a, b, transposeA, transposeB) as typeof a,
   rmsNorm,
+  rotary: rotaryOps,
   swiGlu: swiGluOps,
   swiGluTrainable: swiGluOps,
   attentionForward: attentionForwardTf,

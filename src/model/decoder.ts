@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Kernels } from '../backend/kernels.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { linear } from './layers.js';
-import { applyRotaryTf, type RotaryTables } from './rotary.js';
+import type { RotaryTables } from './rotary.js';
 import { TRANSPOSED_SUFFIX, weight, type WeightMap } from './weights.js';
 
 /** Where a layer gets its weights. */
@@ -33,6 +33,8 @@ export interface LayerOps {
   norm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T;
   /** SwiGLU's activation `silu(g) · u`. */
   activation(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D;
+  /** Rotary / FoPE of q or k `[B, nKv, R, T, D]` with this call's tables (Kernels.rotary). */
+  rotary(x: tf.Tensor5D, tables: RotaryTables): tf.Tensor5D;
   /** Attention of rotated queries `[B·nKv, R, T, D]` over this call's keys and values `[B·nKv, T, D]` of `layer`. */
   attention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, layer: number): tf.Tensor4D;
   /** Run a part of the layer, freeing its intermediates early when the caller needs none of them (tf.tidy). */
@@ -83,8 +85,8 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
       k = ops.norm(k, ctx.weights.get(`${p}.k_norm.weight`), spec.rmsNormEps);
     }
     // Query head h shares KV head floor(h / R): view q as [B, nKv, R, T, D] (HF's repeat_kv order).
-    const qr = applyRotaryTf(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
-    const kr = applyRotaryTf(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
+    const qr = ops.rotary(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
+    const kr = ops.rotary(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
     const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
     const o = ops.attention(qr, kr, vr, layer);
     const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;

@@ -178,6 +178,7 @@ export function inferenceOps(
     kernels: k,
     norm: (x, w, eps) => k.rmsNorm(x, w, eps),
     activation: (g, u) => k.swiGlu(g, u),
+    rotary: (x, t) => k.rotary(x, t.cos, t.sin, t.dim),
     attention(q, kr, vr, layer) {
       const blocks = options.cache ? options.cache.append(layer, kr, vr) : kvBlocks(kr, vr, options.qStart, options.keyBlock);
       return blockwiseAttention(q, blocks, options.qStart, { queryBlock: options.queryBlock, slidingWindow: options.slidingWindow, kernels: k });

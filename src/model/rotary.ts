@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { fopeCosSin, ropeCosSin, type CosSinTable } from '../rope/fope.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';
+import { rotaryOps } from '../backend/kernels-tf.js';
 
 /** One FoPE coefficient pair as plain data: shape `[K, out]` or `[G, K, out]`. */
 export interface FopeCoefficientData {
@@ -76,11 +77,5 @@ export function rotaryTables(table: CosSinTable): RotaryTables {
  * KV head, or 1 for keys); the rest of each head passes through (partial rotary).
  */
 export function applyRotaryTf(x: tf.Tensor5D, tables: RotaryTables): tf.Tensor5D {
-  const D = x.shape[4];
-  const half = tables.dim / 2;
-  const parts = tables.dim === D ? tf.split(x, [half, half], 4) : tf.split(x, [half, half, D - tables.dim], 4);
-  const [x1, x2] = parts as [tf.Tensor5D, tf.Tensor5D];
-  const y1 = tf.sub(tf.mul(x1, tables.cos), tf.mul(x2, tables.sin));
-  const y2 = tf.add(tf.mul(x2, tables.cos), tf.mul(x1, tables.sin));
-  return tf.concat(parts.length === 3 ? [y1, y2, parts[2]!] : [y1, y2], 4) as tf.Tensor5D;
+  return rotaryOps(x, tables.cos, tables.sin, tables.dim);
 }

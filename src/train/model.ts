@@ -25,7 +25,7 @@ import { rmsNorm } from '../backend/kernels-tf.js';
 import { segmentSumInto } from '../backend/segment-sum.js';
 import { decoderLayer, type LayerOps, type LayerWeights } from '../model/decoder.js';
 import { forwardLogits, fopeCoefficients, readFopeCoefficients } from '../model/llama.js';
-import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
+import { applyRotaryTf, cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { defaultLossChunk } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
@@ -327,6 +327,8 @@ export class TrainingModel {
       kernels,
       norm: rmsNorm,
       activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
+      // The tf-op rotary: differentiable (the other kernels' rotary is forward-only).
+      rotary: applyRotaryTf,
       attention: (q, k, v) => {
         // The forward pass of a training step keeps the attention result; the recomputation reuses it.
         const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;

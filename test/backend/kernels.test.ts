@@ -74,6 +74,26 @@ for (const [name, make] of impls) {
       close(K.swiGlu(g, u), tfKernels.swiGlu(g, u), 1e-6, 'swiGlu');
     });
 
+    // Bit for bit: the decoding step and the batched forward must give the same tokens (RoPE and FoPE
+    // tables per KV head, partial rotary, GQA, batch 2); tables that do not fit x fall back to the tf ops.
+    it('rotary (forward): the tf ops\' bits, per-KV-head tables and partial rotary included', () => {
+      for (const [B, nKv, R, T, D, dim, G] of [[1, 3, 3, 7, 8, 8, 1], [2, 2, 2, 5, 12, 8, 2], [1, 2, 1, 4, 6, 6, 2]] as const) {
+        const x = randn([B, nKv, R, T, D], 7 + D) as tf.Tensor5D;
+        const cos = randn([1, G, 1, T, dim / 2], 8 + D) as tf.Tensor5D;
+        const sin = randn([1, G, 1, T, dim / 2], 9 + D) as tf.Tensor5D;
+        const got = K.rotary(x, cos, sin, dim);
+        const want = tfKernels.rotary(x, cos, sin, dim);
+        expect(got.shape).toEqual(want.shape);
+        expect(Array.from(got.dataSync()), `B${B} nKv${nKv} R${R} T${T} D${D} dim${dim} G${G}`).toEqual(Array.from(want.dataSync()));
+        tf.dispose([x, cos, sin, got, want]);
+      }
+      // A table of another length than x: the tf ops' broadcast (or their error), not a wrong rotation.
+      const x = randn([1, 1, 1, 1, 4], 11) as tf.Tensor5D;
+      const cos = randn([1, 1, 1, 3, 2], 12) as tf.Tensor5D;
+      const sin = randn([1, 1, 1, 3, 2], 13) as tf.Tensor5D;
+      expect(Array.from(K.rotary(x, cos, sin, 4).dataSync())).toEqual(Array.from(tfKernels.rotary(x, cos, sin, 4).dataSync()));
+    });
+
     it('swiGluTrainable: value and gradients', () => {
       const g = randn([4, 37], 7, 4) as tf.Tensor2D;
       const u = randn([4, 37], 8) as tf.Tensor2D;
