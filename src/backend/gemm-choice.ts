@@ -11,6 +11,7 @@
  * first call of each engine: thread start-up, packing buffers).
  */
 import { FopeifyError } from '../errors.js';
+import type { NativeAddon } from './native.js';
 
 export type GemmEngine = 'system' | 'portable';
 export type GemmMode = 'auto' | GemmEngine;
@@ -71,25 +72,8 @@ export function speedupOverOther(choice: GemmChoice): number {
   return choice.engine === 'portable' ? t.systemSeconds / t.portableSeconds : t.portableSeconds / t.systemSeconds;
 }
 
-/** cblas_sgemm's row-major arguments, as the addon's sgemm takes them (no batch). */
-type Sgemm = (
-  transA: boolean,
-  transB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  aOff: number,
-  lda: number,
-  b: Float32Array,
-  bOff: number,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  cOff: number,
-  ldc: number,
-) => void;
+/** cblas_sgemm's row-major arguments, as the addon's sgemm takes them (called here without a batch). */
+type Sgemm = NativeAddon['sgemm'];
 
 /**
  * The linear layers of a d=576, ffn=1536 model on 128 rows: x·Wᵀ forward (NT) and the input gradient
