@@ -25,6 +25,9 @@
 #include "addon.h"
 
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "blas.h"
 #include "sgemm.h"
@@ -283,11 +286,38 @@ static napi_value PortableVariant(napi_env env, napi_callback_info info) {
   return make_string(env, fopeify_portable_init());
 }
 
+/*
+ * keepFreedMemory(mmapThreshold, trimThreshold) -> whether the C library took the settings (glibc only).
+ * Every tfjs kernel output is a fresh zero-filled ArrayBuffer (V8 callocs it). Above glibc's mmap
+ * threshold each one is a new mapping whose pages fault in on first write, which in a VM costs more
+ * than the GEMM that fills it (a 4 MB output: 6 ms of GEMM, +3-5 ms of faults). Serving such blocks from
+ * the heap, and not trimming freed memory back to the system, makes them reuse warm pages.
+ */
+static napi_value KeepFreedMemory(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int64_t mmap_threshold = 0, trim_threshold = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 2 || !get_i64(env, argv[0], &mmap_threshold) || !get_i64(env, argv[1], &trim_threshold) || mmap_threshold < 0 ||
+      mmap_threshold > (int64_t)1 << 30 || trim_threshold < 0 || trim_threshold > (int64_t)1 << 40) {
+    napi_throw_range_error(env, NULL, "keepFreedMemory: expected (mmapThreshold 0..2^30, trimThreshold 0..2^40) bytes");
+    return NULL;
+  }
+  int ok = 0;
+#if defined(__GLIBC__)
+  ok = mallopt(M_MMAP_THRESHOLD, (int)mmap_threshold) == 1;
+  ok = ok && mallopt(M_TRIM_THRESHOLD, (int)(trim_threshold > INT32_MAX ? INT32_MAX : trim_threshold)) == 1;
+#endif
+  napi_value b;
+  napi_get_boolean(env, ok, &b);
+  return b;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
       {"load", Load},           {"setThreads", SetThreads}, {"sgemm", Sgemm},
       {"portableSgemm", PortableSgemm}, {"systemSgemm", SystemSgemm}, {"useGemm", UseGemm},
-      {"portableVariant", PortableVariant}, {"info", Info},
+      {"portableVariant", PortableVariant}, {"info", Info}, {"keepFreedMemory", KeepFreedMemory},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   fopeify_register_passes(env, exports);

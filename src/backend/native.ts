@@ -118,6 +118,11 @@ export interface NativeAddon {
     scratch: Float32Array,
   ): void;
   info(): { loaded: boolean; flushDenormals: boolean } & AddonBlasInfo;
+  /**
+   * Sets glibc malloc's mmap and trim thresholds (bytes) for the whole process; false where the C
+   * library is not glibc (nothing changed). See KEEP_FREED_MEMORY.
+   */
+  keepFreedMemory(mmapThreshold: number, trimThreshold: number): boolean;
   abiVersion: number;
 }
 
@@ -147,9 +152,21 @@ export interface NativeBlas {
   gemm: GemmChoice;
   /** The portable SGEMM's variant, e.g. "portable-avx512" (whether or not it is the engine in use). */
   portable: string;
+  /** Whether glibc's malloc keeps freed blocks for reuse (KEEP_FREED_MEMORY; off with FOPEIFY_KEEP_FREED_MEMORY=0). */
+  keepsFreedMemory: boolean;
   /** Path of the .node file. */
   addonPath: string;
 }
+
+/**
+ * glibc malloc thresholds set when the addon loads. tfjs gives every kernel output a fresh zero-filled
+ * ArrayBuffer; above glibc's (dynamic, ≤ 32 MiB) mmap threshold each is a new mapping whose pages fault
+ * in on first write, and in this project's VMs that made tf.matMul reach a third of the GEMM it calls
+ * (1024²: GEMM 6 ms, through tf.matMul 10-20 ms; with these thresholds 6-7 ms). Blocks up to 256 MiB come
+ * from the heap and up to 1 GiB of freed heap stays mapped: peak RSS of an 8192-token prefill was the
+ * same (1111 MiB), memory between peaks is not given back. FOPEIFY_KEEP_FREED_MEMORY=0 keeps glibc's defaults.
+ */
+export const KEEP_FREED_MEMORY = { mmapThreshold: 256 * 2 ** 20, trimThreshold: 2 ** 30 };
 
 export type NativeLoadResult = { ok: true; blas: NativeBlas } | { ok: false; reason: string };
 
@@ -163,8 +180,9 @@ export function defaultAddonPath(): string {
  * Must match FOPEIFY_ABI_VERSION in native/addon.h; bump both when the JS-visible API changes.
  * 2: every function below is required (1 had optional passes an older build could lack).
  * 3: systemSgemm and useGemm (the GEMM engine chosen by measurement); load/info say `gemm` and `portable`.
+ * 4: keepFreedMemory (glibc malloc thresholds).
  */
-export const ADDON_ABI = 3;
+export const ADDON_ABI = 4;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -175,6 +193,7 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   portableSgemm: true,
   systemSgemm: true,
   useGemm: true,
+  keepFreedMemory: true,
   portableVariant: true,
   sgemm: true,
   binary: true,
@@ -288,6 +307,7 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
     const why = systemBlas ? 'no system BLAS library loaded' : 'FOPEIFY_NO_SYSTEM_BLAS=1 hides every system BLAS';
     return { ok: false, reason: `FOPEIFY_GEMM=system, but ${why} (unset FOPEIFY_GEMM to use the portable SGEMM)` };
   }
+  const keepsFreedMemory = process.env.FOPEIFY_KEEP_FREED_MEMORY !== '0' && addon.keepFreedMemory(KEEP_FREED_MEMORY.mmapThreshold, KEEP_FREED_MEMORY.trimThreshold);
   return {
     ok: true,
     blas: {
@@ -298,6 +318,7 @@ function loadUncached(opts: { threads?: number }): NativeLoadResult {
       config: r.config,
       gemm,
       portable: r.portable,
+      keepsFreedMemory,
       addonPath: join(addonPath),
     },
   };

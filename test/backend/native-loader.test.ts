@@ -119,6 +119,26 @@ describe.skipIf(!nativeUsable)('the built addon', () => {
     expect(fns.sort()).toEqual([...ADDON_FUNCTION_NAMES].sort());
     expect(addonProblem(m)).toBeUndefined();
   });
+
+  // glibc (every Linux this project supports): the malloc thresholds are taken, unless switched off.
+  it('keeps freed memory for reuse on glibc; FOPEIFY_KEEP_FREED_MEMORY=0 leaves malloc alone; bad thresholds throw', () => {
+    const glibc = Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime);
+    const saved = process.env.FOPEIFY_KEEP_FREED_MEMORY;
+    try {
+      _resetNativeCacheForTests();
+      const on = loadNative();
+      expect(on.ok && on.blas.keepsFreedMemory).toBe(glibc);
+      process.env.FOPEIFY_KEEP_FREED_MEMORY = '0';
+      _resetNativeCacheForTests();
+      const off = loadNative();
+      expect(off.ok && off.blas.keepsFreedMemory).toBe(false);
+      if (off.ok) expect(() => off.blas.addon.keepFreedMemory(-1, 0)).toThrow(/keepFreedMemory: expected/);
+    } finally {
+      if (saved === undefined) delete process.env.FOPEIFY_KEEP_FREED_MEMORY;
+      else process.env.FOPEIFY_KEEP_FREED_MEMORY = saved;
+      _resetNativeCacheForTests();
+    }
+  });
 });
 
 describe.skipIf(!nativeUsable)('FOPEIFY_GEMM with the built addon', () => {
