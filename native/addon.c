@@ -256,15 +256,20 @@ static napi_value SystemSgemm(napi_env env, napi_callback_info info) {
   return sgemm_with(env, info, fopeify_blas_system_sgemm(), "systemSgemm: no system BLAS library loaded");
 }
 
+/* The first argument as a NUL-terminated string in buf (cut to size − 1 bytes); false when absent or
+ * not a string. */
+static bool string_arg(napi_env env, napi_callback_info info, char *buf, size_t size) {
+  size_t argc = 1, len = 0;
+  napi_value argv[1];
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 1 &&
+         napi_get_value_string_utf8(env, argv[0], buf, size, &len) == napi_ok;
+}
+
 /* useGemm("system" | "portable") -> the engine sgemm runs now. Switches when that engine is available
  * ("system" needs a loaded library); otherwise changes nothing. */
 static napi_value UseGemm(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   char name[16];
-  size_t len = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+  if (!string_arg(env, info, name, sizeof name)) {
     napi_throw_type_error(env, NULL, "useGemm: expected \"system\" or \"portable\"");
     return NULL;
   }
@@ -276,13 +281,9 @@ static napi_value UseGemm(napi_env env, napi_callback_info info) {
  * and this CPU runs it ("portable-avx512" | "portable-avx2" | "portable-generic"). For tests: load()'s
  * `library` keeps naming the variant chosen at load. */
 static napi_value PortableVariant(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   char name[32];
-  size_t len = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   fopeify_portable_init();
-  if (argc >= 1 && napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) == napi_ok) fopeify_portable_use(name);
+  if (string_arg(env, info, name, sizeof name)) fopeify_portable_use(name);
   return make_string(env, fopeify_portable_init());
 }
 

@@ -139,11 +139,8 @@ export function planBackends(requested: BackendName, caps: Capabilities, opts: P
       if (caps.tfjsNodeGpu) return [tfNodeViaGpuPkg];
       throw missing(`${NODE_PKG} is not installed`, `npm install ${NODE_PKG}`);
     case 'native':
-      if (!caps.native) {
-        // The loader's own reason when it gave one: "not built" would be wrong for an old build or a bad setting.
-        if (caps.nativeReason) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason}`);
-        throw missing('the native addon is not built', 'it needs a C compiler: apt-get install gcc (Debian/Ubuntu; libopenblas0 makes it faster still), then run "npm run build:native"');
-      }
+      // The loader's reason says what to do (build it, rebuild an old build, fix FOPEIFY_GEMM, ...).
+      if (!caps.native) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason ?? 'the native addon did not load'}`);
       return [native];
     case 'wasm':
       if (!caps.wasm) throw missing('@tensorflow/tfjs-backend-wasm is not installed', 'npm install @tensorflow/tfjs-backend-wasm');
