@@ -106,6 +106,8 @@ export interface Candidate {
 }
 
 const GPU_PKG = '@tensorflow/tfjs-node-gpu';
+/** Why native is missing when the capabilities give no reason of the loader's. */
+const NOT_BUILT = 'the native addon is not built (it needs a C compiler: apt-get install gcc (Debian/Ubuntu; libopenblas0 makes it faster still), then run "npm run build:native")';
 const NODE_PKG = '@tensorflow/tfjs-node';
 
 /**
@@ -140,7 +142,7 @@ export function planBackends(requested: BackendName, caps: Capabilities, opts: P
       throw missing(`${NODE_PKG} is not installed`, `npm install ${NODE_PKG}`);
     case 'native':
       // The loader's reason says what to do (build it, rebuild an old build, fix FOPEIFY_GEMM, ...).
-      if (!caps.native) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason ?? 'the native addon did not load'}`);
+      if (!caps.native) throw new FopeifyError('BACKEND_UNAVAILABLE', `backend "native" is not available: ${caps.nativeReason ?? NOT_BUILT}`);
       return [native];
     case 'wasm':
       if (!caps.wasm) throw missing('@tensorflow/tfjs-backend-wasm is not installed', 'npm install @tensorflow/tfjs-backend-wasm');

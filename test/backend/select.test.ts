@@ -88,6 +88,8 @@ describe('planBackends (pure)', () => {
     expectUnavailable(() => planBackends('tensorflow-gpu', { ...none, tfjsNodeGpu: true }), /no NVIDIA GPU/);
     expectUnavailable(() => planBackends('tensorflow', none), /npm install @tensorflow\/tfjs-node/);
     expectUnavailable(() => planBackends('native', none), /build:native/);
+    // The loader's reason, when it gave one, is the message (an old build, FOPEIFY_GEMM=system without a library).
+    expectUnavailable(() => planBackends('native', { ...none, nativeReason: 'FOPEIFY_GEMM=system, but no system BLAS library loaded' }), /^backend "native" is not available: FOPEIFY_GEMM=system, but no system BLAS/);
     expectUnavailable(() => planBackends('wasm', { ...none, wasm: false }), /tfjs-backend-wasm/);
   });
   it('unknown names are a bad argument', () => {
