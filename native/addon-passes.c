@@ -131,20 +131,47 @@ static napi_value SumSquares(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* rmsnorm(x, w, out, eps): rows of w.length. */
+/* rmsnorm(x, w, out, eps, inv | null?): rows of w.length; each row's inverse rms into inv when given. */
 static napi_value Rmsnorm(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  float *x, *w, *out;
-  size_t lx, lw, lo;
+  float *x, *w, *out, *inv = NULL;
+  size_t lx, lw, lo, li = 0;
   double eps;
-  if (argc != 4 || !get_f32_array(env, argv[0], &x, &lx) || !get_f32_array(env, argv[1], &w, &lw) || !get_f32_array(env, argv[2], &out, &lo) ||
-      napi_get_value_double(env, argv[3], &eps) != napi_ok || lw == 0 || lx % lw != 0 || lo < lx) {
-    napi_throw_type_error(env, NULL, "rmsnorm: expected (x, w, out, eps) with x.length a multiple of w.length and out at least as long as x");
+  napi_valuetype t4 = napi_undefined;
+  if (argc == 5) napi_typeof(env, argv[4], &t4);
+  bool ok = (argc == 4 || argc == 5) && get_f32_array(env, argv[0], &x, &lx) && get_f32_array(env, argv[1], &w, &lw) &&
+            get_f32_array(env, argv[2], &out, &lo) && napi_get_value_double(env, argv[3], &eps) == napi_ok && lw != 0 && lx % lw == 0 &&
+            lo >= lx && (t4 == napi_undefined || t4 == napi_null || (get_f32_array(env, argv[4], &inv, &li) && li >= lx / lw));
+  if (!ok) {
+    napi_throw_type_error(env, NULL,
+                          "rmsnorm: expected (x, w, out, eps, inv?) with x.length a multiple of w.length, out at least as long as x "
+                          "and inv at least x.length / w.length");
     return NULL;
   }
-  fopeify_rmsnorm(x, w, out, (int64_t)(lx / lw), (int64_t)lw, eps);
+  fopeify_rmsnorm(x, w, out, inv, (int64_t)(lx / lw), (int64_t)lw, eps);
+  return NULL;
+}
+
+/* rmsnormBackward(x, w, inv, dy, dx, dw): rows of w.length; see norm-optim.h. */
+static napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *x, *w, *inv, *dy, *dx, *dw;
+  size_t lx, lw;
+  bool ok = argc == 6 && get_f32_array(env, argv[0], &x, &lx) && get_f32_array(env, argv[1], &w, &lw) && lw != 0 && lx % lw == 0 &&
+            f32_at_least(env, argv[2], &inv, lx / lw) && f32_at_least(env, argv[3], &dy, lx) && f32_at_least(env, argv[4], &dx, lx) &&
+            f32_at_least(env, argv[5], &dw, lw);
+  if (!ok) {
+    napi_throw_type_error(env, NULL,
+                          "rmsnormBackward: expected (x, w, inv, dy, dx, dw) Float32Arrays, x.length a multiple of w.length, inv of "
+                          "x.length / w.length, dy and dx of x.length, dw of w.length");
+    return NULL;
+  }
+  const char *err = fopeify_rmsnorm_backward(x, w, inv, dy, dx, dw, (int64_t)(lx / lw), (int64_t)lw);
+  if (err) napi_throw_error(env, NULL, err);
   return NULL;
 }
 
@@ -152,6 +179,7 @@ void fopeify_register_passes(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
       {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows}, {"softmaxBackward", SoftmaxBackward},
       {"swiglu", Swiglu},   {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
+      {"rmsnormBackward", RmsnormBackward},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

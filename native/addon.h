@@ -5,9 +5,9 @@
 #include "napi-util.h"
 
 /* Must match ADDON_ABI in src/backend/native.ts; bump both when the JS-visible API changes. */
-#define FOPEIFY_ABI_VERSION 4
+#define FOPEIFY_ABI_VERSION 5
 
-/* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, sumSquares (addon-passes.c) */
+/* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares (addon-passes.c) */
 void fopeify_register_passes(napi_env env, napi_value exports);
 /* matvec, rotaryOne, attendOne (addon-decode.c) */
 void fopeify_register_decode(napi_env env, napi_value exports);

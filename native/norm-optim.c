@@ -3,12 +3,14 @@
  * expressions (rounded to float32 where the JS stores into Float32Arrays), so the results are the
  * same bits; rows of the parameter are split across threads. sumSquares is the global-norm pass in
  * the same sequential order (a double sum is not reassociated without -ffast-math).
- * RMSNorm: the mean accumulated in double; rows across threads. Used by the runtime's forward pass
- * outside gradient recording only.
+ * RMSNorm: the mean accumulated in double; rows across threads. The forward of inference and of
+ * training (which keeps each row's inverse rms for its backward); the backward in double per row, the
+ * weight gradient summed over fixed blocks of rows, then over the blocks in order.
  */
 #include "norm-optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "parallel.h"
 
@@ -44,7 +46,7 @@ double fopeify_sum_squares(const float *x, int64_t n, double sum) {
 
 typedef struct {
   const float *x, *w;
-  float *out;
+  float *out, *inv_out;
   int64_t h;
   double eps;
 } rmsnorm_job;
@@ -59,10 +61,63 @@ static void rmsnorm_ranges(void *ctx, int64_t r0, int64_t r1) {
     for (int64_t i = 0; i < h; i++) ss += (double)x[i] * (double)x[i];
     const float inv = (float)(1.0 / sqrt(ss / (double)h + j->eps));
     for (int64_t i = 0; i < h; i++) o[i] = x[i] * inv * j->w[i];
+    if (j->inv_out) j->inv_out[r] = inv;
   }
 }
 
-void fopeify_rmsnorm(const float *x, const float *w, float *out, int64_t rows, int64_t h, double eps) {
-  rmsnorm_job j = {x, w, out, h, eps};
+void fopeify_rmsnorm(const float *x, const float *w, float *out, float *inv_out, int64_t rows, int64_t h, double eps) {
+  rmsnorm_job j = {x, w, out, inv_out, h, eps};
   parallel_ranges(rmsnorm_ranges, &j, rows, 1, (65536 + h - 1) / h);
+}
+
+/* Rows per partial sum of dw: a fixed block, so the summation order (and the bits of dw) does not
+ * depend on the thread count. */
+#define RMS_DW_BLOCK 32
+
+typedef struct {
+  const float *x, *w, *inv, *dy;
+  float *dx;
+  double *partial; /* [blocks, h] */
+  int64_t rows, h;
+} rmsnorm_back_job;
+
+/* Blocks b0..b1 of RMS_DW_BLOCK rows. With xn = x·r (rounded, as the forward's product) and
+ * g = dy·w: dx = r·g − x·r³·Σ(g·x)/h, and each block's Σ dy·xn into its own partial row. */
+static void rmsnorm_back_ranges(void *ctx, int64_t b0, int64_t b1) {
+  const rmsnorm_back_job *j = (const rmsnorm_back_job *)ctx;
+  const int64_t h = j->h;
+  for (int64_t b = b0; b < b1; b++) {
+    double *p = j->partial + b * h;
+    for (int64_t i = 0; i < h; i++) p[i] = 0;
+    const int64_t r1 = (b + 1) * RMS_DW_BLOCK < j->rows ? (b + 1) * RMS_DW_BLOCK : j->rows;
+    for (int64_t r = b * RMS_DW_BLOCK; r < r1; r++) {
+      const float *x = j->x + r * h, *dy = j->dy + r * h;
+      float *dx = j->dx + r * h;
+      const float inv = j->inv[r];
+      const double rr = inv;
+      double dot = 0;
+      for (int64_t i = 0; i < h; i++) dot += (double)dy[i] * (double)j->w[i] * (double)x[i];
+      const double c = rr * rr * rr * dot / (double)h;
+      for (int64_t i = 0; i < h; i++) {
+        dx[i] = (float)(rr * ((double)dy[i] * (double)j->w[i]) - (double)x[i] * c);
+        p[i] += (double)dy[i] * (double)(x[i] * inv);
+      }
+    }
+  }
+}
+
+const char *fopeify_rmsnorm_backward(const float *x, const float *w, const float *inv, const float *dy, float *dx, float *dw,
+                                     int64_t rows, int64_t h) {
+  const int64_t blocks = (rows + RMS_DW_BLOCK - 1) / RMS_DW_BLOCK;
+  double *partial = (double *)malloc((size_t)(blocks > 0 ? blocks : 1) * (size_t)h * sizeof(double));
+  if (!partial) return "rmsnormBackward: out of memory for the weight gradient's partial sums";
+  rmsnorm_back_job j = {x, w, inv, dy, dx, partial, rows, h};
+  parallel_ranges(rmsnorm_back_ranges, &j, blocks, 1, (65536 + h * RMS_DW_BLOCK - 1) / (h * RMS_DW_BLOCK));
+  for (int64_t i = 0; i < h; i++) {
+    double s = 0;
+    for (int64_t b = 0; b < blocks; b++) s += partial[b * h + i];
+    dw[i] = (float)s;
+  }
+  free(partial);
+  return NULL;
 }

@@ -25,7 +25,7 @@ export function nativeKernels(addon: NativeAddon): Kernels {
     // One threaded C pass instead of five tfjs kernels with their buffers.
     rmsNorm: (x, w, eps) => {
       const out = new Float32Array(x.size);
-      addon.rmsnorm!(data(x), data(w), out, eps);
+      addon.rmsnorm(data(x), data(w), out, eps);
       return tf.tensor(out, x.shape) as typeof x;
     },
     swiGlu: (g, u) => {
@@ -33,7 +33,9 @@ export function nativeKernels(addon: NativeAddon): Kernels {
       addon.swiglu!(data(g), data(u), y, null);
       return tf.tensor2d(y, g.shape);
     },
+    rmsNormTrainable: (x, w, eps) => rmsNormTrainableNative(addon, x, w, eps),
     rotary: (x, cos, sin, dim) => rotaryNative(addon, x, cos, sin, dim),
+    rotaryTrainable: (x, cos, sin, dim) => rotaryTrainableNative(addon, x, cos, sin, dim),
     swiGluTrainable: (g, u) => swiGluActivation(g, u, addon),
     attentionForward: (...args) => attentionForwardNative(addon, ...args),
     attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
@@ -49,13 +51,22 @@ export function nativeKernels(addon: NativeAddon): Kernels {
  * four products, sum, difference, concat), the same bits. Tables that do not match x go to the tf ops.
  */
 function rotaryNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
-  const [B, K, R, T, D] = x.shape;
+  if (!rotaryFits(x, cos, sin, dim)) return tfKernels.rotary(x, cos, sin, dim);
+  return tf.tensor5d(rotated(addon, data(x), x.shape, data(cos), data(sin), cos.shape[1], dim), x.shape);
+}
+
+/** Can the C pass rotate x with these tables (`[1, G, 1, T, dim/2]`, G = 1 or nKv)? */
+function rotaryFits(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): boolean {
+  const [, K, , T] = x.shape;
   const [one, G, unit, Tc, half] = cos.shape;
-  const fits = x.dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
-  if (!fits) return tfKernels.rotary(x, cos, sin, dim);
-  const out = data(x).slice();
-  const [c, s] = [data(cos), data(sin)];
-  const table = T * half;
+  return x.dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
+}
+
+/** A rotated copy of x's data (rotaryNative's loop over blocks), with G table groups. */
+function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], c: Float32Array, s: Float32Array, G: number, dim: number): Float32Array {
+  const [B, K, R, T, D] = shape as [number, number, number, number, number];
+  const out = x.slice();
+  const table = T * (dim / 2);
   for (let b = 0; b < B; b++) {
     for (let g = 0; g < K; g++) {
       const t0 = G === 1 ? 0 : g * table;
@@ -66,7 +77,52 @@ function rotaryNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin:
       }
     }
   }
-  return tf.tensor5d(out, x.shape);
+  return out;
+}
+
+/**
+ * The rotation with its gradient for x. A rotation's gradient is the inverse rotation of dy:
+ * dx₁ = dy₁·c + dy₂·s, dx₂ = dy₂·c − dy₁·s, the forward pass with −sin (a − b·(−s) is a + b·s exactly
+ * in floating point), so the same C pass gives tfjs autodiff's bits for applyRotaryTf (each product
+ * rounded, then one add); the unrotated rest of each row passes dy through.
+ */
+function rotaryTrainableNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
+  if (!rotaryFits(x, cos, sin, dim)) return tfKernels.rotaryTrainable(x, cos, sin, dim);
+  const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
+  const op = tf.customGrad(((xIn: tf.Tensor5D) => ({
+    value: tf.tensor5d(rotated(addon, data(xIn), xIn.shape, c, s, G, dim), xIn.shape),
+    gradFunc: (dy: tf.Tensor5D) => tf.tensor5d(rotated(addon, data(dy), dy.shape, c, s.map((v) => -v), G, dim), dy.shape),
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x) as tf.Tensor5D;
+}
+
+/**
+ * RMSNorm with its gradient: the inference kernel's C pass forward (its bits), keeping each row's
+ * inverse rms, and one C pass backward: dx = r·g − x·r³·Σ(g·x)/H with g = dy·w, and dw = Σ_rows dy·x·r
+ * in a fixed order. Six tfjs kernels forward and about fifteen backward become two passes.
+ */
+function rmsNormTrainableNative<T extends tf.Tensor>(addon: NativeAddon, x: T, w: tf.Tensor, eps: number): T {
+  const H = w.size;
+  if (x.dtype !== 'float32' || w.dtype !== 'float32' || w.rank !== 1 || x.rank < 1 || x.shape[x.rank - 1] !== H || H === 0) {
+    return tfKernels.rmsNormTrainable(x, w, eps);
+  }
+  const op = tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const out = new Float32Array(xIn.size);
+    const inv = new Float32Array(xIn.size / H);
+    addon.rmsnorm(data(xIn), data(wIn), out, eps, inv);
+    save([xIn, wIn, tf.tensor1d(inv)]);
+    return {
+      value: tf.tensor(out, xIn.shape),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xS, wS, invS] = saved as [tf.Tensor, tf.Tensor, tf.Tensor1D];
+        const dx = new Float32Array(xS.size);
+        const dw = new Float32Array(H);
+        addon.rmsnormBackward(data(xS), data(wS), data(invS), data(dy), dx, dw);
+        return [tf.tensor(dx, xS.shape), tf.tensor(dw, wS.shape)];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x, w) as T;
 }
 
 /** The decoding step's pieces: the addon's one-token C functions on buffers reused across steps. */

@@ -127,6 +127,8 @@ export interface Kernels {
   matMul<T extends tf.Tensor>(a: T, b: tf.Tensor, transposeA?: boolean, transposeB?: boolean): T;
   /** RMSNorm over the last axis, `x · rsqrt(mean(x²) + eps) · w`, forward only (inference). */
   rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T;
+  /** The same RMSNorm with its gradient for x and w (training); its value is rmsNorm's. */
+  rmsNormTrainable<T extends tf.Tensor>(x: T, w: tf.Tensor, eps: number): T;
   /**
    * Rotary / FoPE in HF's split-half layout: the first `dim` entries of each row of x `[B, nKv, R, T, D]`
    * rotated with the half tables cos, sin `[1, G, 1, T, dim/2]` (G = 1 or nKv), the rest passed through:
@@ -134,6 +136,8 @@ export interface Kernels {
    * are forward-only (inference) and give its bits.
    */
   rotary(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D;
+  /** The same rotation with its gradient for x (training; the tables are constants): rotary's value. */
+  rotaryTrainable(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D;
   /** SwiGLU's activation `silu(g) · u`, forward only (inference). */
   swiGlu(g: tf.Tensor2D, u: tf.Tensor2D): tf.Tensor2D;
   /** The same activation with its gradient (training). */

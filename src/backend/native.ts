@@ -84,8 +84,13 @@ export interface NativeAddon {
   swiglu(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
   /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
-  /** RMSNorm over rows of w.length: x · rsqrt(mean(x²) + eps) · w (inference only). */
-  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, eps: number): void;
+  /**
+   * RMSNorm over rows of w.length: x · inv · w with inv = 1 / sqrt(mean(x²) + eps) per row (into `inv`
+   * when given, for the backward).
+   */
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, eps: number, inv?: Float32Array | null): void;
+  /** RMSNorm's gradient from the forward's inv: dx, and dw summed over the rows in a fixed order. */
+  rmsnormBackward(x: Float32Array, w: Float32Array, inv: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array): void;
   /** start + Σ x², in double, in index order. */
   sumSquares(x: Float32Array, start: number): number;
   /**
@@ -181,8 +186,9 @@ export function defaultAddonPath(): string {
  * 2: every function below is required (1 had optional passes an older build could lack).
  * 3: systemSgemm and useGemm (the GEMM engine chosen by measurement); load/info say `gemm` and `portable`.
  * 4: keepFreedMemory (glibc malloc thresholds).
+ * 5: rmsnorm's inv argument and rmsnormBackward (training's fused RMSNorm).
  */
-export const ADDON_ABI = 4;
+export const ADDON_ABI = 5;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -203,6 +209,7 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   swiglu: true,
   adamw: true,
   rmsnorm: true,
+  rmsnormBackward: true,
   sumSquares: true,
   matvec: true,
   rotaryOne: true,

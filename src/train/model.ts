@@ -21,11 +21,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import type { Kernels } from '../backend/kernels.js';
-import { rmsNorm } from '../backend/kernels-tf.js';
 import { segmentSumInto } from '../backend/segment-sum.js';
 import { decoderLayer, type LayerOps, type LayerWeights } from '../model/decoder.js';
 import { forwardLogits, fopeCoefficients, readFopeCoefficients } from '../model/llama.js';
-import { applyRotaryTf, cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
+import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { defaultLossChunk } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
@@ -325,10 +324,10 @@ export class TrainingModel {
     const { kernels } = this;
     const ops: LayerOps = {
       kernels,
-      norm: rmsNorm,
+      // The kernels' differentiable RMSNorm and rotary (fused passes with their gradients where native).
+      norm: (x, w, eps) => kernels.rmsNormTrainable(x, w, eps),
       activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
-      // The tf-op rotary: differentiable (the other kernels' rotary is forward-only).
-      rotary: applyRotaryTf,
+      rotary: (x, t) => kernels.rotaryTrainable(x, t.cos, t.sin, t.dim),
       attention: (q, k, v) => {
         // The forward pass of a training step keeps the attention result; the recomputation reuses it.
         const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
@@ -351,7 +350,7 @@ export class TrainingModel {
    * its gradient for dy = 1 is known during the forward pass: each chunk's
    * `dlogits = (softmax − onehot) / tokens` goes straight into the LM head's two products, and only
    * `dx` (`[rows, hidden]`) and the head's weight gradient are kept for the backward pass (scaled by
-   * dy there; the final norm's backward is autodiff on `[rows, hidden]`). Logits are computed once per
+   * dy there; the final norm's backward is the kernels' RMSNorm gradient on `[rows, hidden]`). Logits are computed once per
    * chunk and never exist for the whole sequence. On the cpu backend the softmax is one fused JS pass.
    */
   private lossHead(h: tf.Tensor2D, bt: BatchTensors): tf.Scalar {
@@ -380,7 +379,7 @@ export class TrainingModel {
         const c = this.kernels.host ? dy.dataSync()[0]! : null;
         const scaled = (t: tf.Tensor) => (c === 1 ? tf.clone(t) : tf.mul(t, c ?? dy));
         const normW = get(pS, normName);
-        const gs = isolatedGrads(() => rmsNorm(hS, normW, spec.rmsNormEps), jNorm >= 0 ? [hS, normW] : [hS], scaled(dxS));
+        const gs = isolatedGrads(() => this.kernels.rmsNormTrainable(hS, normW, spec.rmsNormEps), jNorm >= 0 ? [hS, normW] : [hS], scaled(dxS));
         return [gs[0]!, ...pS.map((p, j) => (j === jNorm ? gs[1]! : j === jHead ? scaled(dWS!) : tf.zerosLike(p)))];
       });
     const op = tf.customGrad(((...args: unknown[]) => {
@@ -393,7 +392,7 @@ export class TrainingModel {
           H,
           V: spec.vocabSize,
           chunks,
-          rows: (s, n) => rmsNorm(n === N ? hIn : (tf.slice(hIn, [s, 0], [n, H]) as tf.Tensor2D), get(ps, normName), spec.rmsNormEps),
+          rows: (s, n) => this.kernels.rmsNormTrainable(n === N ? hIn : (tf.slice(hIn, [s, 0], [n, H]) as tf.Tensor2D), get(ps, normName), spec.rmsNormEps),
           W: get(ps, this.lmHeadName) as tf.Tensor2D,
           targets: bt.targets,
           tokens: bt.count,

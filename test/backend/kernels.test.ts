@@ -104,6 +104,44 @@ for (const [name, make] of impls) {
       for (let i = 0; i < 2; i++) close(got[i]!, want[i]!, 1e-5, `grad ${i}`);
     });
 
+    // Training's rotary: the forward's bits, and the gradient of tfjs autodiff of the tf ops bit for bit
+    // (GQA, per-KV-head FoPE tables G = nKv, partial rotary dim < D, batch 2).
+    it('rotaryTrainable: the tf ops\' value and autodiff gradient, bit for bit', () => {
+      for (const [B, nKv, R, T, D, dim, G] of [[1, 3, 3, 7, 8, 8, 1], [2, 2, 2, 5, 12, 8, 2], [2, 3, 1, 6, 10, 6, 3], [1, 2, 4, 9, 16, 16, 2]] as const) {
+        const what = `B${B} nKv${nKv} R${R} T${T} D${D} dim${dim} G${G}`;
+        const x = randn([B, nKv, R, T, D], 20 + D, 3) as tf.Tensor5D;
+        const cos = randn([1, G, 1, T, dim / 2], 21 + D) as tf.Tensor5D;
+        const sin = randn([1, G, 1, T, dim / 2], 22 + D) as tf.Tensor5D;
+        const w = randn([B, nKv, R, T, D], 23 + D, 2);
+        const f = (k: Kernels) => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(k.rotaryTrainable(a as tf.Tensor5D, cos, sin, dim), w)))(x);
+        const [got, want] = [K.rotaryTrainable(x, cos, sin, dim), tfKernels.rotary(x, cos, sin, dim)];
+        expect(Array.from(got.dataSync()), `value ${what}`).toEqual(Array.from(want.dataSync()));
+        const [dGot, dWant] = [f(K), f(tfKernels)];
+        expect(dGot.shape).toEqual(x.shape);
+        expect(Array.from(dGot.dataSync()), `gradient ${what}`).toEqual(Array.from(dWant.dataSync()));
+        tf.dispose([x, cos, sin, w, got, want, dGot, dWant]);
+      }
+    });
+
+    // Rows not a multiple of the thread count nor of the C pass's row blocks, enough of them to be
+    // threaded; a q/k-norm shaped 4-D input.
+    it('rmsNormTrainable: rmsNorm\'s value and the gradients of tfjs autodiff of the tf ops', () => {
+      for (const shape of [[1061, 64], [2, 3, 5, 24], [7, 40]]) {
+        const H = shape[shape.length - 1]!;
+        const x = randn(shape, 31 + H, 2);
+        const w = randn([H], 32 + H);
+        const dy = randn(shape, 33 + H);
+        const eps = 1e-5;
+        const f = (k: Kernels) => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(k.rmsNormTrainable(a, b, eps), dy)))([x, w]);
+        expect(Array.from(K.rmsNormTrainable(x, w, eps).dataSync()), `value ${shape}`).toEqual(Array.from(K.rmsNorm(x, w, eps).dataSync()));
+        close(K.rmsNormTrainable(x, w, eps), tfKernels.rmsNorm(x, w, eps), 1e-6, `value ${shape}`);
+        const [got, want] = [f(K), f(tfKernels)];
+        close(got[0]!, want[0]!, 1e-6, `dx ${shape}`);
+        close(got[1]!, want[1]!, 1e-6, `dw ${shape}`);
+        tf.dispose([x, w, dy, ...got, ...want]);
+      }
+    });
+
     // KV blocks of uneven lengths, a cached prefix (qStart > 0), sliding windows, key runs (keyBlock).
     const cases = [
       { R: 2, Tq: 13, past: 0, lengths: [13], qb: 4, kb: undefined, window: null },

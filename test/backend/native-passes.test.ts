@@ -3,7 +3,8 @@
  * against their JavaScript / WebAssembly versions, bit for bit (same exp polynomial, same operation
  * and summation order): training gives the same bytes with or without them. Softmax blocks have
  * masked (−∞) entries, fully masked rows, row counts that split unevenly across threads, and n4 not
- * a multiple of 8 (the scalar tail).
+ * a multiple of 8 (the scalar tail). Training's RMSNorm passes (no JavaScript twin; kernels.test.ts
+ * compares them with tfjs autodiff) give the same bits on any thread count.
  */
 import { describe, expect, it } from 'vitest';
 import { loadNative } from '../../src/backend/native.js';
@@ -149,5 +150,56 @@ describe.skipIf(!nativeUsable)('AdamW through the addon equals the JavaScript up
       expect(maxRelDiff(o.m, js.copy[i]!.m)).toBe(0);
       expect(maxRelDiff(o.v, js.copy[i]!.v)).toBe(0);
     });
+  });
+});
+
+// Training's RMSNorm backward sums dw over fixed row blocks, then the blocks in order: the same bits
+// on any thread count (the rows here split unevenly into blocks and across threads, and are enough
+// to be threaded).
+describe.skipIf(!nativeUsable)('native RMSNorm passes', () => {
+  it('forward keeps the inverse rms; backward gives the same bits on 1 and 3 threads', () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.reason);
+    const a = r.blas.addon;
+    const [rows, h] = [1061, 72];
+    const g = rng(41);
+    const x = Float32Array.from({ length: rows * h }, () => g() - 0.5);
+    const w = Float32Array.from({ length: h }, () => g() + 0.5);
+    const dy = Float32Array.from({ length: rows * h }, () => g() - 0.5);
+    const out = new Float32Array(rows * h);
+    const inv = new Float32Array(rows);
+    a.rmsnorm(x, w, out, 1e-6, inv);
+    let ss = 0;
+    for (let i = 0; i < h; i++) ss += x[5 * h + i]! ** 2;
+    expect(inv[5]).toBe(Math.fround(1 / Math.sqrt(ss / h + 1e-6)));
+    const plain = new Float32Array(rows * h);
+    a.rmsnorm(x, w, plain, 1e-6);
+    expect(maxRelDiff(plain, out)).toBe(0);
+    const threads = r.blas.threads;
+    const backward = (n: number) => {
+      a.setThreads(n);
+      const [dx, dw] = [new Float32Array(rows * h), new Float32Array(h)];
+      a.rmsnormBackward(x, w, inv, dy, dx, dw);
+      return { dx, dw };
+    };
+    try {
+      const [one, three] = [backward(1), backward(3)];
+      expect(maxRelDiff(three.dx, one.dx)).toBe(0);
+      expect(Array.from(three.dw)).toEqual(Array.from(one.dw));
+      expect(one.dw.some((v) => v !== 0)).toBe(true);
+    } finally {
+      a.setThreads(threads);
+    }
+  });
+
+  it('rejects arrays that are too short or rows that do not fit', () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.reason);
+    const a = r.blas.addon;
+    const f = (n: number) => new Float32Array(n);
+    expect(() => a.rmsnorm(f(8), f(4), f(8), 1e-6, f(1))).toThrow(/rmsnorm/);
+    expect(() => a.rmsnormBackward(f(8), f(3), f(2), f(8), f(8), f(3))).toThrow(/rmsnormBackward/);
+    expect(() => a.rmsnormBackward(f(8), f(4), f(2), f(8), f(7), f(4))).toThrow(/rmsnormBackward/);
+    expect(() => a.rmsnormBackward(f(8), f(4), f(1), f(8), f(8), f(4))).toThrow(/rmsnormBackward/);
   });
 });
