@@ -51,6 +51,21 @@ static void visible_span(int64_t kStart, int64_t n, int64_t qFirst, int64_t qLas
   *end = imin(kStart + n, qLast + 1);
 }
 
+/* Row stride of transposed keys: rows padded, and off powers of two (a 2^k stride maps the rows that
+ * the GEMM's packing reads together onto the same cache sets). */
+static int64_t keys_ld(int64_t rows) { return padded(rows) + 16; }
+
+/* kT[b] = k[b]ᵀ for b < BK, keys j0..j1: k [BK, rows, D] → kT [BK, D, keys_ld(rows)]. The score
+ * products then read keys as a plain (not transposed) operand, which the GEMM packs with vector copies;
+ * packing kᵀ itself took a strided scalar gather per key per product, a sixth of the time at 64-query
+ * blocks. */
+static void transpose_keys(const float *k, float *kT, int64_t BK, int64_t rows, int64_t D, int64_t j0, int64_t j1) {
+  const int64_t ld = keys_ld(rows);
+  for (int64_t b = 0; b < BK; b++)
+    for (int64_t j = j0; j < j1; j++)
+      for (int64_t d = 0; d < D; d++) kT[(b * D + d) * ld + j] = k[(b * rows + j) * D + d];
+}
+
 /* max(m, row[lo..hi)) */
 FOPEIFY_CLONES static float row_max(const float *row, int64_t lo, int64_t hi, float m) {
   int64_t c = lo;
@@ -107,6 +122,7 @@ FOPEIFY_CLONES static float row_exp(float *row, float *dp, int64_t n, int64_t lo
 
 typedef struct {
   const attn_forward_args *a;
+  float **kT; /* each block's keys transposed, [BK, D, rows] */
   int64_t queryBlocks, items, maxKeys;
   int64_t next; /* the next work item (atomic) */
   int status;   /* worst status of any thread (atomic) */
@@ -118,7 +134,7 @@ typedef struct {
 } forward_scratch;
 
 /* One query block of KV head b: the recurrence over every visible key run, then o and lse. */
-static int forward_item(const attn_forward_args *a, int64_t b, int64_t q0, forward_scratch *w) {
+static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b, int64_t q0, forward_scratch *w) {
   const int64_t R = a->R, D = a->D, Tq = a->Tq, tq = imin(a->queryBlock, Tq - q0), rows = tq * R;
   const int64_t qFirst = a->qStart + q0, qLast = qFirst + tq - 1;
   for (int64_t i = 0; i < tq; i++)
@@ -138,7 +154,8 @@ static int forward_item(const attn_forward_args *a, int64_t b, int64_t q0, forwa
       if (end <= first) continue;
       seen = 1;
       const int64_t n = end - first, ld = padded(n), kOff = (b * blk->rows + (first - blk->start)) * D;
-      GEMM(0, 1, rows, n, D, a->scale, w->qs, D, blk->k + kOff, D, 0.0f, w->S, ld);
+      GEMM(0, 0, rows, n, D, a->scale, w->qs, D, kT[bi] + b * D * keys_ld(blk->rows) + (first - blk->start), keys_ld(blk->rows), 0.0f, w->S,
+           ld);
       for (int64_t i = 0; i < tq; i++) {
         int64_t lo, hi;
         visible_keys(qFirst + i, first, n, a->window, &lo, &hi);
@@ -192,7 +209,7 @@ static void forward_thread(void *ctx, int t, int nt) {
       if (it >= f->items) break;
       /* Last query blocks first: they see the most keys, and the short ones then fill the gaps. */
       const int64_t blk = f->queryBlocks - 1 - it / a->BK, b = it % a->BK;
-      worst(&f->status, forward_item(a, b, blk * a->queryBlock, &w));
+      worst(&f->status, forward_item(a, f->kT, b, blk * a->queryBlock, &w));
     }
   free(w.qs);
   free(w.acc);
@@ -203,10 +220,19 @@ static void forward_thread(void *ctx, int t, int nt) {
 
 int fopeify_attention_forward(const attn_forward_args *a) {
   if (a->BK <= 0 || a->R <= 0 || a->Tq <= 0) return ATTN_OK;
-  forward_team f = {a, (a->Tq + a->queryBlock - 1) / a->queryBlock, 0, 1, 0, ATTN_OK};
+  forward_team f = {a, calloc((size_t)imax(1, a->nblocks), sizeof(float *)), (a->Tq + a->queryBlock - 1) / a->queryBlock, 0, 1, 0, ATTN_OK};
   f.items = f.queryBlocks * a->BK;
-  for (int64_t i = 0; i < a->nblocks; i++) f.maxKeys = imax(f.maxKeys, a->keyBlock > 0 ? imin(a->keyBlock, a->blocks[i].rows) : a->blocks[i].rows);
-  parallel_team(forward_thread, &f);
+  for (int64_t i = 0; f.kT && i < a->nblocks; i++) {
+    const attn_block *blk = &a->blocks[i];
+    f.maxKeys = imax(f.maxKeys, a->keyBlock > 0 ? imin(a->keyBlock, blk->rows) : blk->rows);
+    f.kT[i] = alloc_floats(a->BK * keys_ld(blk->rows) * a->D);
+    if (!f.kT[i]) f.status = ATTN_NO_MEMORY;
+    else transpose_keys(blk->k, f.kT[i], a->BK, blk->rows, a->D, 0, blk->rows);
+  }
+  if (!f.kT) f.status = ATTN_NO_MEMORY;
+  if (f.status == ATTN_OK) parallel_team(forward_thread, &f);
+  for (int64_t i = 0; f.kT && i < a->nblocks; i++) free(f.kT[i]);
+  free(f.kT);
   return f.status;
 }
 
@@ -217,6 +243,7 @@ int fopeify_attention_forward(const attn_forward_args *a) {
 typedef struct {
   const attn_backward_args *a;
   float *qs, *dOs, *lses, *dd; /* q, dO [BK, T, R, D]; lse, D = rowsum(dO∘o) [BK, T, R] */
+  float *kT, *vT;              /* k, v transposed [BK, D, T] */
   float *dq[MAX_TEAM];         /* each thread's dq [BK, T, R, D] */
   int threads;                 /* the team size of the main pass */
   int64_t queryBlocks, keyBlocks;
@@ -235,6 +262,9 @@ static void backward_stack(void *ctx, int t, int nt) {
   const attn_backward_args *a = f->a;
   const int64_t R = a->R, D = a->D, T = a->T;
   int64_t i0, i1;
+  share(T, t, nt, &i0, &i1);
+  transpose_keys(a->k, f->kT, a->BK, T, D, i0, i1);
+  transpose_keys(a->v, f->vT, a->BK, T, D, i0, i1);
   share(a->BK * T, t, nt, &i0, &i1);
   for (int64_t bt = i0; bt < i1; bt++) {
     const int64_t b = bt / T, tok = bt % T;
@@ -267,8 +297,9 @@ static void backward_item(backward_team *f, int64_t b, int64_t kb, float *S, flo
     if (end <= first) continue;
     const int64_t q0 = qb * a->queryBlock, tq = imin(a->queryBlock, T - q0), rows = tq * R;
     const int64_t n = end - first, ld = padded(n), kOff = (b * T + first) * D, qOff = (b * T + q0) * R * D, rOff = (b * T + q0) * R;
-    GEMM(0, 1, rows, n, D, a->scale, f->qs + qOff, D, a->k + kOff, D, 0.0f, S, ld);
-    GEMM(0, 1, rows, n, D, 1.0f, f->dOs + qOff, D, a->v + kOff, D, 0.0f, dP, ld);
+    const int64_t ldk = keys_ld(T);
+    GEMM(0, 0, rows, n, D, a->scale, f->qs + qOff, D, f->kT + b * D * ldk + first, ldk, 0.0f, S, ld);
+    GEMM(0, 0, rows, n, D, 1.0f, f->dOs + qOff, D, f->vT + b * D * ldk + first, ldk, 0.0f, dP, ld);
     for (int64_t i = 0; i < tq; i++) {
       int64_t lo, hi;
       visible_keys(q0 + i, first, n, a->window, &lo, &hi);
@@ -354,9 +385,10 @@ static void backward_reduce(void *ctx, int t, int nt) {
 int fopeify_attention_backward(const attn_backward_args *a) {
   if (a->BK <= 0 || a->R <= 0 || a->T <= 0) return ATTN_OK;
   const int64_t rowsD = a->BK * a->T * a->R;
-  backward_team f = {a, alloc_floats(rowsD * a->D), alloc_floats(rowsD * a->D), alloc_floats(rowsD), alloc_floats(rowsD), {NULL}, 1,
-                     (a->T + a->queryBlock - 1) / a->queryBlock, (a->T + a->keyBlock - 1) / a->keyBlock, ATTN_OK};
-  if (f.qs && f.dOs && f.lses && f.dd) {
+  const int64_t keys = a->BK * keys_ld(a->T) * a->D;
+  backward_team f = {a,      alloc_floats(rowsD * a->D), alloc_floats(rowsD * a->D), alloc_floats(rowsD), alloc_floats(rowsD), alloc_floats(keys),
+                     alloc_floats(keys), {NULL}, 1, (a->T + a->queryBlock - 1) / a->queryBlock, (a->T + a->keyBlock - 1) / a->keyBlock, ATTN_OK};
+  if (f.qs && f.dOs && f.lses && f.dd && f.kT && f.vT) {
     memset(a->dk, 0, (size_t)(a->BK * a->T * a->D) * sizeof(float));
     memset(a->dv, 0, (size_t)(a->BK * a->T * a->D) * sizeof(float));
     parallel_team(backward_stack, &f);
@@ -369,6 +401,8 @@ int fopeify_attention_backward(const attn_backward_args *a) {
   free(f.dOs);
   free(f.lses);
   free(f.dd);
+  free(f.kT);
+  free(f.vT);
   for (int u = 0; u < MAX_TEAM; u++) free(f.dq[u]);
   return f.status;
 }

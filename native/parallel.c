@@ -4,8 +4,6 @@
 #include "parallel.h"
 
 #include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -109,7 +107,6 @@ void parallel_team(team_fn fn, void *ctx) {
     pthread_cond_broadcast(&g_team_start);
     pthread_mutex_unlock(&g_team_mu);
   }
-  if (getenv("TEAM_DEBUG")) fprintf(stderr, "team nt=%d workers=%d\n", nt, g_team_workers);
   fn(ctx, 0, nt);
   if (nt > 1) {
     pthread_mutex_lock(&g_team_mu);
