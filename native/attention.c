@@ -335,8 +335,7 @@ static void backward_main(void *ctx, int t, int nt) {
   if (t == 0) f->threads = nt;
   float *S = alloc_floats(rows * ld), *dP = alloc_floats(rows * ld);
   costed *order = malloc((size_t)items * sizeof(costed));
-  f->dq[t] = calloc((size_t)(a->BK * a->T * a->R * a->D), sizeof(float));
-  if (!S || !dP || !order || !f->dq[t]) {
+  if (!S || !dP || !order) {
     worst(&f->status, ATTN_NO_MEMORY);
   } else {
     for (int64_t it = 0; it < items; it++) {
@@ -355,7 +354,13 @@ static void backward_main(void *ctx, int t, int nt) {
       for (int v = 1; v < nt; v++)
         if (load[v] < load[u]) u = v;
       load[u] += order[i].cost;
-      if (u == t) backward_item(f, order[i].item / f->keyBlocks, order[i].item % f->keyBlocks, S, dP, f->dq[t]);
+      if (u != t) continue;
+      /* A thread's dq only once it has work: a machine with more threads than items pays nothing for the rest. */
+      if (!f->dq[t] && !(f->dq[t] = calloc((size_t)(a->BK * a->T * a->R * a->D), sizeof(float)))) {
+        worst(&f->status, ATTN_NO_MEMORY);
+        break;
+      }
+      backward_item(f, order[i].item / f->keyBlocks, order[i].item % f->keyBlocks, S, dP, f->dq[t]);
     }
   }
   free(S);
@@ -375,9 +380,10 @@ static void backward_reduce(void *ctx, int t, int nt) {
     for (int64_t r = 0; r < R; r++) {
       float *out = a->dq + ((b * R + r) * T + tok) * D;
       const int64_t src = (bt * R + r) * D;
-      memcpy(out, f->dq[0] + src, (size_t)D * sizeof(float));
-      for (int u = 1; u < f->threads; u++)
-        for (int64_t d = 0; d < D; d++) out[d] += f->dq[u][src + d];
+      memset(out, 0, (size_t)D * sizeof(float));
+      for (int u = 0; u < f->threads; u++)
+        if (f->dq[u])
+          for (int64_t d = 0; d < D; d++) out[d] += f->dq[u][src + d];
     }
   }
 }

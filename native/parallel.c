@@ -62,6 +62,8 @@ static int g_team_pending = 0, g_team_workers = 0;
 
 static void *team_worker(void *arg) {
   const int t = (int)(intptr_t)arg;
+  /* 0, not the current generation: a worker started for a job may first run after that job was
+   * published. A stale job it may see first has fewer threads than this one's index, so it skips it. */
   unsigned long seen = 0;
   for (;;) {
     pthread_mutex_lock(&g_team_mu);
