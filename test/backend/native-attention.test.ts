@@ -79,6 +79,29 @@ describe.skipIf(!nativeUsable)('native whole-layer attention', () => {
     }
   });
 
+  it('one thread, and more threads than work items, give the same mathematics', () => {
+    const [BK, R, T, D] = [2, 2, 70, 8];
+    const q = randn([BK, R, T, D], 51) as tf.Tensor4D;
+    const k = randn([BK, T, D], 52, 2) as tf.Tensor3D;
+    const v = randn([BK, T, D], 53) as tf.Tensor3D;
+    const dO = randn([BK, R, T, D], 54) as tf.Tensor4D;
+    const g = { queryBlock: 32, keyBlock: 64, window: null, scale: 1 / Math.sqrt(D) }; // 4 backward items
+    const want = tfKernels.attentionForward(q, [{ k, v, start: 0 }], 0, g);
+    const wantGrads = tfKernels.attentionBackward(q, k, v, want, dO, g);
+    const threads = addon.info().threads;
+    try {
+      for (const n of [1, 7]) {
+        addon.setThreads(n);
+        const got = K.attentionForward(q, [{ k, v, start: 0 }], 0, g);
+        close(got.o, want.o, 1e-5, `o, ${n} threads`);
+        const grads = K.attentionBackward(q, k, v, want, dO, g);
+        ['dq', 'dk', 'dv'].forEach((name, i) => close(grads[i]!, wantGrads[i]!, 1e-5, `${name}, ${n} threads`));
+      }
+    } finally {
+      addon.setThreads(threads);
+    }
+  });
+
   it('queries that see no key are an error, not NaN', () => {
     const q = randn([1, 1, 2, 4], 41) as tf.Tensor4D;
     const k = randn([1, 3, 4], 42) as tf.Tensor3D;
