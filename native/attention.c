@@ -139,10 +139,7 @@ static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b,
   const int64_t qFirst = a->qStart + q0, qLast = qFirst + tq - 1;
   for (int64_t i = 0; i < tq; i++)
     for (int64_t r = 0; r < R; r++) memcpy(w->qs + (i * R + r) * D, a->q + ((b * R + r) * Tq + q0 + i) * D, (size_t)D * sizeof(float));
-  for (int64_t row = 0; row < rows; row++) {
-    w->m[row] = -INFINITY;
-    w->l[row] = 0;
-  }
+  for (int64_t row = 0; row < rows; row++) w->m[row] = -INFINITY, w->l[row] = 0;
   memset(w->acc, 0, (size_t)(rows * D) * sizeof(float));
   int seen = 0;
   for (int64_t bi = 0; bi < a->nblocks; bi++) {
@@ -195,8 +192,7 @@ static void worst(int *status, int s) {
 }
 
 static void forward_thread(void *ctx, int t, int nt) {
-  (void)t;
-  (void)nt;
+  (void)t, (void)nt;
   forward_team *f = (forward_team *)ctx;
   const attn_forward_args *a = f->a;
   const int64_t rows = a->queryBlock * a->R;
@@ -211,11 +207,7 @@ static void forward_thread(void *ctx, int t, int nt) {
       const int64_t blk = f->queryBlocks - 1 - it / a->BK, b = it % a->BK;
       worst(&f->status, forward_item(a, f->kT, b, blk * a->queryBlock, &w));
     }
-  free(w.qs);
-  free(w.acc);
-  free(w.S);
-  free(w.m);
-  free(w.l);
+  free(w.qs), free(w.acc), free(w.S), free(w.m), free(w.l);
 }
 
 int fopeify_attention_forward(const attn_forward_args *a) {
@@ -363,9 +355,7 @@ static void backward_main(void *ctx, int t, int nt) {
       backward_item(f, order[i].item / f->keyBlocks, order[i].item % f->keyBlocks, S, dP, f->dq[t]);
     }
   }
-  free(S);
-  free(dP);
-  free(order);
+  free(S), free(dP), free(order);
 }
 
 /* Pass 3: dq = Σ of the threads' dq in thread order, back to [BK, R, T, D]. */
@@ -403,12 +393,7 @@ int fopeify_attention_backward(const attn_backward_args *a) {
   } else {
     f.status = ATTN_NO_MEMORY;
   }
-  free(f.qs);
-  free(f.dOs);
-  free(f.lses);
-  free(f.dd);
-  free(f.kT);
-  free(f.vT);
+  free(f.qs), free(f.dOs), free(f.lses), free(f.dd), free(f.kT), free(f.vT);
   for (int u = 0; u < MAX_TEAM; u++) free(f.dq[u]);
   return f.status;
 }
