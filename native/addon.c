@@ -15,7 +15,8 @@
  * Files: blas.c (BLAS loading, denormal flushing), sgemm*.c (portable SGEMM), elementwise.c
  * (tfjs-exact arithmetic), parallel.c (threads for the passes), softmax.c (softmax, SwiGLU),
  * norm-optim.c (AdamW, sum of squares, RMSNorm), addon-passes.c (their N-API glue), decode.c and
- * addon-decode.c (the per-token decoding step on preallocated buffers).
+ * addon-decode.c (the per-token decoding step on preallocated buffers), attention.c and
+ * addon-attention.c (blockwise attention of training and prefill, one call per layer).
  */
 #if defined(_WIN32)
 /* Windows is not supported by this addon (the build script says so and skips it). */
@@ -323,6 +324,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
   fopeify_register_passes(env, exports);
   fopeify_register_decode(env, exports);
+  fopeify_register_attention(env, exports);
   napi_value v;
   napi_create_int32(env, FOPEIFY_ABI_VERSION, &v);
   napi_set_named_property(env, exports, "abiVersion", v);

@@ -1,8 +1,14 @@
-/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm). Started per call: each pass
- * is only threaded when its work is large enough (serial_below) to pay for thread start-up. */
+/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm): started per call, each pass
+ * only threaded when its work is large enough (serial_below) to pay for thread start-up. And a team of
+ * persistent threads for the passes that call a GEMM per thread (attention.c). */
 #include "parallel.h"
 
 #include <pthread.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define PAR_MXCSR 1
+#endif
 
 #include "blas.h"
 
@@ -37,4 +43,77 @@ void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t s
     if (started[t]) pthread_join(tid[t], NULL);
     else range_worker(&jobs[t]);
   }
+}
+
+/* ---- the persistent team ---- */
+typedef struct {
+  team_fn fn;
+  void *ctx;
+  int nt;
+  unsigned csr;
+} team_job;
+
+static pthread_mutex_t g_team_call = PTHREAD_MUTEX_INITIALIZER; /* one team job at a time */
+static pthread_mutex_t g_team_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_team_start = PTHREAD_COND_INITIALIZER, g_team_done = PTHREAD_COND_INITIALIZER;
+static team_job g_team;
+static unsigned long g_team_gen = 0;
+static int g_team_pending = 0, g_team_workers = 0;
+
+static void *team_worker(void *arg) {
+  const int t = (int)(intptr_t)arg;
+  /* 0, not the current generation: a worker started for a job may first run after that job was
+   * published. A stale job it may see first has fewer threads than this one's index, so it skips it. */
+  unsigned long seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&g_team_mu);
+    while (g_team_gen == seen) pthread_cond_wait(&g_team_start, &g_team_mu);
+    seen = g_team_gen;
+    team_job j = g_team;
+    pthread_mutex_unlock(&g_team_mu);
+    if (t >= j.nt) continue;
+#ifdef PAR_MXCSR
+    _mm_setcsr(j.csr);
+#endif
+    j.fn(j.ctx, t, j.nt);
+    pthread_mutex_lock(&g_team_mu);
+    if (--g_team_pending == 0) pthread_cond_signal(&g_team_done);
+    pthread_mutex_unlock(&g_team_mu);
+  }
+  return NULL;
+}
+
+void parallel_team(team_fn fn, void *ctx) {
+  int nt = fopeify_blas_thread_count() > 0 ? fopeify_blas_thread_count() : 1;
+  if (nt > MAX_POOL_THREADS) nt = MAX_POOL_THREADS;
+  pthread_mutex_lock(&g_team_call);
+  while (g_team_workers < nt - 1) { /* worker w runs t = w + 1 */
+    pthread_t tid;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int ok = pthread_create(&tid, &at, team_worker, (void *)(intptr_t)(g_team_workers + 1)) == 0;
+    pthread_attr_destroy(&at);
+    if (!ok) break;
+    g_team_workers++;
+  }
+  if (nt > g_team_workers + 1) nt = g_team_workers + 1;
+  if (nt > 1) {
+    pthread_mutex_lock(&g_team_mu);
+    g_team = (team_job){fn, ctx, nt, 0};
+#ifdef PAR_MXCSR
+    g_team.csr = _mm_getcsr();
+#endif
+    g_team_pending = nt - 1;
+    g_team_gen++;
+    pthread_cond_broadcast(&g_team_start);
+    pthread_mutex_unlock(&g_team_mu);
+  }
+  fn(ctx, 0, nt);
+  if (nt > 1) {
+    pthread_mutex_lock(&g_team_mu);
+    while (g_team_pending > 0) pthread_cond_wait(&g_team_done, &g_team_mu);
+    pthread_mutex_unlock(&g_team_mu);
+  }
+  pthread_mutex_unlock(&g_team_call);
 }

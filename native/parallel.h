@@ -11,4 +11,12 @@ typedef void (*range_fn)(void *ctx, int64_t i0, int64_t i1);
  * cannot be started has its range run by the caller. */
 void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below);
 
+typedef void (*team_fn)(void *ctx, int t, int nt);
+
+/* Run fn(ctx, t, nt) once for each t in [0, nt), nt = the BLAS's thread count, on persistent threads
+ * (the caller runs t = 0) with the caller's MXCSR; returns when all have returned. For passes that call
+ * the portable SGEMM's single-thread driver: its packing buffers are per thread, kept for the thread's
+ * life, so these threads must not come and go per call. One team job at a time (callers queue). */
+void parallel_team(team_fn fn, void *ctx);
+
 #endif

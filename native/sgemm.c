@@ -126,6 +126,8 @@ static unsigned long g_gen = 0;      /* bumped (atomically, under g_mu) for each
 static unsigned long g_pending = 0;  /* pieces the workers have still to finish (atomic) */
 static int g_workers = 0;
 
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc);
+
 /* Only when a packing buffer cannot be allocated: slow, but right. */
 static void naive(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -140,6 +142,14 @@ static void naive(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, 
 static void serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
   if (!g_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void fopeify_portable_sgemm_1t(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+  if (!g_serial) fopeify_portable_init();
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || alpha == 0.0f) scale_c(M, N, beta, C, ldc);
+  else serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 static void run_part(const job_t *j, int part) {

@@ -122,6 +122,52 @@ export interface NativeAddon {
     out: Float32Array,
     scratch: Float32Array,
   ): void;
+  /**
+   * Blockwise causal attention of a whole layer (native/attention.h), threaded over (KV head, query
+   * block) work items: q, o `[BK, R, Tq, D]`, lse `[BK, R, Tq]`; ks[i], vs[i] `[BK, rows_i, D]` whose row j
+   * is key `starts[i] + j`; keyBlock 0: whole blocks; window −1: causal only. Throws (code
+   * ATTENTION_NO_VISIBLE_KEY) when a query block sees no key.
+   */
+  attentionForward(
+    q: Float32Array,
+    BK: number,
+    R: number,
+    Tq: number,
+    D: number,
+    qStart: number,
+    queryBlock: number,
+    keyBlock: number,
+    window: number,
+    scale: number,
+    ks: Float32Array[],
+    vs: Float32Array[],
+    starts: number[],
+    o: Float32Array,
+    lse: Float32Array,
+  ): void;
+  /**
+   * Its FlashAttention-2 backward for queries and keys at 0..T−1, threaded over (KV head, key block):
+   * dq `[BK, R, T, D]`, dk and dv `[BK, T, D]` (all written).
+   */
+  attentionBackward(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    o: Float32Array,
+    lse: Float32Array,
+    dO: Float32Array,
+    BK: number,
+    R: number,
+    T: number,
+    D: number,
+    queryBlock: number,
+    keyBlock: number,
+    window: number,
+    scale: number,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
+  ): void;
   info(): { loaded: boolean; flushDenormals: boolean } & AddonBlasInfo;
   /**
    * Sets glibc malloc's mmap and trim thresholds (bytes) for the whole process; false where the C
@@ -187,8 +233,9 @@ export function defaultAddonPath(): string {
  * 3: systemSgemm and useGemm (the GEMM engine chosen by measurement); load/info say `gemm` and `portable`.
  * 4: keepFreedMemory (glibc malloc thresholds).
  * 5: rmsnorm's inv argument and rmsnormBackward (training's fused RMSNorm).
+ * 6: attentionForward and attentionBackward (a layer's blockwise attention in one call).
  */
-export const ADDON_ABI = 5;
+export const ADDON_ABI = 6;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -214,6 +261,8 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   matvec: true,
   rotaryOne: true,
   attendOne: true,
+  attentionForward: true,
+  attentionBackward: true,
   info: true,
 };
 
