@@ -7,7 +7,7 @@
  * multiplied (the causal diagonal's future tail, a sliding window's too-old head). Same mathematics as
  * attention-tf.ts, which the tests compare it with.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { blockVisible, visibleKeys, visibleSpan } from './attention-mask.js';
 import type { AttentionOutput, Kernels } from './kernels.js';
 import type { NativeAddon } from './native.js';
