@@ -5,7 +5,7 @@
  * instead of a chain of full-size tf ops. Masked entries are never computed. Same mathematics as
  * attention-tf.ts, whose backward walk it shares.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { blockVisible, visibleKeys } from './attention-mask.js';
 import { attentionBackwardWith, blockRows, spans, splitKv, type BackwardPair } from './attention-tf.js';
 import type { Kernels } from './kernels.js';

@@ -7,7 +7,7 @@
  * masked key columns never multiplied. Same mathematics as attention-tf.ts, which the tests compare
  * it with.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { blockVisible, visibleKeys, visibleSpan } from './attention-mask.js';
 import type { AttentionOutput, Kernels } from './kernels.js';

@@ -10,7 +10,7 @@
  * The backward's walk over block pairs is shared with the host implementation (attention-host.ts),
  * which computes P and dS with fused passes instead.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { additiveMask, blockVisible } from './attention-mask.js';
 import type { Kernels, KvBlock } from './kernels.js';
 
@@ -77,13 +77,13 @@ export function maskedScores(qs: tf.Tensor3D, k: tf.Tensor3D, R: number, qFirst:
   const s = tf.matMul(qs, k, false, true) as tf.Tensor3D;
   const mask = additiveMask(qFirst, tq, kStart, n, window);
   if (!mask) return s;
-  return tf.add(s.reshape([BK, R, tq, n]), tf.tensor2d(mask, [tq, n])).reshape([BK, R * tq, n]) as tf.Tensor3D;
+  return tf.reshape(tf.add(tf.reshape(s, [BK, R, tq, n]), tf.tensor2d(mask, [tq, n])), [BK, R * tq, n]) as tf.Tensor3D;
 }
 
 /** `[BK, R, T, X]` rows of one query block as `[BK, R·tq, X]`. */
 export function blockRows(x: tf.Tensor4D, b: Span): tf.Tensor3D {
   const [BK, R, T, X] = x.shape;
-  return (b.n === T ? x : tf.slice(x, [0, 0, b.start, 0], [BK, R, b.n, X])).reshape([BK, R * b.n, X]) as tf.Tensor3D;
+  return tf.reshape(b.n === T ? x : tf.slice(x, [0, 0, b.start, 0], [BK, R, b.n, X]), [BK, R * b.n, X]) as tf.Tensor3D;
 }
 
 export const attentionForwardTf: Kernels['attentionForward'] = (q, blocks, qStart, g) => {
@@ -107,7 +107,7 @@ export const attentionForwardTf: Kernels['attentionForward'] = (q, blocks, qStar
           if (prev) tf.dispose([prev.m, prev.l, prev.acc]);
         }
         if (!st) throw new Error(`attention: no key is visible to queries ${qFirst}..${qLast}`);
-        return [tf.div(st.acc, st.l).reshape([BK, R, b.n, D]), tf.add(st.m, tf.log(st.l)).reshape([BK, R, b.n, 1])] as tf.Tensor4D[];
+        return [tf.reshape(tf.div(st.acc, st.l), [BK, R, b.n, D]), tf.reshape(tf.add(st.m, tf.log(st.l)), [BK, R, b.n, 1])] as tf.Tensor4D[];
       });
       outs.push(o!);
       lses.push(lse!);
@@ -175,7 +175,7 @@ export function attentionBackwardWith(pair: BackwardPair, ...[q, k, v, out, dO, 
         dV[ki] = next.dv;
       });
       const acc: tf.Tensor3D = dqAcc!;
-      dQ.push(tf.tidy(() => tf.mul(acc, scale).reshape([BK, R, qb.n, D]) as tf.Tensor4D));
+      dQ.push(tf.tidy(() => tf.reshape(tf.mul(acc, scale), [BK, R, qb.n, D]) as tf.Tensor4D));
       for (const t of [acc, qs, dOb, lseB, dB]) t.dispose();
     }
     const cat3 = (parts: (tf.Tensor3D | null)[]) => {

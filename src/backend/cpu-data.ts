@@ -3,7 +3,7 @@
  * kernel's inputs, and strided iteration (collapse dimensions, copy with strides, broadcast strides)
  * shared by the arithmetic and data-movement kernels.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import type { TensorInfo } from './registry.js';
 
 export type Arr = Float32Array | Int32Array;

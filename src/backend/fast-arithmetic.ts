@@ -3,7 +3,7 @@
  * broadcasting binary ops, unary ops, reductions and the last-axis softmax, each bit-identical to
  * tfjs-cpu; large float32 work goes to the native addon's C loops when it is loaded.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import type { NativeAddon } from './native.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
 import {

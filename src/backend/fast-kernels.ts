@@ -18,7 +18,7 @@
  * accumulator. Any case not handled here (other dtypes, complex, strings, unusual attributes) is
  * passed to the original tfjs kernel.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { binaryKernel, reduceKernel, softmaxKernel, unaryKernel } from './fast-arithmetic.js';
 import { concatKernel, gatherKernel, padKernel, sliceKernel, splitVKernel, transposeKernel } from './fast-movement.js';
 import type { NativeAddon } from './native.js';

@@ -2,7 +2,7 @@
  * fopeify's data-movement kernels for the tfjs 'cpu' backend: Transpose, Slice, SplitV, PadV2,
  * GatherV2 and Concat as strided copies of the bits (trivially exact; see fast-kernels.ts).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
 import { BACKEND, be, bits, copyStrided, newArrayLike, numericOrNull, sizeOf, stridesOf, valuesOf, type Arr, type KernelArgs } from './cpu-data.js';
 

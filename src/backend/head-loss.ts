@@ -5,7 +5,7 @@
  * tf ops; a fused softmax pass over the logits' data (host); BLAS straight on the data with the logits
  * only in a scratch buffer and dW accumulated in place (native).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { data } from './attention-native.js';
 import type { HeadLossInput, HeadLossOutput } from './kernels.js';
 import type { NativeAddon } from './native.js';
@@ -20,9 +20,9 @@ type ChunkLoss = (logits: tf.Tensor2D, targets: Int32Array, scale: number | null
 const tfChunkLoss: ChunkLoss = (logits, tg, scale, tokens) => {
   const [n, V] = logits.shape;
   const lse = tf.logSumExp(logits, 1, true);
-  const picked = tf.gather(logits.reshape([n * V]), tf.tensor1d(Int32Array.from(tg, (t, i) => i * V + Math.max(t, 0)), 'int32'));
+  const picked = tf.gather(tf.reshape(logits, [n * V]), tf.tensor1d(Int32Array.from(tg, (t, i) => i * V + Math.max(t, 0)), 'int32'));
   const mask = tf.tensor1d(Float32Array.from(tg, (t) => (t >= 0 ? 1 : 0)));
-  const nll = tf.sum(tf.mul(tf.sub(lse.reshape([n]), picked), mask)) as tf.Scalar;
+  const nll = tf.sum(tf.mul(tf.sub(tf.reshape(lse, [n]), picked), mask)) as tf.Scalar;
   if (scale === null) return { nll, dlogits: null };
   // (softmax − onehot) · scale with scale = 1 / tokens; padding rows get lse = +∞, so their softmax row is 0.
   const shift = tf.tensor2d(Float32Array.from(tg, (t) => (t >= 0 ? Math.log(tokens) : Infinity)), [n, 1]);

@@ -4,7 +4,7 @@
  * full-size kernels, each allocating its output (softmax of attention scores and logits, SwiGLU's
  * activation, the AdamW update). Matmuls and the rest are tf ops.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { attentionBackwardHost, attentionForwardHost } from './attention-host.js';
 import { headLossHost } from './head-loss.js';
 import type { HostPasses, Kernels } from './kernels.js';

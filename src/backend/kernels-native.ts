@@ -3,7 +3,7 @@
  * the tensors' float32 data (attention, the LM-head loss, RMSNorm and SwiGLU of inference, the AdamW
  * update). Each C pass computes what the JavaScript one does, bit for bit where the tests say so.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { attendQueryBlock, attendWork, attentionBackwardNative, attentionForwardNative, data, normalizedRow, type AttendWork, type KeyRun } from './attention-native.js';
 import { headLossNative } from './head-loss.js';
 import type { DecodeKernels, Kernels } from './kernels.js';

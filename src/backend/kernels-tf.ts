@@ -3,7 +3,7 @@
  * read a tensor's data back, and every op is differentiable by autodiff. The reference the other
  * implementations are tested against.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { attentionBackwardTf, attentionForwardTf } from './attention-tf.js';
 import { headLossTf } from './head-loss.js';
 import type { Kernels } from './kernels.js';

@@ -12,7 +12,7 @@
  *    the tensors' data, and the one-token decoding step on preallocated buffers (`decode`).
  * Every implementation computes the same mathematics as the tf-op one (test/backend/kernels.test.ts).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 
 /** A run of consecutive keys/values, `[B·nKv, n, D]`, starting at sequence index `start`. */
 export interface KvBlock {

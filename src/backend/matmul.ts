@@ -9,7 +9,7 @@
  * which is only right when one side's batch is 1 or both are equal; we broadcast per dimension
  * (NumPy rules), which agrees with tfjs in every case where tfjs is right.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import type { NativeAddon } from './native.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
 

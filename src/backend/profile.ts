@@ -5,7 +5,7 @@
  * call and put back afterwards. Kernels that call other kernels' functions directly (not through
  * the registry) are counted inside their caller.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 
 export interface KernelTime {
   kernel: string;

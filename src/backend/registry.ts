@@ -6,7 +6,7 @@
  *  - setupBackend('cpu') after setupBackend('native') restores plain tfjs behaviour;
  *  - tests can compare replaced and original kernels in one process.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 
 export type KernelConfig = tf.KernelConfig;
 export type KernelFunc = tf.KernelFunc;

@@ -12,7 +12,7 @@
  * rounds once to float32. We do exactly that. (One difference: tfjs-cpu multiplies *every* row by a
  * 0/1 mask, so a NaN or Infinity anywhere in x poisons every segment; here it stays in its own.)
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 import { callOriginal, originalKernel, replaceKernel, type TensorInfo } from './registry.js';
 
 /**

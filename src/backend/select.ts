@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import * as tfjs from '@tensorflow/tfjs';
+import * as tfjs from './tfjs.js';
 import { badOption, FopeifyError, optionName } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
 import { PORTABLE_MARGIN, speedupOverOther, type GemmChoice } from './gemm-choice.js';

@@ -13,7 +13,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { FopeifyError, optionName } from '../errors.js';
 import { tmpdir } from 'node:os';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 
 /** The native API Dawn drives. `default`: Dawn's own choice for the platform (Metal, D3D12). */
 export type DawnBackend = 'vulkan' | 'opengles' | 'default';

@@ -5,7 +5,7 @@
  * cross-entropy. It is the workload the backend layer is tuned and benchmarked on (bench/gemm.mjs,
  * test/backend), independent of fopeify's real model code so that it stays a fixed yardstick.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from './tfjs.js';
 
 export interface WorkloadConfig {
   dim: number;
@@ -65,7 +65,7 @@ export function makeWorkload(tfx: typeof tf, cfg: WorkloadConfig): Workload {
     Array.from({ length: tokens }, () => Math.floor(rnd() * vocab)),
     'int32',
   );
-  const targetOneHot = tfx.oneHot(targets, vocab).toFloat();
+  const targetOneHot = tfx.cast(tfx.oneHot(targets, vocab), 'float32');
   // Rotary tables [tokens, hd/2] and the causal mask [tokens, tokens].
   const half = hd / 2;
   const cosv = new Float32Array(tokens * half);

@@ -4,7 +4,7 @@
  * is predicted from the tokens before it; per size, ppl = exp(mean NLL over all predicted tokens).
  * Logits are computed in row chunks, so a long window never materialises [T, vocab] at once.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { checkFiniteResult } from '../model/finite.js';
 import type { ForwardOptions } from '../model/llama.js';
@@ -34,12 +34,12 @@ export async function sequenceNll(model: HiddenStateModel, ids: readonly number[
       const n = Math.min(chunk, T - 1 - r0);
       const targets = Int32Array.from({ length: n }, (_, i) => ids[r0 + i + 1]!);
       const t = tf.tidy(() => {
-        const rows = tf.slice(h, [0, r0, 0], [1, n, H]).reshape([n, H]) as tf.Tensor2D;
+        const rows = tf.reshape(tf.slice(h, [0, r0, 0], [1, n, H]), [n, H]) as tf.Tensor2D;
         const logits = model.logitsFromHidden(rows);
         const V = logits.shape[1];
         const lse = tf.logSumExp(logits, 1);
         const flatIdx = tf.tensor1d(Int32Array.from(targets, (tg, i) => i * V + tg), 'int32');
-        const picked = tf.gather(logits.reshape([n * V]), flatIdx);
+        const picked = tf.gather(tf.reshape(logits, [n * V]), flatIdx);
         return tf.sub(lse, picked);
       });
       const values = (await t.data()) as Float32Array;

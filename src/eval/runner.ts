@@ -3,7 +3,7 @@
  * cache, and the argmax of next-token logits at chosen positions (teacher forcing). `runtimeLoader`
  * implements it with fopeify's tfjs runtime (src/model); tests can pass fakes for the pure parts.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { BackendInfo } from '../backend/select.js';
 import type { ModelSourceOptions, ResolvedModel } from '../hub/source.js';
 import { resolveModel } from '../hub/resolve.js';
@@ -83,10 +83,10 @@ export async function loadEvalModel(model: string, options: RuntimeLoaderOptions
       try {
         const t = tf.tidy(() => {
           const [, T, H] = h.shape;
-          const rows = tf.gather(h.reshape([T, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
+          const rows = tf.gather(tf.reshape(h, [T, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
           const logits = lm.logitsFromHidden(rows);
           // argMax of a NaN row is an arbitrary id: count the non-finite logits alongside.
-          return tf.stack([tf.argMax(logits, 1).cast('float32'), tf.logicalNot(tf.isFinite(logits)).any(1).cast('float32')]);
+          return tf.stack([tf.cast(tf.argMax(logits, 1), 'float32'), tf.cast(tf.any(tf.logicalNot(tf.isFinite(logits)), 1), 'float32')]);
         });
         const both = (await t.data()) as Float32Array;
         t.dispose();

@@ -131,20 +131,23 @@ export function decodeToF32(bytes: Uint8Array, dtype: string): Float32Array {
     new Uint8Array(copy.buffer).set(bytes);
     return Float32Array.from(copy);
   }
-  if (dtype === 'BF16') {
-    const src = uint16View(bytes);
-    const out = new Float32Array(src.length);
-    const ou = new Uint32Array(out.buffer);
-    for (let i = 0; i < src.length; i++) ou[i] = src[i]! << 16;
-    return out;
-  }
-  if (dtype === 'F16') {
-    const src = uint16View(bytes);
-    const out = new Float32Array(src.length);
-    for (let i = 0; i < src.length; i++) out[i] = f16BitsToF32(src[i]!);
+  if (dtype === 'BF16' || dtype === 'F16') {
+    const out = new Float32Array(n / 2);
+    widen16Into(bytes, dtype, out, 0);
     return out;
   }
   throw new FopeifyError('BAD_ARGUMENT', `cannot decode dtype ${dtype} as float`);
+}
+
+/** Widen raw little-endian bf16/f16 `bytes` to float32 into `out` from element `at` (no buffer of its own). */
+export function widen16Into(bytes: Uint8Array, dtype: 'BF16' | 'F16', out: Float32Array, at: number): void {
+  const src = uint16View(bytes);
+  if (dtype === 'BF16') {
+    const ou = new Uint32Array(out.buffer, out.byteOffset + 4 * at, src.length);
+    for (let i = 0; i < src.length; i++) ou[i] = src[i]! << 16;
+  } else {
+    for (let i = 0; i < src.length; i++) out[at + i] = f16BitsToF32(src[i]!);
+  }
 }
 
 /** Encode float32 values as raw little-endian bytes of a float dtype. */

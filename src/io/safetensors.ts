@@ -9,9 +9,16 @@ import type { FileHandle } from 'node:fs/promises';
 import { FopeifyError, systemErrorCode } from '../errors.js';
 import { writeFileAtomically, writeFileWith } from './atomic.js';
 import { JsonShapeError, parseBoundedJson } from './bounded-json.js';
-import { decodeToF32, dtypeSize, isDtype, type Dtype } from './dtype.js';
+import { decodeToF32, dtypeSize, isDtype, widen16Into, type Dtype } from './dtype.js';
 import { openRegularFile } from './model-folder.js';
-import { transpose2d, type MatrixData } from './transpose.js';
+import { transpose2d, transposeRowsInto, type MatrixData } from './transpose.js';
+
+/**
+ * Bytes of a 16-bit tensor read at a time when it is widened to float32: the result is the only large
+ * buffer (a whole bf16 file copy beside it raised the loading peak by half the largest tensor, and the
+ * freed copies stayed in the process's heap; issue 19, prefill memory).
+ */
+export const WIDEN_PIECE_BYTES = 4 * 2 ** 20;
 
 /** Headers larger than this are refused (the reference implementation uses 100 MB). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -143,6 +150,10 @@ export class SafetensorsFile {
     private handle: FileHandle | undefined,
   ) {}
 
+  /** readWidened's buffers: a piece's bytes and (transposed) its widened rows. */
+  private pieceBytes = new Uint8Array(0);
+  private pieceWidened = new Float32Array(0);
+
   /** Open a safetensors file by path (a regular file only: a FIFO or device is refused, never waited on). */
   static async open(path: string): Promise<SafetensorsFile> {
     let opened;
@@ -210,25 +221,63 @@ export class SafetensorsFile {
 
   /**
    * One float tensor decoded to float32; `transposed`: a 2-D `[rows, cols]` tensor as `[cols, rows]`.
-   * The bytes read are the only other buffer: f32 data is read in place, 16-bit data is transposed
-   * as it is before it is widened.
+   * No second whole copy: f32 data is read in place, 16-bit data is read a few rows at a time and
+   * widened (and transposed) into the result.
    */
   async readFloat32(name: string, options: ReadFloat32Options = {}): Promise<Float32Array> {
-    const { dtype, shape } = this.info(name);
+    const t = this.info(name);
+    const { dtype, shape } = t;
     if (options.transposed && shape.length !== 2) {
       throw new FopeifyError('INTERNAL', `${this.path}: ${name} has shape [${shape.join(', ')}], not a matrix to transpose`);
     }
+    if (dtype === 'BF16' || dtype === 'F16') return this.readWidened(t, dtype, options.transposed === true);
     const bytes = await this.readBytes(name); // fresh and at offset 0: aligned for any element type
     const transpose = <T extends MatrixData>(a: T): T => (options.transposed ? transpose2d(a, shape[0]!, shape[1]!) : a);
     if (dtype === 'F32') return transpose(new Float32Array(bytes.buffer, 0, bytes.byteLength / 4));
-    if (options.transposed && (dtype === 'BF16' || dtype === 'F16')) {
-      const t = transpose(new Uint16Array(bytes.buffer, 0, bytes.byteLength / 2));
-      return decodeToF32(new Uint8Array(t.buffer), dtype);
-    }
     return transpose(decodeToF32(bytes, dtype));
   }
 
+  /**
+   * A 16-bit float tensor widened into a new Float32Array, WIDEN_PIECE_BYTES of whole rows at a time, through
+   * two piece-sized buffers (the bytes, and the widened rows of a transposed tensor) reused for every piece
+   * and every tensor of the file.
+   */
+  private async readWidened(t: TensorInfo, dtype: 'BF16' | 'F16', transposed: boolean): Promise<Float32Array> {
+    if (!this.handle) throw new FopeifyError('INTERNAL', `${this.path} is closed`);
+    const out = new Float32Array(numel(t.shape));
+    // Rows of the last dimension (a scalar or vector is one row); transposed tensors are [rows, cols].
+    const cols = t.shape.length ? Math.max(1, t.shape[t.shape.length - 1]!) : 1;
+    const rows = out.length / cols;
+    const rowsPerPiece = Math.max(1, Math.floor(WIDEN_PIECE_BYTES / (2 * cols)));
+    const pieceElems = Math.min(rows, rowsPerPiece) * cols;
+    // Reused by every tensor of the file: fresh pieces per tensor were garbage between the weights in the heap.
+    if (this.pieceBytes.length < 2 * pieceElems) this.pieceBytes = new Uint8Array(2 * pieceElems);
+    if (transposed && this.pieceWidened.length < pieceElems) this.pieceWidened = new Float32Array(pieceElems);
+    const bytes = this.pieceBytes;
+    const widened = transposed ? this.pieceWidened : null;
+    for (let r0 = 0; r0 < rows; r0 += rowsPerPiece) {
+      const n = Math.min(rowsPerPiece, rows - r0);
+      const len = n * cols * 2;
+      const at = this.dataOffset + t.begin + r0 * cols * 2;
+      let done = 0;
+      while (done < len) {
+        const { bytesRead } = await this.handle.read(bytes, done, len - done, at + done);
+        if (bytesRead === 0) throw bad(this.path, `unexpected end of file reading ${t.name}`);
+        done += bytesRead;
+      }
+      if (widened) {
+        widen16Into(bytes.subarray(0, len), dtype, widened, 0);
+        transposeRowsInto(widened, n, cols, out, rows, r0);
+      } else {
+        widen16Into(bytes.subarray(0, len), dtype, out, r0 * cols);
+      }
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
+    this.pieceBytes = new Uint8Array(0);
+    this.pieceWidened = new Float32Array(0);
     const h = this.handle;
     this.handle = undefined;
     await h?.close();

@@ -8,7 +8,7 @@
  * shared with training, which adds the backward pass (src/train/flash-attention.ts). Under a gradient
  * tape the plain tf-op kernels run, so tf.grads sees ordinary ops.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { additiveMask } from '../backend/attention-mask.js';
 import { recordingGradient, type Kernels, type KvBlock } from '../backend/kernels.js';
 import { tfKernels } from '../backend/kernels-tf.js';
@@ -57,10 +57,10 @@ export function fullAttention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, qS
   const window = options.slidingWindow ?? null;
   const scale = options.scale ?? 1 / Math.sqrt(D);
   return tf.tidy(() => {
-    const s = tf.matMul(tf.mul(q, scale).reshape([BK, R * Tq, D]) as tf.Tensor3D, k, false, true).reshape([BK, R, Tq, Tk]);
+    const s = tf.reshape(tf.matMul(tf.reshape(tf.mul(q, scale), [BK, R * Tq, D]) as tf.Tensor3D, k, false, true), [BK, R, Tq, Tk]);
     const mask = additiveMask(qStart, Tq, 0, Tk, window);
     const p = tf.softmax(mask ? tf.add(s, tf.tensor2d(mask, [Tq, Tk])) : s, -1);
-    return tf.matMul(p.reshape([BK, R * Tq, Tk]) as tf.Tensor3D, v).reshape([BK, R, Tq, D]) as tf.Tensor4D;
+    return tf.reshape(tf.matMul(tf.reshape(p, [BK, R * Tq, Tk]) as tf.Tensor3D, v), [BK, R, Tq, D]) as tf.Tensor4D;
   });
 }
 

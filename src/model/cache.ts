@@ -4,7 +4,7 @@
  * the key blocks blockwise attention consumes. Appending a token copies only the last partial block,
  * never the whole history.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { DEFAULT_KEY_BLOCK, type KvBlock } from './attention.js';
 

@@ -8,7 +8,7 @@
  *  - the ops, through `LayerOps` (inference: the kernels' forward-only fast paths and the KV cache;
  *    training: differentiable ops and the checkpointed flash attention).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { Kernels } from '../backend/kernels.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { linear } from './layers.js';
@@ -76,7 +76,7 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
   const p = `model.layers.${layer}.self_attn`;
   return ops.scope(() => {
     // [B·T, n·D] → [B, n, T, D]
-    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(y.reshape([B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
     let q = heads(proj(ctx, x, `${p}.q_proj`), nH);
     let k = heads(proj(ctx, x, `${p}.k_proj`), nKv);
     const v = heads(proj(ctx, x, `${p}.v_proj`), nKv);
@@ -85,11 +85,11 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
       k = ops.norm(k, ctx.weights.get(`${p}.k_norm.weight`), spec.rmsNormEps);
     }
     // Query head h shares KV head floor(h / R): view q as [B, nKv, R, T, D] (HF's repeat_kv order).
-    const qr = ops.rotary(q.reshape([B, nKv, R, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, R, T, D]) as tf.Tensor4D;
-    const kr = ops.rotary(k.reshape([B, nKv, 1, T, D]) as tf.Tensor5D, rot).reshape([B * nKv, T, D]) as tf.Tensor3D;
-    const vr = v.reshape([B * nKv, T, D]) as tf.Tensor3D;
+    const qr = tf.reshape(ops.rotary(tf.reshape(q, [B, nKv, R, T, D]) as tf.Tensor5D, rot), [B * nKv, R, T, D]) as tf.Tensor4D;
+    const kr = tf.reshape(ops.rotary(tf.reshape(k, [B, nKv, 1, T, D]) as tf.Tensor5D, rot), [B * nKv, T, D]) as tf.Tensor3D;
+    const vr = tf.reshape(v, [B * nKv, T, D]) as tf.Tensor3D;
     const o = ops.attention(qr, kr, vr, layer);
-    const merged = tf.transpose(o.reshape([B, nH, T, D]), [0, 2, 1, 3]).reshape([B * T, nH * D]) as tf.Tensor2D;
+    const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, nH, T, D]), [0, 2, 1, 3]), [B * T, nH * D]) as tf.Tensor2D;
     return proj(ctx, merged, `${p}.o_proj`);
   });
 }

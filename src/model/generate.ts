@@ -5,7 +5,7 @@
  * when the kernels offer it (native), else as tensor forward passes, each inside tf.tidy; either way
  * tf.memory().numTensors stays flat over a decode loop.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import type { Kernels } from '../backend/kernels.js';

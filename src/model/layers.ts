@@ -2,7 +2,7 @@
  * The small building blocks of a Llama-family decoder, as HF's modeling_llama defines them.
  * All take and return ordinary tfjs tensors (differentiable, usable inside tf.grads).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { Kernels } from '../backend/kernels.js';
 import { rmsNorm, silu, tfKernels } from '../backend/kernels-tf.js';
 

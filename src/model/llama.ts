@@ -10,14 +10,14 @@
  * backend's, BackendInfo.kernels) it takes their fast forward-only paths when no gradient is recorded.
  * The decoder layer itself is decoder.ts's, shared with the trainer.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { recordingGradient, type Kernels } from '../backend/kernels.js';
 import { tfKernels } from '../backend/kernels-tf.js';
 import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js';
 import type { KvCache } from './cache.js';
-import { prefillInSteps } from './prefill.js';
+import { prefillInSteps, type KeepHidden } from './prefill.js';
 import { decoderLayer, mapWeights, type DecoderContext, type LayerOps } from './decoder.js';
 import { cosSinTable, rotaryTables, type FopeCoefficientData, type RotaryTables } from './rotary.js';
 import { detectFopeLayout, fopeCoefNames, TRANSPOSED_SUFFIX, weight, type FopeLayout, type WeightMap } from './weights.js';
@@ -52,7 +52,7 @@ export interface ForwardOptions {
 function idsTensor(ids: TokenIds, vocabSize: number): { t: tf.Tensor2D; owned: boolean } {
   if (ids instanceof tf.Tensor) {
     if (ids.rank !== 2) throw new FopeifyError('BAD_ARGUMENT', `token ids must be [batch, T], got shape [${ids.shape}]`);
-    return { t: ids.dtype === 'int32' ? ids : (ids.cast('int32') as tf.Tensor2D), owned: ids.dtype !== 'int32' };
+    return { t: ids.dtype === 'int32' ? ids : (tf.cast(ids, 'int32') as tf.Tensor2D), owned: ids.dtype !== 'int32' };
   }
   const rows: ArrayLike<number>[] =
     ids.length > 0 && typeof (ids as ArrayLike<unknown>)[0] !== 'number' ? [...(ids as readonly (readonly number[])[])] : [ids as ArrayLike<number>];
@@ -192,7 +192,12 @@ export function inferenceOps(
  * appended to it and `cache.length` advances by T.
  */
 export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-  const stepped = prefillInSteps(forwardHidden, weights, spec, ids, options);
+  return hiddenStates(weights, spec, ids, options, 'all');
+}
+
+/** forwardHidden, or with 'last-step' only the hidden states of a stepped prefill's last step (the last token is its last row). */
+function hiddenStates(weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions, keep: KeepHidden): tf.Tensor3D {
+  const stepped = prefillInSteps(forwardHidden, weights, spec, ids, options, keep);
   if (stepped) return stepped;
   const { t: idT, owned } = idsTensor(ids, spec.vocabSize);
   const [B, T] = idT.shape;
@@ -220,7 +225,7 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
       slidingWindow: spec.slidingWindow,
     });
     const ctx: DecoderContext = { spec, B, T, weights: mapWeights(weights), ops };
-    h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), idT.reshape([B * T])) as tf.Tensor2D);
+    h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), tf.reshape(idT, [B * T])) as tf.Tensor2D);
     for (let i = 0; i < spec.numLayers; i++) {
       const hIn: tf.Tensor2D = h;
       const tables = rotary.get(i);
@@ -231,7 +236,7 @@ export function forwardHidden(weights: WeightMap, spec: ModelSpec, ids: TokenIds
     }
     if (cache) cache.advance(T);
     const last = h;
-    return tf.tidy(() => ops.norm(last, weight(weights, 'model.norm.weight'), spec.rmsNormEps).reshape([B, T, spec.hiddenSize]) as tf.Tensor3D);
+    return tf.tidy(() => tf.reshape(ops.norm(last, weight(weights, 'model.norm.weight'), spec.rmsNormEps), [B, T, spec.hiddenSize]) as tf.Tensor3D);
   } finally {
     h?.dispose();
     rotary?.dispose();
@@ -250,13 +255,14 @@ export function lmHead(weights: WeightMap, spec: ModelSpec, h: tf.Tensor2D, kern
 
 /** Logits `[B, T, V]` (or `[B, 1, V]` with `logits: 'last'`). */
 export function forwardLogits(weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions = {}): tf.Tensor3D {
-  const h = forwardHidden(weights, spec, ids, options);
+  // For the last token's logits the earlier prefill steps' hidden states need not be kept.
+  const h = hiddenStates(weights, spec, ids, options, options.logits === 'last' ? 'last-step' : 'all');
   try {
     return tf.tidy(() => {
       const [B, T, H] = h.shape;
       const rows = options.logits === 'last' ? tf.slice(h, [0, T - 1, 0], [B, 1, H]) : h;
       const n = options.logits === 'last' ? 1 : T;
-      return lmHead(weights, spec, rows.reshape([B * n, H]) as tf.Tensor2D, options.kernels).reshape([B, n, spec.vocabSize]) as tf.Tensor3D;
+      return tf.reshape(lmHead(weights, spec, tf.reshape(rows, [B * n, H]) as tf.Tensor2D, options.kernels), [B, n, spec.vocabSize]) as tf.Tensor3D;
     });
   } finally {
     h.dispose();

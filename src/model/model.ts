@@ -2,7 +2,7 @@
  * A loaded model: spec + named weight variables + the forward pass, cache and decoding bound to them.
  * `loadModel(dir | ResolvedModel | Hub id)` is the entry point of every command that runs a model.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { loadModelSpec } from '../config/load.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import type { Kernels } from '../backend/kernels.js';

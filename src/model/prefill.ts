@@ -7,7 +7,7 @@
  * step boundaries fall on the cache's block boundaries (no partial block is ever copied), and every
  * other op works row by row.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { recordingGradient } from '../backend/kernels.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import type { ForwardOptions, TokenIds } from './llama.js';
@@ -17,6 +17,13 @@ import type { WeightMap } from './weights.js';
 export const DEFAULT_PREFILL_CHUNK = 1024;
 
 type Forward = (weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions) => tf.Tensor3D;
+
+/**
+ * Which hidden states a stepped prefill returns: every token's, or only its last step's (enough for the
+ * logits of the last token: the earlier steps' `[B, step, H]` are freed as soon as the next one is
+ * done, instead of being held and concatenated into one `[B, T, H]`).
+ */
+export type KeepHidden = 'all' | 'last-step';
 
 /** Tokens per sequence of `ids`, or null when they are not one rectangular batch (the caller reports that). */
 function sequenceLength(ids: TokenIds): number | null {
@@ -48,9 +55,16 @@ function slicePositions(p: ArrayLike<number>, start: number, end: number): Array
  * Final hidden states `[B, T, H]` of a prefill into `options.cache` computed in steps, or null when one
  * pass is the way: no cache, a prompt of at most one step, a gradient being recorded, or ids that the
  * single pass must reject. Step boundaries sit at multiples of the step size in the cache's sequence
- * (itself rounded up to the cache's block size).
+ * (itself rounded up to the cache's block size). `keep: 'last-step'` returns the last step's `[B, Tlast, H]` only.
  */
-export function prefillInSteps(forward: Forward, weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: ForwardOptions): tf.Tensor3D | null {
+export function prefillInSteps(
+  forward: Forward,
+  weights: WeightMap,
+  spec: ModelSpec,
+  ids: TokenIds,
+  options: ForwardOptions,
+  keep: KeepHidden = 'all',
+): tf.Tensor3D | null {
   const cache = options.cache;
   if (!cache || recordingGradient()) return null;
   const T = sequenceLength(ids);
@@ -65,6 +79,7 @@ export function prefillInSteps(forward: Forward, weights: WeightMap, spec: Model
       const e = Math.min(T, (Math.floor((first + s) / step) + 1) * step - first);
       const part = sliceIds(ids, s, e);
       try {
+        if (keep === 'last-step') parts.pop()?.dispose();
         parts.push(
           forward(weights, spec, part, {
             ...options,
@@ -77,6 +92,7 @@ export function prefillInSteps(forward: Forward, weights: WeightMap, spec: Model
       }
       s = e;
     }
+    if (parts.length === 1) return parts.pop()!;
     return tf.concat(parts, 1);
   } finally {
     for (const p of parts) p.dispose();

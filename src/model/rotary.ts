@@ -4,7 +4,7 @@
  * and their application to q and k in HF's split-half layout. Tables are float32, computed from float32
  * positions as torch does, and multiplied by the variant's attention factor (YaRN's mscale).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { fopeCosSin, ropeCosSin, type CosSinTable } from '../rope/fope.js';
 import { ropeFrequencies } from '../rope/inv-freq.js';

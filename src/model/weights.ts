@@ -4,7 +4,7 @@
  * gradients with respect to. FoPE coefficients (shared, per layer, or under `model.language_model.`)
  * are loaded too and never regenerated.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';

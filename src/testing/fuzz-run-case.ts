@@ -5,7 +5,7 @@
  * copied into the output, no partial output after a refused convert.
  * Runs inside a worker process (./fuzz-worker.ts), which the runner kills on a hang or memory blow-up.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';

@@ -7,7 +7,7 @@
  * `[distinct, H]` accumulator, which one scatter (distinct indices: no two writes meet) places in
  * `[V, H]`. Passes = the largest count of one token; each moves `distinct × H` floats.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 
 /** Per pass, the row each distinct token takes (or `rows`: a zero row), and the distinct tokens. */
 export function occurrencePasses(ids: Int32Array): { tokens: Int32Array; passes: Int32Array[] } {
@@ -32,7 +32,7 @@ export function embeddingGradOnDevice(dy: tf.Tensor, ids: Int32Array, V: number)
   const H = dy.shape[dy.shape.length - 1]!;
   const { tokens, passes } = occurrencePasses(ids);
   return tf.tidy(() => {
-    const padded = tf.concat([dy.reshape([ids.length, H]), tf.zeros([1, H])], 0);
+    const padded = tf.concat([tf.reshape(dy, [ids.length, H]), tf.zeros([1, H])], 0);
     let acc: tf.Tensor | null = null;
     for (const rows of passes) {
       const part = tf.gather(padded, tf.tensor1d(rows, 'int32'));

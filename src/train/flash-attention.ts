@@ -10,7 +10,7 @@
  * output and log-sum-exp of the first call (`keep` collects them), so the recomputation skips the
  * attention forward entirely — the most expensive part of a long-context layer.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { AttentionOutput, Kernels } from '../backend/kernels.js';
 import { DEFAULT_KEY_BLOCK, DEFAULT_QUERY_BLOCK } from '../model/attention.js';
 import { timed } from './timing.js';

@@ -11,7 +11,7 @@
  * 0, so its own saved tensors are freed as soon as it returns: the memory of one layer's backward,
  * never of all of them.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { timed } from './timing.js';
 
@@ -36,6 +36,7 @@ export function isolatedGrads(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tenso
     throw new FopeifyError('INTERNAL', 'isolatedGrads called while a gradient tape is recording');
   }
   const outer = e.state.activeTape;
+  tf.registerGradients();
   try {
     const { value, grads } = e.gradients(f, xs, dy, true);
     value.dispose();
@@ -77,6 +78,7 @@ export function namedGrads(
 ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const xs = params.map(([, t]) => t);
   const e = engine();
+  tf.registerGradients();
   const { value, grads } = e.gradients(f, xs, undefined, true);
   const out = new Map<string, tf.Tensor>();
   params.forEach(([name, t], i) => out.set(name, grads[i] ?? tf.zerosLike(t)));

@@ -8,7 +8,7 @@
  * LoRA is merged into the weights at save, or saved as a PEFT adapter (adapter_config.json +
  * adapter_model.safetensors, PEFT's tensor names).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { SeededRandom } from '../random.js';
 import type { LoraSettings, Trainable } from './recipe.js';

@@ -17,7 +17,7 @@
  * through a weight accessor that merges LoRA factors in, and differentiable ops; tests check the loss
  * against the runtime's `forwardLogits`. What is fast on this backend comes from the kernels.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
 import type { Kernels } from '../backend/kernels.js';

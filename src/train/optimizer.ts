@@ -10,7 +10,7 @@
  * norm, a scalar the trainer reads with the loss (one asynchronous read per step), and the moments
  * when a checkpoint is written.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import type { HostPasses, Kernels } from '../backend/kernels.js';
 
 export interface AdamWConfig {
@@ -86,7 +86,7 @@ export class AdamW {
     }
     return tf.tidy(() => {
       let sum = tf.scalar(0);
-      for (const g of grads.values()) sum = sum.add(g.square().sum());
+      for (const g of grads.values()) sum = tf.add(sum, tf.sum(tf.square(g)));
       return sum;
     });
   }
@@ -142,14 +142,14 @@ export class AdamW {
       const m = this.devM.get(name)!;
       const v = this.devV.get(name)!;
       tf.tidy(() => {
-        const g = clip === 1 ? g0 : g0.mul(clip);
-        const mNew = m.mul(b1).add(g.mul(1 - b1));
-        const vNew = v.mul(b2).add(g.square().mul(1 - b2));
+        const g = clip === 1 ? g0 : tf.mul(g0, clip);
+        const mNew = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
+        const vNew = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
         m.assign(mNew);
         v.assign(vNew);
-        const update = mNew.div(c1).div(vNew.div(c2).sqrt().add(eps));
-        let next = p.sub(update.mul(lr));
-        if (weightDecay > 0) next = next.sub(p.mul(lr * weightDecay));
+        const update = tf.div(tf.div(mNew, c1), tf.add(tf.sqrt(tf.div(vNew, c2)), eps));
+        let next = tf.sub(p, tf.mul(update, lr));
+        if (weightDecay > 0) next = tf.sub(next, tf.mul(p, lr * weightDecay));
         p.assign(next);
       });
     }

@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { fopeFolderConfig, writeRemoteCode } from '../bridge/remote-code.js';
 import { hasFopeArchName } from '../config/fope-arch.js';
 import { SIDECAR_FILES } from '../convert/convert.js';

@@ -4,7 +4,7 @@
  * Landmark-attention template of the FoPE and YaRN papers, evals.md) and its teacher-forced rule
  * (correct iff the argmax at every answer token is the answer token: one forward pass, deterministic).
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { buildPasskeyPrompt, teacherForcedIds, type EvalTokenizer } from '../eval/index.js';
 import { argmax, forwardHidden, lmHead, type TextTokenizer } from '../model/index.js';
 import { SeededRandom } from '../random.js';
@@ -77,7 +77,7 @@ export async function passkeyAccuracy(tm: TrainingModel, tok: TextTokenizer, len
       tf.tidy(() => {
         const h = forwardHidden(w, tm.spec, ids, { kernels: tm.kernels });
         const H = h.shape[2];
-        const rows = tf.gather(h.reshape([ids.length, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
+        const rows = tf.gather(tf.reshape(h, [ids.length, H]), tf.tensor1d(positions, 'int32')) as tf.Tensor2D;
         return lmHead(w, tm.spec, rows, tm.kernels);
       }),
     );

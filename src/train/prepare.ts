@@ -8,7 +8,7 @@
  *  - `requires_fope` refuses a model without FoPE coefficients.
  * The result carries the config.json the output folder will have.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { loadModelSpec } from '../config/load.js';
 import { parseModelConfig, ropeParameterDict, type ModelSpec, type RopeSpec } from '../config/model-spec.js';
 import { DEFAULT_SETTINGS, outputRopeSpec, planConversion } from '../convert/plan.js';

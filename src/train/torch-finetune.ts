@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { findTorchPython, type TorchPython } from '../bridge/python.js';
 import { FopeifyError } from '../errors.js';
 import { isEmptyOrMissing, writeFileAtomically } from '../io/atomic.js';

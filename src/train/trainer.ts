@@ -7,7 +7,7 @@
  * everything else stays where the backend keeps it. `finetune` drives it (with checkpoints, metrics and the model
  * folder around it); bench/train.mjs drives the same steps on random tokens.
  */
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '../backend/tfjs.js';
 import { activeKernels, type BackendInfo } from '../backend/select.js';
 import { gpuMemoryBytes } from '../backend/webgpu.js';
 import type { ModelSpec } from '../config/model-spec.js';

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { FopeifyError } from '../../src/errors.js';
 import { Checkpoint } from '../../src/io/checkpoint.js';
 import { bf16BitsToF32, decodeToF32, encodeFromF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/io/dtype.js';
-import { encodeHeader, parseHeader, SafetensorsFile, writeSafetensors, writeShardedSafetensors } from '../../src/io/safetensors.js';
+import { encodeHeader, parseHeader, SafetensorsFile, WIDEN_PIECE_BYTES, writeSafetensors, writeShardedSafetensors } from '../../src/io/safetensors.js';
 import { tempDir } from '../helpers.js';
 
 const root = tempDir();
@@ -83,6 +83,25 @@ describe('safetensors writer and reader', () => {
       expect(Array.from(t.slice(0, 3))).toEqual([plain[0], plain[cols], plain[2 * cols]]);
     }
     await expect(st.readFloat32('b', { transposed: true })).rejects.toThrow(/not a matrix/);
+    await st.close();
+  });
+
+  it('widens a 16-bit matrix larger than one read piece, plainly and transposed, to the values of the whole bytes', async () => {
+    const cols = 1000;
+    const rows = Math.floor(WIDEN_PIECE_BYTES / (2 * cols)) + 103; // a whole piece, then a partial one
+    const values = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.001) * 3 + (i % 7) * 2 ** -12);
+    const f = path.join(root, 'pieces.safetensors');
+    const dtypes = ['BF16', 'F16'] as const;
+    await writeSafetensors(f, dtypes.map((d) => ({ name: d, dtype: d, shape: [rows, cols], data: encodeFromF32(values, d) })));
+    const st = await SafetensorsFile.open(f);
+    for (const d of dtypes) {
+      const whole = decodeToF32(await st.readBytes(d), d);
+      expect(await st.readFloat32(d)).toEqual(whole);
+      const t = await st.readFloat32(d, { transposed: true });
+      let mismatches = 0;
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (!Object.is(t[c * rows + r], whole[r * cols + c])) mismatches++;
+      expect(mismatches).toBe(0);
+    }
     await st.close();
   });
 

@@ -98,6 +98,23 @@ describe('prefill in steps', () => {
     expect(stepped).toBeLessThan(0.7 * one);
   });
 
+  it("the last token's logits keep only the last step's hidden states, with the same bits", async () => {
+    const cache = fope.createCache({ blockSize: 4 });
+    const all = rows(fope.forward(IDS, { cache, prefillChunk: 4 }));
+    cache.dispose();
+    const H = fope.spec.hiddenSize;
+    const lastCache = fope.createCache({ blockSize: 4 });
+    let last: Float32Array[] = [];
+    const info = await tf.profile(() => {
+      last = rows(fope.forward(IDS, { cache: lastCache, prefillChunk: 4, logits: 'last' }));
+    });
+    lastCache.dispose();
+    expect(last).toEqual([all[all.length - 1]]);
+    // No [1, T, H] tensor of every step's hidden states is assembled (5 steps of 4 tokens here).
+    const wholePrompt = info.kernels.filter((k) => k.outputShapes.some((s) => s?.join() === [1, IDS.length, H].join()));
+    expect(wholePrompt.map((k) => k.name)).toEqual([]);
+  });
+
   it('a jagged batch is refused before anything is cached', () => {
     const cache = fope.createCache({ blockSize: 4 });
     expect(() => fope.forward([IDS, IDS.slice(1)], { cache, prefillChunk: 4 })).toThrow(/same length/);
