@@ -1,7 +1,8 @@
 /*
- * Softmax passes of blockwise attention, and SwiGLU: the attention recurrences
- * (src/model/native-attention.ts, src/train/native-attention.ts) spend most of their non-GEMM time
- * exponentiating score blocks. These loops run that work in C on the BLAS's thread count (rows split
+ * Softmax passes of blockwise attention, the LM head's cross-entropy, and SwiGLU: the attention
+ * recurrences (src/model/native-attention.ts, src/train/native-attention.ts) and the training head
+ * (src/backend/head-loss.ts, 49k-wide logits rows) spend most of their non-GEMM time exponentiating
+ * rows. These loops run that work in C on the BLAS's thread count (rows split
  * across threads by parallel.c) with vexp.h's vector exp.
  */
 #include "softmax.h"
