@@ -1,6 +1,8 @@
 /* N-API glue of the compute passes: argument checks, then the C functions of elementwise.c,
  * softmax.c and norm-optim.c. Every array is checked to be long enough before any is touched, so a
  * wrong argument throws instead of corrupting memory. */
+#include <math.h>
+
 #include "addon.h"
 #include "elementwise.h"
 #include "norm-optim.h"
@@ -76,6 +78,37 @@ static napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
   }
   fopeify_softmax_backward(S, dP, rows, n4, lse, d);
   return NULL;
+}
+
+/* crossEntropyRows(L, rows, n4, V, targets, scale): see softmax.h; returns the summed NLL. */
+static napi_value CrossEntropyRows(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rows, n4, V;
+  float *L;
+  double scale;
+  napi_typedarray_type tt;
+  size_t tlen = 0;
+  void *tdata = NULL;
+  if (argc != 6 || !get_i64(env, argv[1], &rows) || !get_i64(env, argv[2], &n4) || !get_i64(env, argv[3], &V) || rows < 0 || n4 < 0 ||
+      n4 > (int64_t)1 << 40 || rows > ((int64_t)1 << 52) / (n4 > 0 ? n4 : 1) || !f32_at_least(env, argv[0], &L, (size_t)(rows * n4)) ||
+      napi_get_typedarray_info(env, argv[4], &tt, &tlen, &tdata, NULL, NULL) != napi_ok || tt != napi_int32_array ||
+      tlen < (size_t)rows || napi_get_value_double(env, argv[5], &scale) != napi_ok || !isfinite(scale)) {
+    napi_throw_type_error(env, NULL,
+                          "crossEntropyRows: expected (L, rows, n4, V, targets, scale) with a Float32Array L of rows·n4, an Int32Array "
+                          "of rows targets and a finite scale");
+    return NULL;
+  }
+  double nll = 0;
+  const char *err = fopeify_cross_entropy_rows(L, rows, n4, V, (const int32_t *)tdata, scale, &nll);
+  if (err) {
+    napi_throw_range_error(env, NULL, err);
+    return NULL;
+  }
+  napi_value out;
+  CHECK(napi_create_double(env, nll, &out));
+  return out;
 }
 
 /* swiglu(g, u, y, sig | null): over y.length elements. */
@@ -179,7 +212,7 @@ void fopeify_register_passes(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
       {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows}, {"softmaxBackward", SoftmaxBackward},
       {"swiglu", Swiglu},   {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
-      {"rmsnormBackward", RmsnormBackward},
+      {"rmsnormBackward", RmsnormBackward}, {"crossEntropyRows", CrossEntropyRows},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

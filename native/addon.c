@@ -13,8 +13,8 @@
  *    so a missing BLAS is a normal answer ({ok:false, error}) rather than an exception at import.
  *
  * Files: blas.c (BLAS loading, denormal flushing), sgemm*.c (portable SGEMM), elementwise.c
- * (tfjs-exact arithmetic), parallel.c (threads for the passes), softmax.c (softmax, SwiGLU),
- * norm-optim.c (AdamW, sum of squares, RMSNorm), addon-passes.c (their N-API glue), decode.c and
+ * (tfjs-exact arithmetic), parallel.c (threads for the passes), softmax.c (softmax, LM-head
+ * cross-entropy, SwiGLU), norm-optim.c (AdamW, sum of squares, RMSNorm), addon-passes.c (their N-API glue), decode.c and
  * addon-decode.c (the per-token decoding step on preallocated buffers), attention.c and
  * addon-attention.c (blockwise attention of training and prefill, one call per layer).
  */

@@ -5,7 +5,7 @@
 #include "napi-util.h"
 
 /* Must match ADDON_ABI in src/backend/native.ts; bump both when the JS-visible API changes. */
-#define FOPEIFY_ABI_VERSION 6
+#define FOPEIFY_ABI_VERSION 7
 
 /* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares (addon-passes.c) */
 void fopeify_register_passes(napi_env env, napi_value exports);

@@ -12,6 +12,12 @@ void fopeify_softmax_rows(float *S, int64_t rows, int64_t n4, const float *mOld,
 /* P = exp(S − lse[r]) into S, dS = P ∘ (dP − d[r]) into dP. */
 void fopeify_softmax_backward(float *S, float *dP, int64_t rows, int64_t n4, const float *lse, const float *d);
 
+/* Cross-entropy of logits L (rows x n4, the first V columns real, n4 a multiple of 4) against
+ * targets (−1: ignored): *nll = Σ over valid rows of max + log Σ exp(L − max) − L[target] (summed in row
+ * order). With scale ≠ 0, L becomes dlogits = scale · (softmax − onehot) (ignored rows and padding 0).
+ * Returns an error message (nothing touched) for a bad V / n4 or a target ≥ V, else NULL. */
+const char *fopeify_cross_entropy_rows(float *L, int64_t rows, int64_t n4, int64_t V, const int32_t *targets, double scale, double *nll);
+
 /* y = g·σ(g)·u over n elements, σ(g) = 1 / (1 + exp(−g)) also into sig when not NULL. */
 void fopeify_swiglu(const float *g, const float *u, float *y, float *sig, int64_t n);
 

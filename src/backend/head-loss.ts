@@ -3,13 +3,14 @@
  * of the valid rows and, for the gradient, dlogits = scale · (softmax − onehot) pushed straight into
  * dx = dlogits W and dW += dlogitsᵀ x, so `[T, vocab]` logits never exist whole. Three forms:
  * tf ops; a fused softmax pass over the logits' data (host); BLAS straight on the data with the logits
- * only in a scratch buffer and dW accumulated in place (native).
+ * only in a scratch buffer, softmax, NLL and dlogits in one threaded C pass over it, and dW accumulated in
+ * place (native).
  */
 import * as tf from './tfjs.js';
 import { data } from './attention-native.js';
 import type { HeadLossInput, HeadLossOutput } from './kernels.js';
 import type { NativeAddon } from './native.js';
-import { attentionSoftmax, vectorMath } from './vector-math.js';
+import { vectorMath } from './vector-math.js';
 
 /**
  * Summed NLL and dlogits of one chunk's logits `[n, V]` (targets −1: ignored). The NLL is a number when
@@ -126,9 +127,19 @@ function headLossWith(loss: ChunkLoss, input: HeadLossInput): HeadLossOutput {
 export const headLossTf = (input: HeadLossInput) => headLossWith(tfChunkLoss, input);
 export const headLossHost = (input: HeadLossInput) => headLossWith(hostChunkLoss, input);
 
+/** Buffers of one headLossNative call for chunks with ignored rows: their valid rows packed together. */
+interface PackedRows {
+  x: Float32Array;
+  dx: Float32Array;
+  targets: Int32Array;
+}
+
 /**
  * One chunk with the BLAS on the data (x `[n, H]`, W `[V, H]`): the summed NLL and, with `scale`,
- * dx = dlogits·W written into `dx` at `dxOff` and dW += dlogitsᵀ·x accumulated into `dW`.
+ * dx = dlogits·W written into `dx` at `dxOff` and dW += dlogitsᵀ·x accumulated into `dW`. The softmax,
+ * NLL and dlogits are one threaded C pass over the logits scratch. A row without a target changes
+ * neither the loss nor a gradient, so only the valid rows go through the GEMMs (packed together into
+ * `packed()` when some are ignored; the ignored rows' dx stays 0).
  */
 function headChunkNative(
   blas: NativeAddon,
@@ -142,38 +153,31 @@ function headChunkNative(
   dx: Float32Array | null,
   dxOff: number,
   dW: Float32Array | null,
+  packed: () => PackedRows,
 ): number {
-  const vm = vectorMath();
-  const sm = attentionSoftmax(blas);
+  let rows = 0;
+  for (let r = 0; r < n; r++) if (targets[r]! >= 0) rows++;
+  if (rows === 0) return 0;
+  let [xs, tg, dxs, dxsOff] = [x, targets, dx, dxOff];
+  const pack = rows < n ? packed() : null;
+  if (pack) {
+    for (let r = 0, k = 0; r < n; r++) {
+      if (targets[r]! < 0) continue;
+      pack.x.set(x.subarray(r * H, (r + 1) * H), k * H);
+      pack.targets[k++] = targets[r]!;
+    }
+    [xs, tg, dxs, dxsOff] = [pack.x, pack.targets.subarray(0, rows), pack.dx, 0];
+  }
   const V4 = (V + 3) & ~3;
-  const [L, mOld, mNew, sums, ks] = vm.scratch(n * V4, n, n, n, n) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
-  blas.sgemm(false, true, n, V, H, 1, x, 0, H, W, 0, H, 0, L, 0, V4);
-  const picked = new Float64Array(n);
-  for (let r = 0; r < n; r++) {
-    const o = r * V4;
-    const t = targets[r]!;
-    if (t < 0) L.fill(-Infinity, o, o + V4); // ignored: the row softmax gives 0
-    else {
-      picked[r] = L[o + t]!;
-      if (V4 > V) L.fill(-Infinity, o + V, o + V4);
-    }
-  }
-  mOld.fill(-Infinity);
-  sm.softmaxRows(L, n, V4, mOld, mNew, sums);
-  let nll = 0;
-  for (let r = 0; r < n; r++) {
-    if (targets[r]! < 0) {
-      ks[r] = 0;
-      continue;
-    }
-    nll += mNew[r]! + Math.log(sums[r]!) - picked[r]!;
-    ks[r] = scale === null ? 0 : scale / sums[r]!;
-  }
+  const [L] = vectorMath().scratch(rows * V4) as [Float32Array];
+  blas.sgemm(false, true, rows, V, H, 1, xs, 0, H, W, 0, H, 0, L, 0, V4);
+  const nll = blas.crossEntropyRows(L, rows, V4, V, tg, scale ?? 0);
   if (scale !== null) {
-    vm.scaleRows(L, n, V4, ks);
-    for (let r = 0; r < n; r++) if (targets[r]! >= 0) L[r * V4 + targets[r]!] = L[r * V4 + targets[r]!]! - scale;
-    blas.sgemm(false, false, n, H, V, 1, L, 0, V4, W, 0, H, 0, dx!, dxOff, H);
-    if (dW) blas.sgemm(true, false, V, H, n, 1, L, 0, V4, x, 0, H, 1, dW, 0, H);
+    blas.sgemm(false, false, rows, H, V, 1, L, 0, V4, W, 0, H, 0, dxs!, dxsOff, H);
+    if (dW) blas.sgemm(true, false, V, H, rows, 1, L, 0, V4, xs, 0, H, 1, dW, 0, H);
+    if (pack) {
+      for (let r = 0, k = 0; r < n; r++) if (targets[r]! >= 0) dx!.set(pack.dx.subarray(k * H, ++k * H), dxOff + r * H);
+    }
   }
   return nll;
 }
@@ -184,10 +188,16 @@ export function headLossNative(blas: NativeAddon, input: HeadLossInput): HeadLos
   const Wd = data(input.W);
   const dx = scale !== null ? new Float32Array(N * H) : null;
   const dW = scale !== null && input.weightGrad ? new Float32Array(V * H) : null;
+  const most = Math.max(0, ...chunks.map(([, n]) => n));
+  let pack: PackedRows | null = null;
+  const packed = () => (pack ??= { x: new Float32Array(most * H), dx: new Float32Array(most * H), targets: new Int32Array(most) });
   let total = 0;
   for (const [s, n] of chunks) {
-    const xd = tf.tidy(() => data(input.rows(s, n)));
-    total += headChunkNative(blas, xd, Wd, n, H, V, targets.subarray(s, s + n), scale, dx, s * H, dW);
+    // The chunk inside the scope of its rows' tensors. (A tidy that returns a typed array walks it
+    // element by element looking for tensors: ~0.1 s per chunk.)
+    tf.tidy(() => {
+      total += headChunkNative(blas, data(input.rows(s, n)), Wd, n, H, V, targets.subarray(s, s + n), scale, dx, s * H, dW, packed);
+    });
   }
   return { loss: tf.scalar(total * (1 / input.tokens)), dx: dx ? tf.tensor2d(dx, [N, H]) : null, dW: dW ? tf.tensor2d(dW, [V, H]) : null };
 }

@@ -80,6 +80,14 @@ export interface NativeAddon {
    */
   softmaxRows(s: Float32Array, rows: number, n4: number, mOld: Float32Array, mNew: Float32Array, sum: Float32Array): void;
   softmaxBackward(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
+  /**
+   * Cross-entropy of logits rows `L` (`rows × n4`, the first V columns real, n4 a multiple of 4) against
+   * `targets` (−1: ignored), threaded over rows: returns the summed NLL of the valid rows (in row order).
+   * With `scale` ≠ 0, L becomes `dlogits = scale · (softmax − onehot)` (ignored rows and padding 0) with
+   * the bits of softmaxRows followed by the scaling in float32; with 0 it is left as scratch.
+   * Throws for a short array, a target ≥ V or a bad V / n4.
+   */
+  crossEntropyRows(L: Float32Array, rows: number, n4: number, V: number, targets: Int32Array, scale: number): number;
   /** y = g·σ(g)·u over y.length elements (σ(g) into sig when given), as vector-math.ts's swigluForward. */
   swiglu(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
   /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. */
@@ -234,8 +242,9 @@ export function defaultAddonPath(): string {
  * 4: keepFreedMemory (glibc malloc thresholds).
  * 5: rmsnorm's inv argument and rmsnormBackward (training's fused RMSNorm).
  * 6: attentionForward and attentionBackward (a layer's blockwise attention in one call).
+ * 7: crossEntropyRows (the LM-head loss's softmax, NLL and dlogits in one pass).
  */
-export const ADDON_ABI = 6;
+export const ADDON_ABI = 7;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -253,6 +262,7 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   unary: true,
   softmaxRows: true,
   softmaxBackward: true,
+  crossEntropyRows: true,
   swiglu: true,
   adamw: true,
   rmsnorm: true,

@@ -26,7 +26,7 @@ import { decoderLayer, type LayerOps, type LayerWeights } from '../model/decoder
 import { forwardLogits, fopeCoefficients, readFopeCoefficients } from '../model/llama.js';
 import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js';
 import type { FopeLayout, WeightMap } from '../model/weights.js';
-import { defaultLossChunk } from './binding-limit.js';
+import { defaultLossChunk, lossChunks } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
 import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
@@ -44,7 +44,7 @@ export interface TrainingModelOptions {
   /** Attention blocks (default 256 queries × 512 keys). */
   queryBlock?: number;
   keyBlock?: number;
-  /** Rows per LM-head chunk in the loss (default: about 32M logits, 128 MB, per chunk). */
+  /** Most rows per LM-head chunk in the loss (default: about 64M logits, 256 MB); the rows are cut into equal chunks. */
   lossChunk?: number;
 }
 
@@ -358,8 +358,7 @@ export class TrainingModel {
     const { spec } = this;
     const names = this.headParams;
     const [N, H] = h.shape;
-    const chunks: [number, number][] = [];
-    for (let s = 0; s < N; s += this.lossChunk) chunks.push([s, Math.min(this.lossChunk, N - s)]);
+    const chunks = lossChunks(N, this.lossChunk);
     const normName = 'model.norm.weight';
     const jNorm = names.indexOf(normName);
     const jHead = names.indexOf(this.lmHeadName);

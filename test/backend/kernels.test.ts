@@ -213,6 +213,35 @@ for (const [name, make] of impls) {
       });
     }
 
+    it('headLoss with most rows ignored: a chunk without targets, one target row, V a multiple of 4', () => {
+      const [N, H, V] = [14, 8, 40];
+      const x = randn([N, H], 21) as tf.Tensor2D;
+      const W = randn([V, H], 22) as tf.Tensor2D;
+      // Chunks [0,5) none valid, [5,10) only row 7, [10,14) rows 10 and 13 (target V − 1, the last column).
+      const targets = Int32Array.from({ length: N }, () => -1);
+      [targets[7], targets[10], targets[13]] = [3, 0, V - 1];
+      const input = {
+        N,
+        H,
+        V,
+        chunks: [[0, 5], [5, 5], [10, 4]] as [number, number][],
+        rows: (s: number, n: number) => tf.slice(x, [s, 0], [n, H]) as tf.Tensor2D,
+        W,
+        targets,
+        tokens: 3,
+        gradient: true,
+        weightGrad: true,
+      };
+      const want = tfKernels.headLoss(input);
+      const got = K.headLoss(input);
+      close(got.loss, want.loss, 1e-6, 'loss');
+      close(got.dx!, want.dx!, 1e-5, 'dx');
+      close(got.dW!, want.dW!, 1e-5, 'dW');
+      // Ignored rows get no gradient at all.
+      const dx = got.dx!.dataSync();
+      for (const r of [0, 4, 5, 6, 8, 9, 11, 12]) expect(Array.from(dx.subarray(r * H, (r + 1) * H)).every((v) => v === 0), `dx row ${r}`).toBe(true);
+    });
+
     it('host passes: sum of squares and the AdamW update equal the JavaScript ones bit for bit', () => {
       const js = jsHostPasses(false);
       const r = rng(20);

@@ -89,6 +89,63 @@ describe.skipIf(!nativeUsable)('native softmax passes equal vector-math', () => 
   });
 });
 
+describe.skipIf(!nativeUsable)('native cross-entropy rows equal softmaxRows with the scaling', () => {
+  const addon = () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.reason);
+    return r.blas.addon;
+  };
+  for (const [rows, V] of [[7, 37], [300, 1000], [2, 4]] as const) {
+    it(`${rows} rows × V ${V}: NLL, dlogits and ignored rows`, () => {
+      const a = addon();
+      const vm = vectorMath();
+      const n4 = (V + 3) & ~3;
+      const r = rng(rows + V);
+      const logits = Float32Array.from({ length: rows * n4 }, () => (r() - 0.5) * 20);
+      const targets = Int32Array.from({ length: rows }, (_, i) => (i % 3 === 1 ? -1 : Math.floor(r() * V)));
+      const scale = 1 / 7;
+      // The steps the pass replaces: softmaxRows over −∞-padded rows, k = scale / sum, scaleRows, − scale at the target.
+      const [S, mOld, mNew, sum, k] = vm.scratch(rows * n4, rows, rows, rows, rows) as Float32Array[];
+      S!.set(logits);
+      mOld!.fill(-Infinity);
+      let wantNll = 0;
+      for (let i = 0; i < rows; i++) {
+        if (targets[i]! < 0) S!.fill(-Infinity, i * n4, (i + 1) * n4);
+        else S!.fill(-Infinity, i * n4 + V, (i + 1) * n4);
+      }
+      vm.softmaxRows(S!, rows, n4, mOld!, mNew!, sum!);
+      for (let i = 0; i < rows; i++) {
+        const t = targets[i]!;
+        k![i] = t < 0 ? 0 : scale / sum![i]!;
+        if (t >= 0) wantNll += mNew![i]! + Math.log(sum![i]!) - logits[i * n4 + t]!;
+      }
+      vm.scaleRows(S!, rows, n4, k!);
+      for (let i = 0; i < rows; i++) if (targets[i]! >= 0) S![i * n4 + targets[i]!] = S![i * n4 + targets[i]!]! - scale;
+      const got = logits.slice();
+      const nll = a.crossEntropyRows(got, rows, n4, V, targets, scale);
+      expect(nll).toBeCloseTo(wantNll, 9);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(S!.buffer, S!.byteOffset, S!.byteLength))).toBe(true);
+      // Without the gradient: the same NLL.
+      expect(a.crossEntropyRows(logits.slice(), rows, n4, V, targets, 0)).toBe(nll);
+    });
+  }
+
+  it('rejects bad arguments with an error', () => {
+    const a = addon();
+    const L = new Float32Array(8);
+    const t = new Int32Array([0, 1]);
+    expect(() => a.crossEntropyRows(new Float32Array(7), 2, 4, 4, t, 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 2, 4, 4, new Int32Array(1), 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 2, 4, 4, new Float32Array(2) as unknown as Int32Array, 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 2, 4, 4, new Int32Array([0, 4]), 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 2, 4, 5, t, 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 1, 6, 4, t, 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, -1, 4, 4, t, 1)).toThrow(/crossEntropyRows/);
+    expect(() => a.crossEntropyRows(L, 2, 4, 4, t, Number.NaN)).toThrow(/crossEntropyRows/);
+    expect(Array.from(L).every((v) => v === 0)).toBe(true); // nothing touched
+  });
+});
+
 describe.skipIf(!nativeUsable)('native SwiGLU activation equals vector-math', () => {
   for (const n of [5, 64, 100_003]) {
     it(`${n} elements, with and without σ out`, () => {

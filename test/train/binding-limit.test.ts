@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModelSpec } from '../../src/config/model-spec.js';
 import { FopeifyError } from '../../src/errors.js';
 import { DEFAULT_KEY_BLOCK, DEFAULT_QUERY_BLOCK } from '../../src/model/attention.js';
-import { defaultLossChunk, fitBlocksToBinding } from '../../src/train/binding-limit.js';
+import { defaultLossChunk, fitBlocksToBinding, lossChunks } from '../../src/train/binding-limit.js';
 
 const spec = { vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numHeads: 9, numKvHeads: 3, headDim: 64 } as ModelSpec;
 const MIB = 2 ** 20;
@@ -50,5 +50,20 @@ describe('fitBlocksToBinding', () => {
     expect(long.message).toMatch(/`settings.seqLen` or `settings.batch`/);
     const weight = fail(() => fitBlocksToBinding(spec, { batch: 1, seqLen: 512, largestWeight: embed }, {}, 64 * MIB));
     expect(weight.message).toMatch(/largest weight/);
+  });
+});
+
+describe('lossChunks', () => {
+  it('cuts the rows into as few chunks as the limit allows, of equal size, covering every row once', () => {
+    expect(lossChunks(2048, 1302)).toEqual([[0, 1024], [1024, 1024]]);
+    expect(lossChunks(512, 1302)).toEqual([[0, 512]]);
+    expect(lossChunks(10, 4)).toEqual([[0, 4], [4, 4], [8, 2]]);
+    for (const [N, c] of [[1, 1], [7, 3], [2049, 1302], [100, 7]]) {
+      const chunks = lossChunks(N!, c!);
+      expect(chunks.length).toBe(Math.ceil(N! / c!));
+      expect(chunks.every(([, n]) => n >= 1 && n <= c!)).toBe(true);
+      chunks.forEach(([s, n], i) => expect(s).toBe(i === 0 ? 0 : chunks[i - 1]![0] + chunks[i - 1]![1]));
+      expect(chunks.at(-1)![0] + chunks.at(-1)![1]).toBe(N);
+    }
   });
 });
