@@ -13,10 +13,11 @@
 #include "parallel.h"
 
 #define MAX_DIMS 16
-/* Bytes each copying thread gets at least. A copy is memory-bound: on the 2-core test machine one
- * thread copied [2048, 9, 64] floats (4.6 MB) in ~0.2 ms and two threads were no faster; 1 MB took
- * ~33 µs, less than starting a thread there under load. */
-#define BYTES_PER_THREAD ((int64_t)2 * 1024 * 1024)
+/* Bytes each copying thread gets at least. A copy is memory-bound and its destination is a fresh
+ * buffer: on the 2-core test machine (shared, loaded) one thread copied [2048, 9, 64] floats (4.6 MB)
+ * in ~0.2 ms warm and two were no faster; inside a 2048-token training step Transpose's 360 calls took
+ * 546 ms on one thread and 727-781 ms with 2 MiB per thread. So only copies of 16 MiB and more split. */
+#define BYTES_PER_THREAD ((int64_t)8 * 1024 * 1024)
 
 typedef struct {
   const char *src;

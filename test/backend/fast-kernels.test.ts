@@ -98,25 +98,21 @@ describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
   });
 });
 
-// The movement kernels' copies of NATIVE_MIN_COPY+ elements run in the addon's C copy (threaded on
-// 3 threads here when large); smaller ones stay in JS. Each case: the same bits as tfjs's own kernel
+// The movement kernels' copies of NATIVE_MIN_COPY+ elements run in the addon's C copy (its threads:
+// native-passes.test.ts); smaller ones stay in JS. Each case: the same bits as tfjs's own kernel
 // and as the JS path, and the C copy counted so a silent fallback to JS would fail the test.
 describe.runIf(nativeUsable)('native data movement', () => {
   let calls = 0;
-  let threads = 0;
   let native: NativeAddon;
   beforeAll(() => {
     const r = loadNative({ threads: 2 });
     if (!r.ok) throw new Error(r.reason);
     native = r.blas.addon;
-    threads = r.blas.threads;
-    native.setThreads(3);
     const counted = { ...native, copyStrided: (...a: Parameters<NativeAddon['copyStrided']>) => (calls++, native.copyStrided(...a)) };
     addon = counted;
   });
   afterAll(() => {
     addon = undefined;
-    native.setThreads(threads);
   });
   /** Ours with the addon, ours in JS alone and tfjs's: the same bits; `c` C copies made. */
   function sameAll(fn: Run, c: number) {
@@ -136,7 +132,7 @@ describe.runIf(nativeUsable)('native data movement', () => {
     return data(shape, seed, dtype);
   };
   it('Transpose: the heads layout, odd shapes, int32 and bool, large and small', () => {
-    const heads = big([1, 700, 9, 64], 40); // 1.6 MB: 1 thread; [1, 2048, 9, 64] below: 2+
+    const heads = big([1, 700, 9, 64], 40);
     sameAll(run('Transpose', { x: heads }, { perm: [0, 2, 1, 3] }), 1);
     sameAll(run('Transpose', { x: big([2, 1100, 3, 64], 41) }, { perm: [0, 2, 1, 3] }), 1);
     const odd = big([3, 37, 5, 29], 42);
@@ -148,7 +144,7 @@ describe.runIf(nativeUsable)('native data movement', () => {
     sameAll(run('Transpose', { x: data([1, 9, 9, 64], 45) }, { perm: [0, 2, 1, 3] }), 0); // 5184 elements: JS
     sameAll(run('Transpose', { x: data([7, 11, 13], 46, 'int32') }, { perm: [2, 1, 0] }), 0);
   });
-  it('Transpose of [1, 2048, 9, 64] (threaded)', () => {
+  it('Transpose of [1, 2048, 9, 64] (the heads layout at 2048 tokens)', () => {
     sameAll(run('Transpose', { x: big([1, 2048, 9, 64], 47) }, { perm: [0, 2, 1, 3] }), 1);
   });
   it('Slice, SplitV, PadV2 and Concat', () => {

@@ -207,8 +207,8 @@ describe.skipIf(!nativeUsable)('native RMSNorm passes', () => {
   });
 });
 
-// The movement kernels' C copy against the JS copyStrided it replaces, on 1 and 3 threads (the large
-// cases are split across threads there), for 1-, 4- and 8-byte elements; and its refusals.
+// The movement kernels' C copy against the JS copyStrided it replaces, on 1 and 3 threads (copies of
+// 16 MiB and more are split across threads there), for 1-, 4- and 8-byte elements; and its refusals.
 describe.skipIf(!nativeUsable)('native copyStrided', () => {
   const addon = () => {
     const r = loadNative();
@@ -217,7 +217,7 @@ describe.skipIf(!nativeUsable)('native copyStrided', () => {
   };
   /** [shape, sOff, sStrides, dOff, dStrides, src length, dst length]: transpose, slice, pad, concat. */
   const cases: Array<[number[], number, number[], number, number[], number, number]> = [
-    [[9, 2048, 64], 0, [64, 576, 1], 0, [131072, 64, 1], 1179648, 1179648], // heads layout, 4.7 MB
+    [[9, 8192, 64], 0, [64, 576, 1], 0, [524288, 64, 1], 4718592, 4718592], // heads layout: 2+ threads from 4-byte elements
     [[3, 37, 5, 29], 0, [29, 435, 87, 1], 0, [5365, 145, 29, 1], 16095, 16095],
     [[4, 44, 67], 3408, [3337, 71, 1], 0, [2948, 67, 1], 16685, 11792], // slice of [5, 47, 71]
     [[91, 93], 0, [93, 1], 2 * 98 + 2, [98, 1], 8463, 93 * 98 + 400], // pad
