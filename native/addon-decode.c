@@ -1,8 +1,9 @@
-/* N-API glue of the decoding step (decode.c). Arrays are checked to be long enough before any is
+/* N-API glue of the decoding step (decode.c) and of the rotary passes (rotary.c). Arrays are checked to be long enough before any is
  * touched; Float32Array views (subarray) address a layer's part of a larger buffer without a copy. */
 #include "addon.h"
 #include "blas.h"
 #include "decode.h"
+#include "rotary.h"
 
 static bool ints(napi_env env, const napi_value *argv, int64_t *out, int n) {
   for (int i = 0; i < n; i++)
@@ -30,7 +31,7 @@ static napi_value Matvec(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* rotaryOne(x, heads, headsPerGroup, headDim, dim, cos, sin): see decode.h. */
+/* rotaryOne(x, heads, headsPerGroup, headDim, dim, cos, sin): in place, see rotary.h. */
 static napi_value RotaryOne(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
@@ -46,7 +47,35 @@ static napi_value RotaryOne(napi_env env, napi_callback_info info) {
                           "with x of heads·headDim and tables of (heads/headsPerGroup)·dim/2 floats");
     return NULL;
   }
-  fopeify_rotary_one(x, n[0], n[1], n[2], n[3], c, s);
+  fopeify_rotary_one(x, x, n[0], n[1], n[2], n[3], c, s);
+  return NULL;
+}
+
+/* rotaryBlocks(x, out, B, K, R, T, D, dim, groups, cos, sin): out = x rotated, x = [B, K, R, T, D], tables
+ * [groups, T, dim/2] with groups 1 or K; see rotary.h. out may be x itself. */
+static napi_value RotaryBlocks(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t n[7]; /* B, K, R, T, D, dim, groups */
+  float *x, *out, *c, *s;
+  bool ok = argc == 11 && ints(env, argv + 2, n, 7) && n[5] % 2 == 0 && n[5] <= n[4] && (n[6] == 1 || n[6] == n[1]);
+  /* Each factor ≤ 2^31 (ints), so the products are checked in double before they are trusted. */
+  const double size = ok ? (double)n[0] * n[1] * n[2] * n[3] * n[4] : 0, table = ok ? (double)n[6] * n[3] * (n[5] / 2) : 0;
+  ok = ok && size < 9007199254740992.0 && table < 9007199254740992.0;
+  if (!ok || !f32_at_least(env, argv[0], &x, (size_t)size) || !f32_at_least(env, argv[1], &out, (size_t)size) ||
+      !f32_at_least(env, argv[9], &c, (size_t)table) || !f32_at_least(env, argv[10], &s, (size_t)table)) {
+    napi_throw_type_error(env, NULL,
+                          "rotaryBlocks: expected (x, out, B, K, R, T, D, dim (even, ≤ D), groups (1 or K), cos, sin) with x and out of "
+                          "B·K·R·T·D floats and tables of groups·T·dim/2 floats");
+    return NULL;
+  }
+  const size_t bytes = (size_t)size * sizeof(float);
+  if (out != x && (const char *)out < (const char *)x + bytes && (const char *)x < (const char *)out + bytes) {
+    napi_throw_range_error(env, NULL, "rotaryBlocks: out partly overlaps x");
+    return NULL;
+  }
+  fopeify_rotary_blocks(x, out, n[0], n[1], n[2], n[3], n[4], n[5], n[6], c, s);
   return NULL;
 }
 
@@ -79,6 +108,7 @@ static napi_value AttendOne(napi_env env, napi_callback_info info) {
 }
 
 void fopeify_register_decode(napi_env env, napi_value exports) {
-  static const fopeify_export fns[] = {{"matvec", Matvec}, {"rotaryOne", RotaryOne}, {"attendOne", AttendOne}};
+  static const fopeify_export fns[] = {{"matvec", Matvec}, {"rotaryOne", RotaryOne}, {"rotaryBlocks", RotaryBlocks},
+                                              {"attendOne", AttendOne}};
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

@@ -1,10 +1,11 @@
 /* N-API glue of the compute passes: argument checks, then the C functions of elementwise.c,
- * softmax.c and norm-optim.c. Every array is checked to be long enough before any is touched, so a
+ * softmax.c, norm-optim.c and movement.c. Every array is checked to be long enough before any is touched, so a
  * wrong argument throws instead of corrupting memory. */
 #include <math.h>
 
 #include "addon.h"
 #include "elementwise.h"
+#include "movement.h"
 #include "norm-optim.h"
 #include "softmax.h"
 
@@ -25,6 +26,25 @@ static napi_value Binary(napi_env env, napi_callback_info info) {
     return NULL;
   }
   const char *err = fopeify_binary(op, A, lenA, B, lenB, O, lenO, geom, glen);
+  if (err) napi_throw_range_error(env, NULL, err);
+  return NULL;
+}
+
+/* copyStrided(src, dst, geom): src and dst TypedArrays of one element size (any types: bits are
+ * copied); geom a Float64Array [nd, sOff, dOff, shape[nd], sStride[nd], dStride[nd]] in elements. */
+static napi_value CopyStrided(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *src, *dst;
+  double *geom;
+  size_t lenS, lenD, elemS, elemD, glen;
+  if (argc != 3 || !get_any_array(env, argv[0], &src, &lenS, &elemS) || !get_any_array(env, argv[1], &dst, &lenD, &elemD) ||
+      elemS != elemD || !get_f64_array(env, argv[2], &geom, &glen)) {
+    napi_throw_type_error(env, NULL, "copyStrided: expected (src, dst) TypedArrays of one element size and a Float64Array geometry");
+    return NULL;
+  }
+  const char *err = fopeify_copy_strided(src, lenS, dst, lenD, elemS, geom, glen);
   if (err) napi_throw_range_error(env, NULL, err);
   return NULL;
 }
@@ -212,7 +232,7 @@ void fopeify_register_passes(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
       {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows}, {"softmaxBackward", SoftmaxBackward},
       {"swiglu", Swiglu},   {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
-      {"rmsnormBackward", RmsnormBackward}, {"crossEntropyRows", CrossEntropyRows},
+      {"rmsnormBackward", RmsnormBackward}, {"crossEntropyRows", CrossEntropyRows}, {"copyStrided", CopyStrided},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);
 }

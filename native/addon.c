@@ -14,9 +14,10 @@
  *
  * Files: blas.c (BLAS loading, denormal flushing), sgemm*.c (portable SGEMM), elementwise.c
  * (tfjs-exact arithmetic), parallel.c (threads for the passes), softmax.c (softmax, LM-head
- * cross-entropy, SwiGLU), norm-optim.c (AdamW, sum of squares, RMSNorm), addon-passes.c (their N-API glue), decode.c and
- * addon-decode.c (the per-token decoding step on preallocated buffers), attention.c and
- * addon-attention.c (blockwise attention of training and prefill, one call per layer).
+ * cross-entropy, SwiGLU), norm-optim.c (AdamW, sum of squares, RMSNorm), movement.c (strided copies),
+ * addon-passes.c (their N-API glue), decode.c and addon-decode.c (the per-token decoding step on
+ * preallocated buffers), rotary.c (rotary / FoPE, one token and whole blocks; glue in addon-decode.c),
+ * attention.c and addon-attention.c (blockwise attention of training and prefill, one call per layer).
  */
 #if defined(_WIN32)
 /* Windows is not supported by this addon (the build script says so and skips it). */

@@ -5,11 +5,12 @@
 #include "napi-util.h"
 
 /* Must match ADDON_ABI in src/backend/native.ts; bump both when the JS-visible API changes. */
-#define FOPEIFY_ABI_VERSION 7
+#define FOPEIFY_ABI_VERSION 8
 
-/* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares (addon-passes.c) */
+/* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares, copyStrided
+ * (addon-passes.c) */
 void fopeify_register_passes(napi_env env, napi_value exports);
-/* matvec, rotaryOne, attendOne (addon-decode.c) */
+/* matvec, rotaryOne, rotaryBlocks, attendOne (addon-decode.c) */
 void fopeify_register_decode(napi_env env, napi_value exports);
 /* attentionForward, attentionBackward (addon-attention.c) */
 void fopeify_register_attention(napi_env env, napi_value exports);

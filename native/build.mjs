@@ -21,7 +21,7 @@ const root = dirname(here);
 const outDir = join(here, 'build');
 const out = join(outDir, 'fopeify_native.node');
 // The addon's C files, linked with the SGEMM kernel objects into one .node (see addon.c's header).
-const ADDON_SOURCES = ['addon.c', 'addon-passes.c', 'napi-util.c', 'blas.c', 'sgemm.c', 'elementwise.c', 'parallel.c', 'softmax.c', 'norm-optim.c', 'decode.c', 'addon-decode.c', 'attention.c', 'addon-attention.c'];
+const ADDON_SOURCES = ['addon.c', 'addon-passes.c', 'napi-util.c', 'blas.c', 'sgemm.c', 'elementwise.c', 'parallel.c', 'softmax.c', 'norm-optim.c', 'decode.c', 'addon-decode.c', 'attention.c', 'addon-attention.c', 'movement.c', 'rotary.c'];
 const strict = process.env.FOPEIFY_NATIVE_STRICT === '1';
 
 function done(ok, msg) {

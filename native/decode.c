@@ -19,21 +19,6 @@ void fopeify_matvec(const float *W, int64_t rows, int64_t cols, const float *x, 
   fp_leave(&g);
 }
 
-void fopeify_rotary_one(float *x, int64_t heads, int64_t heads_per_group, int64_t head_dim, int64_t dim, const float *cos,
-                        const float *sin) {
-  const int64_t half = dim / 2;
-  for (int64_t h = 0; h < heads; h++) {
-    float *x1 = x + h * head_dim, *x2 = x1 + half;
-    const float *c = cos + (h / heads_per_group) * half, *s = sin + (h / heads_per_group) * half;
-    for (int64_t i = 0; i < half; i++) {
-      const float a = x1[i], b = x2[i];
-      const float ac = a * c[i], bs = b * s[i], bc = b * c[i], as = a * s[i];
-      x1[i] = ac - bs;
-      x2[i] = bc + as;
-    }
-  }
-}
-
 /* Score rows padded to a multiple of 4 (the softmax pass's unit) with −∞, which it turns into 0. */
 static int64_t padded(int64_t len) { return (len + 3) & ~(int64_t)3; }
 

@@ -1,5 +1,5 @@
 /* The per-token decoding step's pieces on caller-owned (preallocated) buffers (decode.c): one token's
- * matrix-vector products, rotary / FoPE at one position, and one query's attention over a KV cache.
+ * matrix-vector products and one query's attention over a KV cache (rotary / FoPE at one position: rotary.h).
  * RMSNorm and SwiGLU of one token are norm-optim.c's and softmax.c's passes with rows = 1. */
 #ifndef FOPEIFY_DECODE_H
 #define FOPEIFY_DECODE_H
@@ -9,13 +9,6 @@
 /* y[rows] = W[rows, cols] · x[cols] (W row-major), through the BLAS's sgemv (sgemm with N = 1 on the
  * portable SGEMM); FTZ/DAZ as every BLAS call. */
 void fopeify_matvec(const float *W, int64_t rows, int64_t cols, const float *x, float *y);
-
-/* In place on x = [heads, head_dim] (one token): x1' = x1·c − x2·s, x2' = x2·c + x1·s on the first
- * `dim` entries of each head (x1, x2 its halves; the rest passes through), c and s the half tables
- * [groups, dim/2] of this position; head h uses group h / heads_per_group (FoPE's per-KV-head tables;
- * RoPE: one group). Float arithmetic, one rounding per operation: the bits of applyRotaryTf. */
-void fopeify_rotary_one(float *x, int64_t heads, int64_t heads_per_group, int64_t head_dim, int64_t dim, const float *cos,
-                        const float *sin);
 
 /* Floats of scratch fopeify_attend_one needs. */
 int64_t fopeify_attend_scratch(int64_t n_heads, int64_t len);

@@ -44,6 +44,21 @@ int get_f64_array(napi_env env, napi_value v, double **data, size_t *len) {
   return 1;
 }
 
+int get_any_array(napi_env env, napi_value v, void **data, size_t *len, size_t *elem) {
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &off) != napi_ok) return 0;
+  switch (type) {
+    case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: *elem = 1; break;
+    case napi_int16_array: case napi_uint16_array: *elem = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: *elem = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: *elem = 8; break;
+    default: return 0;
+  }
+  return 1;
+}
+
 bool f32_at_least(napi_env env, napi_value v, float **p, size_t need) {
   size_t len;
   return get_f32_array(env, v, p, &len) && len >= need;

@@ -29,6 +29,8 @@ int get_f32_array(napi_env env, napi_value v, float **data, size_t *len);
 /* A Float32Array of at least `need` elements. */
 bool f32_at_least(napi_env env, napi_value v, float **p, size_t need);
 int get_f64_array(napi_env env, napi_value v, double **data, size_t *len);
+/* Any TypedArray: its data, length in elements and element size in bytes. */
+int get_any_array(napi_env env, napi_value v, void **data, size_t *len, size_t *elem);
 
 /* One exported function per entry: registers `count` functions on exports. */
 typedef struct {

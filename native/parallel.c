@@ -1,6 +1,7 @@
-/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm): started per call, each pass
- * only threaded when its work is large enough (serial_below) to pay for thread start-up. And a team of
- * persistent threads for the passes that call a GEMM per thread (attention.c). */
+/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm, copies, rotary): started per
+ * call, each pass only threaded when its work is large enough (serial_below, per_thread) to pay for
+ * thread start-up. And a team of persistent threads for the passes that call a GEMM per thread
+ * (attention.c). */
 #include "parallel.h"
 
 #include <pthread.h>
@@ -25,10 +26,12 @@ static void *range_worker(void *arg) {
   return NULL;
 }
 
-void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below) {
-  int nt = fopeify_blas_thread_count() > 0 ? fopeify_blas_thread_count() : 1;
-  if (nt > MAX_POOL_THREADS) nt = MAX_POOL_THREADS;
-  if (n < serial_below || n < 2 * nt) nt = 1;
+static int pool_threads(void) {
+  const int nt = fopeify_blas_thread_count() > 0 ? fopeify_blas_thread_count() : 1;
+  return nt > MAX_POOL_THREADS ? MAX_POOL_THREADS : nt;
+}
+
+static void run_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int nt) {
   range_job jobs[MAX_POOL_THREADS];
   pthread_t tid[MAX_POOL_THREADS];
   int started[MAX_POOL_THREADS] = {0};
@@ -43,6 +46,19 @@ void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t s
     if (started[t]) pthread_join(tid[t], NULL);
     else range_worker(&jobs[t]);
   }
+}
+
+void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below) {
+  int nt = pool_threads();
+  if (n < serial_below || n < 2 * nt) nt = 1;
+  run_ranges(fn, ctx, n, align, nt);
+}
+
+void parallel_ranges_at_least(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t per_thread) {
+  int nt = pool_threads();
+  const int64_t most = per_thread > 0 ? n / per_thread : n;
+  if (most < nt) nt = most < 1 ? 1 : (int)most;
+  run_ranges(fn, ctx, n, align, nt);
 }
 
 /* ---- the persistent team ---- */

@@ -11,6 +11,10 @@ typedef void (*range_fn)(void *ctx, int64_t i0, int64_t i1);
  * cannot be started has its range run by the caller. */
 void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below);
 
+/* The same with only as many threads as get `per_thread` items each (at least one thread): for
+ * memory-bound passes, where a thread's start-up must be paid for by its own share. */
+void parallel_ranges_at_least(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t per_thread);
+
 typedef void (*team_fn)(void *ctx, int t, int nt);
 
 /* Run fn(ctx, t, nt) once for each t in [0, nt), nt = the BLAS's thread count, on persistent threads

@@ -20,7 +20,7 @@
  */
 import * as tf from './tfjs.js';
 import { binaryKernel, reduceKernel, softmaxKernel, unaryKernel } from './fast-arithmetic.js';
-import { concatKernel, gatherKernel, padKernel, sliceKernel, splitVKernel, transposeKernel } from './fast-movement.js';
+import { movementKernels } from './fast-movement.js';
 import type { NativeAddon } from './native.js';
 import { replaceKernel, type KernelConfig } from './registry.js';
 
@@ -55,18 +55,13 @@ export function fastKernelConfigs(addon?: NativeAddon): KernelConfig[] {
     reduceKernel(tf.Mean, 'mean', 'axis'),
     reduceKernel(tf.Max, 'max', 'reductionIndices'),
     softmaxKernel,
-    transposeKernel,
-    sliceKernel,
-    splitVKernel,
-    padKernel,
-    gatherKernel,
-    concatKernel,
+    ...movementKernels(addon),
   ];
 }
 
 /**
- * Register the fast kernels on the cpu backend. With the native addon, large arithmetic runs in C
- * (same bits). Returns the kernel names.
+ * Register the fast kernels on the cpu backend. With the native addon, large arithmetic and large
+ * copies run in C (same bits). Returns the kernel names.
  */
 export function installFastKernels(backendName: 'cpu', addon?: NativeAddon): string[] {
   void backendName;

@@ -1,13 +1,40 @@
 /**
  * fopeify's data-movement kernels for the tfjs 'cpu' backend: Transpose, Slice, SplitV, PadV2,
- * GatherV2 and Concat as strided copies of the bits (trivially exact; see fast-kernels.ts).
+ * GatherV2 and Concat as strided copies of the bits (trivially exact; see fast-kernels.ts). With the
+ * native addon, large copies run in its threaded C copy (native/movement.c).
  */
 import * as tf from './tfjs.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
-import { BACKEND, be, bits, copyStrided, newArrayLike, numericOrNull, sizeOf, stridesOf, valuesOf, type Arr, type KernelArgs } from './cpu-data.js';
+import { BACKEND, be, bits, collapse, copyStrided, newArrayLike, numericOrNull, sizeOf, stridesOf, valuesOf, type Arr, type KernelArgs } from './cpu-data.js';
+import type { NativeAddon } from './native.js';
 
+/** copyStrided's contract: one strided copy of bits. */
+export type StridedCopy = typeof copyStrided;
 
-export const transposeKernel: KernelConfig = {
+/**
+ * Copies of this many elements or more go to the addon's C copy. Below it the N-API call and its
+ * geometry array cost more than the JS loop (measured: [32, 4, 64] transposed ~ equal either way).
+ */
+export const NATIVE_MIN_COPY = 8192;
+
+/** copyStrided, through the addon's threaded C copy for large copies when the addon is loaded. */
+export function stridedCopy(addon?: NativeAddon): StridedCopy {
+  if (!addon) return copyStrided;
+  return (src, sOff, sStrides, dst, dOff, dStrides, shape) => {
+    if (sizeOf(shape) < NATIVE_MIN_COPY) return copyStrided(src, sOff, sStrides, dst, dOff, dStrides, shape);
+    const c = collapse(shape, [sStrides, dStrides]);
+    if (c.shape.length > 16) return copyStrided(src, sOff, sStrides, dst, dOff, dStrides, shape);
+    addon.copyStrided(src, dst, Float64Array.from([c.shape.length, sOff, dOff, ...c.shape, ...c.strides[0]!, ...c.strides[1]!]));
+  };
+}
+
+/** The movement kernels, copying with `addon`'s C copy when given. */
+export function movementKernels(addon?: NativeAddon): KernelConfig[] {
+  const copy = stridedCopy(addon);
+  return [transposeKernel(copy), sliceKernel(copy), splitVKernel(copy), padKernel(copy), gatherKernel, concatKernel(copy)];
+}
+
+const transposeKernel = (copy: StridedCopy): KernelConfig => ({
   kernelName: tf.Transpose,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -18,12 +45,12 @@ export const transposeKernel: KernelConfig = {
     const outShape = perm.map((p) => x.shape[p]!);
     const out = newArrayLike(x.dtype, xv.length);
     const xs = stridesOf(x.shape);
-    copyStrided(bits(xv), 0, perm.map((p) => xs[p]!), bits(out), 0, stridesOf(outShape), outShape);
+    copy(bits(xv), 0, perm.map((p) => xs[p]!), bits(out), 0, stridesOf(outShape), outShape);
     return be(args).makeTensorInfo(outShape, x.dtype, out);
   },
-};
+});
 
-function sliceValues(args: KernelArgs, x: TensorInfo, xv: Arr | Uint8Array, begin: number[], size: number[]): TensorInfo {
+function sliceValues(copy: StridedCopy, args: KernelArgs, x: TensorInfo, xv: Arr | Uint8Array, begin: number[], size: number[]): TensorInfo {
   const xs = stridesOf(x.shape);
   if (tf.slice_util.isSliceContinous(x.shape, begin, size)) {
     // Same as tfjs: a contiguous slice is a view of the input's buffer (no copy).
@@ -33,11 +60,11 @@ function sliceValues(args: KernelArgs, x: TensorInfo, xv: Arr | Uint8Array, begi
   let off = 0;
   for (let d = 0; d < begin.length; d++) off += begin[d]! * xs[d]!;
   const out = newArrayLike(x.dtype, sizeOf(size));
-  copyStrided(bits(xv), off, xs, bits(out), 0, stridesOf(size), size);
+  copy(bits(xv), off, xs, bits(out), 0, stridesOf(size), size);
   return be(args).makeTensorInfo(size, x.dtype, out);
 }
 
-export const sliceKernel: KernelConfig = {
+const sliceKernel = (copy: StridedCopy): KernelConfig => ({
   kernelName: tf.Slice,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -47,11 +74,11 @@ export const sliceKernel: KernelConfig = {
     if (!xv) return callOriginal(tf.Slice, BACKEND, args);
     const [$begin, $size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, begin, size);
     tf.slice_util.assertParamsValid(x as unknown as tf.Tensor, $begin, $size);
-    return sliceValues(args, x, xv, $begin, $size);
+    return sliceValues(copy, args, x, xv, $begin, $size);
   },
-};
+});
 
-export const splitVKernel: KernelConfig = {
+const splitVKernel = (copy: StridedCopy): KernelConfig => ({
   kernelName: tf.SplitV,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -65,14 +92,14 @@ export const splitVKernel: KernelConfig = {
     return sizes.map((s) => {
       const size = [...x.shape];
       size[ax] = s;
-      const t = sliceValues(args, x, xv, [...begin], size);
+      const t = sliceValues(copy, args, x, xv, [...begin], size);
       begin[ax]! += s;
       return t;
     });
   },
-};
+});
 
-export const padKernel: KernelConfig = {
+const padKernel = (copy: StridedCopy): KernelConfig => ({
   kernelName: tf.PadV2,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -86,12 +113,12 @@ export const padKernel: KernelConfig = {
     const os = stridesOf(outShape);
     let off = 0;
     for (let d = 0; d < outShape.length; d++) off += paddings[d]![0] * os[d]!;
-    copyStrided(bits(xv), 0, stridesOf(x.shape), bits(out), off, os, x.shape);
+    copy(bits(xv), 0, stridesOf(x.shape), bits(out), off, os, x.shape);
     return be(args).makeTensorInfo(outShape, x.dtype, out);
   },
-};
+});
 
-export const gatherKernel: KernelConfig = {
+const gatherKernel: KernelConfig = {
   kernelName: tf.GatherV2,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -131,7 +158,7 @@ export const gatherKernel: KernelConfig = {
   },
 };
 
-export const concatKernel: KernelConfig = {
+const concatKernel = (copy: StridedCopy): KernelConfig => ({
   kernelName: tf.Concat,
   backendName: BACKEND,
   kernelFunc: (args) => {
@@ -156,14 +183,12 @@ export const concatKernel: KernelConfig = {
     const ob = bits(out);
     let col = 0;
     for (let k = 0; k < live.length; k++) {
-      const v = bits(vals[k]!);
+      // Input k's rows of w elements land at column `col` of the output's rows of outW.
       const w = widths[k]!;
-      if (rows === 1) ob.set(v, col);
-      else if (w >= 64) for (let r = 0; r < rows; r++) ob.set(v.subarray(r * w, r * w + w), r * outW + col);
-      else for (let r = 0; r < rows; r++) for (let j = 0; j < w; j++) ob[r * outW + col + j] = v[r * w + j]!;
+      copy(bits(vals[k]!), 0, [w, 1], ob, col, [outW, 1], [rows, w]);
       col += w;
     }
     return be(args).makeTensorInfo(outShape, dtype, out);
   },
-};
+});
 

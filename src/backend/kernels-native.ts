@@ -45,10 +45,9 @@ export function nativeKernels(addon: NativeAddon): Kernels {
 }
 
 /**
- * Rotary / FoPE on x `[B, nKv, R, T, D]` by the decoding step's C pass (rotaryOne), one call per
- * (batch, KV head, query head): the block's T rows are its "heads", each with its own position's table
- * row. A copy of x is rotated (x's buffer may be shared): one buffer where the tf ops make nine (split,
- * four products, sum, difference, concat), the same bits. Tables that do not match x go to the tf ops.
+ * Rotary / FoPE on x `[B, nKv, R, T, D]` by one threaded C pass (rotaryBlocks) writing a new buffer
+ * (x's buffer may be shared): one buffer where the tf ops make nine (split, four products, sum,
+ * difference, concat), the same bits. Tables that do not match x go to the tf ops.
  */
 function rotaryNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
   if (!rotaryFits(x, cos, sin, dim)) return tfKernels.rotary(x, cos, sin, dim);
@@ -62,21 +61,11 @@ function rotaryFits(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: num
   return x.dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
 }
 
-/** A rotated copy of x's data (rotaryNative's loop over blocks), with G table groups. */
+/** x's data rotated into a new buffer, with G table groups ([G, T, dim/2] tables). */
 function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], c: Float32Array, s: Float32Array, G: number, dim: number): Float32Array {
   const [B, K, R, T, D] = shape as [number, number, number, number, number];
-  const out = x.slice();
-  const table = T * (dim / 2);
-  for (let b = 0; b < B; b++) {
-    for (let g = 0; g < K; g++) {
-      const t0 = G === 1 ? 0 : g * table;
-      const [cg, sg] = [c.subarray(t0, t0 + table), s.subarray(t0, t0 + table)];
-      for (let r = 0; r < R; r++) {
-        const off = ((b * K + g) * R + r) * T * D;
-        addon.rotaryOne(out.subarray(off, off + T * D), T, 1, D, dim, cg, sg);
-      }
-    }
-  }
+  const out = new Float32Array(x.length);
+  addon.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s);
   return out;
 }
 

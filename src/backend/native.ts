@@ -113,6 +113,31 @@ export interface NativeAddon {
    */
   rotaryOne(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
   /**
+   * Rotary / FoPE of whole blocks, out = x rotated with x = [B, K, R, T, D] (out may be x): row t of a
+   * block uses row t of the tables [groups, T, dim / 2] of its KV head k (groups = K) or of the one
+   * group (groups = 1); rotaryOne's arithmetic per row, rows across the BLAS's threads.
+   */
+  rotaryBlocks(
+    x: Float32Array,
+    out: Float32Array,
+    B: number,
+    K: number,
+    R: number,
+    T: number,
+    D: number,
+    dim: number,
+    groups: number,
+    cos: Float32Array,
+    sin: Float32Array,
+  ): void;
+  /**
+   * dst[dOff + Σ i_d·dStride_d] = src[sOff + Σ i_d·sStride_d] over shape, with
+   * geom = [nd, sOff, dOff, shape..., sStride..., dStride...] in elements (nd ≤ 16): a copy of bits
+   * between TypedArrays of one element size, threaded when large. Throws on geometry outside either
+   * array or arrays that overlap.
+   */
+  copyStrided(src: ArrayBufferView, dst: ArrayBufferView, geom: Float64Array): void;
+  /**
    * One query's attention over the first `len` rows of KV caches [nKv, capacity, headDim]:
    * out[nHeads, headDim] = softmax(scale · q·Kᵀ)·V per head (grouped-query: nHeads / nKv heads per KV
    * head). scratch: at least nHeads · (⌈len/4⌉·4 + 3) floats.
@@ -243,8 +268,9 @@ export function defaultAddonPath(): string {
  * 5: rmsnorm's inv argument and rmsnormBackward (training's fused RMSNorm).
  * 6: attentionForward and attentionBackward (a layer's blockwise attention in one call).
  * 7: crossEntropyRows (the LM-head loss's softmax, NLL and dlogits in one pass).
+ * 8: copyStrided (the movement kernels' threaded copy) and rotaryBlocks (rotary out of place, threaded).
  */
-export const ADDON_ABI = 7;
+export const ADDON_ABI = 8;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -270,6 +296,8 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   sumSquares: true,
   matvec: true,
   rotaryOne: true,
+  rotaryBlocks: true,
+  copyStrided: true,
   attendOne: true,
   attentionForward: true,
   attentionBackward: true,

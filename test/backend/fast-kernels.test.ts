@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collapse, installFastKernels } from '../../src/backend/fast-kernels.js';
+import { NATIVE_MIN_COPY } from '../../src/backend/fast-movement.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { installSegmentSum } from '../../src/backend/segment-sum.js';
 import { makeWorkload } from '../../src/backend/workload.js';
@@ -94,6 +95,73 @@ describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
     expectIdentical(ours.loss, theirs.loss);
     ours.grads.forEach((g, i) => expectIdentical(g, theirs.grads[i]!));
     w.dispose();
+  });
+});
+
+// The movement kernels' copies of NATIVE_MIN_COPY+ elements run in the addon's C copy (its threads:
+// native-passes.test.ts); smaller ones stay in JS. Each case: the same bits as tfjs's own kernel
+// and as the JS path, and the C copy counted so a silent fallback to JS would fail the test.
+describe.runIf(nativeUsable)('native data movement', () => {
+  let calls = 0;
+  let native: NativeAddon;
+  beforeAll(() => {
+    const r = loadNative({ threads: 2 });
+    if (!r.ok) throw new Error(r.reason);
+    native = r.blas.addon;
+    const counted = { ...native, copyStrided: (...a: Parameters<NativeAddon['copyStrided']>) => (calls++, native.copyStrided(...a)) };
+    addon = counted;
+  });
+  afterAll(() => {
+    addon = undefined;
+  });
+  /** Ours with the addon, ours in JS alone and tfjs's: the same bits; `c` C copies made. */
+  function sameAll(fn: Run, c: number) {
+    calls = 0;
+    same(fn);
+    expect(calls, 'C copies').toBe(c);
+    const saved = addon;
+    addon = undefined;
+    try {
+      same(fn);
+    } finally {
+      addon = saved;
+    }
+  }
+  const big = (shape: number[], seed: number, dtype: 'float32' | 'int32' = 'float32') => {
+    expect(shape.reduce((a, b) => a * b, 1)).toBeGreaterThanOrEqual(NATIVE_MIN_COPY);
+    return data(shape, seed, dtype);
+  };
+  it('Transpose: the heads layout, odd shapes, int32 and bool, large and small', () => {
+    const heads = big([1, 700, 9, 64], 40);
+    sameAll(run('Transpose', { x: heads }, { perm: [0, 2, 1, 3] }), 1);
+    sameAll(run('Transpose', { x: big([2, 1100, 3, 64], 41) }, { perm: [0, 2, 1, 3] }), 1);
+    const odd = big([3, 37, 5, 29], 42);
+    for (const perm of [[0, 2, 1, 3], [3, 2, 1, 0], [2, 0, 3, 1], [1, 0, 2, 3]]) sameAll(run('Transpose', { x: odd }, { perm }), 1);
+    sameAll(run('Transpose', { x: big([97, 101], 43, 'int32') }, { perm: [1, 0] }), 1);
+    sameAll(run('Transpose', { x: big([13, 33, 31], 44, 'int32') }, { perm: [2, 0, 1] }), 1);
+    const flags = tf.tensor(Array.from({ length: 91 * 93 }, (_, i) => (i * 7) % 3 === 0), [91, 93], 'bool');
+    sameAll(run('Transpose', { x: flags }, { perm: [1, 0] }), 1);
+    sameAll(run('Transpose', { x: data([1, 9, 9, 64], 45) }, { perm: [0, 2, 1, 3] }), 0); // 5184 elements: JS
+    sameAll(run('Transpose', { x: data([7, 11, 13], 46, 'int32') }, { perm: [2, 1, 0] }), 0);
+  });
+  it('Transpose of [1, 2048, 9, 64] (the heads layout at 2048 tokens)', () => {
+    sameAll(run('Transpose', { x: big([1, 2048, 9, 64], 47) }, { perm: [0, 2, 1, 3] }), 1);
+  });
+  it('Slice, SplitV, PadV2 and Concat', () => {
+    const x = big([5, 47, 71], 48);
+    sameAll(run('Slice', { x }, { begin: [1, 2, 3], size: [4, 44, 67] }), 1);
+    sameAll(run('Slice', { x }, { begin: [0, 0, 0], size: [3, -1, -1] }), 0); // contiguous: a view
+    sameAll(run('Slice', { x: big([90, 130], 49, 'int32') }, { begin: [3, 1], size: [85, 127] }), 1);
+    sameAll(run('SplitV', { x }, { numOrSizeSplits: [35, 36], axis: -1 }), 2); // 8225 and 8460 elements
+    sameAll(run('SplitV', { x: big([4, 3100], 50, 'int32') }, { numOrSizeSplits: [2049, -1], axis: 1 }), 1); // 1051·4 < NATIVE_MIN_COPY
+    sameAll(run('PadV2', { x }, { paddings: [[0, 1], [2, 0], [3, 5]], constantValue: 0 }), 1);
+    sameAll(run('PadV2', { x: big([91, 93], 51, 'int32') }, { paddings: [[1, 1], [2, 3]], constantValue: -4 }), 1);
+    sameAll(run('PadV2', { x: data([9, 10], 52) }, { paddings: [[1, 1], [2, 3]], constantValue: 2.5 }), 0);
+    const [a, b] = [big([6, 23, 67], 53), big([6, 23, 67], 54)];
+    sameAll(run('Concat', [a, b], { axis: 2 }), 2);
+    sameAll(run('Concat', [a, b, a], { axis: 1 }), 3);
+    sameAll(run('Concat', [a, data([1, 23, 67], 55)], { axis: 0 }), 1); // the small input: JS
+    sameAll(run('Concat', [big([40, 301], 56, 'int32'), big([40, 205], 57, 'int32')], { axis: -1 }), 2);
   });
 });
 

@@ -4,9 +4,12 @@
  * and summation order): training gives the same bytes with or without them. Softmax blocks have
  * masked (−∞) entries, fully masked rows, row counts that split unevenly across threads, and n4 not
  * a multiple of 8 (the scalar tail). Training's RMSNorm passes (no JavaScript twin; kernels.test.ts
- * compares them with tfjs autodiff) give the same bits on any thread count.
+ * compares them with tfjs autodiff) give the same bits on any thread count. The movement kernels' copy
+ * and the rotary pass over whole blocks equal the code they replace on any thread count, and refuse
+ * arguments that would reach outside their arrays.
  */
 import { describe, expect, it } from 'vitest';
+import { copyStrided } from '../../src/backend/cpu-data.js';
 import { loadNative } from '../../src/backend/native.js';
 import { vectorMath } from '../../src/backend/vector-math.js';
 import { nativeUsable, rng } from './helpers.js';
@@ -258,5 +261,128 @@ describe.skipIf(!nativeUsable)('native RMSNorm passes', () => {
     expect(() => a.rmsnormBackward(f(8), f(3), f(2), f(8), f(8), f(3))).toThrow(/rmsnormBackward/);
     expect(() => a.rmsnormBackward(f(8), f(4), f(2), f(8), f(7), f(4))).toThrow(/rmsnormBackward/);
     expect(() => a.rmsnormBackward(f(8), f(4), f(1), f(8), f(8), f(4))).toThrow(/rmsnormBackward/);
+  });
+});
+
+// The movement kernels' C copy against the JS copyStrided it replaces, on 1 and 3 threads (copies of
+// 16 MiB and more are split across threads there), for 1-, 4- and 8-byte elements; and its refusals.
+describe.skipIf(!nativeUsable)('native copyStrided', () => {
+  const addon = () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.reason);
+    return r.blas;
+  };
+  /** [shape, sOff, sStrides, dOff, dStrides, src length, dst length]: transpose, slice, pad, concat. */
+  const cases: Array<[number[], number, number[], number, number[], number, number]> = [
+    [[9, 8192, 64], 0, [64, 576, 1], 0, [524288, 64, 1], 4718592, 4718592], // heads layout: 2+ threads from 4-byte elements
+    [[3, 37, 5, 29], 0, [29, 435, 87, 1], 0, [5365, 145, 29, 1], 16095, 16095],
+    [[4, 44, 67], 3408, [3337, 71, 1], 0, [2948, 67, 1], 16685, 11792], // slice of [5, 47, 71]
+    [[91, 93], 0, [93, 1], 2 * 98 + 2, [98, 1], 8463, 93 * 98 + 400], // pad
+    [[40, 205], 0, [205, 1], 301, [506, 1], 8200, 40 * 506], // concat's second input
+    [[97, 101], 0, [1, 97], 0, [101, 1], 9797, 9797], // 2-D transpose: strided inner run
+  ];
+  for (const [kind, make] of [
+    ['int32', (n: number) => new Int32Array(n)],
+    ['uint8', (n: number) => new Uint8Array(n)],
+    ['float64', (n: number) => new Float64Array(n)],
+  ] as const) {
+    it(`${kind}: the JS copy's result on 1 and 3 threads`, () => {
+      const { addon: a, threads } = addon();
+      try {
+        cases.forEach(([shape, sOff, ss, dOff, ds, ns, nd], i) => {
+          const g = rng(60 + i);
+          const src = make(ns);
+          for (let k = 0; k < ns; k++) src[k] = Math.floor(g() * 250);
+          const want = new Int32Array(nd).fill(-1);
+          copyStrided(Int32Array.from(src), sOff, ss, want, dOff, ds, shape);
+          for (const t of [1, 3]) {
+            a.setThreads(t);
+            const got = make(nd);
+            got.fill(-1 as never);
+            a.copyStrided(src, got, Float64Array.from([shape.length, sOff, dOff, ...shape, ...ss, ...ds]));
+            const unset = kind === 'uint8' ? 255 : -1;
+            const bad = want.findIndex((w, k) => got[k] !== (w === -1 ? unset : w)); // no diff of a million entries
+            expect(bad, `case ${i}, ${t} threads: first differing element`).toBe(-1);
+          }
+        });
+      } finally {
+        a.setThreads(threads);
+      }
+    });
+  }
+
+  it('refuses geometry outside the arrays, overlapping arrays and bad arguments', () => {
+    const a = addon().addon;
+    const [src, dst] = [new Float32Array(12), new Float32Array(12)];
+    const geom = (...g: number[]) => Float64Array.from(g);
+    a.copyStrided(src, dst, geom(2, 0, 0, 3, 4, 4, 1, 4, 1)); // fits exactly
+    expect(() => a.copyStrided(src, dst, geom(2, 1, 0, 3, 4, 4, 1, 4, 1))).toThrow(/exceeds the arrays/);
+    expect(() => a.copyStrided(src, dst, geom(2, 0, 0, 3, 4, 4, 1, 5, 1))).toThrow(/exceeds the arrays/);
+    expect(() => a.copyStrided(src, new Float32Array(11), geom(1, 0, 0, 12, 1, 1))).toThrow(/exceeds the arrays/);
+    expect(() => a.copyStrided(src, dst, geom(2, 0, 0, 3, 4, 4, -1, 4, 1))).toThrow(/integers ≥ 0/);
+    expect(() => a.copyStrided(src, dst, geom(1, 0, 0, 2.5, 1, 1))).toThrow(/integers ≥ 0/);
+    expect(() => a.copyStrided(src, dst, geom(1, 0, 0, 2 ** 50, 1, 1))).toThrow(/too large/);
+    expect(() => a.copyStrided(src, dst, geom(2, 0, 0, 3, 4, 4, 1))).toThrow(/geometry must be/);
+    expect(() => a.copyStrided(src, dst, geom(17, ...new Array<number>(53).fill(1)))).toThrow(/geometry must be/);
+    expect(() => a.copyStrided(src, src.subarray(6), geom(1, 0, 0, 6, 1, 1))).toThrow(/overlap/);
+    expect(() => a.copyStrided(src, new Uint8Array(12), geom(1, 0, 0, 12, 1, 1))).toThrow(/one element size/);
+    expect(() => a.copyStrided(src, [] as unknown as Float32Array, geom(1, 0, 0, 1, 1, 1))).toThrow(/copyStrided: expected/);
+    expect(() => a.copyStrided(src, dst, [1, 0, 0, 1, 1, 1] as unknown as Float64Array)).toThrow(/copyStrided: expected/);
+    a.copyStrided(src, dst, geom(2, 0, 0, 0, 4, 4, 1, 4, 1)); // nothing to copy
+  });
+});
+
+// Rotary of whole [B, K, R, T, D] blocks out of place: rotaryOne's bits per block (the loop it replaces,
+// in place on a copy) on 1 and 3 threads, per-KV-head tables and partial rotary; and its refusals.
+describe.skipIf(!nativeUsable)('native rotaryBlocks', () => {
+  const blas = () => {
+    const r = loadNative();
+    if (!r.ok) throw new Error(r.reason);
+    return r.blas;
+  };
+  for (const [B, K, R, T, D, dim, G] of [[2, 3, 2, 301, 20, 14, 3], [1, 3, 3, 2048, 64, 64, 1], [1, 2, 1, 5, 6, 6, 2]] as const) {
+    it(`B${B} K${K} R${R} T${T} D${D} dim${dim} G${G}: rotaryOne's bits on 1 and 3 threads, and in place`, () => {
+      const { addon: a, threads } = blas();
+      const g = rng(T + D);
+      const x = Float32Array.from({ length: B * K * R * T * D }, () => (g() - 0.5) * 8);
+      const c = Float32Array.from({ length: G * T * (dim / 2) }, () => g() * 2 - 1);
+      const s = Float32Array.from(c, () => g() * 2 - 1);
+      const table = T * (dim / 2);
+      const want = x.slice();
+      for (let blk = 0; blk < B * K * R; blk++) {
+        const t0 = G === 1 ? 0 : (Math.floor(blk / R) % K) * table;
+        a.rotaryOne(want.subarray(blk * T * D, (blk + 1) * T * D), T, 1, D, dim, c.subarray(t0, t0 + table), s.subarray(t0, t0 + table));
+      }
+      try {
+        for (const t of [1, 3]) {
+          a.setThreads(t);
+          const out = new Float32Array(x.length);
+          a.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s);
+          expect(maxRelDiff(out, want), `${t} threads`).toBe(0);
+          const inPlace = x.slice();
+          a.rotaryBlocks(inPlace, inPlace, B, K, R, T, D, dim, G, c, s);
+          expect(maxRelDiff(inPlace, want), `in place, ${t} threads`).toBe(0);
+        }
+      } finally {
+        a.setThreads(threads);
+      }
+    });
+  }
+
+  it('refuses arrays too short, a bad dim or group count, and a partly overlapping out', () => {
+    const a = blas().addon;
+    const f = (n: number) => new Float32Array(n);
+    const [x, t] = [f(2 * 3 * 4 * 8), f(3 * 4 * 3)]; // B2 K3 R1 T4 D8, dim 6, tables of 3 groups
+    a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t);
+    expect(() => a.rotaryBlocks(f(x.length - 1), f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length - 1), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, f(35), t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 5, 3, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 10, 3, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 2, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, -8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2 ** 31, 2 ** 31, 2 ** 31, 4, 8, 6, 1, t, t)).toThrow(/rotaryBlocks: expected/);
+    const big = f(x.length + 8);
+    expect(() => a.rotaryBlocks(big, big.subarray(8), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/overlaps/);
   });
 });
