@@ -222,7 +222,7 @@ int fopeify_attention_forward(const attn_forward_args *a) {
     else transpose_keys(blk->k, f.kT[i], a->BK, blk->rows, a->D, 0, blk->rows);
   }
   if (!f.kT) f.status = ATTN_NO_MEMORY;
-  if (f.status == ATTN_OK) parallel_team(forward_thread, &f);
+  if (f.status == ATTN_OK) parallel_team(forward_thread, &f, parallel_team_size());
   for (int64_t i = 0; f.kT && i < a->nblocks; i++) free(f.kT[i]);
   free(f.kT);
   return f.status;
@@ -387,9 +387,9 @@ int fopeify_attention_backward(const attn_backward_args *a) {
   if (f.qs && f.dOs && f.lses && f.dd && f.kT && f.vT) {
     memset(a->dk, 0, (size_t)(a->BK * a->T * a->D) * sizeof(float));
     memset(a->dv, 0, (size_t)(a->BK * a->T * a->D) * sizeof(float));
-    parallel_team(backward_stack, &f);
-    parallel_team(backward_main, &f);
-    if (f.status == ATTN_OK) parallel_team(backward_reduce, &f);
+    parallel_team(backward_stack, &f, parallel_team_size());
+    parallel_team(backward_main, &f, parallel_team_size());
+    if (f.status == ATTN_OK) parallel_team(backward_reduce, &f, parallel_team_size());
   } else {
     f.status = ATTN_NO_MEMORY;
   }

@@ -1,10 +1,11 @@
 /* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm, copies, rotary): started per
  * call, each pass only threaded when its work is large enough (serial_below, per_thread) to pay for
- * thread start-up. And a team of persistent threads for the passes that call a GEMM per thread
- * (attention.c). */
+ * thread start-up. And the one team of persistent threads, for the portable SGEMM's pieces (sgemm.c)
+ * and for passes that call its single-thread driver per thread (attention.c). */
 #include "parallel.h"
 
 #include <pthread.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
@@ -62,29 +63,60 @@ void parallel_ranges_at_least(range_fn fn, void *ctx, int64_t n, int64_t align, 
 }
 
 /* ---- the persistent team ---- */
+/* Spinning briefly before sleeping: in a forward or backward pass the next job often follows within
+ * microseconds, and a futex wake-up costs tens of microseconds. Short, so that idle workers do not
+ * take cores from the JavaScript thread's elementwise work (OpenBLAS is tuned the same way). */
+#define TEAM_WORKER_SPIN_NS 100000
+#define TEAM_CALLER_SPIN_NS 50000
+
 typedef struct {
   team_fn fn;
   void *ctx;
   int nt;
-  unsigned csr;
+  unsigned csr; /* caller's MXCSR */
 } team_job;
 
 static pthread_mutex_t g_team_call = PTHREAD_MUTEX_INITIALIZER; /* one team job at a time */
 static pthread_mutex_t g_team_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_team_start = PTHREAD_COND_INITIALIZER, g_team_done = PTHREAD_COND_INITIALIZER;
 static team_job g_team;
-static unsigned long g_team_gen = 0;
-static int g_team_pending = 0, g_team_workers = 0;
+static unsigned long g_team_gen = 0;     /* bumped (atomically, under g_team_mu) for each job */
+static unsigned long g_team_pending = 0; /* workers still running the current job (atomic) */
+static int g_team_workers = 0;
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spin while (*v == value) == equal, or until the time is up (then the caller sleeps on a condition variable). */
+static void spin_while(const unsigned long *v, unsigned long value, int equal, int64_t ns) {
+  const int64_t end = now_ns() + ns;
+  for (int i = 0; (__atomic_load_n(v, __ATOMIC_ACQUIRE) == value) == equal; i++) {
+    cpu_relax();
+    if ((i & 63) == 63 && now_ns() > end) return;
+  }
+}
 
 static void *team_worker(void *arg) {
-  const int t = (int)(intptr_t)arg;
+  const int t = (int)(intptr_t)arg; /* worker w runs t = w (the caller runs t = 0) */
   /* 0, not the current generation: a worker started for a job may first run after that job was
    * published. A stale job it may see first has fewer threads than this one's index, so it skips it. */
   unsigned long seen = 0;
   for (;;) {
+    spin_while(&g_team_gen, seen, 1, TEAM_WORKER_SPIN_NS);
     pthread_mutex_lock(&g_team_mu);
-    while (g_team_gen == seen) pthread_cond_wait(&g_team_start, &g_team_mu);
-    seen = g_team_gen;
+    while (__atomic_load_n(&g_team_gen, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&g_team_start, &g_team_mu);
+    seen = __atomic_load_n(&g_team_gen, __ATOMIC_ACQUIRE);
     team_job j = g_team;
     pthread_mutex_unlock(&g_team_mu);
     if (t >= j.nt) continue;
@@ -92,18 +124,26 @@ static void *team_worker(void *arg) {
     _mm_setcsr(j.csr);
 #endif
     j.fn(j.ctx, t, j.nt);
-    pthread_mutex_lock(&g_team_mu);
-    if (--g_team_pending == 0) pthread_cond_signal(&g_team_done);
-    pthread_mutex_unlock(&g_team_mu);
+    /* The last one done wakes the caller (under the mutex, so the wake-up cannot be lost). */
+    if (__atomic_sub_fetch(&g_team_pending, 1, __ATOMIC_ACQ_REL) == 0) {
+      pthread_mutex_lock(&g_team_mu);
+      pthread_cond_signal(&g_team_done);
+      pthread_mutex_unlock(&g_team_mu);
+    }
   }
   return NULL;
 }
 
-void parallel_team(team_fn fn, void *ctx) {
-  int nt = fopeify_blas_thread_count() > 0 ? fopeify_blas_thread_count() : 1;
+int parallel_team_size(void) { return pool_threads(); }
+
+void parallel_team(team_fn fn, void *ctx, int nt) {
   if (nt > MAX_POOL_THREADS) nt = MAX_POOL_THREADS;
+  if (nt <= 1) {
+    fn(ctx, 0, 1);
+    return;
+  }
   pthread_mutex_lock(&g_team_call);
-  while (g_team_workers < nt - 1) { /* worker w runs t = w + 1 */
+  while (g_team_workers < nt - 1) {
     pthread_t tid;
     pthread_attr_t at;
     pthread_attr_init(&at);
@@ -120,15 +160,16 @@ void parallel_team(team_fn fn, void *ctx) {
 #ifdef PAR_MXCSR
     g_team.csr = _mm_getcsr();
 #endif
-    g_team_pending = nt - 1;
-    g_team_gen++;
+    __atomic_store_n(&g_team_pending, (unsigned long)(nt - 1), __ATOMIC_RELEASE);
+    __atomic_add_fetch(&g_team_gen, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&g_team_start);
     pthread_mutex_unlock(&g_team_mu);
   }
   fn(ctx, 0, nt);
   if (nt > 1) {
+    spin_while(&g_team_pending, 0, 0, TEAM_CALLER_SPIN_NS);
     pthread_mutex_lock(&g_team_mu);
-    while (g_team_pending > 0) pthread_cond_wait(&g_team_done, &g_team_mu);
+    while (__atomic_load_n(&g_team_pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&g_team_done, &g_team_mu);
     pthread_mutex_unlock(&g_team_mu);
   }
   pthread_mutex_unlock(&g_team_call);

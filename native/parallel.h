@@ -17,10 +17,14 @@ void parallel_ranges_at_least(range_fn fn, void *ctx, int64_t n, int64_t align, 
 
 typedef void (*team_fn)(void *ctx, int t, int nt);
 
-/* Run fn(ctx, t, nt) once for each t in [0, nt), nt = the BLAS's thread count, on persistent threads
- * (the caller runs t = 0) with the caller's MXCSR; returns when all have returned. For passes that call
- * the portable SGEMM's single-thread driver: its packing buffers are per thread, kept for the thread's
- * life, so these threads must not come and go per call. One team job at a time (callers queue). */
-void parallel_team(team_fn fn, void *ctx);
+/* The team's default size: the BLAS's thread count. */
+int parallel_team_size(void);
+
+/* Run fn(ctx, t, nt) once for each t in [0, nt) on the addon's persistent threads (the caller runs
+ * t = 0) with the caller's MXCSR; returns when all have returned. nt may come back smaller than asked
+ * (a thread that cannot be started): fn must split its work by the nt it is given. Persistent because
+ * the portable SGEMM's packing buffers are per thread, kept for the thread's life. One team job at a
+ * time (callers queue): fn must never call parallel_team itself, nor the threaded SGEMM. */
+void parallel_team(team_fn fn, void *ctx, int nt);
 
 #endif

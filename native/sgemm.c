@@ -18,20 +18,16 @@
  *    time with __builtin_cpu_supports (which also checks that the OS saves the wider registers).
  *  - Threads: the output is cut along its longer side into one piece per thread, and each piece is
  *    an independent single-thread GEMM (no barriers; each thread packs its own panels). The threads
- *    are a small persistent pool (starting threads per call would cost more than a small GEMM).
- *  - Workers run with the caller's MXCSR (the addon flushes denormals around BLAS calls).
+ *    are the addon's persistent team (parallel.c: starting threads per call would cost more than a
+ *    small GEMM), which runs them with the caller's MXCSR (the addon flushes denormals around BLAS calls).
  */
 #include "sgemm.h"
 
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define SG_MXCSR 1
-#endif
+#include "parallel.h"
 
 typedef int (*serial_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
@@ -104,7 +100,7 @@ int fopeify_portable_use(const char *name) {
   return 0;
 }
 
-/* ---- the thread pool ---- */
+/* ---- threaded GEMMs ---- */
 #define SG_MAX_THREADS 64
 
 typedef struct {
@@ -116,15 +112,7 @@ typedef struct {
   int parts;     /* pieces, one per thread */
   int splitRows; /* cut along M (else along N) */
   int64_t unit;  /* piece boundaries are multiples of this */
-  unsigned csr;  /* caller's MXCSR */
 } job_t;
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_start = PTHREAD_COND_INITIALIZER, g_done = PTHREAD_COND_INITIALIZER;
-static job_t g_job;
-static unsigned long g_gen = 0;      /* bumped (atomically, under g_mu) for each job */
-static unsigned long g_pending = 0;  /* pieces the workers have still to finish (atomic) */
-static int g_workers = 0;
 
 static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc);
 
@@ -168,85 +156,11 @@ static void run_part(const job_t *j, int part) {
   }
 }
 
-/* Spinning briefly before sleeping: in a forward or backward pass the next GEMM often follows within
- * microseconds, and a futex wake-up costs tens of microseconds. Short, so that idle workers do not
- * take cores from the JavaScript thread's elementwise work (OpenBLAS is tuned the same way). */
-#define SG_WORKER_SPIN_NS 100000
-#define SG_CALLER_SPIN_NS 50000
-
-static int64_t now_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
-/* Spin until *v != seen or the time is up (then the caller sleeps on a condition variable). */
-static void spin_while_equal(const unsigned long *v, unsigned long seen, int64_t ns) {
-  const int64_t end = now_ns() + ns;
-  for (int i = 0; __atomic_load_n(v, __ATOMIC_ACQUIRE) == seen; i++) {
-    cpu_relax();
-    if ((i & 63) == 63 && now_ns() > end) return;
-  }
-}
-
-/* Spin until *v == 0 or the time is up. */
-static void spin_until_zero(const unsigned long *v, int64_t ns) {
-  const int64_t end = now_ns() + ns;
-  for (int i = 0; __atomic_load_n(v, __ATOMIC_ACQUIRE) != 0; i++) {
-    cpu_relax();
-    if ((i & 63) == 63 && now_ns() > end) return;
-  }
-}
-
-static void *worker(void *arg) {
-  const int part = (int)(intptr_t)arg; /* worker w runs piece w (the caller runs piece 0) */
-  unsigned long seen = 0;
-  for (;;) {
-    spin_while_equal(&g_gen, seen, SG_WORKER_SPIN_NS);
-    pthread_mutex_lock(&g_mu);
-    while (__atomic_load_n(&g_gen, __ATOMIC_ACQUIRE) == seen) pthread_cond_wait(&g_start, &g_mu);
-    seen = __atomic_load_n(&g_gen, __ATOMIC_ACQUIRE);
-    job_t j = g_job;
-    pthread_mutex_unlock(&g_mu);
-    if (part < j.parts) {
-#ifdef SG_MXCSR
-      _mm_setcsr(j.csr);
-#endif
-      run_part(&j, part);
-      /* The last piece done wakes the caller (under the mutex, so the wake-up cannot be lost). */
-      if (__atomic_sub_fetch(&g_pending, 1, __ATOMIC_ACQ_REL) == 0) {
-        pthread_mutex_lock(&g_mu);
-        pthread_cond_signal(&g_done);
-        pthread_mutex_unlock(&g_mu);
-      }
-    }
-  }
-  return NULL;
-}
-
-/* Start workers up to n - 1 (called with g_call held); returns the number of pieces now possible. */
-static int ensure_workers(int n) {
-  while (g_workers < n - 1) {
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    int ok = pthread_create(&t, &at, worker, (void *)(intptr_t)(g_workers + 1)) == 0;
-    pthread_attr_destroy(&at);
-    if (!ok) break;
-    pthread_mutex_lock(&g_mu);
-    g_workers++;
-    pthread_mutex_unlock(&g_mu);
-  }
-  return g_workers + 1;
+/* One piece of a threaded GEMM, on the addon's persistent team (parallel.c): nt pieces. */
+static void team_part(void *ctx, int t, int nt) {
+  job_t j = *(const job_t *)ctx;
+  j.parts = nt;
+  run_part(&j, t);
 }
 
 void fopeify_portable_set_threads(int n) { g_nthreads = n < 1 ? 1 : n > SG_MAX_THREADS ? SG_MAX_THREADS : n; }
@@ -287,10 +201,7 @@ void fopeify_portable_sgemm(int order, int transA, int transB, int M, int N, int
     scale_c(M, N, beta, C, ldc);
     return;
   }
-  job_t j = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, 1, 0, 1, 0};
-#ifdef SG_MXCSR
-  j.csr = _mm_getcsr();
-#endif
+  job_t j = {ta, tb, M, N, K, lda, ldb, ldc, alpha, beta, A, B, C, 1, 0, 1};
   /* Threads only pay when each piece is a few MFLOP (a wake-up costs ~10-50 us). */
   const double flop = 2.0 * M * N * K;
   int parts = g_nthreads;
@@ -304,18 +215,6 @@ void fopeify_portable_sgemm(int order, int transA, int transB, int M, int N, int
     return;
   }
   pthread_mutex_lock(&g_call);
-  parts = ensure_workers(parts) < parts ? g_workers + 1 : parts;
-  j.parts = parts;
-  pthread_mutex_lock(&g_mu);
-  g_job = j;
-  __atomic_store_n(&g_pending, (unsigned long)(parts - 1), __ATOMIC_RELEASE);
-  __atomic_add_fetch(&g_gen, 1, __ATOMIC_ACQ_REL);
-  pthread_cond_broadcast(&g_start);
-  pthread_mutex_unlock(&g_mu);
-  run_part(&j, 0);
-  spin_until_zero(&g_pending, SG_CALLER_SPIN_NS);
-  pthread_mutex_lock(&g_mu);
-  while (__atomic_load_n(&g_pending, __ATOMIC_ACQUIRE) > 0) pthread_cond_wait(&g_done, &g_mu);
-  pthread_mutex_unlock(&g_mu);
+  parallel_team(team_part, &j, parts);
   pthread_mutex_unlock(&g_call);
 }
