@@ -83,23 +83,6 @@ static napi_value SoftmaxRows(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* softmaxBackward(S, dP, rows, n4, lse, d): see softmax.h. */
-static napi_value SoftmaxBackward(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int64_t rows, n4;
-  float *S, *dP, *lse, *d;
-  if (argc != 6 || napi_get_value_int64(env, argv[2], &rows) != napi_ok || napi_get_value_int64(env, argv[3], &n4) != napi_ok ||
-      rows < 0 || n4 < 0 || !f32_at_least(env, argv[0], &S, (size_t)(rows * n4)) || !f32_at_least(env, argv[1], &dP, (size_t)(rows * n4)) ||
-      !f32_at_least(env, argv[4], &lse, (size_t)rows) || !f32_at_least(env, argv[5], &d, (size_t)rows)) {
-    napi_throw_type_error(env, NULL, "softmaxBackward: expected (S, dP, rows, n4, lse, d) with Float32Arrays large enough");
-    return NULL;
-  }
-  fopeify_softmax_backward(S, dP, rows, n4, lse, d);
-  return NULL;
-}
-
 /* crossEntropyRows(L, rows, n4, V, targets, scale): see softmax.h; returns the summed NLL. */
 static napi_value CrossEntropyRows(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -230,7 +213,7 @@ static napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
 
 void fopeify_register_passes(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
-      {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows}, {"softmaxBackward", SoftmaxBackward},
+      {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows},
       {"swiglu", Swiglu},   {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
       {"rmsnormBackward", RmsnormBackward}, {"crossEntropyRows", CrossEntropyRows}, {"copyStrided", CopyStrided},
   };

@@ -5,10 +5,10 @@
 #include "napi-util.h"
 
 /* Must match ADDON_ABI in src/backend/native.ts; bump both when the JS-visible API changes. */
-#define FOPEIFY_ABI_VERSION 8
+#define FOPEIFY_ABI_VERSION 9
 
-/* binary, unary, softmaxRows, softmaxBackward, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares, copyStrided
- * (addon-passes.c) */
+/* binary, unary, softmaxRows, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares, copyStrided,
+ * crossEntropyRows (addon-passes.c) */
 void fopeify_register_passes(napi_env env, napi_value exports);
 /* matvec, rotaryOne, rotaryBlocks, attendOne (addon-decode.c) */
 void fopeify_register_decode(napi_env env, napi_value exports);

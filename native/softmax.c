@@ -15,12 +15,10 @@
 #include "vexp.h"
 
 typedef struct {
-  int op; /* 0: rows, 1: backward */
-  float *S, *dP;
+  float *S;
   int64_t n4;
-  const float *mOld, *lse, *d;
+  const float *mOld;
   float *mNew, *sum;
-  int64_t r0, r1;
 } softmax_job;
 
 /* One row of the softmax numerators: m = max(mOld, max row); row = exp(row − m), its sum into *sum
@@ -67,57 +65,15 @@ static inline __attribute__((always_inline)) float softmax_row(float *row, int64
   return mx;
 }
 
-FOPEIFY_CLONES static void softmax_rows_range(softmax_job *j) {
-  for (int64_t r = j->r0; r < j->r1; r++) j->mNew[r] = softmax_row(j->S + r * j->n4, j->n4, j->mOld[r], &j->sum[r]);
-}
-
-FOPEIFY_CLONES static void softmax_backward_range(softmax_job *j) {
-  const int64_t n4 = j->n4, n8 = n4 & ~(int64_t)7;
-  for (int64_t r = j->r0; r < j->r1; r++) {
-    float *srow = j->S + r * n4, *drow = j->dP + r * n4;
-    const float l = j->lse[r], dd = j->d[r];
-    int64_t c = 0;
-    for (; c < n8; c += 8) {
-      v8f x, g;
-      memcpy(&x, srow + c, sizeof x);
-      memcpy(&g, drow + c, sizeof g);
-      v8f p = v8_exp(x - l);
-      v8f ds = p * (g - dd);
-      memcpy(srow + c, &p, sizeof p);
-      memcpy(drow + c, &ds, sizeof ds);
-    }
-    if (c < n4) { /* n4 is a multiple of 4: one group left, one vector exp */
-      v8f x = (v8f){srow[c], srow[c + 1], srow[c + 2], srow[c + 3], 0, 0, 0, 0};
-      v8f p = v8_exp(x - l);
-      for (int k = 0; k < 4; k++) {
-        srow[c + k] = p[k];
-        drow[c + k] = p[k] * (drow[c + k] - dd);
-      }
-    }
-  }
-}
-
-static void softmax_ranges(void *ctx, int64_t r0, int64_t r1) {
-  softmax_job j = *(softmax_job *)ctx;
-  j.r0 = r0;
-  j.r1 = r1;
-  if (j.op == 0) softmax_rows_range(&j);
-  else softmax_backward_range(&j);
-}
-
-/* Rows across threads, only when the block is big enough to pay for thread start-up. */
-static void softmax_parallel(softmax_job *base, int64_t rows) {
-  parallel_ranges(softmax_ranges, base, rows, 1, base->n4 > 0 ? (65536 + base->n4 - 1) / base->n4 : rows + 1);
+FOPEIFY_CLONES static void softmax_ranges(void *ctx, int64_t r0, int64_t r1) {
+  const softmax_job *j = (const softmax_job *)ctx;
+  for (int64_t r = r0; r < r1; r++) j->mNew[r] = softmax_row(j->S + r * j->n4, j->n4, j->mOld[r], &j->sum[r]);
 }
 
 void fopeify_softmax_rows(float *S, int64_t rows, int64_t n4, const float *mOld, float *mNew, float *sum) {
-  softmax_job j = {0, S, NULL, n4, mOld, NULL, NULL, mNew, sum, 0, rows};
-  softmax_parallel(&j, rows);
-}
-
-void fopeify_softmax_backward(float *S, float *dP, int64_t rows, int64_t n4, const float *lse, const float *d) {
-  softmax_job j = {1, S, dP, n4, NULL, lse, d, NULL, NULL, 0, rows};
-  softmax_parallel(&j, rows);
+  softmax_job j = {S, n4, mOld, mNew, sum};
+  /* Rows across threads, only when the block is big enough to pay for thread start-up. */
+  parallel_ranges(softmax_ranges, &j, rows, 1, n4 > 0 ? (65536 + n4 - 1) / n4 : rows + 1);
 }
 
 /* ---- Cross-entropy of LM-head logits ----

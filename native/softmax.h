@@ -9,8 +9,6 @@
  * S[r] = exp(S[r] − m) and sum[r] = Σ S[r] (a row with m = −∞ becomes 0, sum 0). */
 void fopeify_softmax_rows(float *S, int64_t rows, int64_t n4, const float *mOld, float *mNew, float *sum);
 
-/* P = exp(S − lse[r]) into S, dS = P ∘ (dP − d[r]) into dP. */
-void fopeify_softmax_backward(float *S, float *dP, int64_t rows, int64_t n4, const float *lse, const float *d);
 
 /* Cross-entropy of logits L (rows x n4, the first V columns real, n4 a multiple of 4) against
  * targets (−1: ignored): *nll = Σ over valid rows of max + log Σ exp(L − max) − L[target] (summed in row

@@ -75,11 +75,10 @@ export interface NativeAddon {
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, geom: Float64Array): void;
   unary(op: number, x: Float32Array, out: Float32Array): void;
   /**
-   * Blockwise-attention softmax passes in C on the BLAS's thread count, with the semantics of
-   * backend/vector-math.ts's softmaxRows / softmaxBackward.
+   * The blockwise-attention softmax pass of the one-token decoding step in C on the BLAS's thread count,
+   * with the semantics (and bits) of backend/vector-math.ts's softmaxRows.
    */
   softmaxRows(s: Float32Array, rows: number, n4: number, mOld: Float32Array, mNew: Float32Array, sum: Float32Array): void;
-  softmaxBackward(s: Float32Array, dP: Float32Array, rows: number, n4: number, lse: Float32Array, d: Float32Array): void;
   /**
    * Cross-entropy of logits rows `L` (`rows × n4`, the first V columns real, n4 a multiple of 4) against
    * `targets` (−1: ignored), threaded over rows: returns the summed NLL of the valid rows (in row order).
@@ -269,8 +268,9 @@ export function defaultAddonPath(): string {
  * 6: attentionForward and attentionBackward (a layer's blockwise attention in one call).
  * 7: crossEntropyRows (the LM-head loss's softmax, NLL and dlogits in one pass).
  * 8: copyStrided (the movement kernels' threaded copy) and rotaryBlocks (rotary out of place, threaded).
+ * 9: softmaxBackward removed (the attention backward computes it in native/attention.c).
  */
-export const ADDON_ABI = 8;
+export const ADDON_ABI = 9;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -287,7 +287,6 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   binary: true,
   unary: true,
   softmaxRows: true,
-  softmaxBackward: true,
   crossEntropyRows: true,
   swiglu: true,
   adamw: true,

@@ -203,15 +203,11 @@ export function vectorMath(): VectorMath {
   return instance;
 }
 
-/** The softmax passes of blockwise attention: the addon's threaded C versions when it has them, else this engine's. */
-export type AttentionSoftmax = Pick<VectorMath, 'softmaxRows' | 'softmaxBackward'>;
+/** The softmax pass of blockwise attention's one-query recurrence: the addon's threaded C version when it has one, else this engine's. */
+export type AttentionSoftmax = Pick<VectorMath, 'softmaxRows'>;
 
 export function attentionSoftmax(addon: NativeAddon | null): AttentionSoftmax {
   const vm = vectorMath();
   const rows = addon?.softmaxRows;
-  const back = addon?.softmaxBackward;
-  return {
-    softmaxRows: rows ? (...a) => rows.apply(addon, a) : (...a) => vm.softmaxRows(...a),
-    softmaxBackward: back ? (...a) => back.apply(addon, a) : (...a) => vm.softmaxBackward(...a),
-  };
+  return { softmaxRows: rows ? (...a) => rows.apply(addon, a) : (...a) => vm.softmaxRows(...a) };
 }

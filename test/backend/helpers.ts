@@ -42,6 +42,16 @@ export async function withPlainKernels<T>(fn: () => T, opts: SetupOptions): Prom
   }
 }
 
+/** Random attention inputs: q and dO `[BK, R, T, D]`, k (scaled by 2) and v `[BK, T, D]`, from seeds seed..seed+3. */
+export function attentionInputs(BK: number, R: number, T: number, D: number, seed: number): { q: tf.Tensor4D; k: tf.Tensor3D; v: tf.Tensor3D; dO: tf.Tensor4D } {
+  return {
+    q: randn([BK, R, T, D], seed) as tf.Tensor4D,
+    k: randn([BK, T, D], seed + 1, 2) as tf.Tensor3D,
+    v: randn([BK, T, D], seed + 2) as tf.Tensor3D,
+    dO: randn([BK, R, T, D], seed + 3) as tf.Tensor4D,
+  };
+}
+
 export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 0;

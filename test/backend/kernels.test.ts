@@ -12,7 +12,7 @@ import { nativeKernels } from '../../src/backend/kernels-native.js';
 import { tfKernels } from '../../src/backend/kernels-tf.js';
 import { loadNative } from '../../src/backend/native.js';
 import { setupBackend } from '../../src/backend/select.js';
-import { maxRelErr, nativeUsable, randn, rng } from './helpers.js';
+import { attentionInputs, maxRelErr, nativeUsable, randn, rng } from './helpers.js';
 
 const impls: [string, () => Kernels][] = [['host', () => hostKernels]];
 if (nativeUsable) {
@@ -170,10 +170,7 @@ for (const [name, make] of impls) {
     for (const [T, qb, kb, window] of [[19, 4, 8, null], [24, 8, 5, 7], [16, 16, 16, null]] as [number, number, number, number | null][]) {
       it(`attentionBackward T=${T} q${qb}/k${kb} window ${window}`, () => {
         const [BK, R, D] = [2, 2, 8];
-        const q = randn([BK, R, T, D], 13) as tf.Tensor4D;
-        const k = randn([BK, T, D], 14, 2) as tf.Tensor3D;
-        const v = randn([BK, T, D], 15) as tf.Tensor3D;
-        const dO = randn([BK, R, T, D], 16) as tf.Tensor4D;
+        const { q, k, v, dO } = attentionInputs(BK, R, T, D, 13);
         const g = { queryBlock: qb, keyBlock: kb, window, scale: 1 / Math.sqrt(D) };
         const out = tfKernels.attentionForward(q, [{ k, v, start: 0 }], 0, g);
         const want = tfKernels.attentionBackward(q, k, v, out, dO, g);

@@ -12,7 +12,7 @@ import { nativeKernels } from '../../src/backend/kernels-native.js';
 import { tfKernels } from '../../src/backend/kernels-tf.js';
 import { loadNative, type NativeAddon } from '../../src/backend/native.js';
 import { setupBackend } from '../../src/backend/select.js';
-import { maxRelErr, nativeUsable, randn } from './helpers.js';
+import { attentionInputs, maxRelErr, nativeUsable, randn } from './helpers.js';
 
 function close(got: tf.Tensor, want: tf.Tensor, tol: number, what: string): void {
   expect(got.shape, what).toEqual(want.shape);
@@ -41,10 +41,7 @@ describe.skipIf(!nativeUsable)('native whole-layer attention', () => {
   for (const [BK, T, qb, kb, window] of cases) {
     it(`forward and backward BK=${BK} T=${T} q${qb}/k${kb} window ${window}`, () => {
       const [R, D] = [3, 16];
-      const q = randn([BK, R, T, D], 21) as tf.Tensor4D;
-      const k = randn([BK, T, D], 22, 2) as tf.Tensor3D;
-      const v = randn([BK, T, D], 23) as tf.Tensor3D;
-      const dO = randn([BK, R, T, D], 24) as tf.Tensor4D;
+      const { q, k, v, dO } = attentionInputs(BK, R, T, D, 21);
       const g = { queryBlock: qb, keyBlock: kb, window, scale: 1 / Math.sqrt(D) };
       const want = tfKernels.attentionForward(q, [{ k, v, start: 0 }], 0, g);
       const got = K.attentionForward(q, [{ k, v, start: 0 }], 0, g);
