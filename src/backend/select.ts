@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import * as tfjs from './tfjs.js';
 import { badOption, FopeifyError, optionName } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
+import { applyMarkingPlace, markingPlace, type MarkingPlace } from './gc-marking.js';
 import { PORTABLE_MARGIN, speedupOverOther, type GemmChoice } from './gemm-choice.js';
 import type { Kernels } from './kernels.js';
 import { hostKernels, wasmKernels } from './kernels-host.js';
@@ -65,6 +66,8 @@ export interface BackendInfo {
   adapter?: WebGpuAdapter;
   /** What the model, the trainer and the optimizer compute with on this backend (kernels.ts). */
   kernels: Kernels;
+  /** Where V8 marks its heap: the main thread when the native threads use every core (gc-marking.ts). */
+  gcMarking: MarkingPlace;
 }
 
 /** What the machine offers. Everything setupBackend decides follows from this. */
@@ -404,6 +407,8 @@ async function activate(
 
   const replaced = replacedKernels(cand.tfBackend);
   const accelerated = blas !== null && cand.accelerate;
+  const gcMarking = markingPlace({ accelerated, threads: blas?.threads ?? threads, cores: availableParallelism(), env: process.env });
+  applyMarkingPlace(gcMarking);
   const blasDesc = blas ? `${gemmName(blas)}, ${blas.threads} thread${blas.threads === 1 ? '' : 's'}` : '';
   let description: string;
   if (cand.tfBackend === 'webgpu' && probe?.ok) description = `webgpu (${describeAdapter(probe.adapter)})`;
@@ -428,6 +433,7 @@ async function activate(
     fallbacks: [],
     adapter: cand.tfBackend === 'webgpu' && probe?.ok ? probe.adapter : undefined,
     kernels: kernelsFor(cand.tfBackend, accelerated ? blas!.addon : null),
+    gcMarking,
   };
 }
 
