@@ -4,20 +4,25 @@
 // length in its own child process so its peak RSS (getrusage maxRSS) is that measurement's alone.
 // Reported per length: RSS before loading (node + tfjs + the addon), RSS after loading and the peak
 // during loading, the KV cache, the peak of the whole run, and what the prefill added on top of
-// weights + KV cache (its temporaries). llama.cpp's figure for the same shape at 8192 tokens, F32,
-// flash attention on: 922 MiB (weights mapped ~540, KV 360, compute buffer 98; issue 19).
-// Usage: npm run build && node bench/prefill-memory.mjs [--tokens 8192[,2048...]] [--layout inference|hf] [--threads N] [--chunk tokens per prefill step] [--json]
+// weights + KV cache (its temporaries). When node-llama-cpp is installed (FOPEIFY_NODE_LLAMA_CPP, see
+// bench/speed.mjs), llama.cpp prefills the same checkpoint as GGUF F32 (flash attention on, weights
+// memory-mapped) in its own process after each fopeify run: once with an F32 KV cache like fopeify's
+// (the comparison) and once with its default F16 cache (half the cache bytes; issue 19's 922 MiB at
+// 8192 tokens was that configuration). Without it, that 922 MiB figure is printed, marked as such.
+// Usage: npm run build && node bench/prefill-memory.mjs [--tokens 8192[,2048...]] [--layout inference|hf] [--threads N] [--chunk tokens per prefill step] [--no-llama-cpp] [--json]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { findLlamaCpp, llamaCppGguf, runLlamaCppChild } from './speed.mjs';
 
 const HERE = fileURLToPath(import.meta.url);
 const ROOT = path.join(path.dirname(HERE), '..');
 const dist = (p) => pathToFileURL(path.join(ROOT, 'dist', p)).href;
 const MiB = 2 ** 20;
-const LLAMA_CPP_8192_MIB = 922;
+// Issue 19's llama.cpp figure (8192 tokens, F16 KV cache), shown only when llama.cpp cannot run here.
+const ISSUE_LLAMA_CPP_8192_MIB = 922;
 
 async function checkpoint() {
   const { writeTinyCheckpoint, SMOLLM2_135M_SHAPE } = await import(dist('testing/tiny-checkpoint.js'));
@@ -26,7 +31,7 @@ async function checkpoint() {
   if (!existsSync(path.join(dir, 'config.json'))) {
     await writeTinyCheckpoint(dir, { kind: 'llama', dtype: 'BF16', shape: SMOLLM2_135M_SHAPE, seed: 0, initStd: 0.02, tokenizer: false });
   }
-  return dir;
+  return { dir, shape: SMOLLM2_135M_SHAPE };
 }
 
 const maxRss = () => process.resourceUsage().maxRSS * 1024;
@@ -66,7 +71,10 @@ async function child(opts) {
 /** Every length in its own child process; returns one row per length. */
 export async function runPrefillMemoryBench(opts = {}) {
   const log = opts.log ?? ((s) => console.log(s));
-  const dir = await checkpoint();
+  const { dir, shape } = await checkpoint();
+  const llama = opts.llamaCpp === false ? { reason: 'skipped (--no-llama-cpp)' } : findLlamaCpp();
+  if (llama.entry) llama.gguf = await llamaCppGguf(shape.numLayers, shape.vocabSize, log);
+  else log(`llama.cpp: ${llama.reason}`);
   const rows = [];
   for (const tokens of opts.tokens ?? [8192]) {
     const arg = JSON.stringify({ dir, tokens, layout: opts.layout, threads: opts.threads, backend: opts.backend, chunk: opts.chunk });
@@ -85,8 +93,24 @@ export async function runPrefillMemoryBench(opts = {}) {
       `prefill ${String(tokens).padStart(5)} (${row.layout}): peak RSS ${m(row.peakRssBytes)}` +
         ` = start ${m(row.startRssBytes)}, after load ${m(row.loadedRssBytes)} (load peak ${m(row.loadPeakBytes)}),` +
         ` KV ${m(row.kvCacheBytes)}, prefill temporaries ~${m(temporaries)}; ${(tokens / row.seconds).toFixed(0)} tokens/s` +
-        (tokens === 8192 ? `; llama.cpp ${LLAMA_CPP_8192_MIB} MiB → ${(row.peakRssBytes / MiB / LLAMA_CPP_8192_MIB).toFixed(2)}×` : ''),
+        (tokens === 8192 && !llama.entry ? `; issue 19's llama.cpp figure (F16 KV cache) ${ISSUE_LLAMA_CPP_8192_MIB} MiB → ${(row.peakRssBytes / MiB / ISSUE_LLAMA_CPP_8192_MIB).toFixed(2)}×` : ''),
     );
+    if (!llama.entry) continue;
+    row.llamaCpp = {};
+    for (const kvType of ['F32', 'F16']) {
+      const job = { layers: shape.numLayers, vocab: shape.vocabSize, threads: opts.threads, entry: llama.entry, gguf: llama.gguf, mode: 'prefill', tokens, kvType };
+      const res = runLlamaCppChild(job);
+      row.llamaCpp[kvType] = res;
+      if (res.error) {
+        log(`  llama.cpp ${kvType} KV: failed ${res.error}`);
+        continue;
+      }
+      const ratio = row.peakRssBytes / res.peakRssBytes;
+      log(
+        `  llama.cpp (${kvType} KV cache${kvType === 'F32' ? ', as fopeify' : ', its default'}): peak RSS ${m(res.peakRssBytes)}, ${res.tokensPerSecond.toFixed(0)} tokens/s` +
+          ` → fopeify ${ratio.toFixed(2)}× its memory${kvType === 'F32' ? ` (goal ≤ 1.00×: ${ratio <= 1 ? 'met' : 'not met'})` : ''}`,
+      );
+    }
   }
   return rows;
 }
@@ -111,6 +135,7 @@ if (isMain) {
       threads: flag('threads') ? Number(flag('threads')) : undefined,
       backend: flag('backend'),
       chunk: flag('chunk') ? Number(flag('chunk')) : undefined,
+      llamaCpp: !argv.includes('--no-llama-cpp'),
       log: json ? () => {} : undefined,
     });
     if (json) process.stdout.write(JSON.stringify({ loadAverage: os.loadavg(), rows }, null, 2) + '\n');

@@ -66,7 +66,7 @@ function peakRss() {
 const promptIds = (n, vocab) => Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
 
 /** node-llama-cpp's entry file, or why it cannot be used (it is optional: fopeify never depends on it). */
-function findLlamaCpp() {
+export function findLlamaCpp() {
   const base = process.env.FOPEIFY_NODE_LLAMA_CPP || ROOT;
   try {
     return { entry: createRequire(path.join(base, 'package.json')).resolve('node-llama-cpp') };
@@ -89,6 +89,9 @@ async function childDecode(opts) {
  * llama.cpp (node-llama-cpp) on the GGUF of the same checkpoint, CPU only, flash attention on:
  * prefill of `tokens` (timed from an empty sequence after a short warm-up) or, after a `context`
  * prompt, the median time of one generated token over `tokens` steps (greedy).
+ * The KV cache is F32 like fopeify's (`kvType`, default F32; llama.cpp's own default is F16, which
+ * halves its cache: issue 19's 922 MiB at 8192 tokens was measured that way) and holds exactly the
+ * positions the measurement uses, as fopeify's does.
  */
 async function childLlamaCpp(opts) {
   const { getLlama, LlamaLogLevel } = await import(pathToFileURL(opts.entry).href);
@@ -96,7 +99,10 @@ async function childLlamaCpp(opts) {
   const model = await llama.loadModel({ modelPath: opts.gguf, gpuLayers: 0 });
   const prompt = opts.mode === 'prefill' ? opts.tokens : opts.context;
   const context = await model.createContext({
-    contextSize: prompt + opts.tokens + 64,
+    // + 64: llama.cpp rounds its context up to a multiple of its padding; a prefill generates nothing.
+    contextSize: (opts.mode === 'prefill' ? prompt : prompt + opts.tokens) + 64,
+    experimentalKvCacheKeyType: opts.kvType ?? 'F32',
+    experimentalKvCacheValueType: opts.kvType ?? 'F32',
     batchSize: Math.min(prompt, 2048),
     threads: opts.threads ?? os.availableParallelism(),
     flashAttention: true,
@@ -129,7 +135,7 @@ async function childLlamaCpp(opts) {
   const threads = context.currentThreads;
   await context.dispose();
   await model.dispose();
-  return { backend: `llama.cpp (node-llama-cpp, ${threads} threads, flash attention)`, seconds, tokensPerSecond, peakRssBytes: peakRss() };
+  return { backend: `llama.cpp (node-llama-cpp, ${threads} threads, flash attention, ${opts.kvType ?? 'F32'} KV cache)`, seconds, tokensPerSecond, peakRssBytes: peakRss() };
 }
 
 async function childGemm(opts) {
@@ -173,6 +179,22 @@ async function childTrain(opts) {
 }
 
 // ---- parent ---------------------------------------------------------------------------------------
+
+/** The benchmark checkpoint of `layers` / `vocab` as GGUF F32 for llama.cpp (written once, next to it). */
+export async function llamaCppGguf(layers, vocab, log = () => {}) {
+  const { dir } = await checkpoint(layers, vocab);
+  const gguf = `${dir}.f32.gguf`;
+  if (!existsSync(gguf)) {
+    log(`writing the checkpoint as GGUF F32 for llama.cpp (${path.relative(ROOT, gguf)}) ...`);
+    await writeGgufF32(dir, gguf);
+  }
+  return gguf;
+}
+
+/** One llama.cpp measurement (childLlamaCpp) in its own process, so its peak RSS is its own. */
+export function runLlamaCppChild(job, log = () => {}) {
+  return runChild({ kind: 'llamacpp', ...job }, log);
+}
 
 function runChild(job, log) {
   const r = spawnSync(process.execPath, ['--max-old-space-size=16384', HERE, '--child', JSON.stringify(job)], { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -240,14 +262,8 @@ export async function runSpeedBench(opts = {}) {
   // Accelerated, full model; llama.cpp's prefill and decode interleaved with fopeify's.
   const model = { threads, layers: L, vocab: S.vocabSize };
   const llamaCpp = opts.llamaCpp === false ? { reason: 'skipped (--no-llama-cpp)' } : findLlamaCpp();
-  if (llamaCpp.entry) {
-    const { dir } = await checkpoint(L, S.vocabSize);
-    llamaCpp.gguf = `${dir}.f32.gguf`;
-    if (!existsSync(llamaCpp.gguf)) {
-      log(`writing the checkpoint as GGUF F32 for llama.cpp (${path.relative(ROOT, llamaCpp.gguf)}) ...`);
-      await writeGgufF32(dir, llamaCpp.gguf);
-    }
-  } else log(`llama.cpp: ${llamaCpp.reason}`);
+  if (llamaCpp.entry) llamaCpp.gguf = await llamaCppGguf(L, S.vocabSize, log);
+  else log(`llama.cpp: ${llamaCpp.reason}`);
   const llamaRun = (job) => (llamaCpp.entry ? runChild({ kind: 'llamacpp', ...model, entry: llamaCpp.entry, gguf: llamaCpp.gguf, ...job }, log) : undefined);
   log(`prefill ${PREFILL_TOKENS} (full model, accelerated) ...`);
   const prefill = runChild({ kind: 'prefill', label: `prefill ${PREFILL_TOKENS}`, backend: 'auto', ...model, tokens: PREFILL_TOKENS }, log);

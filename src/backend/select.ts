@@ -14,7 +14,6 @@ import { availableParallelism } from 'node:os';
 import * as tfjs from './tfjs.js';
 import { badOption, FopeifyError, optionName } from '../errors.js';
 import { installFastKernels } from './fast-kernels.js';
-import { applyMarkingPlace, markingPlace, type MarkingPlace } from './gc-marking.js';
 import { PORTABLE_MARGIN, speedupOverOther, type GemmChoice } from './gemm-choice.js';
 import type { Kernels } from './kernels.js';
 import { hostKernels, wasmKernels } from './kernels-host.js';
@@ -66,8 +65,6 @@ export interface BackendInfo {
   adapter?: WebGpuAdapter;
   /** What the model, the trainer and the optimizer compute with on this backend (kernels.ts). */
   kernels: Kernels;
-  /** Where V8 marks its heap: the main thread when the native threads use every core (gc-marking.ts). */
-  gcMarking: MarkingPlace;
 }
 
 /** What the machine offers. Everything setupBackend decides follows from this. */
@@ -407,8 +404,6 @@ async function activate(
 
   const replaced = replacedKernels(cand.tfBackend);
   const accelerated = blas !== null && cand.accelerate;
-  const gcMarking = markingPlace({ accelerated, threads: blas?.threads ?? threads, cores: availableParallelism(), env: process.env });
-  applyMarkingPlace(gcMarking);
   const blasDesc = blas ? `${gemmName(blas)}, ${blas.threads} thread${blas.threads === 1 ? '' : 's'}` : '';
   let description: string;
   if (cand.tfBackend === 'webgpu' && probe?.ok) description = `webgpu (${describeAdapter(probe.adapter)})`;
@@ -433,7 +428,6 @@ async function activate(
     fallbacks: [],
     adapter: cand.tfBackend === 'webgpu' && probe?.ok ? probe.adapter : undefined,
     kernels: kernelsFor(cand.tfBackend, accelerated ? blas!.addon : null),
-    gcMarking,
   };
 }
 

@@ -7,8 +7,10 @@
  * everything else stays where the backend keeps it. `finetune` drives it (with checkpoints, metrics and the model
  * folder around it); bench/train.mjs drives the same steps on random tokens.
  */
+import { availableParallelism } from 'node:os';
 import * as tf from '../backend/tfjs.js';
-import { activeKernels, type BackendInfo } from '../backend/select.js';
+import { markingPlace, withMarkingPlace } from '../backend/gc-marking.js';
+import { activeKernels, currentBackend, type BackendInfo } from '../backend/select.js';
 import { gpuMemoryBytes } from '../backend/webgpu.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError, optionName } from '../errors.js';
@@ -136,8 +138,17 @@ export class Trainer {
     this.tokens = state.tokens;
   }
 
-  /** One optimizer step. A non-finite loss throws before the weights change. */
+  /**
+   * One optimizer step. A non-finite loss throws before the weights change. V8 marks on the main
+   * thread during it when the native kernels use every core (gc-marking.ts).
+   */
   async step(): Promise<TrainStepResult> {
+    const backend = this.options.backend ?? currentBackend();
+    const place = markingPlace({ accelerated: backend?.accelerated ?? false, threads: backend?.threads ?? 1, cores: availableParallelism(), env: process.env });
+    return withMarkingPlace(place, () => this.optimizerStep());
+  }
+
+  private async optimizerStep(): Promise<TrainStepResult> {
     const s = this.settings;
     const t0 = Date.now();
     const lr = learningRate(s, this.stepsDone);

@@ -1,13 +1,19 @@
 /**
- * Where V8 marks while the native backend computes (gc-marking.ts): the decision, the flag applied
- * by setupBackend, and the user's way back to V8's default.
+ * Where V8 marks while the native backend computes (gc-marking.ts): the decision, the flag set by a
+ * training step and put back after it, and the user's way back to V8's default.
  */
 import { availableParallelism } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyMarkingPlace, currentMarkingPlace, markingPlace } from '../../src/backend/gc-marking.js';
+import { loadNative } from '../../src/backend/native.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { setupBackend } from '../../src/backend/select.js';
-import { loadNative } from '../../src/backend/native.js';
+import type { DataPosition } from '../../src/train/data.js';
+import { prepareModel } from '../../src/train/prepare.js';
+import { resolveTrainSettings } from '../../src/train/recipe.js';
+import { NONE_RECIPE } from '../../src/train/run-common.js';
+import { Trainer } from '../../src/train/trainer.js';
+import { fixture, tempDir } from '../helpers.js';
 
 describe('markingPlace', () => {
   it('marks on the main thread only when native threads occupy every core', () => {
@@ -36,24 +42,28 @@ describe('markingPlace', () => {
   });
 });
 
-describe('setupBackend', () => {
-  afterAll(() => {
-    restoreKernels();
-    applyMarkingPlace('concurrent');
-  });
+describe('Trainer.step', () => {
+  afterAll(() => restoreKernels());
   const native = loadNative({ threads: 1 }).blas !== null;
 
-  it.skipIf(!native)('native on every core marks on the main thread; fewer threads or plain cpu keep concurrent marking', async () => {
-    const cores = availableParallelism();
-    const all = await setupBackend({ backend: 'native', threads: cores, quiet: true });
-    expect(all.gcMarking).toBe('main thread');
-    expect(currentMarkingPlace()).toBe('main thread');
-    if (cores > 1) {
-      const fewer = await setupBackend({ backend: 'native', threads: cores - 1, quiet: true });
-      expect(fewer.gcMarking).toBe('concurrent');
+  it.skipIf(!native)('marks on the main thread during a native step on every core, and puts the setting back', async () => {
+    const root = tempDir('fopeify-gc-marking-');
+    const dir = await fixture(root, { seed: 3 });
+    const settings = resolveTrainSettings(NONE_RECIPE, { seqLen: 16, steps: 3 });
+    const prepared = await prepareModel(dir, NONE_RECIPE, settings.seqLen);
+    const chunk = Int32Array.from({ length: 17 }, (_, i) => (i * 5) % 64);
+    const seen: string[] = [];
+    // The trainer draws its micro-batch inside the step: what V8's setting is there is what the step runs with.
+    const data = { train: { take: (pos: DataPosition) => (seen.push(currentMarkingPlace()), { chunks: [chunk], next: pos }) }, heldOut: [chunk] };
+    for (const threads of [availableParallelism(), ...(availableParallelism() > 1 ? [1] : [])]) {
+      const backend = await setupBackend({ backend: 'native', threads, quiet: true });
+      const trainer = Trainer.create(prepared, settings, data, { backend });
       expect(currentMarkingPlace()).toBe('concurrent');
+      await trainer.step();
+      expect(currentMarkingPlace()).toBe('concurrent');
+      expect(seen.pop()).toBe(threads === availableParallelism() ? 'main thread' : 'concurrent');
+      trainer.dispose();
     }
-    const plain = await setupBackend({ backend: 'cpu', quiet: true });
-    expect(plain.gcMarking).toBe('concurrent');
+    for (const v of prepared.weights.values()) v.dispose();
   });
 });
