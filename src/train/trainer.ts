@@ -48,8 +48,9 @@ export interface TrainerOptions {
   /** Which layers recompute their activations in the backward pass (activations.ts; default 'auto'). */
   recompute?: RecomputePolicy;
   /**
-   * What 'auto' may spend on kept activations, in bytes. Default: defaultActivationBudget() where tensors
-   * live in host memory; 0 on a device backend (webgpu), whose memory os.totalmem() does not measure.
+   * What 'auto' may spend on kept activations, in bytes. Default: defaultActivationBudget() of the memory
+   * tensors live in (the machine's; wasm's 4 GiB heap); 0 on a device backend (webgpu), whose memory
+   * os.totalmem() does not measure.
    */
   activationBudgetBytes?: number;
   /** Passkey accuracy at seq-len in `evaluate()` (with settings.evalPasskey). */
@@ -114,7 +115,7 @@ export class Trainer {
       : options;
     const kernels = options.backend?.kernels ?? activeKernels();
     const recompute = checkRecompute(options.recompute);
-    const budget = checkActivationBudget(options.activationBudgetBytes) ?? (kernels.host ? defaultActivationBudget() : 0);
+    const budget = checkActivationBudget(options.activationBudgetBytes) ?? (kernels.host ? defaultActivationBudget(options.backend?.memoryLimitBytes ?? undefined) : 0);
     const model = new TrainingModel(source.spec, source.weights, source.fopeLayout, {
       kernels,
       trainable: settings.trainable,
