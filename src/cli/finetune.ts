@@ -102,7 +102,7 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
       .option('recompute', {
         choices: RECOMPUTE_POLICIES as unknown as RecomputePolicy[],
         default: 'auto' as RecomputePolicy,
-        describe: 'recompute decoder layers in the backward pass: always (least memory), never (fastest), auto (keep as many layers as fit --activation-memory)',
+        describe: 'tfjs engine: recompute decoder layers in the backward pass: always (least memory), never (fastest), auto (keep as many layers as fit --activation-memory)',
       })
       .option('activation-memory', { type: 'number', describe: 'GiB that --recompute auto may spend on kept activations (default: a quarter of the memory, at most 8)' })
       .option('engine', {

@@ -50,7 +50,8 @@ export interface LayerMemoryShape {
  *    backward frees its own when it returns): 9·H + 5·Q + 5·K + 3·I.
  * A census of the tape and of the backward pass's live tensors (SmolLM2-135M, 512 tokens) finds 25.2 MiB
  * saved and 26.7 MiB of gradients per layer, against 25.1 and 26.6 here; the peak RSS of a step grows by
- * 85–95 % of this estimate per kept layer (the allocator reuses some freed buffers), so a budget errs safe.
+ * 80–98 % of this estimate per kept layer (512–2048 tokens; the allocator reuses some freed buffers), so a
+ * budget errs on the safe side.
  * Biases add the pre-bias projections (Q + 2K); q/k norm adds the normed heads, their gradients and inverse
  * RMS (2·(Q + K) + nH + nKv); a LoRA-merged weight W + s·BA is held as two copies and three gradients.
  */
