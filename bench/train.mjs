@@ -3,7 +3,9 @@
 // AdamW) of the SmolLM2-135M shape (random weights) at 1k, 2k, 4k and 8k tokens, each length in its own
 // process so peak RSS is that length's alone. Also measures this machine's GEMM limit (tf.matMul on the
 // training shapes through the active backend) and reports the step's model FLOP rate against it.
-// Usage: npm run build && node bench/train.mjs [--lengths 1024,2048] [--steps N] [--threads N] [--json]
+// --recompute auto|always|never picks which layers keep their activations (default auto: as many as fit
+// the default activation budget); each row names the decision. Node flags (--no-concurrent-marking) reach the children.
+// Usage: npm run build && node bench/train.mjs [--lengths 1024,2048] [--steps N] [--threads N] [--recompute P] [--json]
 // Or from code: import { runTrainBench } from './bench/train.mjs'.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -76,7 +78,7 @@ function gemmLimit(T) {
  * 1e-5, clipping at 1, one sequence per step; the backend is set up first. Shared with bench/speed.mjs.
  * @param {string} dir
  * @param {number} T
- * @param {{backend?: string, threads?: number, allowSoftwareAdapter?: boolean}} opts
+ * @param {{backend?: string, threads?: number, allowSoftwareAdapter?: boolean, recompute?: 'auto' | 'always' | 'never'}} opts
  */
 export async function trainingStepper(dir, T, opts = {}) {
   const info = await setupBackend({ backend: opts.backend ?? 'auto', threads: opts.threads, allowSoftwareAdapter: opts.allowSoftwareAdapter, quiet: true });
@@ -85,7 +87,7 @@ export async function trainingStepper(dir, T, opts = {}) {
   const rng = new SeededRandom(1, 'bench-tokens');
   // Random tokens stand in for the data: the step's cost does not depend on which tokens they are.
   const train = { take: (pos, n) => ({ chunks: Array.from({ length: n }, () => Int32Array.from({ length: T + 1 }, () => rng.int(m.spec.vocabSize))), next: pos }) };
-  const trainer = Trainer.create(m, settings, { train, heldOut: [] }, { backend: info });
+  const trainer = Trainer.create(m, settings, { train, heldOut: [] }, { backend: info, recompute: opts.recompute });
   const step = async () => {
     const t0 = performance.now();
     const r = await trainer.step();
@@ -95,12 +97,12 @@ export async function trainingStepper(dir, T, opts = {}) {
     trainer.dispose();
     m.dispose();
   };
-  return { info, step, parameters: m.parameterCount, dispose };
+  return { info, step, parameters: m.parameterCount, activations: trainer.activationPlan, dispose };
 }
 
 /** Child: load the checkpoint, run warm-up + measured steps at T tokens, print one JSON line. */
-async function child(dir, T, steps, warmup, threads) {
-  const { info, step, parameters } = await trainingStepper(dir, T, { threads });
+async function child(dir, T, steps, warmup, threads, recompute) {
+  const { info, step, parameters, activations } = await trainingStepper(dir, T, { threads, recompute });
   // Short lengths: one warm-up step, then the measured ones. Long ones: the first step is measured
   // (one-time costs are small next to a multi-minute step).
   const warm = warmup ? await step() : null;
@@ -124,6 +126,7 @@ async function child(dir, T, steps, warmup, threads) {
       stepSeconds: median(times),
       parts,
       peakRssBytes: rss,
+      activations,
       gemmGflops: gemm,
       loss,
       parameters,
@@ -134,7 +137,7 @@ async function child(dir, T, steps, warmup, threads) {
 
 /**
  * Run the benchmark. Returns one row per length.
- * @param {{lengths?: number[], steps?: number, threads?: number, log?: (s: string) => void}} opts
+ * @param {{lengths?: number[], steps?: number, threads?: number, recompute?: 'auto' | 'always' | 'never', log?: (s: string) => void}} opts
  */
 export async function runTrainBench(opts = {}) {
   const log = opts.log ?? ((s) => console.log(s));
@@ -147,9 +150,8 @@ export async function runTrainBench(opts = {}) {
     for (const T of lengths) {
       const steps = opts.steps ?? (T <= 2048 ? 2 : 1);
       const warmup = T <= 2048;
-      const args = [HERE, '--child', dir, String(T), String(steps), warmup ? '1' : '0'];
-      if (opts.threads) args.push(String(opts.threads));
-      const r = spawnSync(process.execPath, ['--max-old-space-size=16384', ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      const args = [HERE, '--child', dir, String(T), String(steps), warmup ? '1' : '0', String(opts.threads ?? 0), opts.recompute ?? 'auto'];
+      const r = spawnSync(process.execPath, [...process.execArgv, '--max-old-space-size=16384', ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
       if (r.status !== 0) {
         log(`T=${T}: child failed (exit ${r.status}): ${(r.stderr || '').trim().split('\n').slice(-3).join(' | ')}`);
         rows.push({ tokens: T, error: `exit ${r.status}` });
@@ -158,7 +160,8 @@ export async function runTrainBench(opts = {}) {
       const res = JSON.parse(r.stdout.trim().split('\n').pop());
       const f = forwardFlops(SMOLLM2_135M_SHAPE, T);
       const modelFlops = 3 * f.total; // forward + backward, the usual accounting
-      const executedFlops = modelFlops + f.layers; // + the recomputed forward of every layer
+      const a = res.activations;
+      const executedFlops = modelFlops + (f.layers * a.recomputed) / (a.kept + a.recomputed); // + the recomputed layers' forward
       const row = {
         ...res,
         tokensPerSecond: T / res.stepSeconds,
@@ -174,6 +177,10 @@ export async function runTrainBench(opts = {}) {
           `${row.modelGflops.toFixed(0)} model GFLOP/s = ${(100 * row.gemmShare).toFixed(0)} % of GEMM ${res.gemmGflops.toFixed(0)} GFLOP/s ` +
           `(${(100 * row.executedShare).toFixed(0)} % counting the recomputed forward)`,
       );
+      log(
+        `         --recompute ${a.policy}: ${a.kept}/${a.kept + a.recomputed} layers kept (est. ${(a.keptBytes / 2 ** 30).toFixed(2)} GiB` +
+          `${a.policy === 'auto' ? ` of a ${(a.budgetBytes / 2 ** 30).toFixed(1)} GiB budget` : ''}), ${a.recomputed} recomputed`,
+      );
       const p = res.parts ?? {};
       const top = Object.entries(p)
         .filter(([k]) => k !== 'step (forward + backward)')
@@ -188,11 +195,11 @@ export async function runTrainBench(opts = {}) {
   const ok = rows.filter((r) => !r.error);
   if (ok.length) {
     log('');
-    log('| tokens | s/step | tokens/s | peak RSS (GiB) | model GFLOP/s | % of GEMM limit | incl. recompute |');
-    log('|---:|---:|---:|---:|---:|---:|---:|');
+    log('| tokens | recompute | layers kept | s/step | tokens/s | peak RSS (GiB) | model GFLOP/s | % of GEMM limit | incl. recompute |');
+    log('|---:|---|---:|---:|---:|---:|---:|---:|---:|');
     for (const r of ok) {
       log(
-        `| ${r.tokens} | ${r.stepSeconds.toFixed(1)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.peakRssBytes / 2 ** 30).toFixed(2)} | ${r.modelGflops.toFixed(0)} | ${(100 * r.gemmShare).toFixed(0)} % of ${r.gemmGflops.toFixed(0)} | ${(100 * r.executedShare).toFixed(0)} % |`,
+        `| ${r.tokens} | ${r.activations.policy} | ${r.activations.kept}/${r.activations.kept + r.activations.recomputed} | ${r.stepSeconds.toFixed(1)} | ${r.tokensPerSecond.toFixed(0)} | ${(r.peakRssBytes / 2 ** 30).toFixed(2)} | ${r.modelGflops.toFixed(0)} | ${(100 * r.gemmShare).toFixed(0)} % of ${r.gemmGflops.toFixed(0)} | ${(100 * r.executedShare).toFixed(0)} % |`,
       );
     }
     if (ok.length >= 2) {
@@ -207,7 +214,7 @@ export async function runTrainBench(opts = {}) {
 if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) {
   const argv = process.argv.slice(2);
   if (argv[0] === '--child') {
-    await child(argv[1], Number(argv[2]), Number(argv[3]), argv[4] === '1', argv[5] ? Number(argv[5]) : undefined);
+    await child(argv[1], Number(argv[2]), Number(argv[3]), argv[4] === '1', Number(argv[5]) || undefined, argv[6]);
   } else {
     const get = (flag) => {
       const i = argv.indexOf(flag);
@@ -216,7 +223,12 @@ if (process.argv[1] && pathToFileURL(process.argv[1]).href === import.meta.url) 
     const lengths = get('--lengths')?.split(',').map(Number);
     const steps = get('--steps') ? Number(get('--steps')) : undefined;
     const threads = get('--threads') ? Number(get('--threads')) : undefined;
-    const rows = await runTrainBench({ lengths, steps, threads, log: argv.includes('--json') ? () => undefined : undefined });
+    const recompute = get('--recompute');
+    if (recompute !== undefined && !['auto', 'always', 'never'].includes(recompute)) {
+      console.error(`--recompute must be auto, always or never (got ${recompute})`);
+      process.exit(2);
+    }
+    const rows = await runTrainBench({ lengths, steps, threads, recompute, log: argv.includes('--json') ? () => undefined : undefined });
     if (argv.includes('--json')) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     if (rows.some((r) => r.error)) process.exitCode = 1;
   }

@@ -10,6 +10,7 @@ import { ENGINES, type Engine } from '../bridge/torch-engine.js';
 import { FopeifyError } from '../errors.js';
 import { DEFAULT_MASTER_PORT } from '../train/torch-finetune.js';
 import type { ParallelStrategy } from '../train/torch-job.js';
+import { RECOMPUTE_POLICIES, type RecomputePolicy } from '../train/activations.js';
 import { finetune, prepareRun, SYNTHETIC_PASSKEY, trainPlanned, type FinetuneOptions, type FinetuneResult, type TrainOverrides } from '../train/index.js';
 import { printResult, sourceOptions, startBackend, withBackendOptions, withModelArgument, withReporter, withSourceOptions, withWeightOptions } from './common.js';
 import type { BackendArgs, SourceArgs, WeightArgs } from './common.js';
@@ -52,6 +53,8 @@ interface FinetuneArgs extends SourceArgs, WeightArgs, BackendArgs {
   'master-port'?: number;
   parallel: ParallelStrategy;
   launch: boolean;
+  recompute: RecomputePolicy;
+  'activation-memory'?: number;
 }
 
 /** Default output folder: `<model name>-<recipe>` in the current folder. */
@@ -96,6 +99,12 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
       .option('dtype', { choices: ['f32', 'bf16', 'f16'] as const, default: 'f32' as const, describe: 'weights dtype of the saved model' })
       .option('force', { type: 'boolean', default: false, describe: 'start over in a non-empty --out folder (its content is removed)' })
       .option('keep-checkpoints', { type: 'boolean', default: false, describe: 'keep checkpoints/ after the last step (to extend training later)' })
+      .option('recompute', {
+        choices: RECOMPUTE_POLICIES as unknown as RecomputePolicy[],
+        default: 'auto' as RecomputePolicy,
+        describe: 'tfjs engine: recompute decoder layers in the backward pass: always (least memory), never (fastest), auto (keep as many layers as fit --activation-memory)',
+      })
+      .option('activation-memory', { type: 'number', describe: 'GiB that --recompute auto may spend on kept activations (default: a quarter of the memory, at most 8)' })
       .option('engine', {
         choices: ENGINES as unknown as Engine[],
         default: 'tfjs' as Engine,
@@ -163,6 +172,8 @@ function finetuneOptions(argv: FinetuneArgs, reporter: Reporter): FinetuneOption
     force: argv.force,
     dtype: argv.dtype,
     keepCheckpointsAtEnd: argv['keep-checkpoints'],
+    recompute: argv.recompute,
+    activationBudgetBytes: activationBudgetBytes(argv['activation-memory']),
     passkeyTrials: argv['passkey-trials'],
     allowNonFinite: argv['allow-non-finite'],
     engine: argv.engine,
@@ -195,6 +206,13 @@ function finetuneOptions(argv: FinetuneArgs, reporter: Reporter): FinetuneOption
       }
     },
   };
+}
+
+/** --activation-memory in GiB as bytes (a bad value is refused with the flag's name). */
+function activationBudgetBytes(gib: number | undefined): number | undefined {
+  if (gib === undefined) return undefined;
+  if (!Number.isFinite(gib) || gib < 0) throw new FopeifyError('BAD_ARGUMENT', `--activation-memory must be a number of GiB ≥ 0 (got ${gib})`);
+  return Math.floor(gib * 2 ** 30);
 }
 
 /** What a run says on stdout: the torch job's commands, how to continue a stopped run, or what was written. */

@@ -22,6 +22,7 @@ import { appendMetrics, truncateMetrics } from './output.js';
 import { METRICS_FILE, SUMMARY_FILE, type MetricsRecord } from '../io/formats.js';
 import { prepareModel, type ConversionInfo, type PreparedModel } from './prepare.js';
 import type { TrainSettings } from './recipe.js';
+import { describeActivations, type ActivationPlan } from './activations.js';
 import { checkpointsAt, evaluatesAt, prepareRun, stopsAt, type RunOptions, type RunPlan } from './run-plan.js';
 import { buildData, completeModelFolder, createRunOutput, eosOf, sameJson, type SummaryBase } from './run-common.js';
 import { Trainer } from './trainer.js';
@@ -80,6 +81,8 @@ export interface FinetuneResult {
   resumedFrom: number | null;
   recipe: string | null;
   settings: TrainSettings;
+  /** Which layers kept their activations and which were recomputed (tfjs engine). */
+  activations?: ActivationPlan;
   conversion: ConversionInfo;
   data: string;
   finalLoss: number | null;
@@ -173,7 +176,7 @@ async function startRun(plan: RunPlan, prepared: PreparedModel, options: TrainPl
   }
   const tok = await loadTokenizer(plan.model.dir);
   const data = await loadRunData(plan, prepared, tok, log);
-  const trainer = Trainer.create(prepared, settings, data, { backend: options.backend, ...plan.blocks, passkey: { tokenizer: tok, trials: plan.data.passkeyTrials } });
+  const trainer = Trainer.create(prepared, settings, data, { backend: options.backend, ...plan.blocks, ...plan.activations, passkey: { tokenizer: tok, trials: plan.data.passkeyTrials } });
   let parameters = 0;
   for (const v of prepared.weights.values()) parameters += v.size;
   if (resume) {
@@ -219,6 +222,7 @@ function logRunStart(plan: RunPlan, prepared: PreparedModel, trainer: Trainer, p
   if (conversion.yarn) log(`YaRN: factor ${conversion.yarn.factor} over ${conversion.yarn.originalLength} tokens`);
   if (conversion.fope) log(`FoPE: K=${conversion.fope.k}, coefficients [${conversion.fope.coefficientShape.join(', ')}] (frozen)`);
   log(`settings: ${JSON.stringify(plan.settings)}`);
+  log(describeActivations(trainer.activationPlan));
   log(`trainable parameters: ${trainer.model.trainableCount.toLocaleString('en-US')} of ${parameters.toLocaleString('en-US')} (${plan.settings.trainable})`);
 }
 
@@ -316,6 +320,7 @@ async function finishRun(run: ActiveRun, loop: LoopResult): Promise<FinetuneResu
     resumedFrom: plan.resume ? loop.firstStep : null,
     recipe: plan.recipeName,
     settings: plan.settings,
+    activations: trainer.activationPlan,
     conversion: prepared.conversion,
     data: run.data.description,
     finalLoss: loop.finalLoss,

@@ -35,6 +35,15 @@ export { prepareModel, originalLength, yarnConfig, type PreparedModel, type Conv
 export { flashAttention, type FlashAttentionOptions } from './flash-attention.js';
 export { recomputed, isolatedGrads, namedGrads } from './grad.js';
 export {
+  RECOMPUTE_POLICIES,
+  defaultActivationBudget,
+  keptLayerBytes,
+  planActivations,
+  describeActivations,
+  type RecomputePolicy,
+  type ActivationPlan,
+} from './activations.js';
+export {
   isDirectlyTrainable,
   loraTargetsOf,
   loraNames,

@@ -2,8 +2,10 @@
  * The model as the trainer sees it: the runtime's weights (src/model) plus the trainable parameters
  * (the weights themselves, or LoRA factors), and a loss whose gradient step needs memory linear in the
  * sequence length:
- *  - each decoder layer is one checkpointed node (`recomputed`, tf.customGrad): only the residual
- *    stream between layers is kept, the layer's activations are recomputed in the backward pass;
+ *  - a decoder layer is either one checkpointed node (`recomputed`, tf.customGrad): only the residual
+ *    stream between layers is kept, the layer's activations are recomputed in the backward pass; or,
+ *    as the activation plan decides (activations.ts: `recompute`, the activation budget), taped
+ *    plainly, its activations kept for the backward pass;
  *  - attention is blockwise in the forward and the backward pass (flash-attention.ts);
  *  - attention outputs of the forward pass are reused by the recomputation (flash-attention.ts);
  *  - the LM head and cross-entropy run in row chunks and produce their gradient during the forward
@@ -28,6 +30,7 @@ import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js
 import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { defaultLossChunk, lossChunks } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
+import { keepsLayer, keptLayerBytes, planActivations, type ActivationPlan, type RecomputePolicy } from './activations.js';
 import { flashAttention, type AttentionResult } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { timed } from './timing.js';
@@ -46,7 +49,14 @@ export interface TrainingModelOptions {
   keyBlock?: number;
   /** Most rows per LM-head chunk in the loss (default: about 64M logits, 256 MB); the rows are cut into equal chunks. */
   lossChunk?: number;
+  /** Which layers recompute their activations in the backward pass (activations.ts; default 'always'). */
+  recompute?: RecomputePolicy;
+  /** The memory 'auto' may spend on kept activations, in bytes (default 0: all recomputed). */
+  activationBudgetBytes?: number;
 }
+
+/** How a layer runs: checkpointed forward, its recomputation in the backward pass, or taped with its activations kept. */
+type LayerPhase = 'forward' | 'recompute' | 'kept';
 
 /** A batch of packed chunks (each seq-len + 1 tokens; −1 marks a padding token whose loss is ignored). */
 export type Batch = readonly Int32Array[];
@@ -252,15 +262,28 @@ export class TrainingModel {
     return t;
   }
 
+  /** Which layers keep their activations in a training step on `tokens` = B·T tokens. */
+  activationPlan(tokens: number): ActivationPlan {
+    const { numLayers } = this.spec;
+    let loraElements = 0;
+    for (const base of this.lora.keys()) if (base.startsWith('model.layers.0.')) loraElements += this.weights.get(base)!.size;
+    const layerBytes = keptLayerBytes(this.spec, tokens, { biases: this.weights.has('model.layers.0.self_attn.q_proj.bias'), loraElements });
+    return planActivations(this.options.recompute ?? 'always', numLayers, tokens, layerBytes, this.options.activationBudgetBytes ?? 0);
+  }
+
   private forwardLoss(bt: BatchTensors): tf.Scalar {
     const { B, T } = bt;
     const rot = this.tables(T);
     const E = 'model.embed_tokens.weight';
     let h = this.embed(bt, this.params.get(E));
+    // Without a tape (evaluation) nothing is kept for a backward pass: every layer runs plainly.
+    const plan = taping() ? this.activationPlan(B * T) : null;
     for (let i = 0; i < this.spec.numLayers; i++) {
       const names = this.layerParams[i]!;
-      const op = recomputed((xs, phase) => timed(`layer ${phase}`, () => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!, phase)));
-      h = op(h, ...names.map((n) => this.params.get(n)!)) as tf.Tensor2D;
+      const run = (xs: tf.Tensor[], phase: LayerPhase) => timed(`layer ${phase}`, () => this.layer(xs[0] as tf.Tensor2D, i, names, xs.slice(1), B, T, rot[i]!, phase));
+      const inputs = [h, ...names.map((n) => this.params.get(n)!)];
+      // A kept layer is taped op by op; its tidy frees only what the tape does not hold (the tape keeps its own references).
+      h = (!plan || keepsLayer(plan, i) ? tf.tidy(() => run(inputs, plan ? 'kept' : 'forward')) : recomputed(run)(...inputs)) as tf.Tensor2D;
     }
     return this.lossHead(h, bt);
   }
@@ -302,7 +325,7 @@ export class TrainingModel {
     B: number,
     T: number,
     rot: RotaryTables,
-    phase: 'forward' | 'recompute',
+    phase: LayerPhase,
   ): tf.Tensor2D {
     const local = new Map<string, tf.Tensor>();
     names.forEach((n, j) => local.set(n, xs[j]!));
@@ -329,7 +352,8 @@ export class TrainingModel {
       activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
       rotary: (x, t) => kernels.rotaryTrainable(x, t.cos, t.sin, t.dim),
       attention: (q, k, v) => {
-        // The forward pass of a training step keeps the attention result; the recomputation reuses it.
+        // A checkpointed layer's forward pass in a training step keeps the attention result for its
+        // recomputation, which reuses it. A kept layer's attention is taped: its own node saves o and lse.
         const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
         const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
         const o = flashAttention(q, k, v, { kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
@@ -339,7 +363,7 @@ export class TrainingModel {
         }
         return o;
       },
-      // Under the trainer's checkpointing the tape decides what lives: no early frees.
+      // The layer's caller scopes it (a tidy, or the checkpoint's node); the tape decides what lives.
       scope: (fn) => fn(),
     };
     return decoderLayer(h, i, rot, { spec: this.spec, B, T, weights, ops });

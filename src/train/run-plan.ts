@@ -12,6 +12,7 @@ import { badOption, FopeifyError, optionName } from '../errors.js';
 import type { ModelSourceOptions } from '../hub/source.js';
 import { isEmptyOrMissing } from '../io/atomic.js';
 import { requireOutputPath } from '../io/output-folder.js';
+import { checkActivationBudget, checkRecompute, type RecomputePolicy } from './activations.js';
 import { latestCheckpoint, readCheckpointState, type CheckpointState } from './checkpoint.js';
 import type { OutputDtype } from './output.js';
 import { checkRecipe } from './prepare.js';
@@ -49,6 +50,13 @@ export interface RunOptions extends ModelSourceOptions {
   queryBlock?: number;
   keyBlock?: number;
   lossChunk?: number;
+  /**
+   * Which decoder layers recompute their activations in the backward pass: 'auto' (default) keeps as many
+   * as fit `activationBudgetBytes`, 'always' recomputes all (least memory), 'never' keeps all (fastest).
+   */
+  recompute?: RecomputePolicy;
+  /** What 'auto' may spend on kept activations, in bytes (default: a quarter of the memory, at most 8 GiB). */
+  activationBudgetBytes?: number;
 }
 
 /** What the file system said, read by prepareRun (tests make these up). */
@@ -92,17 +100,21 @@ export interface RunPlan {
   /** Tokens of one optimizer step. */
   tokensPerStep: number;
   blocks: { queryBlock?: number; keyBlock?: number; lossChunk?: number };
+  /** The activation policy and budget (checked; the trainer decides per layer). */
+  activations: { recompute: RecomputePolicy; activationBudgetBytes: number | undefined };
   /** Lines to log before training (options the plan overrode). */
   notes: string[];
 }
 
 /** Refusals that need nothing but the options; returns the absolute output folder. */
-export function checkRunOptions(options: Pick<RunOptions, 'stopAfter' | 'dtype' | 'outDir'>): string {
+export function checkRunOptions(options: Pick<RunOptions, 'stopAfter' | 'dtype' | 'outDir' | 'recompute' | 'activationBudgetBytes'>): string {
   if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter > 0)) {
     throw badOption('stopAfter', `\`stopAfter\` must be a positive integer (got ${options.stopAfter})`);
   }
   const dtype = options.dtype ?? 'f32';
   if (!['f32', 'bf16', 'f16'].includes(dtype)) throw badOption('dtype', `\`dtype\` must be f32, bf16 or f16 (got ${String(dtype)})`);
+  checkRecompute(options.recompute);
+  checkActivationBudget(options.activationBudgetBytes);
   return path.resolve(requireOutputPath(options.outDir, 'outDir'));
 }
 
@@ -156,6 +168,7 @@ export function planRun(options: RunOptions, inputs: RunInputs, decided = planSe
     stopAfter: options.stopAfter,
     tokensPerStep: settings.batch * settings.gradAccum * settings.seqLen,
     blocks: { queryBlock: options.queryBlock, keyBlock: options.keyBlock, lossChunk: options.lossChunk },
+    activations: { recompute: checkRecompute(options.recompute), activationBudgetBytes: checkActivationBudget(options.activationBudgetBytes) },
     notes,
   };
 }

@@ -18,6 +18,7 @@ import { checkFiniteResult } from '../model/finite.js';
 import type { TextTokenizer } from '../model/index.js';
 import type { FopeLayout } from '../model/weights.js';
 import { SeededRandom } from '../random.js';
+import { checkActivationBudget, checkRecompute, defaultActivationBudget, type ActivationPlan, type RecomputePolicy } from './activations.js';
 import { fitBlocksToBinding } from './binding-limit.js';
 import { restoreCheckpoint, type CheckpointState } from './checkpoint.js';
 import type { DataPosition } from './data.js';
@@ -46,6 +47,14 @@ export interface TrainerOptions {
   queryBlock?: number;
   keyBlock?: number;
   lossChunk?: number;
+  /** Which layers recompute their activations in the backward pass (activations.ts; default 'auto'). */
+  recompute?: RecomputePolicy;
+  /**
+   * What 'auto' may spend on kept activations, in bytes. Default: defaultActivationBudget() of the memory
+   * tensors live in (the machine's; wasm's 4 GiB heap); 0 on a device backend (webgpu), whose memory
+   * os.totalmem() does not measure.
+   */
+  activationBudgetBytes?: number;
   /** Passkey accuracy at seq-len in `evaluate()` (with settings.evalPasskey). */
   passkey?: { tokenizer: TextTokenizer; trials: number };
 }
@@ -106,14 +115,19 @@ export class Trainer {
     const blocks = adapter
       ? fitBlocksToBinding(source.spec, { batch: settings.batch, seqLen: settings.seqLen, largestWeight: largestWeight() }, options, Math.min(adapter.maxStorageBufferBindingSize, adapter.maxBufferSize))
       : options;
+    const kernels = options.backend?.kernels ?? activeKernels();
+    const recompute = checkRecompute(options.recompute);
+    const budget = checkActivationBudget(options.activationBudgetBytes) ?? (kernels.host ? defaultActivationBudget(options.backend?.memoryLimitBytes ?? undefined) : 0);
     const model = new TrainingModel(source.spec, source.weights, source.fopeLayout, {
-      kernels: options.backend?.kernels ?? activeKernels(),
+      kernels,
       trainable: settings.trainable,
       lora: settings.lora,
       seed: settings.seed,
       queryBlock: blocks.queryBlock,
       keyBlock: blocks.keyBlock,
       lossChunk: blocks.lossChunk,
+      recompute,
+      activationBudgetBytes: budget,
     });
     try {
       const optimizer = new AdamW(model.params, { betas: settings.betas, eps: 1e-8, weightDecay: settings.weightDecay }, model.kernels);
@@ -127,6 +141,11 @@ export class Trainer {
   /** Tokens one optimizer step trains on. */
   get tokensPerStep(): number {
     return this.settings.batch * this.settings.gradAccum * this.settings.seqLen;
+  }
+
+  /** Which layers keep their activations in a step (one micro-batch of batch × seqLen tokens). */
+  get activationPlan(): ActivationPlan {
+    return this.model.activationPlan(this.settings.batch * this.settings.seqLen);
   }
 
   /** Continue from a checkpoint: the trainable tensors, AdamW's moments and step, the data position, the RNG. */

@@ -56,6 +56,18 @@ describe('fopeify finetune / recipes (CLI)', () => {
     expect(inspect.stdout).toMatch(/rope\s+yarn/);
   });
 
+  it('--recompute and --activation-memory: the decision in the log and in --json; bad values are one clear line', () => {
+    const base = ['finetune', model, '--recipe', 'none', '--data', text, '--seq-len', '16', '--steps', '1', '--save-every', '0'];
+    const auto = runCli([...base, '--activation-memory', '0', '--out', path.join(root, 'act-auto')]);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect(auto.stderr).toMatch(/activations: 0 of 2 layers kept \(0\.00 GiB est\. at 16 tokens\), 2 recomputed \(--recompute auto, budget 0\.00 GiB\)/);
+    const never = runCli([...base, '--recompute', 'never', '--json', '--out', path.join(root, 'act-never')]);
+    expect(never.code, never.stderr).toBe(0);
+    expect(JSON.parse(never.stdout).activations).toMatchObject({ policy: 'never', tokens: 16, kept: 2, recomputed: 0 });
+    expectCleanFailure(runCli([...base, '--recompute', 'sometimes', '--out', path.join(root, 'act-x')]), /recompute.*Choices: "auto", "always", "never"/);
+    expectCleanFailure(runCli([...base, '--activation-memory', '-1', '--out', path.join(root, 'act-y')]), /--activation-memory must be a number of GiB ≥ 0 \(got -1\)/);
+  });
+
   it('bad input is one clear line', () => {
     expectCleanFailure(runCli(['finetune', model, '--data', text, '--out', path.join(root, 'x')]), /--recipe is required/);
     expectCleanFailure(runCli(['finetune', model, '--recipe', 'nope', '--out', path.join(root, 'y')]), /unknown recipe "nope" \(available: fope/);
