@@ -66,6 +66,17 @@ const big: Array<[number[], number[]]> = [
   [[40, 1, 300], [1, 30, 1]],
 ];
 
+// 65536+ output elements: the addon splits these over its thread team at 16-element boundaries, in the
+// middle of rows (odd row lengths), of a single collapsed row and of broadcast dimensions.
+const team: Array<[number[], number[]]> = [
+  [[301, 257], [301, 257]],
+  [[301, 257], [257]],
+  [[301, 257], [301, 1]],
+  [[3, 111, 257], [3, 1, 257]],
+  [[300, 301], []],
+  [[41, 1, 2001], [1, 31, 1]],
+];
+
 // The arithmetic kernels, in C through the addon (when built) for arrays of 8192+ elements.
 describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
   beforeAll(() => {
@@ -81,6 +92,7 @@ describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
   for (const k of ['Add', 'Sub', 'Multiply', 'RealDiv', 'SquaredDifference']) {
     it(k, () => {
       big.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 200 + i), b: data(sb, 300 + i) })));
+      team.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 500 + i), b: data(sb, 600 + i) })));
     });
   }
   for (const k of ['Neg', 'Square', 'Sqrt', 'Rsqrt', 'Relu', 'Abs']) {
