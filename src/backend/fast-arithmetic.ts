@@ -18,6 +18,7 @@ import {
   sizeOf,
   stridesOf,
   type Arr,
+  unfilledFloat32,
 } from './cpu-data.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -94,12 +95,14 @@ export function binaryKernel(kernelName: string, expr: string, allowInt32: boole
       }
       const { outShape, sa, sb } = broadcastStrides(a.shape, b.shape);
       const total = sizeOf(outShape);
-      const out = a.dtype === 'int32' ? new Int32Array(total) : new Float32Array(total);
-      if (total > 0) {
-        const c = collapse(outShape, [sa, sb]);
-        if (nativeOp !== undefined && total >= NATIVE_MIN_ELEMENTS && out instanceof Float32Array && c.shape.length <= 16) {
+      const c = total > 0 ? collapse(outShape, [sa, sb]) : null;
+      const native = nativeOp !== undefined && total >= NATIVE_MIN_ELEMENTS && a.dtype === 'float32' && c!.shape.length <= 16;
+      // The addon writes every element (or throws): no zero fill first.
+      const out = a.dtype === 'int32' ? new Int32Array(total) : native ? unfilledFloat32(total) : new Float32Array(total);
+      if (c) {
+        if (native) {
           const nd = c.shape.length;
-          addon!.binary!(nativeOp, av as Float32Array, bv as Float32Array, out, Float64Array.from([nd, ...c.shape, ...c.strides[0]!, ...c.strides[1]!]));
+          addon!.binary!(nativeOp, av as Float32Array, bv as Float32Array, out as Float32Array, Float64Array.from([nd, ...c.shape, ...c.strides[0]!, ...c.strides[1]!]));
         } else {
           loop(av, bv, out, c.shape.length, c.shape, c.strides[0]!, c.strides[1]!, total);
         }

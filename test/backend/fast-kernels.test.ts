@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collapse, installFastKernels } from '../../src/backend/fast-kernels.js';
 import { NATIVE_MIN_COPY } from '../../src/backend/fast-movement.js';
+import { unfilledFloat32 } from '../../src/backend/cpu-data.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { installSegmentSum } from '../../src/backend/segment-sum.js';
 import { makeWorkload } from '../../src/backend/workload.js';
@@ -174,6 +175,16 @@ describe.runIf(nativeUsable)('native data movement', () => {
     sameAll(run('Concat', [a, b, a], { axis: 1 }), 3);
     sameAll(run('Concat', [a, data([1, 23, 67], 55)], { axis: 0 }), 1); // the small input: JS
     sameAll(run('Concat', [big([40, 301], 56, 'int32'), big([40, 205], 57, 'int32')], { axis: -1 }), 2);
+  });
+});
+
+describe('unfilledFloat32', () => {
+  it('is an array of its own of n elements, large or small', () => {
+    for (const n of [0, 5, 4095, 4096, 100_003]) {
+      const a = unfilledFloat32(n);
+      expect(a).toBeInstanceOf(Float32Array);
+      expect([a.length, a.byteOffset, a.buffer.byteLength]).toEqual([n, 0, n * 4]);
+    }
   });
 });
 
