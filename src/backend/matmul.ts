@@ -12,7 +12,6 @@
 import * as tf from './tfjs.js';
 import type { NativeAddon } from './native.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
-import { unfilledFloat32 } from './cpu-data.js';
 
 /** One sgemm call (possibly batched with constant strides). All numbers are in elements. */
 export interface GemmCall {
@@ -202,8 +201,7 @@ function cpuAdapter(backend: unknown): Adapter {
   const be = backend as CpuBackendLike;
   return {
     alloc(shape, size) {
-      // runPlan writes every element (the GEMMs with beta = 0 never read C): no zero fill first.
-      const data = unfilledFloat32(size);
+      const data = new Float32Array(size);
       return { info: be.makeTensorInfo(shape, 'float32', data), data };
     },
     read(t) {
