@@ -65,7 +65,7 @@ const UNFILLED_MIN_ELEMENTS = 4096;
  * overwrites it. Node's Buffer.allocUnsafeSlow gives an ArrayBuffer of its own (byteOffset 0, exactly
  * n·4 bytes) without the fill; elsewhere (no Buffer) a plain zero-filled array. Measured (CPU time,
  * 2 cores): a [2048, 576] native Add 1.06 → 0.87 ms; but a [2048, 576]·[576, 576] matMul's output
- * got slower (CPU 11 → 14 ms, the calloc'd, already-touched memory suits the GEMM threads better), so
+ * got slower (CPU 11 → 14 ms, 4 of 4 interleaved pairs; cause not found), so
  * matmul.ts keeps zero-filled outputs.
  */
 export function unfilledFloat32(n: number): Float32Array {
