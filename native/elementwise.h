@@ -1,5 +1,6 @@
 /* Elementwise arithmetic with tfjs-cpu's exact results (elementwise.c). Runs on the calling (JS)
- * thread with its normal MXCSR, so denormals behave as in JS. */
+ * thread, large binary ops also on the addon's team (parallel.c), which takes the caller's MXCSR: so
+ * denormals behave as in JS. */
 #ifndef FOPEIFY_ELEMENTWISE_H
 #define FOPEIFY_ELEMENTWISE_H
 

@@ -55,6 +55,26 @@ export function numericOrNull(args: KernelArgs, t: TensorInfo): Arr | Uint8Array
   if (t.dtype === 'bool' && v instanceof Uint8Array) return v;
   return null;
 }
+/** Below this many elements a zero-filled array is as cheap (allocUnsafeSlow has its own overhead). */
+const UNFILLED_MIN_ELEMENTS = 4096;
+
+/**
+ * A Float32Array of n elements whose memory is NOT zero-filled: only for outputs the caller writes in
+ * full. `new Float32Array(n)` has V8 calloc its memory, and where glibc serves it from reused heap
+ * (native.ts's KEEP_FREED_MEMORY) that is a memset of the whole output just before the kernel
+ * overwrites it. Node's Buffer.allocUnsafeSlow gives an ArrayBuffer of its own (byteOffset 0, exactly
+ * n·4 bytes) without the fill; elsewhere (no Buffer) a plain zero-filled array. Measured (CPU time,
+ * 2 cores): a [2048, 576] native Add 1.06 → 0.87 ms; but a [2048, 576]·[576, 576] matMul's output
+ * got slower (CPU 11 → 14 ms, 4 of 4 interleaved pairs; cause not found), so
+ * matmul.ts keeps zero-filled outputs.
+ */
+export function unfilledFloat32(n: number): Float32Array {
+  const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(bytes: number): Uint8Array } }).Buffer;
+  if (n < UNFILLED_MIN_ELEMENTS || !NodeBuffer) return new Float32Array(n);
+  const bytes = NodeBuffer.allocUnsafeSlow(n * 4);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+}
+
 export function newArrayLike(dtype: string, n: number): Arr | Uint8Array {
   return dtype === 'float32' ? new Float32Array(n) : dtype === 'int32' ? new Int32Array(n) : new Uint8Array(n);
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { collapse, installFastKernels } from '../../src/backend/fast-kernels.js';
 import { NATIVE_MIN_COPY } from '../../src/backend/fast-movement.js';
+import { unfilledFloat32 } from '../../src/backend/cpu-data.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { installSegmentSum } from '../../src/backend/segment-sum.js';
 import { makeWorkload } from '../../src/backend/workload.js';
@@ -66,6 +67,17 @@ const big: Array<[number[], number[]]> = [
   [[40, 1, 300], [1, 30, 1]],
 ];
 
+// 65536+ output elements: the addon splits these over its thread team at 16-element boundaries, in the
+// middle of rows (odd row lengths), of a single collapsed row and of broadcast dimensions.
+const team: Array<[number[], number[]]> = [
+  [[301, 257], [301, 257]],
+  [[301, 257], [257]],
+  [[301, 257], [301, 1]],
+  [[3, 111, 257], [3, 1, 257]],
+  [[300, 301], []],
+  [[41, 1, 2001], [1, 31, 1]],
+];
+
 // The arithmetic kernels, in C through the addon (when built) for arrays of 8192+ elements.
 describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
   beforeAll(() => {
@@ -81,6 +93,7 @@ describe.runIf(nativeUsable)('native elementwise arithmetic', () => {
   for (const k of ['Add', 'Sub', 'Multiply', 'RealDiv', 'SquaredDifference']) {
     it(k, () => {
       big.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 200 + i), b: data(sb, 300 + i) })));
+      team.forEach(([sa, sb], i) => same(run(k, { a: data(sa, 500 + i), b: data(sb, 600 + i) })));
     });
   }
   for (const k of ['Neg', 'Square', 'Sqrt', 'Rsqrt', 'Relu', 'Abs']) {
@@ -162,6 +175,16 @@ describe.runIf(nativeUsable)('native data movement', () => {
     sameAll(run('Concat', [a, b, a], { axis: 1 }), 3);
     sameAll(run('Concat', [a, data([1, 23, 67], 55)], { axis: 0 }), 1); // the small input: JS
     sameAll(run('Concat', [big([40, 301], 56, 'int32'), big([40, 205], 57, 'int32')], { axis: -1 }), 2);
+  });
+});
+
+describe('unfilledFloat32', () => {
+  it('is an array of its own of n elements, large or small', () => {
+    for (const n of [0, 5, 4095, 4096, 100_003]) {
+      const a = unfilledFloat32(n);
+      expect(a).toBeInstanceOf(Float32Array);
+      expect([a.length, a.byteOffset, a.buffer.byteLength]).toEqual([n, 0, n * 4]);
+    }
   });
 });
 
