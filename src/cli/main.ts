@@ -39,7 +39,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
 }
 
 /** Library options whose flag is not `--` + their kebab-case name. */
-const FLAG_OF_OPTION: Record<string, string> = { outDir: '--out' };
+const FLAG_OF_OPTION: Record<string, string> = { outDir: '--out', activationBudgetBytes: '--activation-memory' };
 
 /**
  * The flag of a library option: `targetLength` → `--target-length`. A nested option (`plan.lengths`,

@@ -13,7 +13,7 @@
  */
 import path from 'node:path';
 import type { BackendInfo, BackendName } from '../backend/select.js';
-import { badOption, FopeifyError } from '../errors.js';
+import { badOption, FopeifyError, optionName } from '../errors.js';
 import { writeFileAtomically } from '../io/atomic.js';
 import { loadTokenizer, type TextTokenizer } from '../model/index.js';
 import { useBackend } from '../model/model.js';
@@ -113,7 +113,14 @@ export function checkEngine(engine: Engine | undefined): Engine {
 
 /** Plan the run, activate the backend when asked, train. */
 export async function finetune(options: FinetuneOptions): Promise<FinetuneResult> {
-  if (checkEngine(options.engine) === 'torch') return finetuneTorch(options);
+  if (checkEngine(options.engine) === 'torch') {
+    // The torch engine decides checkpointing itself (every decoder layer on CUDA, none on the CPU:
+    // python/fopeify_train/parallel.py); a setting it would ignore is refused, not dropped.
+    if ((options.recompute !== undefined && options.recompute !== 'auto') || options.activationBudgetBytes !== undefined) {
+      throw badOption(['recompute', 'activationBudgetBytes'], `${optionName('recompute')} and ${optionName('activationBudgetBytes')} apply to the tfjs engine; the torch engine recomputes every decoder layer on CUDA and none on the CPU`);
+    }
+    return finetuneTorch(options);
+  }
   const startedAt = Date.now();
   const plan = await prepareRun(options);
   const backend = await useBackend(options.backend, { threads: options.threads, quiet: options.quietBackend });

@@ -66,6 +66,10 @@ describe('fopeify finetune / recipes (CLI)', () => {
     expect(JSON.parse(never.stdout).activations).toMatchObject({ policy: 'never', tokens: 16, kept: 2, recomputed: 0 });
     expectCleanFailure(runCli([...base, '--recompute', 'sometimes', '--out', path.join(root, 'act-x')]), /recompute.*Choices: "auto", "always", "never"/);
     expectCleanFailure(runCli([...base, '--activation-memory', '-1', '--out', path.join(root, 'act-y')]), /--activation-memory must be a number of GiB ≥ 0 \(got -1\)/);
+    // The torch engine checkpoints on its own terms: a setting it would ignore is refused before any work.
+    const torchOut = path.join(root, 'act-torch');
+    expectCleanFailure(runCli([...base, '--engine', 'torch', '--recompute', 'never', '--out', torchOut]), /--recompute and --activation-memory apply to the tfjs engine/);
+    expectCleanFailure(runCli([...base, '--engine', 'torch', '--activation-memory', '2', '--out', torchOut]), /--recompute and --activation-memory apply to the tfjs engine/);
   });
 
   it('bad input is one clear line', () => {
