@@ -28,7 +28,7 @@ import { cosSinTable, rotaryTables, type RotaryTables } from '../model/rotary.js
 import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { defaultLossChunk, lossChunks } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
-import { flashAttention, type AttentionResult } from './flash-attention.js';
+import { flashAttention, flashAttentionTokens, type AttentionResult, type FlashAttentionOptions } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
@@ -322,22 +322,29 @@ export class TrainingModel {
       },
     };
     const { kernels } = this;
+    // The forward pass of a training step keeps the attention result; the recomputation reuses it.
+    const attend = <O extends tf.Tensor>(run: (options: FlashAttentionOptions) => O): O => {
+      const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
+      const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
+      const o = run({ kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
+      if (reuse) {
+        tf.dispose([reuse.o, reuse.lse]);
+        this.attention.delete(i);
+      }
+      return o;
+    };
+    const tm = kernels.tokenMajor;
     const ops: LayerOps = {
       kernels,
       // The kernels' differentiable RMSNorm and rotary (fused passes with their gradients where native).
       norm: (x, w, eps) => kernels.rmsNormTrainable(x, w, eps),
       activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
       rotary: (x, t) => kernels.rotaryTrainable(x, t.cos, t.sin, t.dim),
-      attention: (q, k, v) => {
-        // The forward pass of a training step keeps the attention result; the recomputation reuses it.
-        const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
-        const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
-        const o = flashAttention(q, k, v, { kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
-        if (reuse) {
-          tf.dispose([reuse.o, reuse.lse]);
-          this.attention.delete(i);
-        }
-        return o;
+      attention: (q, k, v) => attend((options) => flashAttention(q, k, v, options)),
+      // Native kernels: the projections' rows straight into the rotary and the attention, no transposes.
+      tokenMajor: tm && {
+        rotary: (x, heads, t) => tm.rotaryTrainable(x, heads, t.cos, t.sin, t.dim),
+        attention: (q, k, v, heads) => attend((options) => flashAttentionTokens(q, k, v, heads, tm, options)),
       },
       // Under the trainer's checkpointing the tape decides what lives: no early frees.
       scope: (fn) => fn(),
