@@ -95,7 +95,8 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
                           "arrays of equally long Float32Arrays [BK, rows, D] and their start indices");
     return NULL;
   }
-  attn_forward_args a = {q, o, lse, BK, R, Tq, D, n[4], n[5], n[6], n[7] - 1, (float)scale, blocks, (int64_t)nb, nKv, tokens[0], tokens[1]};
+  attn_forward_args a = {q, o, lse, BK, R, Tq, D, n[4], n[5], n[6], n[7] - 1, (float)scale, blocks, (int64_t)nb,
+                         nKv, tokens[0], tokens[1]};
   fp_guard g;
   fp_enter(&g);
   const int status = fopeify_attention_forward(&a);

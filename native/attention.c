@@ -66,11 +66,12 @@ static int64_t row_step(int tokens, int64_t nKv, int64_t R) { return tokens ? nK
  * the GEMM's packing reads together onto the same cache sets). */
 static int64_t keys_ld(int64_t rows) { return padded(rows) + 16; }
 
-/* kT[b] = k[b]ᵀ for b < BK, keys j0..j1: k [BK, rows, D] (or token-major) → kT [BK, D, keys_ld(rows)]. The score
- * products then read keys as a plain (not transposed) operand, which the GEMM packs with vector copies;
- * packing kᵀ itself took a strided scalar gather per key per product, a sixth of the time at 64-query
- * blocks. */
-static void transpose_keys(const float *k, float *kT, int64_t BK, int64_t rows, int64_t D, int64_t j0, int64_t j1, int tokens, int64_t nKv) {
+/* kT[b] = k[b]ᵀ for b < BK, keys j0..j1: k [BK, rows, D] (or token-major) → kT [BK, D, keys_ld(rows)].
+ * The score products then read keys as a plain (not transposed) operand, which the GEMM packs with vector
+ * copies; packing kᵀ itself took a strided scalar gather per key per product, a sixth of the time at
+ * 64-query blocks. */
+static void transpose_keys(const float *k, float *kT, int64_t BK, int64_t rows, int64_t D, int64_t j0, int64_t j1, int tokens,
+                           int64_t nKv) {
   const int64_t ld = keys_ld(rows);
   for (int64_t b = 0; b < BK; b++)
     for (int64_t j = j0; j < j1; j++) {
