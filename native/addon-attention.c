@@ -23,6 +23,17 @@ static bool sizes_ok(const int64_t *n, int count) {
   return p < 35184372088832.0; /* 2^45 */
 }
 
+/* The layout arguments (nKv, then `flags` booleans) at argv: nKv ≥ 1 dividing BK. */
+static bool layout_from(napi_env env, const napi_value *argv, int64_t BK, int64_t *nKv, int *flags, int count) {
+  if (!get_i64(env, argv[0], nKv) || *nKv < 1 || *nKv > 0x7fffffff || BK % *nKv != 0) return false;
+  for (int i = 0; i < count; i++) {
+    bool b = false;
+    if (napi_get_value_bool(env, argv[1 + i], &b) != napi_ok) return false;
+    flags[i] = b;
+  }
+  return true;
+}
+
 /* Throws for a status other than ATTN_OK; false then. */
 static bool status_ok(napi_env env, int status, const char *fn) {
   if (status == ATTN_OK) return true;
@@ -33,25 +44,29 @@ static bool status_ok(napi_env env, int status, const char *fn) {
 }
 
 /*
- * attentionForward(q, BK, R, Tq, D, qStart, queryBlock, keyBlock, window, scale, ks, vs, starts, o, lse):
- * q, o [BK, R, Tq, D], lse [BK, R, Tq]; ks[i], vs[i] [BK, rows_i, D] with key `starts[i] + j` at row j;
- * keyBlock 0: whole blocks; window −1: causal only. Throws with code ATTENTION_NO_VISIBLE_KEY when a
- * query block sees no key.
+ * attentionForward(q, BK, R, Tq, D, qStart, queryBlock, keyBlock, window, scale, ks, vs, starts, o, lse, nKv,
+ * qTokens, kvTokens): q, o [BK, R, Tq, D], lse [BK, R, Tq]; ks[i], vs[i] [BK, rows_i, D] with key
+ * `starts[i] + j` at row j; qTokens / kvTokens: q and o / the keys token-major instead (attention.h,
+ * BK = B·nKv); keyBlock 0: whole blocks; window −1: causal only. Throws with code
+ * ATTENTION_NO_VISIBLE_KEY when a query block sees no key.
  */
 static napi_value AttentionForward(napi_env env, napi_callback_info info) {
-  size_t argc = 15;
-  napi_value argv[15];
+  size_t argc = 18;
+  napi_value argv[18];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t n[8]; /* BK, R, Tq, D, qStart, queryBlock, keyBlock, window + 1 */
   double scale = 0;
   float *q, *o, *lse;
   bool arrays = false;
   uint32_t nb = 0, nv = 0, ns = 0;
-  bool ok = argc == 15 && ints_from(env, argv + 1, n, 7, 0) && n[0] >= 1 && n[1] >= 1 && n[3] >= 1 && n[5] >= 1 && sizes_ok(n, 4) &&
+  int64_t nKv = 1;
+  int tokens[2] = {0, 0};
+  bool ok = argc == 18 && ints_from(env, argv + 1, n, 7, 0) && n[0] >= 1 && n[1] >= 1 && n[3] >= 1 && n[5] >= 1 && sizes_ok(n, 4) &&
             napi_get_value_double(env, argv[9], &scale) == napi_ok;
-  if (argc == 15 && get_i64(env, argv[8], &n[7]) && n[7] >= -1 && n[7] < 0x7fffffff) n[7] += 1;
+  if (argc == 18 && get_i64(env, argv[8], &n[7]) && n[7] >= -1 && n[7] < 0x7fffffff) n[7] += 1;
   else ok = false;
   const int64_t BK = n[0], R = n[1], Tq = n[2], D = n[3];
+  ok = ok && layout_from(env, argv + 15, BK, &nKv, tokens, 2);
   ok = ok && napi_is_array(env, argv[10], &arrays) == napi_ok && arrays && napi_is_array(env, argv[11], &arrays) == napi_ok && arrays &&
        napi_is_array(env, argv[12], &arrays) == napi_ok && arrays && napi_get_array_length(env, argv[10], &nb) == napi_ok &&
        napi_get_array_length(env, argv[11], &nv) == napi_ok && napi_get_array_length(env, argv[12], &ns) == napi_ok && nb == nv &&
@@ -76,11 +91,12 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
     free(blocks);
     napi_throw_type_error(env, NULL,
                           "attentionForward: expected (q, BK, R, Tq, D, qStart, queryBlock ≥ 1, keyBlock ≥ 0, window ≥ −1, scale, ks, vs, "
-                          "starts, o, lse): q and o of BK·R·Tq·D floats, lse of BK·R·Tq, arrays of equally long Float32Arrays "
-                          "[BK, rows, D] and their start indices");
+                          "starts, o, lse, nKv ≥ 1 dividing BK, qTokens, kvTokens): q and o of BK·R·Tq·D floats, lse of BK·R·Tq, "
+                          "arrays of equally long Float32Arrays [BK, rows, D] and their start indices");
     return NULL;
   }
-  attn_forward_args a = {q, o, lse, BK, R, Tq, D, n[4], n[5], n[6], n[7] - 1, (float)scale, blocks, (int64_t)nb};
+  attn_forward_args a = {q, o, lse, BK, R, Tq, D, n[4], n[5], n[6], n[7] - 1, (float)scale, blocks, (int64_t)nb,
+                         nKv, tokens[0], tokens[1]};
   fp_guard g;
   fp_enter(&g);
   const int status = fopeify_attention_forward(&a);
@@ -91,30 +107,35 @@ static napi_value AttentionForward(napi_env env, napi_callback_info info) {
 }
 
 /*
- * attentionBackward(q, k, v, o, lse, dO, BK, R, T, D, queryBlock, keyBlock, window, scale, dq, dk, dv):
- * q, o, dO, dq [BK, R, T, D]; lse [BK, R, T]; k, v, dk, dv [BK, T, D]; window −1: causal only.
+ * attentionBackward(q, k, v, o, lse, dO, BK, R, T, D, queryBlock, keyBlock, window, scale, dq, dk, dv, nKv, tokens):
+ * q, o, dO, dq [BK, R, T, D]; lse [BK, R, T]; k, v, dk, dv [BK, T, D]; tokens: all but lse token-major
+ * instead (attention.h, BK = B·nKv); window −1: causal only.
  */
 static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
-  size_t argc = 17;
-  napi_value argv[17];
+  size_t argc = 19;
+  napi_value argv[19];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t n[7]; /* BK, R, T, D, queryBlock, keyBlock, window + 1 */
   double scale = 0;
   float *q, *k, *v, *o, *lse, *dO, *dq, *dk, *dv;
-  bool ok = argc == 17 && ints_from(env, argv + 6, n, 6, 1) && sizes_ok(n, 4) && napi_get_value_double(env, argv[13], &scale) == napi_ok;
-  if (argc == 17 && get_i64(env, argv[12], &n[6]) && n[6] >= -1 && n[6] < 0x7fffffff) n[6] += 1;
+  int64_t nKv = 1;
+  int tokens = 0;
+  bool ok = argc == 19 && ints_from(env, argv + 6, n, 6, 1) && sizes_ok(n, 4) && napi_get_value_double(env, argv[13], &scale) == napi_ok;
+  if (argc == 19 && get_i64(env, argv[12], &n[6]) && n[6] >= -1 && n[6] < 0x7fffffff) n[6] += 1;
   else ok = false;
   const int64_t BK = n[0], R = n[1], T = n[2], D = n[3];
+  ok = ok && layout_from(env, argv + 17, BK, &nKv, &tokens, 1);
   const size_t qn = ok ? (size_t)(BK * R * T * D) : 0, kn = ok ? (size_t)(BK * T * D) : 0;
   if (!ok || !f32_at_least(env, argv[0], &q, qn) || !f32_at_least(env, argv[1], &k, kn) || !f32_at_least(env, argv[2], &v, kn) ||
       !f32_at_least(env, argv[3], &o, qn) || !f32_at_least(env, argv[4], &lse, qn / (size_t)D) || !f32_at_least(env, argv[5], &dO, qn) ||
       !f32_at_least(env, argv[14], &dq, qn) || !f32_at_least(env, argv[15], &dk, kn) || !f32_at_least(env, argv[16], &dv, kn)) {
     napi_throw_type_error(env, NULL,
                           "attentionBackward: expected (q, k, v, o, lse, dO, BK, R, T, D, queryBlock ≥ 1, keyBlock ≥ 1, window ≥ −1, "
-                          "scale, dq, dk, dv): q, o, dO, dq of BK·R·T·D floats, lse of BK·R·T, k, v, dk, dv of BK·T·D");
+                          "scale, dq, dk, dv, nKv ≥ 1 dividing BK, tokens): q, o, dO, dq of BK·R·T·D floats, lse of BK·R·T, k, v, dk, "
+                          "dv of BK·T·D");
     return NULL;
   }
-  attn_backward_args a = {q, o, dO, lse, k, v, dq, dk, dv, BK, R, T, D, n[4], n[5], n[6] - 1, (float)scale};
+  attn_backward_args a = {q, o, dO, lse, k, v, dq, dk, dv, BK, R, T, D, n[4], n[5], n[6] - 1, (float)scale, nKv, tokens};
   fp_guard g;
   fp_enter(&g);
   const int status = fopeify_attention_backward(&a);

@@ -51,22 +51,24 @@ static napi_value RotaryOne(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* rotaryBlocks(x, out, B, K, R, T, D, dim, groups, cos, sin): out = x rotated, x = [B, K, R, T, D], tables
- * [groups, T, dim/2] with groups 1 or K; see rotary.h. out may be x itself. */
+/* rotaryBlocks(x, out, B, K, R, T, D, dim, groups, cos, sin, tokens): out = x rotated, x = [B, K, R, T, D]
+ * (tokens: [B, T, K, R, D]), tables [groups, T, dim/2] with groups 1 or K; see rotary.h. out may be x
+ * itself. */
 static napi_value RotaryBlocks(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 12;
+  napi_value argv[12];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t n[7]; /* B, K, R, T, D, dim, groups */
   float *x, *out, *c, *s;
-  bool ok = argc == 11 && ints(env, argv + 2, n, 7) && n[5] % 2 == 0 && n[5] <= n[4] && (n[6] == 1 || n[6] == n[1]);
+  bool tokens = false;
+  bool ok = argc == 12 && napi_get_value_bool(env, argv[11], &tokens) == napi_ok && ints(env, argv + 2, n, 7) && n[5] % 2 == 0 && n[5] <= n[4] && (n[6] == 1 || n[6] == n[1]);
   /* Each factor ≤ 2^31 (ints), so the products are checked in double before they are trusted. */
   const double size = ok ? (double)n[0] * n[1] * n[2] * n[3] * n[4] : 0, table = ok ? (double)n[6] * n[3] * (n[5] / 2) : 0;
   ok = ok && size < 9007199254740992.0 && table < 9007199254740992.0;
   if (!ok || !f32_at_least(env, argv[0], &x, (size_t)size) || !f32_at_least(env, argv[1], &out, (size_t)size) ||
       !f32_at_least(env, argv[9], &c, (size_t)table) || !f32_at_least(env, argv[10], &s, (size_t)table)) {
     napi_throw_type_error(env, NULL,
-                          "rotaryBlocks: expected (x, out, B, K, R, T, D, dim (even, ≤ D), groups (1 or K), cos, sin) with x and out of "
+                          "rotaryBlocks: expected (x, out, B, K, R, T, D, dim (even, ≤ D), groups (1 or K), cos, sin, tokens) with x and out of "
                           "B·K·R·T·D floats and tables of groups·T·dim/2 floats");
     return NULL;
   }
@@ -75,7 +77,7 @@ static napi_value RotaryBlocks(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "rotaryBlocks: out partly overlaps x");
     return NULL;
   }
-  fopeify_rotary_blocks(x, out, n[0], n[1], n[2], n[3], n[4], n[5], n[6], c, s);
+  fopeify_rotary_blocks(x, out, n[0], n[1], n[2], n[3], n[4], n[5], n[6], c, s, tokens);
   return NULL;
 }
 

@@ -13,7 +13,10 @@
  *
  * Layouts: the R query heads of a KV head are stacked per token (row = token·R + head), so every
  * product of a block pair is one GEMM of tq·R rows. Forward gathers a query block into that layout per
- * work item; backward stacks q, dO, lse and D = rowsum(dO∘o) once per call.
+ * work item; backward stacks q, dO, lse and D = rowsum(dO∘o) once per call. The operands themselves
+ * are read and written where they lie, head-major [BK, R, T, D] or token-major [B, T, nKv, R, D] (the
+ * projections' rows: no transposed copy around the call); only the addressing differs (row_of), the
+ * arithmetic and its order are the same in both.
  */
 #include "attention.h"
 
@@ -51,19 +54,30 @@ static void visible_span(int64_t kStart, int64_t n, int64_t qFirst, int64_t qLas
   *end = imin(kStart + n, qLast + 1);
 }
 
+/* Row (b, r, t) of a [BK, R, T, ·] operand: head-major, or token-major [B, T, nKv, R, ·] (BK = B·nKv). */
+static int64_t row_of(int tokens, int64_t nKv, int64_t R, int64_t T, int64_t b, int64_t r, int64_t t) {
+  return tokens ? ((b / nKv * T + t) * nKv + b % nKv) * R + r : (b * R + r) * T + t;
+}
+
+/* Rows from token t to token t + 1 of one head in that layout. */
+static int64_t row_step(int tokens, int64_t nKv, int64_t R) { return tokens ? nKv * R : 1; }
+
 /* Row stride of transposed keys: rows padded, and off powers of two (a 2^k stride maps the rows that
  * the GEMM's packing reads together onto the same cache sets). */
 static int64_t keys_ld(int64_t rows) { return padded(rows) + 16; }
 
-/* kT[b] = k[b]ᵀ for b < BK, keys j0..j1: k [BK, rows, D] → kT [BK, D, keys_ld(rows)]. The score
- * products then read keys as a plain (not transposed) operand, which the GEMM packs with vector copies;
- * packing kᵀ itself took a strided scalar gather per key per product, a sixth of the time at 64-query
- * blocks. */
-static void transpose_keys(const float *k, float *kT, int64_t BK, int64_t rows, int64_t D, int64_t j0, int64_t j1) {
+/* kT[b] = k[b]ᵀ for b < BK, keys j0..j1: k [BK, rows, D] (or token-major) → kT [BK, D, keys_ld(rows)].
+ * The score products then read keys as a plain (not transposed) operand, which the GEMM packs with vector
+ * copies; packing kᵀ itself took a strided scalar gather per key per product, a sixth of the time at
+ * 64-query blocks. */
+static void transpose_keys(const float *k, float *kT, int64_t BK, int64_t rows, int64_t D, int64_t j0, int64_t j1, int tokens,
+                           int64_t nKv) {
   const int64_t ld = keys_ld(rows);
   for (int64_t b = 0; b < BK; b++)
-    for (int64_t j = j0; j < j1; j++)
-      for (int64_t d = 0; d < D; d++) kT[(b * D + d) * ld + j] = k[(b * rows + j) * D + d];
+    for (int64_t j = j0; j < j1; j++) {
+      const float *key = k + row_of(tokens, nKv, 1, rows, b, 0, j) * D;
+      for (int64_t d = 0; d < D; d++) kT[(b * D + d) * ld + j] = key[d];
+    }
 }
 
 /* max(m, row[lo..hi)) */
@@ -138,9 +152,11 @@ static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b,
   const int64_t R = a->R, D = a->D, Tq = a->Tq, tq = imin(a->queryBlock, Tq - q0), rows = tq * R;
   const int64_t qFirst = a->qStart + q0, qLast = qFirst + tq - 1;
   for (int64_t i = 0; i < tq; i++)
-    for (int64_t r = 0; r < R; r++) memcpy(w->qs + (i * R + r) * D, a->q + ((b * R + r) * Tq + q0 + i) * D, (size_t)D * sizeof(float));
+    for (int64_t r = 0; r < R; r++)
+      memcpy(w->qs + (i * R + r) * D, a->q + row_of(a->qTokens, a->nKv, R, Tq, b, r, q0 + i) * D, (size_t)D * sizeof(float));
   for (int64_t row = 0; row < rows; row++) w->m[row] = -INFINITY, w->l[row] = 0;
   memset(w->acc, 0, (size_t)(rows * D) * sizeof(float));
+  const int64_t ldv = row_step(a->kvTokens, a->nKv, 1) * D;
   int seen = 0;
   for (int64_t bi = 0; bi < a->nblocks; bi++) {
     const attn_block *blk = &a->blocks[bi];
@@ -150,7 +166,7 @@ static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b,
       visible_span(blk->start + s, imin(step, blk->rows - s), qFirst, qLast, a->window, &first, &end);
       if (end <= first) continue;
       seen = 1;
-      const int64_t n = end - first, ld = padded(n), kOff = (b * blk->rows + (first - blk->start)) * D;
+      const int64_t n = end - first, ld = padded(n), vOff = row_of(a->kvTokens, a->nKv, 1, blk->rows, b, 0, first - blk->start) * D;
       GEMM(0, 0, rows, n, D, a->scale, w->qs, D, kT[bi] + b * D * keys_ld(blk->rows) + (first - blk->start), keys_ld(blk->rows), 0.0f, w->S,
            ld);
       for (int64_t i = 0; i < tq; i++) {
@@ -172,7 +188,7 @@ static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b,
             for (float *acc = w->acc + row * D, *e = acc + D; acc < e; acc++) *acc = (float)(*acc * alpha);
         }
       }
-      GEMM(0, 0, rows, D, n, 1.0f, w->S, ld, blk->v + kOff, D, 1.0f, w->acc, D);
+      GEMM(0, 0, rows, D, n, 1.0f, w->S, ld, blk->v + vOff, ldv, 1.0f, w->acc, D);
     }
   }
   if (!seen) return ATTN_NO_VISIBLE_KEY;
@@ -180,7 +196,8 @@ static int forward_item(const attn_forward_args *a, float *const *kT, int64_t b,
     for (int64_t r = 0; r < R; r++) {
       const int64_t row = i * R + r, t = (b * R + r) * Tq + q0 + i;
       const double inv = 1 / w->l[row];
-      for (int64_t d = 0; d < D; d++) a->o[t * D + d] = (float)(w->acc[row * D + d] * inv);
+      float *o = a->o + row_of(a->qTokens, a->nKv, R, Tq, b, r, q0 + i) * D;
+      for (int64_t d = 0; d < D; d++) o[d] = (float)(w->acc[row * D + d] * inv);
       a->lse[t] = (float)(w->m[row] + log(w->l[row]));
     }
   }
@@ -219,7 +236,7 @@ int fopeify_attention_forward(const attn_forward_args *a) {
     f.maxKeys = imax(f.maxKeys, a->keyBlock > 0 ? imin(a->keyBlock, blk->rows) : blk->rows);
     f.kT[i] = alloc_floats(a->BK * keys_ld(blk->rows) * a->D);
     if (!f.kT[i]) f.status = ATTN_NO_MEMORY;
-    else transpose_keys(blk->k, f.kT[i], a->BK, blk->rows, a->D, 0, blk->rows);
+    else transpose_keys(blk->k, f.kT[i], a->BK, blk->rows, a->D, 0, blk->rows, a->kvTokens, a->nKv);
   }
   if (!f.kT) f.status = ATTN_NO_MEMORY;
   if (f.status == ATTN_OK) parallel_team(forward_thread, &f, parallel_team_size());
@@ -255,19 +272,19 @@ static void backward_stack(void *ctx, int t, int nt) {
   const int64_t R = a->R, D = a->D, T = a->T;
   int64_t i0, i1;
   share(T, t, nt, &i0, &i1);
-  transpose_keys(a->k, f->kT, a->BK, T, D, i0, i1);
-  transpose_keys(a->v, f->vT, a->BK, T, D, i0, i1);
+  transpose_keys(a->k, f->kT, a->BK, T, D, i0, i1, a->tokens, a->nKv);
+  transpose_keys(a->v, f->vT, a->BK, T, D, i0, i1, a->tokens, a->nKv);
   share(a->BK * T, t, nt, &i0, &i1);
   for (int64_t bt = i0; bt < i1; bt++) {
     const int64_t b = bt / T, tok = bt % T;
     for (int64_t r = 0; r < R; r++) {
-      const int64_t src = (b * R + r) * T + tok, dst = bt * R + r;
-      memcpy(f->qs + dst * D, a->q + src * D, (size_t)D * sizeof(float));
-      memcpy(f->dOs + dst * D, a->dO + src * D, (size_t)D * sizeof(float));
+      const int64_t src = row_of(a->tokens, a->nKv, R, T, b, r, tok) * D, dst = bt * R + r;
+      memcpy(f->qs + dst * D, a->q + src, (size_t)D * sizeof(float));
+      memcpy(f->dOs + dst * D, a->dO + src, (size_t)D * sizeof(float));
       double s = 0;
-      for (int64_t d = 0; d < D; d++) s += (double)a->dO[src * D + d] * a->o[src * D + d];
+      for (int64_t d = 0; d < D; d++) s += (double)a->dO[src + d] * a->o[src + d];
       f->dd[dst] = (float)s;
-      f->lses[dst] = a->lse[src];
+      f->lses[dst] = a->lse[(b * R + r) * T + tok];
     }
   }
 }
@@ -288,8 +305,10 @@ static void backward_item(backward_team *f, int64_t b, int64_t kb, float *S, flo
     pair_span(f, qb, kb, &first, &end);
     if (end <= first) continue;
     const int64_t q0 = qb * a->queryBlock, tq = imin(a->queryBlock, T - q0), rows = tq * R;
-    const int64_t n = end - first, ld = padded(n), kOff = (b * T + first) * D, qOff = (b * T + q0) * R * D, rOff = (b * T + q0) * R;
+    const int64_t n = end - first, ld = padded(n), qOff = (b * T + q0) * R * D, rOff = (b * T + q0) * R;
     const int64_t ldk = keys_ld(T);
+    /* Key `first` of head b in k, v, dk, dv, and the stride between its keys. */
+    const int64_t kOff = row_of(a->tokens, a->nKv, 1, T, b, 0, first) * D, ldkv = row_step(a->tokens, a->nKv, 1) * D;
     GEMM(0, 0, rows, n, D, a->scale, f->qs + qOff, D, f->kT + b * D * ldk + first, ldk, 0.0f, S, ld);
     GEMM(0, 0, rows, n, D, 1.0f, f->dOs + qOff, D, f->vT + b * D * ldk + first, ldk, 0.0f, dP, ld);
     for (int64_t i = 0; i < tq; i++) {
@@ -301,9 +320,9 @@ static void backward_item(backward_team *f, int64_t b, int64_t kb, float *S, flo
       }
     }
     /* dV += Pᵀ dO;  dK += scale · dSᵀ Q;  dQ += scale · dS K */
-    GEMM(1, 0, n, D, rows, 1.0f, S, ld, f->dOs + qOff, D, 1.0f, a->dv + kOff, D);
-    GEMM(1, 0, n, D, rows, a->scale, dP, ld, f->qs + qOff, D, 1.0f, a->dk + kOff, D);
-    GEMM(0, 0, rows, D, n, a->scale, dP, ld, a->k + kOff, D, 1.0f, dq + qOff, D);
+    GEMM(1, 0, n, D, rows, 1.0f, S, ld, f->dOs + qOff, D, 1.0f, a->dv + kOff, ldkv);
+    GEMM(1, 0, n, D, rows, a->scale, dP, ld, f->qs + qOff, D, 1.0f, a->dk + kOff, ldkv);
+    GEMM(0, 0, rows, D, n, a->scale, dP, ld, a->k + kOff, ldkv, 1.0f, dq + qOff, D);
   }
 }
 
@@ -358,7 +377,7 @@ static void backward_main(void *ctx, int t, int nt) {
   free(S), free(dP), free(order);
 }
 
-/* Pass 3: dq = Σ of the threads' dq in thread order, back to [BK, R, T, D]. */
+/* Pass 3: dq = Σ of the threads' dq in thread order, back to q's layout. */
 static void backward_reduce(void *ctx, int t, int nt) {
   backward_team *f = (backward_team *)ctx;
   const attn_backward_args *a = f->a;
@@ -368,7 +387,7 @@ static void backward_reduce(void *ctx, int t, int nt) {
   for (int64_t bt = i0; bt < i1; bt++) {
     const int64_t b = bt / T, tok = bt % T;
     for (int64_t r = 0; r < R; r++) {
-      float *out = a->dq + ((b * R + r) * T + tok) * D;
+      float *out = a->dq + row_of(a->tokens, a->nKv, R, T, b, r, tok) * D;
       const int64_t src = (bt * R + r) * D;
       memset(out, 0, (size_t)D * sizeof(float));
       for (int u = 0; u < f->threads; u++)

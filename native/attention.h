@@ -5,7 +5,8 @@
 
 #include <stdint.h>
 
-/* A run of keys/values: key `start + j` of KV head b is row `b·rows + j` of k and v ([BK, rows, D]). */
+/* A run of keys/values: key `start + j` of KV head b is row `b·rows + j` of k and v ([BK, rows, D]), or
+ * with token-major keys row `(b / nKv · rows + j) · nKv + b % nKv` ([B, rows, nKv, D]). */
 typedef struct {
   const float *k, *v;
   int64_t rows, start;
@@ -25,6 +26,10 @@ typedef struct {
   float scale;
   const attn_block *blocks;
   int64_t nblocks;
+  /* Layouts: head-major as above, or token-major, the projections' own rows (q, o [B, Tq, nKv, R, D],
+   * keys [B, rows, nKv, D], BK = B·nKv; lse stays [BK, R, Tq]). nKv ≥ 1 divides BK. */
+  int64_t nKv;
+  int qTokens, kvTokens;
 } attn_forward_args;
 
 /* o = softmax(scale·q·kᵀ, masked)·v and lse = its row log-sum-exp (attention-tf.ts's mathematics).
@@ -39,6 +44,10 @@ typedef struct {
   float *dk, *dv;          /* [BK, T, D], written */
   int64_t BK, R, T, D, queryBlock, keyBlock, window;
   float scale;
+  /* tokens ≠ 0: q, o, dO, dq [B, T, nKv, R, D] and k, v, dk, dv [B, T, nKv, D] (BK = B·nKv, nKv ≥ 1
+   * divides BK); lse stays [BK, R, T]. */
+  int64_t nKv;
+  int tokens;
 } attn_backward_args;
 
 /* dq, dk, dv of the forward above (blocks = one run of T keys at 0). Deterministic for a given thread

@@ -27,16 +27,28 @@ void fopeify_rotary_one(const float *x, float *y, int64_t heads, int64_t heads_p
   }
 }
 
+static int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
+
 typedef struct {
   const float *x, *cos, *sin;
   float *out;
   int64_t K, R, T, D, dim, G;
+  int tokens;
 } rotary_job;
 
 /* Rows [r0, r1) of the flattened [B·K·R·T] rows, in runs that stay within one block (one table). */
 static void rotary_ranges(void *ctx, int64_t r0, int64_t r1) {
   const rotary_job *j = (const rotary_job *)ctx;
   const int64_t T = j->T, D = j->D, half = j->dim / 2;
+  if (j->tokens) { /* rows [B, T, K, R]: a token's R rows of one group share a table row */
+    for (int64_t r = r0; r < r1;) {
+      const int64_t t = (r / (j->K * j->R)) % T, group = j->G == 1 ? 0 : (r / j->R) % j->K, n = imin64(r1 - r, j->R - r % j->R);
+      const int64_t tab = (group * T + t) * half;
+      fopeify_rotary_one(j->x + r * D, j->out + r * D, n, n, D, j->dim, j->cos + tab, j->sin + tab);
+      r += n;
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1;) {
     const int64_t block = r / T, t = r % T, n = (r1 - r < T - t) ? r1 - r : T - t;
     const int64_t group = j->G == 1 ? 0 : (block / j->R) % j->K;
@@ -48,8 +60,8 @@ static void rotary_ranges(void *ctx, int64_t r0, int64_t r1) {
 }
 
 void fopeify_rotary_blocks(const float *x, float *out, int64_t B, int64_t K, int64_t R, int64_t T, int64_t D, int64_t dim,
-                           int64_t G, const float *cos, const float *sin) {
-  rotary_job j = {x, cos, sin, out, K, R, T, D, dim, G};
+                           int64_t G, const float *cos, const float *sin, int tokens) {
+  rotary_job j = {x, cos, sin, out, K, R, T, D, dim, G, tokens};
   const int64_t rows = B * K * R * T;
   if (rows == 0 || D == 0) return;
   parallel_ranges(rotary_ranges, &j, rows, 1, (65536 + D - 1) / D);

@@ -12,10 +12,11 @@
 void fopeify_rotary_one(const float *x, float *y, int64_t heads, int64_t heads_per_group, int64_t head_dim, int64_t dim,
                         const float *cos, const float *sin);
 
-/* out = x rotated, x = [B, K, R, T, D] (out may be x, not partly overlap it): row t of each block uses
- * row t of the tables [G, T, dim/2] of group k (G = K) or of the one group (G = 1). Rows across threads;
- * each row is fopeify_rotary_one's arithmetic, so the bits do not depend on the thread count. */
+/* out = x rotated, x = [B, K, R, T, D], or with `tokens` token-major [B, T, K, R, D] (the projections'
+ * rows); out may be x, not partly overlap it: the row of position t in block (k, r) uses row t of the
+ * tables [G, T, dim/2] of group k (G = K) or of the one group (G = 1). Rows across threads; each row is
+ * fopeify_rotary_one's arithmetic, so the bits depend on neither the thread count nor the layout. */
 void fopeify_rotary_blocks(const float *x, float *out, int64_t B, int64_t K, int64_t R, int64_t T, int64_t D, int64_t dim,
-                           int64_t G, const float *cos, const float *sin);
+                           int64_t G, const float *cos, const float *sin, int tokens);
 
 #endif

@@ -10,7 +10,7 @@
 import * as tf from './tfjs.js';
 import { FopeifyError } from '../errors.js';
 import { blockVisible, visibleKeys, visibleSpan } from './attention-mask.js';
-import type { AttentionOutput, Kernels } from './kernels.js';
+import type { AttentionGeometry, AttentionOutput, Kernels, KvBlock, TokenHeads, TokenMajorKernels, TokenMajorOutput } from './kernels.js';
 import type { NativeAddon } from './native.js';
 import { attentionSoftmax, vectorMath } from './vector-math.js';
 
@@ -130,34 +130,96 @@ const NATIVE_QUERY_BLOCK = 64;
 /** The addon's window argument: −1 for plain causal attention. */
 const windowArg = (window: number | null) => (window === null ? -1 : window);
 
+/** How the addon addresses q, o (qTokens) and the keys (kvTokens): head-major, or token-major rows of nKv KV heads. */
+interface NativeLayout {
+  nKv: number;
+  qTokens: boolean;
+  kvTokens: boolean;
+}
+
+const HEAD_MAJOR: NativeLayout = { nKv: 1, qTokens: false, kvTokens: false };
+
 /** A layer's forward in one addon call (native/attention.c): threads own (KV head, query block) items. */
-export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart, g]: Parameters<Kernels['attentionForward']>): AttentionOutput {
-  const [BK, R, Tq, D] = q.shape;
+function forwardCall(
+  blas: NativeAddon,
+  q: Float32Array,
+  [BK, R, Tq, D]: readonly [number, number, number, number],
+  blocks: readonly KvBlock[],
+  qStart: number,
+  g: AttentionGeometry,
+  layout: NativeLayout,
+): { o: Float32Array; lse: Float32Array } {
   const QB = Math.max(1, Math.min(g.queryBlock, Tq, NATIVE_QUERY_BLOCK));
   const KB = g.keyBlock ? Math.max(1, g.keyBlock) : 0;
-  const o = new Float32Array(BK * R * Tq * D); // [BK, R, Tq, D]
-  const lse = new Float32Array(BK * R * Tq); // [BK, R, Tq]
+  const o = new Float32Array(BK * R * Tq * D);
+  const lse = new Float32Array(BK * R * Tq); // [BK, R, Tq] in either layout
   const ks = blocks.map((b) => data(b.k));
   const vs = blocks.map((b) => data(b.v));
   try {
-    blas.attentionForward(data(q), BK, R, Tq, D, qStart, QB, KB, windowArg(g.window), g.scale, ks, vs, blocks.map((b) => b.start), o, lse);
+    blas.attentionForward(q, BK, R, Tq, D, qStart, QB, KB, windowArg(g.window), g.scale, ks, vs, blocks.map((b) => b.start), o, lse, layout.nKv, layout.qTokens, layout.kvTokens);
   } catch (e) {
     if ((e as { code?: string }).code === 'ATTENTION_NO_VISIBLE_KEY') {
       throw new FopeifyError('INTERNAL', `attention: a block of queries ${qStart}..${qStart + Tq - 1} sees no key`, { cause: e });
     }
     throw e;
   }
-  return { o: tf.tensor4d(o, [BK, R, Tq, D]), lse: tf.tensor4d(lse, [BK, R, Tq, 1]) };
+  return { o, lse };
 }
 
-/** Backward for queries and keys at 0..T−1 in one addon call: dq `[BK, R, T, D]`, dk and dv `[BK, T, D]`. */
-export function attentionBackwardNative(blas: NativeAddon, ...[qT, kT, vT, res, dOT, g]: Parameters<Kernels['attentionBackward']>): ReturnType<Kernels['attentionBackward']> {
-  const [BK, R, T, D] = qT.shape;
+/** Backward for queries and keys at 0..T−1 in one addon call (native/attention.c). */
+function backwardCall(
+  blas: NativeAddon,
+  [q, k, v, o, lse, dO]: readonly tf.Tensor[],
+  [BK, R, T, D]: readonly [number, number, number, number],
+  g: AttentionGeometry & { keyBlock: number },
+  layout: NativeLayout,
+): [Float32Array, Float32Array, Float32Array] {
   const QB = Math.max(1, Math.min(g.queryBlock, T, NATIVE_QUERY_BLOCK));
   const KB = Math.max(1, Math.min(g.keyBlock, T));
   const dq = new Float32Array(BK * R * T * D);
   const dk = new Float32Array(BK * T * D);
   const dv = new Float32Array(BK * T * D);
-  blas.attentionBackward(data(qT), data(kT), data(vT), data(res.o), data(res.lse), data(dOT), BK, R, T, D, QB, KB, windowArg(g.window), g.scale, dq, dk, dv);
+  blas.attentionBackward(data(q!), data(k!), data(v!), data(o!), data(lse!), data(dO!), BK, R, T, D, QB, KB, windowArg(g.window), g.scale, dq, dk, dv, layout.nKv, layout.qTokens);
+  return [dq, dk, dv];
+}
+
+/** Kernels.attentionForward: q, o `[BK, R, Tq, D]`, head-major key blocks. */
+export function attentionForwardNative(blas: NativeAddon, ...[q, blocks, qStart, g]: Parameters<Kernels['attentionForward']>): AttentionOutput {
+  const [BK, R, Tq, D] = q.shape;
+  const { o, lse } = forwardCall(blas, data(q), q.shape, blocks, qStart, g, HEAD_MAJOR);
+  return { o: tf.tensor4d(o, [BK, R, Tq, D]), lse: tf.tensor4d(lse, [BK, R, Tq, 1]) };
+}
+
+/** Kernels.attentionBackward: dq `[BK, R, T, D]`, dk and dv `[BK, T, D]`. */
+export function attentionBackwardNative(blas: NativeAddon, ...[qT, kT, vT, res, dOT, g]: Parameters<Kernels['attentionBackward']>): ReturnType<Kernels['attentionBackward']> {
+  const [BK, R, T, D] = qT.shape;
+  const [dq, dk, dv] = backwardCall(blas, [qT, kT, vT, res.o, res.lse, dOT], qT.shape, g, HEAD_MAJOR);
   return [tf.tensor4d(dq, [BK, R, T, D]), tf.tensor3d(dk, [BK, T, D]), tf.tensor3d(dv, [BK, T, D])];
+}
+
+/** The head-major shape `[BK, R, T, D]` of token-major q rows `[B·T, nH·D]`; a FopeifyError when they do not fit the heads. */
+function headShape(q: tf.Tensor2D, h: TokenHeads): [number, number, number, number] {
+  const [rows, cols] = q.shape;
+  if (h.B < 1 || h.nKv < 1 || h.R < 1 || h.D < 1 || rows % h.B !== 0 || cols !== h.nKv * h.R * h.D) {
+    throw new FopeifyError('INTERNAL', `attention: rows [${q.shape}] are not ${h.B} sequences of ${h.nKv}·${h.R} heads of ${h.D}`);
+  }
+  return [h.B * h.nKv, h.R, rows / h.B, h.D];
+}
+
+/** TokenMajorKernels.attentionForward. */
+export function attentionForwardTokens(blas: NativeAddon, ...[q, blocks, kvTokens, qStart, g, heads]: Parameters<TokenMajorKernels['attentionForward']>): TokenMajorOutput {
+  const shape = headShape(q, heads);
+  const [BK, R, Tq] = shape;
+  const { o, lse } = forwardCall(blas, data(q), shape, blocks, qStart, g, { nKv: heads.nKv, qTokens: true, kvTokens });
+  return { o: tf.tensor2d(o, q.shape), lse: tf.tensor4d(lse, [BK, R, Tq, 1]) };
+}
+
+/** TokenMajorKernels.attentionBackward. */
+export function attentionBackwardTokens(blas: NativeAddon, ...[q, k, v, res, dO, g, heads]: Parameters<TokenMajorKernels['attentionBackward']>): ReturnType<TokenMajorKernels['attentionBackward']> {
+  const shape = headShape(q, heads);
+  if (k.shape[0] !== q.shape[0] || k.shape[1] !== heads.nKv * heads.D || !tf.util.arraysEqual(v.shape, k.shape)) {
+    throw new FopeifyError('INTERNAL', `attention: keys [${k.shape}] and values [${v.shape}] do not fit queries [${q.shape}]`);
+  }
+  const [dq, dk, dv] = backwardCall(blas, [q, k, v, res.o, res.lse, dO], shape, g, { nKv: heads.nKv, qTokens: true, kvTokens: true });
+  return [tf.tensor2d(dq, q.shape), tf.tensor2d(dk, k.shape), tf.tensor2d(dv, v.shape)];
 }

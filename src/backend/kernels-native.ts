@@ -4,9 +4,21 @@
  * update). Each C pass computes what the JavaScript one does, bit for bit where the tests say so.
  */
 import * as tf from './tfjs.js';
-import { attendQueryBlock, attendWork, attentionBackwardNative, attentionForwardNative, data, normalizedRow, type AttendWork, type KeyRun } from './attention-native.js';
+import {
+  attendQueryBlock,
+  attendWork,
+  attentionBackwardNative,
+  attentionBackwardTokens,
+  attentionForwardNative,
+  attentionForwardTokens,
+  data,
+  normalizedRow,
+  type AttendWork,
+  type KeyRun,
+} from './attention-native.js';
+import { FopeifyError } from '../errors.js';
 import { headLossNative } from './head-loss.js';
-import type { DecodeKernels, Kernels } from './kernels.js';
+import type { DecodeKernels, Kernels, TokenHeads, TokenMajorKernels } from './kernels.js';
 import { jsHostPasses, swiGluActivation } from './kernels-host.js';
 import { tfKernels } from './kernels-tf.js';
 import type { NativeAddon } from './native.js';
@@ -41,6 +53,17 @@ export function nativeKernels(addon: NativeAddon): Kernels {
     attentionBackward: (...args) => attentionBackwardNative(addon, ...args),
     headLoss: (input) => headLossNative(addon, input),
     decode: nativeDecode(addon),
+    tokenMajor: tokenMajorKernels(addon),
+  };
+}
+
+/** Rotary and attention on the projections' token-major rows (the addon's strided addressing). */
+function tokenMajorKernels(addon: NativeAddon): TokenMajorKernels {
+  return {
+    rotary: (x, heads, cos, sin, dim) => rotaryTokens(addon, x, heads, cos, sin, dim, false),
+    rotaryTrainable: (x, heads, cos, sin, dim) => rotaryTokens(addon, x, heads, cos, sin, dim, true),
+    attentionForward: (...args) => attentionForwardTokens(addon, ...args),
+    attentionBackward: (...args) => attentionBackwardTokens(addon, ...args),
   };
 }
 
@@ -50,23 +73,52 @@ export function nativeKernels(addon: NativeAddon): Kernels {
  * difference, concat), the same bits. Tables that do not match x go to the tf ops.
  */
 function rotaryNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
-  if (!rotaryFits(x, cos, sin, dim)) return tfKernels.rotary(x, cos, sin, dim);
-  return tf.tensor5d(rotated(addon, data(x), x.shape, data(cos), data(sin), cos.shape[1], dim), x.shape);
+  if (!rotaryFits(x.dtype, x.shape[1], x.shape[3], cos, sin, dim)) return tfKernels.rotary(x, cos, sin, dim);
+  return tf.tensor5d(rotated(addon, data(x), x.shape, data(cos), data(sin), cos.shape[1], dim, false), x.shape);
 }
 
-/** Can the C pass rotate x with these tables (`[1, G, 1, T, dim/2]`, G = 1 or nKv)? */
-function rotaryFits(x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): boolean {
-  const [, K, , T] = x.shape;
+/** Can the C pass rotate x of K KV heads and T positions with these tables (`[1, G, 1, T, dim/2]`, G = 1 or K)? */
+function rotaryFits(dtype: tf.DataType, K: number, T: number, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): boolean {
   const [one, G, unit, Tc, half] = cos.shape;
-  return x.dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
+  return dtype === 'float32' && one === 1 && unit === 1 && Tc === T && 2 * half === dim && (G === 1 || G === K) && sin.shape.every((d, i) => d === cos.shape[i]);
 }
 
-/** x's data rotated into a new buffer, with G table groups ([G, T, dim/2] tables). */
-function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], c: Float32Array, s: Float32Array, G: number, dim: number): Float32Array {
+/**
+ * x's data rotated into a new buffer, with G table groups ([G, T, dim/2] tables); shape is x's
+ * `[B, K, R, T, D]`, its rows head-major, or token-major `[B, T, K, R, D]` with `tokens`.
+ */
+function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], c: Float32Array, s: Float32Array, G: number, dim: number, tokens: boolean): Float32Array {
   const [B, K, R, T, D] = shape as [number, number, number, number, number];
   const out = new Float32Array(x.length);
-  addon.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s);
+  addon.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s, tokens);
   return out;
+}
+
+/**
+ * Rotary / FoPE on token-major rows x `[B·T, K·R·D]` (TokenMajorKernels.rotary and, with `trainable`, its
+ * gradient: the rotation with −sin, as rotaryTrainableNative). Tables that do not fit the C pass go to
+ * the tf ops on x viewed `[B, T, K, R, D]` with the tables' axes moved to match (rare: the runtime's
+ * tables always fit).
+ */
+function rotaryTokens(addon: NativeAddon, x: tf.Tensor2D, h: TokenHeads, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number, trainable: boolean): tf.Tensor2D {
+  const T = x.shape[0] / h.B;
+  const shape = [h.B, h.nKv, h.R, T, h.D];
+  if (!Number.isInteger(T) || x.shape[1] !== h.nKv * h.R * h.D) throw new FopeifyError('INTERNAL', `rotary: rows [${x.shape}] do not hold ${h.B} sequences of ${h.nKv}·${h.R} heads of ${h.D}`);
+  if (!rotaryFits(x.dtype, h.nKv, T, cos, sin, dim)) {
+    return tf.tidy(() => {
+      const perToken = (t: tf.Tensor5D) => tf.transpose(t, [0, 3, 1, 2, 4]) as tf.Tensor5D;
+      const x5 = tf.reshape(x, [h.B, T, h.nKv, h.R, h.D]) as tf.Tensor5D;
+      const y = (trainable ? tfKernels.rotaryTrainable : tfKernels.rotary)(x5, perToken(cos), perToken(sin), dim);
+      return tf.reshape(y, x.shape) as tf.Tensor2D;
+    });
+  }
+  const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
+  if (!trainable) return tf.tensor2d(rotated(addon, data(x), shape, c, s, G, dim, true), x.shape);
+  const op = tf.customGrad(((xIn: tf.Tensor2D) => ({
+    value: tf.tensor2d(rotated(addon, data(xIn), shape, c, s, G, dim, true), xIn.shape),
+    gradFunc: (dy: tf.Tensor2D) => tf.tensor2d(rotated(addon, data(dy), shape, c, s.map((v) => -v), G, dim, true), dy.shape),
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x) as tf.Tensor2D;
 }
 
 /**
@@ -76,11 +128,11 @@ function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], 
  * rounded, then one add); the unrotated rest of each row passes dy through.
  */
 function rotaryTrainableNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
-  if (!rotaryFits(x, cos, sin, dim)) return tfKernels.rotaryTrainable(x, cos, sin, dim);
+  if (!rotaryFits(x.dtype, x.shape[1], x.shape[3], cos, sin, dim)) return tfKernels.rotaryTrainable(x, cos, sin, dim);
   const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
   const op = tf.customGrad(((xIn: tf.Tensor5D) => ({
-    value: tf.tensor5d(rotated(addon, data(xIn), xIn.shape, c, s, G, dim), xIn.shape),
-    gradFunc: (dy: tf.Tensor5D) => tf.tensor5d(rotated(addon, data(dy), dy.shape, c, s.map((v) => -v), G, dim), dy.shape),
+    value: tf.tensor5d(rotated(addon, data(xIn), xIn.shape, c, s, G, dim, false), xIn.shape),
+    gradFunc: (dy: tf.Tensor5D) => tf.tensor5d(rotated(addon, data(dy), dy.shape, c, s.map((v) => -v), G, dim, false), dy.shape),
   })) as unknown as Parameters<typeof tf.customGrad>[0]);
   return op(x) as tf.Tensor5D;
 }

@@ -40,6 +40,52 @@ export type AttentionOutput = {
   lse: tf.Tensor4D;
 };
 
+/**
+ * How token-major rows hold heads: a `[B·T, nKv·R·D]` tensor (the q/k/v projections' output, R = 1 for
+ * keys and values) is `[B, T, nKv, R, D]`; query head h = kv·R + r shares KV head kv (HF's repeat_kv
+ * order), and the head-major operands of the attention kernels are its `[B·nKv, R, T, D]` transpose.
+ */
+export interface TokenHeads {
+  B: number;
+  nKv: number;
+  R: number;
+  D: number;
+}
+
+/** Output `[B·Tq, nH·D]` (token-major) and row log-sum-exp `[B·nKv, R, Tq, 1]` of a token-major attention forward. */
+export type TokenMajorOutput = {
+  o: tf.Tensor2D;
+  lse: tf.Tensor4D;
+};
+
+/**
+ * Rotary and attention straight on token-major rows, where the kernels address the heads by row
+ * strides (native): no head-major copies of q, k, v, the output or their gradients (a transpose each,
+ * eight per layer of a training step). The values are the head-major kernels': the same arithmetic in
+ * the same order, only the addressing differs.
+ */
+export interface TokenMajorKernels {
+  /** Kernels.rotary of x `[B·T, nKv·R·D]` (heads as given; R = 1 for keys), tables as there. */
+  rotary(x: tf.Tensor2D, heads: TokenHeads, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor2D;
+  /** The same rotation with its gradient for x (training): Kernels.rotaryTrainable. */
+  rotaryTrainable(x: tf.Tensor2D, heads: TokenHeads, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor2D;
+  /**
+   * Kernels.attentionForward of q `[B·Tq, nH·D]` over key blocks that are token-major
+   * (`kvTokens`: k, v `[B, rows, nKv·D]`) or head-major (`[B·nKv, rows, D]`, a KV cache's).
+   */
+  attentionForward(q: tf.Tensor2D, blocks: readonly KvBlock[], kvTokens: boolean, qStart: number, g: AttentionGeometry, heads: TokenHeads): TokenMajorOutput;
+  /** Kernels.attentionBackward, token-major: q, dO, dq `[B·T, nH·D]`; k, v, dk, dv `[B·T, nKv·D]`. */
+  attentionBackward(
+    q: tf.Tensor2D,
+    k: tf.Tensor2D,
+    v: tf.Tensor2D,
+    out: TokenMajorOutput,
+    dO: tf.Tensor2D,
+    g: AttentionGeometry & { keyBlock: number },
+    heads: TokenHeads,
+  ): [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+}
+
 /** The LM head and mean cross-entropy over row chunks (training's loss; see TrainingModel). */
 export interface HeadLossInput {
   /** Rows, hidden size, vocabulary. */
@@ -161,6 +207,8 @@ export interface Kernels {
   headLoss(input: HeadLossInput): HeadLossOutput;
   /** The fused one-token decoding step's pieces, where this implementation has them (native only). */
   readonly decode?: DecodeKernels;
+  /** Rotary and attention on token-major rows, where this implementation has them (native only). */
+  readonly tokenMajor?: TokenMajorKernels;
 }
 
 /** Is a gradient tape recording (inside tf.grads / tf.variableGrads)? Forward-only kernels must not be used then. */

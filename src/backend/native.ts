@@ -112,9 +112,10 @@ export interface NativeAddon {
    */
   rotaryOne(x: Float32Array, heads: number, headsPerGroup: number, headDim: number, dim: number, cos: Float32Array, sin: Float32Array): void;
   /**
-   * Rotary / FoPE of whole blocks, out = x rotated with x = [B, K, R, T, D] (out may be x): row t of a
-   * block uses row t of the tables [groups, T, dim / 2] of its KV head k (groups = K) or of the one
-   * group (groups = 1); rotaryOne's arithmetic per row, rows across the BLAS's threads.
+   * Rotary / FoPE of whole blocks, out = x rotated with x = [B, K, R, T, D], or with `tokens`
+   * token-major [B, T, K, R, D] (out may be x): position t of head (k, r) uses row t of the tables
+   * [groups, T, dim / 2] of its KV head k (groups = K) or of the one group (groups = 1); rotaryOne's
+   * arithmetic per row, rows across the BLAS's threads.
    */
   rotaryBlocks(
     x: Float32Array,
@@ -128,6 +129,7 @@ export interface NativeAddon {
     groups: number,
     cos: Float32Array,
     sin: Float32Array,
+    tokens: boolean,
   ): void;
   /**
    * dst[dOff + Σ i_d·dStride_d] = src[sOff + Σ i_d·sStride_d] over shape, with
@@ -157,8 +159,10 @@ export interface NativeAddon {
   /**
    * Blockwise causal attention of a whole layer (native/attention.h), threaded over (KV head, query
    * block) work items: q, o `[BK, R, Tq, D]`, lse `[BK, R, Tq]`; ks[i], vs[i] `[BK, rows_i, D]` whose row j
-   * is key `starts[i] + j`; keyBlock 0: whole blocks; window −1: causal only. Throws (code
-   * ATTENTION_NO_VISIBLE_KEY) when a query block sees no key.
+   * is key `starts[i] + j`; keyBlock 0: whole blocks; window −1: causal only. qTokens / kvTokens: q and
+   * o / the keys token-major instead, `[B, Tq, nKv, R, D]` / `[B, rows, nKv, D]` with BK = B·nKv (the
+   * projections' rows; lse keeps its layout). Throws (code ATTENTION_NO_VISIBLE_KEY) when a query block
+   * sees no key.
    */
   attentionForward(
     q: Float32Array,
@@ -176,10 +180,14 @@ export interface NativeAddon {
     starts: number[],
     o: Float32Array,
     lse: Float32Array,
+    nKv: number,
+    qTokens: boolean,
+    kvTokens: boolean,
   ): void;
   /**
    * Its FlashAttention-2 backward for queries and keys at 0..T−1, threaded over (KV head, key block):
-   * dq `[BK, R, T, D]`, dk and dv `[BK, T, D]` (all written).
+   * dq `[BK, R, T, D]`, dk and dv `[BK, T, D]` (all written); with `tokens` every operand but lse
+   * token-major as in attentionForward.
    */
   attentionBackward(
     q: Float32Array,
@@ -199,6 +207,8 @@ export interface NativeAddon {
     dq: Float32Array,
     dk: Float32Array,
     dv: Float32Array,
+    nKv: number,
+    tokens: boolean,
   ): void;
   info(): { loaded: boolean; flushDenormals: boolean } & AddonBlasInfo;
   /**
@@ -273,8 +283,10 @@ export function defaultAddonPath(): string {
  * 7: crossEntropyRows (the LM-head loss's softmax, NLL and dlogits in one pass).
  * 8: copyStrided (the movement kernels' threaded copy) and rotaryBlocks (rotary out of place, threaded).
  * 9: softmaxBackward removed (the attention backward computes it in native/attention.c).
+ * 10: token-major layouts: attentionForward's nKv, qTokens, kvTokens, attentionBackward's nKv, tokens,
+ *     rotaryBlocks' tokens (the projections' rows read and written where they lie, no transposes).
  */
-export const ADDON_ABI = 9;
+export const ADDON_ABI = 10;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 

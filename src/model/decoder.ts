@@ -9,7 +9,7 @@
  *    training: differentiable ops and the checkpointed flash attention).
  */
 import * as tf from '../backend/tfjs.js';
-import type { Kernels } from '../backend/kernels.js';
+import type { Kernels, TokenHeads } from '../backend/kernels.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { linear } from './layers.js';
 import type { RotaryTables } from './rotary.js';
@@ -37,6 +37,17 @@ export interface LayerOps {
   rotary(x: tf.Tensor5D, tables: RotaryTables): tf.Tensor5D;
   /** Attention of rotated queries `[B·nKv, R, T, D]` over this call's keys and values `[B·nKv, T, D]` of `layer`. */
   attention(q: tf.Tensor4D, k: tf.Tensor3D, v: tf.Tensor3D, layer: number): tf.Tensor4D;
+  /**
+   * Rotary and attention on the projections' token-major rows `[B·T, n·D]`, where the kernels address
+   * heads by row strides (native): then no head-major copy of q, k, v or the output is made (nor of
+   * their gradients). Absent: `rotary` and `attention` on head-major views.
+   */
+  tokenMajor?: {
+    /** `rotary` of x `[B·T, nKv·R·D]` (R = 1 for keys). */
+    rotary(x: tf.Tensor2D, heads: TokenHeads, tables: RotaryTables): tf.Tensor2D;
+    /** `attention` of rotated q `[B·T, nH·D]` over k, v `[B·T, nKv·D]` of `layer`; returns `[B·T, nH·D]`. */
+    attention(q: tf.Tensor2D, k: tf.Tensor2D, v: tf.Tensor2D, heads: TokenHeads, layer: number): tf.Tensor2D;
+  };
   /** Run a part of the layer, freeing its intermediates early when the caller needs none of them (tf.tidy). */
   scope<T extends tf.TensorContainer>(fn: () => T): T;
 }
@@ -75,6 +86,17 @@ export function selfAttention(x: tf.Tensor2D, layer: number, rot: RotaryTables, 
   const R = nH / nKv;
   const p = `model.layers.${layer}.self_attn`;
   return ops.scope(() => {
+    const tm = ops.tokenMajor;
+    if (tm) {
+      // The projections' rows as they are: q/k norm per head on [B·T·n, D] views, rotary and attention by strides.
+      const perHead = (y: tf.Tensor2D, n: number, name: string) =>
+        spec.qkNorm ? (tf.reshape(ops.norm(tf.reshape(y, [B * T * n, D]) as tf.Tensor2D, ctx.weights.get(`${p}.${name}.weight`), spec.rmsNormEps), [B * T, n * D]) as tf.Tensor2D) : y;
+      const heads: TokenHeads = { B, nKv, R, D };
+      const q = tm.rotary(perHead(proj(ctx, x, `${p}.q_proj`), nH, 'q_norm'), heads, rot);
+      const k = tm.rotary(perHead(proj(ctx, x, `${p}.k_proj`), nKv, 'k_norm'), { ...heads, R: 1 }, rot);
+      const v = proj(ctx, x, `${p}.v_proj`);
+      return proj(ctx, tm.attention(q, k, v, heads, layer), `${p}.o_proj`);
+    }
     // [B·T, n·D] → [B, n, T, D]
     const heads = (y: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(y, [B, T, n, D]), [0, 2, 1, 3]) as tf.Tensor4D;
     let q = heads(proj(ctx, x, `${p}.q_proj`), nH);

@@ -13,9 +13,9 @@
 import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
-import { recordingGradient, type Kernels } from '../backend/kernels.js';
+import { recordingGradient, type Kernels, type TokenMajorKernels } from '../backend/kernels.js';
 import { tfKernels } from '../backend/kernels-tf.js';
-import { blockwiseAttention, DEFAULT_KEY_BLOCK, kvBlocks } from './attention.js';
+import { blockwiseAttention, DEFAULT_KEY_BLOCK, DEFAULT_QUERY_BLOCK, kvBlocks } from './attention.js';
 import type { KvCache } from './cache.js';
 import { prefillInSteps, type KeepHidden } from './prefill.js';
 import { decoderLayer, mapWeights, type DecoderContext, type LayerOps } from './decoder.js';
@@ -183,7 +183,36 @@ export function inferenceOps(
       const blocks = options.cache ? options.cache.append(layer, kr, vr) : kvBlocks(kr, vr, options.qStart, options.keyBlock);
       return blockwiseAttention(q, blocks, options.qStart, { queryBlock: options.queryBlock, slidingWindow: options.slidingWindow, kernels: k });
     },
+    tokenMajor: k.tokenMajor && tokenMajorInferenceOps(k.tokenMajor, options),
     scope: (fn) => tf.tidy(fn),
+  };
+}
+
+/**
+ * The attention of inferenceOps on the projections' token-major rows. Without a cache this call's keys
+ * are one token-major block (the kernel walks it in runs of keyBlock: kvBlocks' blocks). A KV cache
+ * keeps head-major blocks (the decoding step reads them as such), so k and v are transposed into it;
+ * q and the output never are.
+ */
+function tokenMajorInferenceOps(
+  tm: TokenMajorKernels,
+  options: { qStart: number; cache?: KvCache; queryBlock?: number; keyBlock: number; slidingWindow: number | null },
+): LayerOps['tokenMajor'] {
+  return {
+    rotary: (x, heads, t) => tm.rotary(x, heads, t.cos, t.sin, t.dim),
+    attention(q, kr, vr, heads, layer) {
+      const { B, nKv, D } = heads;
+      const T = kr.shape[0] / B;
+      const g = { queryBlock: Math.max(1, options.queryBlock ?? DEFAULT_QUERY_BLOCK), window: options.slidingWindow, scale: 1 / Math.sqrt(D) };
+      const cache = options.cache;
+      const toHeads = (y: tf.Tensor2D) => tf.reshape(tf.transpose(tf.reshape(y, [B, T, nKv, D]), [0, 2, 1, 3]), [B * nKv, T, D]) as tf.Tensor3D;
+      const tokens = (y: tf.Tensor2D) => tf.reshape(y, [B, T, nKv * D]) as tf.Tensor3D;
+      const { o, lse } = cache
+        ? tm.attentionForward(q, cache.append(layer, toHeads(kr), toHeads(vr)), false, options.qStart, g, heads)
+        : tm.attentionForward(q, [{ k: tokens(kr), v: tokens(vr), start: options.qStart }], true, options.qStart, { ...g, keyBlock: options.keyBlock }, heads);
+      lse.dispose();
+      return o;
+    },
   };
 }
 

@@ -31,7 +31,7 @@ import type { FopeLayout, WeightMap } from '../model/weights.js';
 import { defaultLossChunk, lossChunks } from './binding-limit.js';
 import { embeddingGradOnDevice } from './embedding-grad.js';
 import { keepsLayer, keptLayerBytes, planActivations, type ActivationPlan, type RecomputePolicy } from './activations.js';
-import { flashAttention, type AttentionResult } from './flash-attention.js';
+import { flashAttention, flashAttentionTokens, type AttentionResult, type FlashAttentionOptions } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
 import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
@@ -345,23 +345,30 @@ export class TrainingModel {
       },
     };
     const { kernels } = this;
+    // A checkpointed layer's forward pass in a training step keeps the attention result for its
+    // recomputation, which reuses it. A kept layer's attention is taped: its own node saves o and lse.
+    const attend = <O extends tf.Tensor>(run: (options: FlashAttentionOptions) => O): O => {
+      const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
+      const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
+      const o = run({ kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
+      if (reuse) {
+        tf.dispose([reuse.o, reuse.lse]);
+        this.attention.delete(i);
+      }
+      return o;
+    };
+    const tm = kernels.tokenMajor;
     const ops: LayerOps = {
       kernels,
       // The kernels' differentiable RMSNorm and rotary (fused passes with their gradients where native).
       norm: (x, w, eps) => kernels.rmsNormTrainable(x, w, eps),
       activation: (g, u) => timed('swiglu activation', () => kernels.swiGluTrainable(g, u)),
       rotary: (x, t) => kernels.rotaryTrainable(x, t.cos, t.sin, t.dim),
-      attention: (q, k, v) => {
-        // A checkpointed layer's forward pass in a training step keeps the attention result for its
-        // recomputation, which reuses it. A kept layer's attention is taped: its own node saves o and lse.
-        const reuse = phase === 'recompute' ? this.attention.get(i) : undefined;
-        const keep = phase === 'forward' && taping() ? (r: AttentionResult) => this.attention.set(i, r) : undefined;
-        const o = flashAttention(q, k, v, { kernels, queryBlock: this.queryBlock, keyBlock: this.keyBlock, slidingWindow: this.spec.slidingWindow, reuse, keep });
-        if (reuse) {
-          tf.dispose([reuse.o, reuse.lse]);
-          this.attention.delete(i);
-        }
-        return o;
+      attention: (q, k, v) => attend((options) => flashAttention(q, k, v, options)),
+      // Native kernels: the projections' rows straight into the rotary and the attention, no transposes.
+      tokenMajor: tm && {
+        rotary: (x, heads, t) => tm.rotaryTrainable(x, heads, t.cos, t.sin, t.dim),
+        attention: (q, k, v, heads) => attend((options) => flashAttentionTokens(q, k, v, heads, tm, options)),
       },
       // The layer's caller scopes it (a tidy, or the checkpoint's node); the tape decides what lives.
       scope: (fn) => fn(),

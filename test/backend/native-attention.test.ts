@@ -109,15 +109,15 @@ describe.skipIf(!nativeUsable)('native whole-layer attention', () => {
   it('arrays too short for the shapes given throw a TypeError', () => {
     const f = (n: number) => new Float32Array(n);
     // lse one float short
-    expect(() => addon.attentionForward(f(2 * 3 * 5 * 4), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(40)], [f(40)], [0], f(120), f(29))).toThrow(TypeError);
+    expect(() => addon.attentionForward(f(2 * 3 * 5 * 4), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(40)], [f(40)], [0], f(120), f(29), 1, false, false)).toThrow(TypeError);
     // a key block whose length is not a multiple of BK·D
-    expect(() => addon.attentionForward(f(120), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(41)], [f(41)], [0], f(120), f(30))).toThrow(TypeError);
+    expect(() => addon.attentionForward(f(120), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(41)], [f(41)], [0], f(120), f(30), 1, false, false)).toThrow(TypeError);
     // keys and values of different lengths, a negative start
-    expect(() => addon.attentionForward(f(120), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(40)], [f(48)], [0], f(120), f(30))).toThrow(TypeError);
+    expect(() => addon.attentionForward(f(120), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(40)], [f(48)], [0], f(120), f(30), 1, false, false)).toThrow(TypeError);
     expect(() => addon.attentionForward(f(120), 2, 3, 5, 4, 0, 4, 0, -1, 1, [f(40)], [f(40)], [-1], f(120), f(30))).toThrow(TypeError);
     // backward: dk one float short, a zero key block
     const args = (dk: number, kb: number) =>
-      [f(120), f(40), f(40), f(120), f(30), f(120), 2, 3, 5, 4, 4, kb, -1, 1, f(120), f(dk), f(40)] as Parameters<NativeAddon['attentionBackward']>;
+      [f(120), f(40), f(40), f(120), f(30), f(120), 2, 3, 5, 4, 4, kb, -1, 1, f(120), f(dk), f(40), 1, false] as Parameters<NativeAddon['attentionBackward']>;
     expect(() => addon.attentionBackward(...args(39, 4))).toThrow(TypeError);
     expect(() => addon.attentionBackward(...args(40, 0))).toThrow(TypeError);
     expect(() => addon.attentionBackward(...args(40, 4))).not.toThrow();

@@ -311,6 +311,15 @@ describe.skipIf(!nativeUsable)('native copyStrided', () => {
   });
 });
 
+/** x `[B, H, T, D]` (head-major) as token-major `[B, T, H, D]`. */
+function tokenMajor(x: Float32Array, B: number, H: number, T: number, D: number): Float32Array {
+  const y = new Float32Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let t = 0; t < T; t++) y.set(x.subarray(((b * H + h) * T + t) * D, ((b * H + h) * T + t + 1) * D), ((b * T + t) * H + h) * D);
+  return y;
+}
+
 // Rotary of whole [B, K, R, T, D] blocks out of place: rotaryOne's bits per block (the loop it replaces,
 // in place on a copy) on 1 and 3 threads, per-KV-head tables and partial rotary; and its refusals.
 describe.skipIf(!nativeUsable)('native rotaryBlocks', () => {
@@ -336,11 +345,15 @@ describe.skipIf(!nativeUsable)('native rotaryBlocks', () => {
         for (const t of [1, 3]) {
           a.setThreads(t);
           const out = new Float32Array(x.length);
-          a.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s);
+          a.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s, false);
           expect(maxRelDiff(out, want), `${t} threads`).toBe(0);
           const inPlace = x.slice();
-          a.rotaryBlocks(inPlace, inPlace, B, K, R, T, D, dim, G, c, s);
+          a.rotaryBlocks(inPlace, inPlace, B, K, R, T, D, dim, G, c, s, false);
           expect(maxRelDiff(inPlace, want), `in place, ${t} threads`).toBe(0);
+          // Token-major rows [B, T, K, R, D] (the projections' layout): each row's bits as head-major.
+          const tokens = new Float32Array(x.length);
+          a.rotaryBlocks(tokenMajor(x, B, K * R, T, D), tokens, B, K, R, T, D, dim, G, c, s, true);
+          expect(maxRelDiff(tokens, tokenMajor(want, B, K * R, T, D)), `token-major, ${t} threads`).toBe(0);
         }
       } finally {
         a.setThreads(threads);
@@ -352,16 +365,16 @@ describe.skipIf(!nativeUsable)('native rotaryBlocks', () => {
     const a = blas().addon;
     const f = (n: number) => new Float32Array(n);
     const [x, t] = [f(2 * 3 * 4 * 8), f(3 * 4 * 3)]; // B2 K3 R1 T4 D8, dim 6, tables of 3 groups
-    a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t);
-    expect(() => a.rotaryBlocks(f(x.length - 1), f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length - 1), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, f(35), t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 5, 3, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 10, 3, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 2, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, -8, 6, 3, t, t)).toThrow(/rotaryBlocks: expected/);
-    expect(() => a.rotaryBlocks(x, f(x.length), 2 ** 31, 2 ** 31, 2 ** 31, 4, 8, 6, 1, t, t)).toThrow(/rotaryBlocks: expected/);
+    a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t, false);
+    expect(() => a.rotaryBlocks(f(x.length - 1), f(x.length), 2, 3, 1, 4, 8, 6, 3, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length - 1), 2, 3, 1, 4, 8, 6, 3, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 3, f(35), t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 5, 3, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 10, 3, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, 8, 6, 2, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2, 3, 1, 4, -8, 6, 3, t, t, false)).toThrow(/rotaryBlocks: expected/);
+    expect(() => a.rotaryBlocks(x, f(x.length), 2 ** 31, 2 ** 31, 2 ** 31, 4, 8, 6, 1, t, t, false)).toThrow(/rotaryBlocks: expected/);
     const big = f(x.length + 8);
-    expect(() => a.rotaryBlocks(big, big.subarray(8), 2, 3, 1, 4, 8, 6, 3, t, t)).toThrow(/overlaps/);
+    expect(() => a.rotaryBlocks(big, big.subarray(8), 2, 3, 1, 4, 8, 6, 3, t, t, false)).toThrow(/overlaps/);
   });
 });
