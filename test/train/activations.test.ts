@@ -58,11 +58,20 @@ async function train(dir: string, recompute: RecomputePolicy, activationBudgetBy
   const stored: number[] = [];
   let attentionMap: Map<number, unknown> | null = null;
   // Sees, at each attention backward, how many forward results wait for a recomputation.
+  // (Either attention backward: the head-major one, or the token-major one the native kernels run.)
+  const tm = info.kernels.tokenMajor;
   const kernels: Kernels = {
     ...info.kernels,
     attentionBackward: (...args) => {
       stored.push(attentionMap!.size);
       return info.kernels.attentionBackward(...args);
+    },
+    tokenMajor: tm && {
+      ...tm,
+      attentionBackward: (...args) => {
+        stored.push(attentionMap!.size);
+        return tm.attentionBackward(...args);
+      },
     },
   };
   const trainer = Trainer.create(m, settings, { train: source(41), heldOut: [] }, { backend: { ...info, kernels }, recompute, activationBudgetBytes, queryBlock: 16, keyBlock: 8 });
