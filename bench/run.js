@@ -5,7 +5,7 @@
 // The detailed ones run by name: `npm run bench -- gemm runtime train torch-train` (or any mix, in that order).
 //   torch-train - one training step, --engine torch vs --engine tfjs (SmolLM2-135M shape, 512 / 2048 tokens)
 //   webgpu      - prefill and training-step tokens/s, webgpu (Dawn) vs the native CPU path (--full: SmolLM2-135M shape)
-//   prefill-memory - peak RSS of an 8192-token prefill (SmolLM2-135M shape) beside llama.cpp's figure (--tokens 8192,2048)
+//   prefill-memory - peak RSS of an 8192-token prefill (SmolLM2-135M shape) beside llama.cpp's, measured with an F32 and its default F16 KV cache when node-llama-cpp is installed (--tokens 8192,2048)
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
