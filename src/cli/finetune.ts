@@ -54,7 +54,7 @@ interface FinetuneArgs extends SourceArgs, WeightArgs, BackendArgs {
   parallel: ParallelStrategy;
   launch: boolean;
   recompute: RecomputePolicy;
-  'activation-memory'?: number;
+  'activation-memory'?: string;
 }
 
 /** Default output folder: `<model name>-<recipe>` in the current folder. */
@@ -104,7 +104,8 @@ export const finetuneCommand: CommandModule<object, FinetuneArgs> = {
         default: 'auto' as RecomputePolicy,
         describe: 'tfjs engine: recompute decoder layers in the backward pass: always (least memory), never (fastest), auto (keep as many layers as fit --activation-memory)',
       })
-      .option('activation-memory', { type: 'number', describe: 'GiB that --recompute auto may spend on kept activations (default: a quarter of the memory, at most 8)' })
+      // A string, parsed here: the refusal of a bad value quotes what was typed (yargs would give NaN).
+      .option('activation-memory', { type: 'string', describe: 'GiB that --recompute auto may spend on kept activations (default: a quarter of the memory, at most 8)' })
       .option('engine', {
         choices: ENGINES as unknown as Engine[],
         default: 'tfjs' as Engine,
@@ -208,10 +209,11 @@ function finetuneOptions(argv: FinetuneArgs, reporter: Reporter): FinetuneOption
   };
 }
 
-/** --activation-memory in GiB as bytes (a bad value is refused with the flag's name). */
-function activationBudgetBytes(gib: number | undefined): number | undefined {
-  if (gib === undefined) return undefined;
-  if (!Number.isFinite(gib) || gib < 0) throw new FopeifyError('BAD_ARGUMENT', `--activation-memory must be a number of GiB ≥ 0 (got ${gib})`);
+/** --activation-memory in GiB as bytes (a bad value is refused with the flag's name and what was typed). */
+function activationBudgetBytes(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const gib = text.trim() === '' ? NaN : Number(text);
+  if (!Number.isFinite(gib) || gib < 0) throw new FopeifyError('BAD_ARGUMENT', `--activation-memory must be a number of GiB ≥ 0 (got ${text})`);
   return Math.floor(gib * 2 ** 30);
 }
 

@@ -202,6 +202,7 @@ async function startRun(plan: RunPlan, prepared: PreparedModel, options: TrainPl
     conversion: prepared.conversion,
     data: data.description,
     backend: options.backend.description,
+    activations: trainer.activationPlan,
   };
   await writeFileAtomically(path.join(outDir, SUMMARY_FILE), JSON.stringify({ ...summaryBase, status: 'training' }, null, 2) + '\n');
   const secondsBefore = resume?.state.seconds ?? 0;

@@ -13,6 +13,7 @@ import type { ModelSpec } from '../config/model-spec.js';
 import { badOption, FopeifyError, outputError } from '../errors.js';
 import type { TextTokenizer } from '../model/index.js';
 import { PackedDataset, packChunks, readDocuments, splitHeldOut } from './data.js';
+import type { ActivationPlan } from './activations.js';
 import type { TrainingModel } from './model.js';
 import type { MetricsRecord } from '../io/formats.js';
 import { finetuneModelCard } from './model-card.js';
@@ -111,6 +112,8 @@ export interface SummaryBase {
   conversion: ConversionInfo;
   data: string;
   backend: string;
+  /** tfjs engine: which decoder layers keep their activations and which are recomputed (--recompute). */
+  activations?: ActivationPlan;
 }
 
 /** Write the completed model folder (card, finetune.json, loss curve, weights) from the run's metrics. */

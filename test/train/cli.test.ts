@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/select.js';
@@ -64,8 +64,12 @@ describe('fopeify finetune / recipes (CLI)', () => {
     const never = runCli([...base, '--recompute', 'never', '--json', '--out', path.join(root, 'act-never')]);
     expect(never.code, never.stderr).toBe(0);
     expect(JSON.parse(never.stdout).activations).toMatchObject({ policy: 'never', tokens: 16, kept: 2, recomputed: 0 });
+    // The model folder's finetune.json records the decision too.
+    const summary = JSON.parse(readFileSync(path.join(root, 'act-never', 'finetune.json'), 'utf8'));
+    expect(summary.activations).toMatchObject({ policy: 'never', kept: 2, recomputed: 0 });
     expectCleanFailure(runCli([...base, '--recompute', 'sometimes', '--out', path.join(root, 'act-x')]), /recompute.*Choices: "auto", "always", "never"/);
     expectCleanFailure(runCli([...base, '--activation-memory', '-1', '--out', path.join(root, 'act-y')]), /--activation-memory must be a number of GiB ≥ 0 \(got -1\)/);
+    expectCleanFailure(runCli([...base, '--activation-memory', 'lots', '--out', path.join(root, 'act-y')]), /--activation-memory must be a number of GiB ≥ 0 \(got lots\)/);
     // The torch engine checkpoints on its own terms: a setting it would ignore is refused before any work.
     const torchOut = path.join(root, 'act-torch');
     expectCleanFailure(runCli([...base, '--engine', 'torch', '--recompute', 'never', '--out', torchOut]), /--recompute and --activation-memory apply to the tfjs engine/);
