@@ -112,29 +112,27 @@ function rotaryTokens(addon: NativeAddon, x: tf.Tensor2D, h: TokenHeads, cos: tf
       return tf.reshape(y, x.shape) as tf.Tensor2D;
     });
   }
-  const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
-  if (!trainable) return tf.tensor2d(rotated(addon, data(x), shape, c, s, G, dim, true), x.shape);
-  const op = tf.customGrad(((xIn: tf.Tensor2D) => ({
-    value: tf.tensor2d(rotated(addon, data(xIn), shape, c, s, G, dim, true), xIn.shape),
-    gradFunc: (dy: tf.Tensor2D) => tf.tensor2d(rotated(addon, data(dy), shape, c, s.map((v) => -v), G, dim, true), dy.shape),
-  })) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return op(x) as tf.Tensor2D;
+  if (!trainable) return tf.tensor2d(rotated(addon, data(x), shape, data(cos), data(sin), cos.shape[1], dim, true), x.shape);
+  return rotationWithGradient(addon, x, shape, cos, sin, dim, true);
 }
 
 /**
- * The rotation with its gradient for x. A rotation's gradient is the inverse rotation of dy:
- * dx₁ = dy₁·c + dy₂·s, dx₂ = dy₂·c − dy₁·s, the forward pass with −sin (a − b·(−s) is a + b·s exactly
- * in floating point), so the same C pass gives tfjs autodiff's bits for applyRotaryTf (each product
+ * The C rotation of x (its data laid out as `shape`, head- or token-major) as a tf op whose gradient is
+ * the inverse rotation of dy: dx₁ = dy₁·c + dy₂·s, dx₂ = dy₂·c − dy₁·s, the forward pass with −sin
+ * (a − b·(−s) is a + b·s exactly in float32, as tfjs's autodiff of the tf-op rotary computes: products
  * rounded, then one add); the unrotated rest of each row passes dy through.
  */
+function rotationWithGradient<T extends tf.Tensor>(addon: NativeAddon, x: T, shape: readonly number[], cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number, tokens: boolean): T {
+  const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
+  const rotate = (t: tf.Tensor, sines: Float32Array) => tf.tensor(rotated(addon, data(t), shape, c, sines, G, dim, tokens), t.shape) as T;
+  const op = tf.customGrad(((xIn: T) => ({ value: rotate(xIn, s), gradFunc: (dy: T) => rotate(dy, s.map((v) => -v)) })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x) as T;
+}
+
+/** The rotation with its gradient for x (rotationWithGradient; tables that do not fit go to the tf ops). */
 function rotaryTrainableNative(addon: NativeAddon, x: tf.Tensor5D, cos: tf.Tensor5D, sin: tf.Tensor5D, dim: number): tf.Tensor5D {
   if (!rotaryFits(x.dtype, x.shape[1], x.shape[3], cos, sin, dim)) return tfKernels.rotaryTrainable(x, cos, sin, dim);
-  const [c, s, G] = [data(cos), data(sin), cos.shape[1]];
-  const op = tf.customGrad(((xIn: tf.Tensor5D) => ({
-    value: tf.tensor5d(rotated(addon, data(xIn), xIn.shape, c, s, G, dim, false), xIn.shape),
-    gradFunc: (dy: tf.Tensor5D) => tf.tensor5d(rotated(addon, data(dy), dy.shape, c, s.map((v) => -v), G, dim, false), dy.shape),
-  })) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return op(x) as tf.Tensor5D;
+  return rotationWithGradient(addon, x, x.shape, cos, sin, dim, false);
 }
 
 /**
