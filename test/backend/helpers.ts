@@ -4,7 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import { defaultAddonPath } from '../../src/backend/native.js';
+import type { Kernels } from '../../src/backend/kernels.js';
+import { nativeKernels } from '../../src/backend/kernels-native.js';
+import { defaultAddonPath, loadNative, type NativeAddon } from '../../src/backend/native.js';
 import { restoreKernels } from '../../src/backend/registry.js';
 import { setupBackend, type BackendInfo, type SetupOptions } from '../../src/backend/select.js';
 
@@ -82,3 +84,11 @@ export function expectIdentical(a: tf.Tensor, b: tf.Tensor): void {
 }
 
 export type { BackendInfo };
+
+/** The cpu backend set up and the addon's kernels over it (tests that call the native kernels directly). */
+export async function setupNativeKernels(): Promise<{ addon: NativeAddon; kernels: Kernels }> {
+  await setupBackend({ backend: 'cpu', quiet: true });
+  const r = loadNative();
+  if (!r.ok) throw new Error(r.reason);
+  return { addon: r.blas.addon, kernels: nativeKernels(r.blas.addon) };
+}

@@ -8,11 +8,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Kernels, KvBlock, TokenHeads, TokenMajorKernels } from '../../src/backend/kernels.js';
-import { nativeKernels } from '../../src/backend/kernels-native.js';
-import { loadNative, type NativeAddon } from '../../src/backend/native.js';
-import { setupBackend } from '../../src/backend/select.js';
+import type { NativeAddon } from '../../src/backend/native.js';
 import { FopeifyError } from '../../src/errors.js';
-import { expectIdentical, nativeUsable, randn } from './helpers.js';
+import { expectIdentical, nativeUsable, randn, setupNativeKernels } from './helpers.js';
 
 /** Head-major `[B·nKv, R, T, D]` (or `[B·nKv, T, D]`) as token-major rows `[B·T, nKv·R·D]`. */
 function rows(x: tf.Tensor, h: TokenHeads): tf.Tensor2D {
@@ -31,11 +29,7 @@ describe.skipIf(!nativeUsable)('native token-major attention and rotary', () => 
   let tm: TokenMajorKernels;
   let addon: NativeAddon;
   beforeAll(async () => {
-    await setupBackend({ backend: 'cpu', quiet: true });
-    const r = loadNative();
-    if (!r.ok) throw new Error(r.reason);
-    addon = r.blas.addon;
-    K = nativeKernels(addon);
+    ({ addon, kernels: K } = await setupNativeKernels());
     tm = K.tokenMajor!;
   });
 

@@ -8,11 +8,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Kernels, KvBlock } from '../../src/backend/kernels.js';
-import { nativeKernels } from '../../src/backend/kernels-native.js';
 import { tfKernels } from '../../src/backend/kernels-tf.js';
-import { loadNative, type NativeAddon } from '../../src/backend/native.js';
-import { setupBackend } from '../../src/backend/select.js';
-import { attentionInputs, maxRelErr, nativeUsable, randn } from './helpers.js';
+import type { NativeAddon } from '../../src/backend/native.js';
+import { attentionInputs, maxRelErr, nativeUsable, randn, setupNativeKernels } from './helpers.js';
 
 function close(got: tf.Tensor, want: tf.Tensor, tol: number, what: string): void {
   expect(got.shape, what).toEqual(want.shape);
@@ -23,11 +21,7 @@ describe.skipIf(!nativeUsable)('native whole-layer attention', () => {
   let K: Kernels;
   let addon: NativeAddon;
   beforeAll(async () => {
-    await setupBackend({ backend: 'cpu', quiet: true });
-    const r = loadNative();
-    if (!r.ok) throw new Error(r.reason);
-    addon = r.blas.addon;
-    K = nativeKernels(addon);
+    ({ addon, kernels: K } = await setupNativeKernels());
   });
 
   // BK = 5 KV heads (more work items than threads), T not a multiple of any block, blocks above the
