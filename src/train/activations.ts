@@ -52,6 +52,8 @@ export interface LayerMemoryShape {
  * saved and 26.7 MiB of gradients per layer, against 25.1 and 26.6 here; the peak RSS of a step grows by
  * 80–98 % of this estimate per kept layer (512–2048 tokens; the allocator reuses some freed buffers), so a
  * budget errs on the safe side.
+ * Those counts are of the head-major layer; with the native kernels' token-major attention (no head
+ * copies of q, k, v, o or their gradients) a kept layer holds less, and the estimate errs higher still.
  * Biases add the pre-bias projections (Q + 2K); q/k norm adds the normed heads, their gradients and inverse
  * RMS (2·(Q + K) + nH + nKv); a LoRA-merged weight W + s·BA is held as two copies and three gradients.
  */
