@@ -18,24 +18,67 @@ typedef struct {
   float *p, *m, *v, *out;
   const float *g;
   double b1, b2, c1, c2, eps, lr, decay, clip;
+  int simd; /* 2: AVX-512 body, 1: AVX2, 0: the compiler's baseline */
 } adamw_job;
 
-static void adamw_ranges(void *ctx, int64_t i0, int64_t i1) {
-  const adamw_job *j = (const adamw_job *)ctx;
+/*
+ * One loop, compiled three times (baseline, AVX2, AVX-512) and chosen at run time: the update is
+ * divider-bound (two double divisions and a double sqrt per element), and only the wider vector units
+ * run those at memory speed (2^25 elements on one core: 214 ms scalar, 105 ms SSE2, 53 ms AVX2, 28 ms
+ * AVX-512). Vectorising does not change a bit: every operation is the same IEEE one per element,
+ * -ffp-contract=off keeps a·b+c unfused, and m / v are read back as the floats just stored (as the JS
+ * reads its Float32Arrays). restrict parameters: the arrays never overlap, except out == p (the update
+ * in place, the usual case), which is its own copy of the loop (in_place, a constant) reading out; with pointers that may alias
+ * the compiler checks for overlap at run time and, finding it, runs the scalar loop.
+ */
+static inline __attribute__((always_inline)) void adamw_span(const adamw_job *j, const float *restrict g, float *restrict m,
+                                                              float *restrict v, const float *restrict p, float *restrict out,
+                                                              int in_place, int64_t i0, int64_t i1) {
   const double b1 = j->b1, b2 = j->b2, c1 = j->c1, c2 = j->c2, eps = j->eps, lr = j->lr, decay = j->decay, clip = j->clip;
   for (int64_t i = i0; i < i1; i++) {
-    const double gi = (double)j->g[i] * clip;
-    const double mi = b1 * (double)j->m[i] + (1 - b1) * gi;
-    const double vi = b2 * (double)j->v[i] + (1 - b2) * gi * gi;
-    j->m[i] = (float)mi;
-    j->v[i] = (float)vi;
-    const double pi = (double)j->p[i];
-    j->out[i] = (float)(pi - lr * ((double)j->m[i] / c1 / (sqrt((double)j->v[i] / c2) + eps)) - decay * pi);
+    const double gi = (double)g[i] * clip;
+    const float mf = (float)(b1 * (double)m[i] + (1 - b1) * gi);
+    const float vf = (float)(b2 * (double)v[i] + (1 - b2) * gi * gi);
+    m[i] = mf;
+    v[i] = vf;
+    const double pi = (double)(in_place ? out[i] : p[i]);
+    out[i] = (float)(pi - lr * ((double)mf / c1 / (sqrt((double)vf / c2) + eps)) - decay * pi);
   }
 }
 
+#define ADAMW_VARIANT(SUFFIX, ATTR)                                                                   \
+  ATTR static void adamw_##SUFFIX(const adamw_job *j, int64_t i0, int64_t i1) {                        \
+    if (j->out == j->p) adamw_span(j, j->g, j->m, j->v, NULL, j->out, 1, i0, i1);                        \
+    else adamw_span(j, j->g, j->m, j->v, j->p, j->out, 0, i0, i1);                                       \
+  }
+
+ADAMW_VARIANT(baseline, )
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ADAMW_X86 1
+ADAMW_VARIANT(avx2, __attribute__((target("avx2"))))
+ADAMW_VARIANT(avx512, __attribute__((target("avx512f"))))
+#endif
+
+static void adamw_ranges(void *ctx, int64_t i0, int64_t i1) {
+  const adamw_job *j = (const adamw_job *)ctx;
+#ifdef ADAMW_X86
+  if (j->simd == 2) return adamw_avx512(j, i0, i1);
+  if (j->simd == 1) return adamw_avx2(j, i0, i1);
+#endif
+  adamw_baseline(j, i0, i1);
+}
+
+static int adamw_simd(void) {
+#ifdef ADAMW_X86
+  /* __builtin_cpu_supports also checks that the OS saves the wider registers' state. */
+  if (__builtin_cpu_supports("avx512f")) return 2;
+  if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+  return 0;
+}
+
 void fopeify_adamw(float *p, const float *g, float *m, float *v, float *out, int64_t n, const double h[8]) {
-  adamw_job j = {p, m, v, out, g, h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]};
+  adamw_job j = {p, m, v, out, g, h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], adamw_simd()};
   parallel_ranges(adamw_ranges, &j, n, 1, 65536);
 }
 

@@ -253,8 +253,15 @@ for (const [name, make] of impls) {
         passes.adamw(p, g, mm, vv, out, hyper);
         return [out, mm, vv];
       };
-      const [want, got] = [run(js), run(K.host!)];
+      // In place (out = p, the trainer's usual case: the addon runs another copy of its loop for it).
+      const runInPlace = (passes: typeof js) => {
+        const [pp, mm, vv] = [p.slice(), m.slice(), v.slice()];
+        passes.adamw(pp, g, mm, vv, pp, hyper);
+        return [pp, mm, vv];
+      };
+      const [want, got, gotInPlace] = [run(js), run(K.host!), runInPlace(K.host!)];
       got.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(want[i]!.buffer)), `array ${i}`).toBe(true));
+      gotInPlace.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(want[i]!.buffer)), `in place, array ${i}`).toBe(true));
     });
   });
 }
