@@ -132,6 +132,23 @@ static napi_value Swiglu(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* swigluBackward(dy, g, u, sig, dg, du): over dg.length elements. */
+static napi_value SwigluBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  float *dy, *g, *u, *sig, *dg, *du;
+  size_t n = 0, len = 0;
+  bool ok = argc == 6 && get_f32_array(env, argv[4], &dg, &n) && f32_at_least(env, argv[0], &dy, n) && f32_at_least(env, argv[1], &g, n) &&
+            f32_at_least(env, argv[2], &u, n) && f32_at_least(env, argv[3], &sig, n) && get_f32_array(env, argv[5], &du, &len) && len >= n;
+  if (!ok) {
+    napi_throw_type_error(env, NULL, "swigluBackward: expected (dy, g, u, sig, dg, du) Float32Arrays, each at least as long as dg");
+    return NULL;
+  }
+  fopeify_swiglu_backward(dy, g, u, sig, dg, du, (int64_t)n);
+  return NULL;
+}
+
 /* adamw(p, g, m, v, out, hyper): hyper = Float64Array [b1, b2, c1, c2, eps, lr, decay, clip]; out may be p. */
 static napi_value Adamw(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -214,7 +231,7 @@ static napi_value RmsnormBackward(napi_env env, napi_callback_info info) {
 void fopeify_register_passes(napi_env env, napi_value exports) {
   static const fopeify_export fns[] = {
       {"binary", Binary},   {"unary", Unary}, {"softmaxRows", SoftmaxRows},
-      {"swiglu", Swiglu},   {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
+      {"swiglu", Swiglu},   {"swigluBackward", SwigluBackward}, {"adamw", Adamw}, {"rmsnorm", Rmsnorm},         {"sumSquares", SumSquares},
       {"rmsnormBackward", RmsnormBackward}, {"crossEntropyRows", CrossEntropyRows}, {"copyStrided", CopyStrided},
   };
   define_functions(env, exports, fns, sizeof fns / sizeof fns[0]);

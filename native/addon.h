@@ -5,7 +5,7 @@
 #include "napi-util.h"
 
 /* Must match ADDON_ABI in src/backend/native.ts; bump both when the JS-visible API changes. */
-#define FOPEIFY_ABI_VERSION 10
+#define FOPEIFY_ABI_VERSION 11
 
 /* binary, unary, softmaxRows, swiglu, adamw, rmsnorm, rmsnormBackward, sumSquares, copyStrided,
  * crossEntropyRows (addon-passes.c) */

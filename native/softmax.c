@@ -161,3 +161,31 @@ void fopeify_swiglu(const float *g, const float *u, float *y, float *sig, int64_
   /* range starts on multiples of 8, so every element takes the same (vector) path as in one thread */
   parallel_ranges(swiglu_ranges, &j, n, 8, 65536);
 }
+
+/* Its gradient, the float32 operations of vector-math.ts's swigluBackward (wasm f32x4) in their order:
+ * dg = ((dy·u)·s)·(1 + g·(1 − s)), du = (dy·g)·s. Elementwise, so any vector width gives the same bits
+ * (-ffp-contract=off: no FMA). */
+typedef struct {
+  const float *dy, *g, *u, *sig;
+  float *dg, *du;
+} swiglu_backward_job;
+
+static inline __attribute__((always_inline)) void swiglu_backward_span(const float *restrict dy, const float *restrict g,
+                                                                        const float *restrict u, const float *restrict s,
+                                                                        float *restrict dg, float *restrict du, int64_t i0,
+                                                                        int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    dg[i] = dy[i] * u[i] * s[i] * (1.0f + g[i] * (1.0f - s[i]));
+    du[i] = dy[i] * g[i] * s[i];
+  }
+}
+
+FOPEIFY_CLONES static void swiglu_backward_ranges(void *ctx, int64_t i0, int64_t i1) {
+  const swiglu_backward_job *j = (const swiglu_backward_job *)ctx;
+  swiglu_backward_span(j->dy, j->g, j->u, j->sig, j->dg, j->du, i0, i1);
+}
+
+void fopeify_swiglu_backward(const float *dy, const float *g, const float *u, const float *sig, float *dg, float *du, int64_t n) {
+  swiglu_backward_job j = {dy, g, u, sig, dg, du};
+  parallel_ranges(swiglu_backward_ranges, &j, n, 8, 65536);
+}

@@ -19,4 +19,8 @@ const char *fopeify_cross_entropy_rows(float *L, int64_t rows, int64_t n4, int64
 /* y = g·σ(g)·u over n elements, σ(g) = 1 / (1 + exp(−g)) also into sig when not NULL. */
 void fopeify_swiglu(const float *g, const float *u, float *y, float *sig, int64_t n);
 
+/* Its gradient given sig = σ(g): dg = dy·u·sig·(1 + g(1 − sig)), du = dy·g·sig, over n elements (no
+ * array overlaps another). */
+void fopeify_swiglu_backward(const float *dy, const float *g, const float *u, const float *sig, float *dg, float *du, int64_t n);
+
 #endif

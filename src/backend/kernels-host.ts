@@ -6,6 +6,7 @@
  */
 import * as tf from './tfjs.js';
 import { attentionBackwardHost, attentionForwardHost } from './attention-host.js';
+import { unfilledFloat32 } from './cpu-data.js';
 import { headLossHost } from './head-loss.js';
 import type { HostPasses, Kernels } from './kernels.js';
 import { tfKernels } from './kernels-tf.js';
@@ -46,7 +47,7 @@ function cpuSoleOwner(t: tf.Tensor): boolean {
 /**
  * SwiGLU's activation `silu(g) · u` as one op with its gradient written out:
  * `dg = dy · u · σ(g)(1 + g(1 − σ(g)))`, `du = dy · silu(g)`. One vector exp per element forward
- * (the addon's threaded C pass when given: same bits), and the backward reuses the saved σ.
+ * and the backward reuses the saved σ; the addon's threaded C passes when given (same bits).
  */
 export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D, addon: NativeAddon | null): tf.Tensor2D {
   const op = tf.customGrad(((gIn: tf.Tensor2D, uIn: tf.Tensor2D, save: tf.GradSaveFunc) => {
@@ -67,6 +68,12 @@ export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D, addon: NativeAd
     return { value: tf.tensor2d(Y.slice(), gIn.shape), gradFunc: backward };
     function backward(dy: tf.Tensor2D, saved: tf.Tensor[]): tf.Tensor[] {
       const [gS, uS, sS] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      if (addon) {
+        // One threaded pass over the tensors' own data (the wasm path below copies each in and out).
+        const [dg, du] = [unfilledFloat32(n), unfilledFloat32(n)];
+        addon.swigluBackward(dy.dataSync() as Float32Array, gS.dataSync() as Float32Array, uS.dataSync() as Float32Array, sS.dataSync() as Float32Array, dg, du);
+        return [tf.tensor2d(dg, gS.shape), tf.tensor2d(du, gS.shape)];
+      }
       const [DY, G2, U2, S2, DG, DU] = vm.scratch(n, n, n, n, n, n) as Float32Array[] as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
       DY.set(dy.dataSync() as Float32Array);
       G2.set(gS.dataSync() as Float32Array);

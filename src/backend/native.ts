@@ -89,6 +89,8 @@ export interface NativeAddon {
   crossEntropyRows(L: Float32Array, rows: number, n4: number, V: number, targets: Int32Array, scale: number): number;
   /** y = g·σ(g)·u over y.length elements (σ(g) into sig when given), as vector-math.ts's swigluForward. */
   swiglu(g: Float32Array, u: Float32Array, y: Float32Array, sig: Float32Array | null): void;
+  /** Its gradient given sig = σ(g): dg = dy·u·sig·(1 + g(1 − sig)), du = dy·g·sig, as vector-math.ts's swigluBackward (same bits). */
+  swigluBackward(dy: Float32Array, g: Float32Array, u: Float32Array, sig: Float32Array, dg: Float32Array, du: Float32Array): void;
   /** optimizer.ts's fused AdamW update in threaded C; hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]. */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;
   /**
@@ -285,8 +287,9 @@ export function defaultAddonPath(): string {
  * 9: softmaxBackward removed (the attention backward computes it in native/attention.c).
  * 10: token-major layouts: attentionForward's nKv, qTokens, kvTokens, attentionBackward's nKv, tokens,
  *     rotaryBlocks' tokens (the projections' rows read and written where they lie, no transposes).
+ * 11: swigluBackward (SwiGLU's gradient as one threaded pass).
  */
-export const ADDON_ABI = 10;
+export const ADDON_ABI = 11;
 
 type AddonFunctionName = { [K in keyof NativeAddon]: NativeAddon[K] extends (...args: never[]) => unknown ? K : never }[keyof NativeAddon];
 
@@ -305,6 +308,7 @@ const ADDON_FUNCTIONS: Record<AddonFunctionName, true> = {
   softmaxRows: true,
   crossEntropyRows: true,
   swiglu: true,
+  swigluBackward: true,
   adamw: true,
   rmsnorm: true,
   rmsnormBackward: true,

@@ -156,6 +156,33 @@ describe.skipIf(!nativeUsable)('native SwiGLU activation equals vector-math', ()
   }
 });
 
+describe.skipIf(!nativeUsable)('native SwiGLU gradient equals vector-math', () => {
+  for (const n of [5, 64, 100_003]) {
+    it(`${n} elements`, () => {
+      const r = loadNative();
+      if (!r.ok) throw new Error(r.error);
+      const a = r.blas.addon;
+      const vm = vectorMath();
+      const r0 = rng(n + 1);
+      const vec = (scale: number) => Float32Array.from({ length: n }, () => (r0() - 0.5) * scale);
+      const [dy, g, u] = [vec(4), vec(30), vec(1)];
+      const s = Float32Array.from(g, (x) => 1 / (1 + Math.exp(-x)));
+      const n4 = (n + 3) & ~3;
+      const [DY, G, U, S, DG, DU] = vm.scratch(n4, n4, n4, n4, n4, n4) as Float32Array[];
+      DY!.set(dy);
+      G!.set(g);
+      U!.set(u);
+      S!.set(s);
+      vm.swigluBackward(DY!, G!, U!, S!, DG!, DU!, n4);
+      const [dg, du] = [new Float32Array(n), new Float32Array(n)];
+      a.swigluBackward(dy, g, u, s, dg, du);
+      expect(Buffer.from(dg.buffer).equals(Buffer.from(DG!.slice(0, n).buffer))).toBe(true);
+      expect(Buffer.from(du.buffer).equals(Buffer.from(DU!.slice(0, n).buffer))).toBe(true);
+      expect(() => a.swigluBackward(dy, g, u, s.subarray(1), dg, du)).toThrow(/swigluBackward/);
+    });
+  }
+});
+
 describe.skipIf(!nativeUsable)('AdamW through the addon equals the JavaScript update bit for bit', () => {
   it('params and moments after three clipped, decayed steps', async () => {
     const tf = await import('@tensorflow/tfjs');
