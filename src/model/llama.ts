@@ -13,6 +13,7 @@
 import * as tf from '../backend/tfjs.js';
 import type { ModelSpec } from '../config/model-spec.js';
 import { FopeifyError } from '../errors.js';
+import { fullCollection } from '../backend/full-collection.js';
 import { recordingGradient, type Kernels, type TokenMajorKernels } from '../backend/kernels.js';
 import { tfKernels } from '../backend/kernels-tf.js';
 import { blockwiseAttention, DEFAULT_KEY_BLOCK, DEFAULT_QUERY_BLOCK, kvBlocks } from './attention.js';
@@ -46,6 +47,13 @@ export interface ForwardOptions {
    * activations exist for one step's tokens only (prefill.ts). Infinity: one pass.
    */
   prefillChunk?: number;
+  /**
+   * Run a full V8 collection after each layer, so that one layer's freed temporaries are memory again
+   * before the next allocates its own (backend/full-collection.ts). Default: during the steps of a
+   * stepped prefill on the cpu backend (tensor data in ArrayBuffers), unless FOPEIFY_PREFILL_GC=0 —
+   * 10-20 % of a long prefill's time for ~90 MiB less peak memory at 8192 tokens (SmolLM2-135M shape).
+   */
+  collectBetweenLayers?: boolean;
 }
 
 /** Token ids as an int32 `[B, T]` tensor; plain ids are checked against the vocabulary first. */
@@ -255,6 +263,7 @@ function hiddenStates(weights: WeightMap, spec: ModelSpec, ids: TokenIds, option
     });
     const ctx: DecoderContext = { spec, B, T, weights: mapWeights(weights), ops };
     h = tf.tidy(() => tf.gather(weight(weights, 'model.embed_tokens.weight'), tf.reshape(idT, [B * T])) as tf.Tensor2D);
+    const collect = options.collectBetweenLayers ? fullCollection() : null;
     for (let i = 0; i < spec.numLayers; i++) {
       const hIn: tf.Tensor2D = h;
       const tables = rotary.get(i);
@@ -262,6 +271,7 @@ function hiddenStates(weights: WeightMap, spec: ModelSpec, ids: TokenIds, option
       h.dispose();
       h = next;
       rotary.release(i);
+      collect?.();
     }
     if (cache) cache.advance(T);
     const last = h;

@@ -25,6 +25,15 @@ type Forward = (weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: For
  */
 export type KeepHidden = 'all' | 'last-step';
 
+/**
+ * Whether a stepped prefill collects garbage after each layer when the caller does not say
+ * (ForwardOptions.collectBetweenLayers): on the cpu backend, whose tensor data are ArrayBuffers that
+ * only a V8 collection frees, unless FOPEIFY_PREFILL_GC=0.
+ */
+export function collectsByDefault(env: NodeJS.ProcessEnv = process.env, backend: string = tf.getBackend()): boolean {
+  return backend === 'cpu' && env.FOPEIFY_PREFILL_GC?.trim() !== '0';
+}
+
 /** Tokens per sequence of `ids`, or null when they are not one rectangular batch (the caller reports that). */
 function sequenceLength(ids: TokenIds): number | null {
   if (ids instanceof tf.Tensor) return ids.rank === 2 ? ids.shape[1] : null;
@@ -85,6 +94,7 @@ export function prefillInSteps(
             ...options,
             positions: options.positions ? slicePositions(options.positions, s, e) : undefined,
             prefillChunk: Infinity,
+            collectBetweenLayers: options.collectBetweenLayers ?? collectsByDefault(),
           }),
         );
       } finally {

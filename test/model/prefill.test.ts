@@ -5,13 +5,26 @@
  */
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { convertModel } from '../../src/convert/convert.js';
 import { loadModel, type LlamaModel } from '../../src/model/index.js';
 import { TRANSPOSED_SUFFIX } from '../../src/model/weights.js';
+import { collectsByDefault } from '../../src/model/prefill.js';
 import { fixture, tempDir } from '../helpers.js';
 import { rows, useCpu } from './helpers.js';
 import { relMaxError } from './reference.js';
+
+// Count the collections a forward pass asks for (the real V8 collection still runs).
+const collections = vi.hoisted(() => ({ count: 0 }));
+vi.mock('../../src/backend/full-collection.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/backend/full-collection.js')>();
+  return {
+    fullCollection: () => {
+      const gc = real.fullCollection();
+      return gc && (() => (collections.count++, gc()));
+    },
+  };
+});
 
 const root = tempDir('fopeify-prefill-');
 const IDS = [256, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114, 111, 119, 110, 32, 102, 111, 120];
@@ -113,6 +126,35 @@ describe('prefill in steps', () => {
     // No [1, T, H] tensor of every step's hidden states is assembled (5 steps of 4 tokens here).
     const wholePrompt = info.kernels.filter((k) => k.outputShapes.some((s) => s?.join() === [1, IDS.length, H].join()));
     expect(wholePrompt.map((k) => k.name)).toEqual([]);
+  });
+
+  it('collects garbage after each layer of each step on the cpu backend, with the same logits (FOPEIFY_PREFILL_GC=0: never)', () => {
+    expect(collectsByDefault({}, 'cpu')).toBe(true);
+    expect(collectsByDefault({ FOPEIFY_PREFILL_GC: '0' }, 'cpu')).toBe(false);
+    expect(collectsByDefault({}, 'webgpu')).toBe(false);
+    const run = (opts: { chunk: number; collect?: boolean }) => {
+      const cache = fope.createCache({ blockSize: 4 });
+      collections.count = 0;
+      const out = rows(fope.forward(IDS, { cache, prefillChunk: opts.chunk, logits: 'last', collectBetweenLayers: opts.collect }));
+      cache.dispose();
+      return { out, count: collections.count };
+    };
+    const byDefault = run({ chunk: 8 });
+    // 20 tokens in steps of 8: three steps, a collection after every layer of each.
+    expect(byDefault.count).toBe(3 * fope.spec.numLayers);
+    const without = run({ chunk: 8, collect: false });
+    expect(without.count).toBe(0);
+    expect(without.out).toEqual(byDefault.out);
+    // One pass (no steps): no collection.
+    expect(run({ chunk: Infinity }).count).toBe(0);
+    const env = process.env.FOPEIFY_PREFILL_GC;
+    process.env.FOPEIFY_PREFILL_GC = '0';
+    try {
+      expect(run({ chunk: 8 }).count).toBe(0);
+    } finally {
+      if (env === undefined) delete process.env.FOPEIFY_PREFILL_GC;
+      else process.env.FOPEIFY_PREFILL_GC = env;
+    }
   });
 
   it('a jagged batch is refused before anything is cached', () => {
