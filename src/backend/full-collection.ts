@@ -1,5 +1,6 @@
 /**
- * A full V8 collection, on request, for the stepped prefill (model/prefill.ts).
+ * A full V8 collection, on request: for the stepped prefill (model/prefill.ts), and before V8's
+ * marking flag changes (gc-marking.ts: no marking cycle may straddle the change).
  *
  * On the cpu backend every tensor's data is an ArrayBuffer, and disposing a tensor only drops the
  * reference: its memory returns to malloc when V8 next collects. V8 starts a collection for about

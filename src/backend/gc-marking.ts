@@ -15,13 +15,16 @@
  * longer — an 8192-token prefill peaked at 1212 instead of 1096 MiB with it, so inference keeps V8's
  * default.
  *
- * The flag is V8's own and process-wide, set through `v8.setFlagsFromString` after start-up. It is
- * safe to change between collections in the V8 of Node 20–24: incremental marking reads it when a
- * marking cycle starts, and finishing a cycle joins the marking workers whenever parallel marking is
- * on (the default), so a cycle already running when it flips still completes. Users keep V8's default
- * with FOPEIFY_CONCURRENT_MARKING=1.
+ * The flag is V8's own and process-wide, set through `v8.setFlagsFromString` after start-up. A cycle
+ * must not straddle the change: flipped while an incremental marking cycle was under way, Node 20's V8
+ * aborted a training process (fatal "Check failed: marking_state_->GreyToBlack(object)" in
+ * ProcessEphemerons; once in ~20 benchmark runs). So the flag changes right after a full collection,
+ * which finishes any cycle in progress and joins its marking workers; nothing is allocated on the V8
+ * heap between the two, so no new cycle starts before the flag is set (two collections per training
+ * step, a few ms each). Users keep V8's default with FOPEIFY_CONCURRENT_MARKING=1.
  */
 import { setFlagsFromString } from 'node:v8';
+import { fullCollection } from './full-collection.js';
 
 export type MarkingPlace = 'main thread' | 'concurrent';
 
@@ -50,7 +53,12 @@ let applied: MarkingPlace = 'concurrent';
 /** Sets V8's marking flag for `place` (once per change: a no-op when it already is). */
 export function applyMarkingPlace(place: MarkingPlace): void {
   if (place === applied) return;
-  setFlagsFromString(place === 'main thread' ? '--no-concurrent-marking' : '--concurrent-marking');
+  const flag = place === 'main thread' ? '--no-concurrent-marking' : '--concurrent-marking';
+  const collect = fullCollection();
+  // Where no full collection can be had, V8's setting stays (never flipped under a running cycle).
+  if (!collect) return;
+  collect();
+  setFlagsFromString(flag);
   applied = place;
 }
 

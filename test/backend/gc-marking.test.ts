@@ -3,7 +3,7 @@
  * training step and put back after it, and the user's way back to V8's default.
  */
 import { availableParallelism } from 'node:os';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { applyMarkingPlace, currentMarkingPlace, markingPlace } from '../../src/backend/gc-marking.js';
 import { loadNative } from '../../src/backend/native.js';
 import { restoreKernels } from '../../src/backend/registry.js';
@@ -14,6 +14,18 @@ import { resolveTrainSettings } from '../../src/train/recipe.js';
 import { NONE_RECIPE } from '../../src/train/run-common.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { fixture, tempDir } from '../helpers.js';
+
+// Count the full collections asked for (the real V8 collection still runs).
+const collections = vi.hoisted(() => ({ count: 0 }));
+vi.mock('../../src/backend/full-collection.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/backend/full-collection.js')>();
+  return {
+    fullCollection: () => {
+      const gc = real.fullCollection();
+      return gc && (() => (collections.count++, gc()));
+    },
+  };
+});
 
 describe('markingPlace', () => {
   it('marks on the main thread only when native threads occupy every core', () => {
@@ -29,14 +41,20 @@ describe('markingPlace', () => {
     expect(markingPlace({ accelerated: true, threads: 2, cores: 2, env: { FOPEIFY_CONCURRENT_MARKING: '0' } })).toBe('main thread');
   });
 
-  it('applies the flag and back, and V8 keeps collecting', () => {
+  it('applies the flag and back, each change right after a full collection, and V8 keeps collecting', () => {
+    collections.count = 0;
     applyMarkingPlace('main thread');
     expect(currentMarkingPlace()).toBe('main thread');
+    // A marking cycle under way when the flag flips crashed V8: a full collection finishes it first.
+    expect(collections.count).toBe(1);
+    applyMarkingPlace('main thread');
+    expect(collections.count).toBe(1); // no change, no collection
     // Allocation that makes V8 collect (external memory pressure) with the flag flipped.
     let keep = 0;
     for (let i = 0; i < 200; i++) keep += new Float32Array(1 << 20).length;
     applyMarkingPlace('concurrent');
     expect(currentMarkingPlace()).toBe('concurrent');
+    expect(collections.count).toBe(2);
     for (let i = 0; i < 200; i++) keep += new Float32Array(1 << 20).length;
     expect(keep).toBe(400 * (1 << 20));
   });
