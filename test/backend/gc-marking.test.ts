@@ -13,19 +13,10 @@ import { prepareModel } from '../../src/train/prepare.js';
 import { resolveTrainSettings } from '../../src/train/recipe.js';
 import { NONE_RECIPE } from '../../src/train/run-common.js';
 import { Trainer } from '../../src/train/trainer.js';
+import { collections } from '../collection-counter.js';
 import { fixture, tempDir } from '../helpers.js';
 
-// Count the full collections asked for (the real V8 collection still runs).
-const collections = vi.hoisted(() => ({ count: 0 }));
-vi.mock('../../src/backend/full-collection.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../src/backend/full-collection.js')>();
-  return {
-    fullCollection: () => {
-      const gc = real.fullCollection();
-      return gc && (() => (collections.count++, gc()));
-    },
-  };
-});
+vi.mock('../../src/backend/full-collection.js', async (original) => (await import('../collection-counter.js')).countingFullCollection(original));
 
 describe('markingPlace', () => {
   it('marks on the main thread only when native threads occupy every core', () => {

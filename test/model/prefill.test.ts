@@ -10,21 +10,12 @@ import { convertModel } from '../../src/convert/convert.js';
 import { loadModel, type LlamaModel } from '../../src/model/index.js';
 import { TRANSPOSED_SUFFIX } from '../../src/model/weights.js';
 import { collectsByDefault } from '../../src/model/prefill.js';
+import { collections } from '../collection-counter.js';
 import { fixture, tempDir } from '../helpers.js';
 import { rows, useCpu } from './helpers.js';
 import { relMaxError } from './reference.js';
 
-// Count the collections a forward pass asks for (the real V8 collection still runs).
-const collections = vi.hoisted(() => ({ count: 0 }));
-vi.mock('../../src/backend/full-collection.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../../src/backend/full-collection.js')>();
-  return {
-    fullCollection: () => {
-      const gc = real.fullCollection();
-      return gc && (() => (collections.count++, gc()));
-    },
-  };
-});
+vi.mock('../../src/backend/full-collection.js', async (original) => (await import('../collection-counter.js')).countingFullCollection(original));
 
 const root = tempDir('fopeify-prefill-');
 const IDS = [256, 84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98, 114, 111, 119, 110, 32, 102, 111, 120];
