@@ -28,8 +28,9 @@ typedef struct {
  * AVX-512). Vectorising does not change a bit: every operation is the same IEEE one per element,
  * -ffp-contract=off keeps a·b+c unfused, and m / v are read back as the floats just stored (as the JS
  * reads its Float32Arrays). restrict parameters: the arrays never overlap, except out == p (the update
- * in place, the usual case), which is its own copy of the loop (in_place, a constant) reading out; with pointers that may alias
- * the compiler checks for overlap at run time and, finding it, runs the scalar loop.
+ * in place, the usual case), which is its own copy of the loop (in_place, a constant) reading out; with
+ * pointers that may alias the compiler checks for overlap at run time and, finding it, runs the scalar
+ * loop (the in-place update stayed at 445 ms per 135M parameters until it had its own copy).
  */
 static inline __attribute__((always_inline)) void adamw_span(const adamw_job *j, const float *restrict g, float *restrict m,
                                                               float *restrict v, const float *restrict p, float *restrict out,
