@@ -50,8 +50,9 @@ export interface ForwardOptions {
   /**
    * Run a full V8 collection after each layer, so that one layer's freed temporaries are memory again
    * before the next allocates its own (backend/full-collection.ts). Default: during the steps of a
-   * stepped prefill on the cpu backend (tensor data in ArrayBuffers), unless FOPEIFY_PREFILL_GC=0 —
-   * 10-20 % of a long prefill's time for ~90 MiB less peak memory at 8192 tokens (SmolLM2-135M shape).
+   * stepped prefill on the cpu backend (tensor data in ArrayBuffers) whose layers make ≥ 16 MiB of
+   * temporaries per step (prefill.ts), unless FOPEIFY_PREFILL_GC=0 — 10-20 % of a long prefill's time
+   * for ~90 MiB less peak memory at 8192 tokens (SmolLM2-135M shape).
    */
   collectBetweenLayers?: boolean;
 }

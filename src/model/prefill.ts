@@ -26,12 +26,31 @@ type Forward = (weights: WeightMap, spec: ModelSpec, ids: TokenIds, options: For
 export type KeepHidden = 'all' | 'last-step';
 
 /**
+ * Below this much of one layer's temporaries per step the garbage is left to V8's own collections: a
+ * full collection costs a few milliseconds whatever it frees (~40 MiB a layer at 1024 tokens for the
+ * SmolLM2-135M shape; a test model's few KiB would pay the cost for nothing).
+ */
+export const COLLECT_MIN_LAYER_BYTES = 16 * 2 ** 20;
+
+/** About the bytes of the tensors one decoder layer makes for `rows` token rows (float32): the hidden- and intermediate-wide activations and the keys / values. */
+export function layerTemporaryBytes(spec: Pick<ModelSpec, 'hiddenSize' | 'intermediateSize' | 'numKvHeads' | 'headDim'>, rows: number): number {
+  return 4 * rows * (8 * spec.hiddenSize + 3 * spec.intermediateSize + 4 * spec.numKvHeads * spec.headDim);
+}
+
+/**
  * Whether a stepped prefill collects garbage after each layer when the caller does not say
  * (ForwardOptions.collectBetweenLayers): on the cpu backend, whose tensor data are ArrayBuffers that
- * only a V8 collection frees, unless FOPEIFY_PREFILL_GC=0.
+ * only a V8 collection frees, when a layer's temporaries of one step (`layerBytes`) are large enough to
+ * matter, unless FOPEIFY_PREFILL_GC=0.
  */
-export function collectsByDefault(env: NodeJS.ProcessEnv = process.env, backend: string = tf.getBackend()): boolean {
-  return backend === 'cpu' && env.FOPEIFY_PREFILL_GC?.trim() !== '0';
+export function collectsByDefault(layerBytes: number, env: NodeJS.ProcessEnv = process.env, backend: string = tf.getBackend()): boolean {
+  return backend === 'cpu' && layerBytes >= COLLECT_MIN_LAYER_BYTES && env.FOPEIFY_PREFILL_GC?.trim() !== '0';
+}
+
+/** Sequences in `ids`. */
+function batchSize(ids: TokenIds): number {
+  if (ids instanceof tf.Tensor) return ids.shape[0];
+  return ids.length > 0 && typeof (ids as ArrayLike<unknown>)[0] !== 'number' ? ids.length : 1;
 }
 
 /** Tokens per sequence of `ids`, or null when they are not one rectangular batch (the caller reports that). */
@@ -81,6 +100,7 @@ export function prefillInSteps(
   if (T === null || !(requested >= 1) || !Number.isFinite(requested)) return null;
   const step = Math.ceil(Math.floor(requested) / cache.blockSize) * cache.blockSize;
   if (T <= step || (options.positions && options.positions.length !== T)) return null;
+  const collectBetweenLayers = options.collectBetweenLayers ?? collectsByDefault(layerTemporaryBytes(spec, step * batchSize(ids)));
   const parts: tf.Tensor3D[] = [];
   try {
     const first = cache.length;
@@ -94,7 +114,7 @@ export function prefillInSteps(
             ...options,
             positions: options.positions ? slicePositions(options.positions, s, e) : undefined,
             prefillChunk: Infinity,
-            collectBetweenLayers: options.collectBetweenLayers ?? collectsByDefault(),
+            collectBetweenLayers,
           }),
         );
       } finally {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { convertModel } from '../../src/convert/convert.js';
 import { loadModel, type LlamaModel } from '../../src/model/index.js';
 import { TRANSPOSED_SUFFIX } from '../../src/model/weights.js';
-import { collectsByDefault } from '../../src/model/prefill.js';
+import { COLLECT_MIN_LAYER_BYTES, collectsByDefault, layerTemporaryBytes } from '../../src/model/prefill.js';
 import { collections } from '../collection-counter.js';
 import { fixture, tempDir } from '../helpers.js';
 import { rows, useCpu } from './helpers.js';
@@ -119,10 +119,14 @@ describe('prefill in steps', () => {
     expect(wholePrompt.map((k) => k.name)).toEqual([]);
   });
 
-  it('collects garbage after each layer of each step on the cpu backend, with the same logits (FOPEIFY_PREFILL_GC=0: never)', () => {
-    expect(collectsByDefault({}, 'cpu')).toBe(true);
-    expect(collectsByDefault({ FOPEIFY_PREFILL_GC: '0' }, 'cpu')).toBe(false);
-    expect(collectsByDefault({}, 'webgpu')).toBe(false);
+  it('collects garbage after each layer of each step when asked, with the same logits; by default where a layer makes ≥ 16 MiB a step on cpu', () => {
+    const smol = { hiddenSize: 576, intermediateSize: 1536, numKvHeads: 3, headDim: 64 };
+    // SmolLM2-135M at the default 1024-token step: ~39 MiB a layer.
+    expect(layerTemporaryBytes(smol, 1024) / 2 ** 20).toBeCloseTo(39, 0);
+    expect(collectsByDefault(layerTemporaryBytes(smol, 1024), {}, 'cpu')).toBe(true);
+    expect(collectsByDefault(layerTemporaryBytes(smol, 1024), { FOPEIFY_PREFILL_GC: '0' }, 'cpu')).toBe(false);
+    expect(collectsByDefault(layerTemporaryBytes(smol, 1024), {}, 'webgpu')).toBe(false);
+    expect(collectsByDefault(COLLECT_MIN_LAYER_BYTES - 1, {}, 'cpu')).toBe(false);
     const run = (opts: { chunk: number; collect?: boolean }) => {
       const cache = fope.createCache({ blockSize: 4 });
       collections.count = 0;
@@ -130,22 +134,16 @@ describe('prefill in steps', () => {
       cache.dispose();
       return { out, count: collections.count };
     };
-    const byDefault = run({ chunk: 8 });
+    const collected = run({ chunk: 8, collect: true });
     // 20 tokens in steps of 8: three steps, a collection after every layer of each.
-    expect(byDefault.count).toBe(3 * fope.spec.numLayers);
+    expect(collected.count).toBe(3 * fope.spec.numLayers);
     const without = run({ chunk: 8, collect: false });
     expect(without.count).toBe(0);
-    expect(without.out).toEqual(byDefault.out);
-    // One pass (no steps): no collection.
+    expect(without.out).toEqual(collected.out);
+    // The test model's layers make a few KiB: left to V8. One pass collects only when asked.
+    expect(run({ chunk: 8 }).count).toBe(0);
     expect(run({ chunk: Infinity }).count).toBe(0);
-    const env = process.env.FOPEIFY_PREFILL_GC;
-    process.env.FOPEIFY_PREFILL_GC = '0';
-    try {
-      expect(run({ chunk: 8 }).count).toBe(0);
-    } finally {
-      if (env === undefined) delete process.env.FOPEIFY_PREFILL_GC;
-      else process.env.FOPEIFY_PREFILL_GC = env;
-    }
+    expect(run({ chunk: Infinity, collect: true }).count).toBe(fope.spec.numLayers);
   });
 
   it('a jagged batch is refused before anything is cached', () => {
