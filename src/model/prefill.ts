@@ -27,14 +27,21 @@ export type KeepHidden = 'all' | 'last-step';
 
 /**
  * Below this much of one layer's temporaries per step the garbage is left to V8's own collections: a
- * full collection costs a few milliseconds whatever it frees (~40 MiB a layer at 1024 tokens for the
+ * full collection costs a few milliseconds whatever it frees (~43 MiB a layer at 1024 tokens for the
  * SmolLM2-135M shape; a test model's few KiB would pay the cost for nothing).
  */
 export const COLLECT_MIN_LAYER_BYTES = 16 * 2 ** 20;
 
-/** About the bytes of the tensors one decoder layer makes for `rows` token rows (float32): the hidden- and intermediate-wide activations and the keys / values. */
-export function layerTemporaryBytes(spec: Pick<ModelSpec, 'hiddenSize' | 'intermediateSize' | 'numKvHeads' | 'headDim'>, rows: number): number {
-  return 4 * rows * (8 * spec.hiddenSize + 3 * spec.intermediateSize + 4 * spec.numKvHeads * spec.headDim);
+/**
+ * About the bytes of the tensors one decoder layer makes for `rows` token rows (float32), counted from
+ * decoder.ts's inference layer: normed input, o_proj, mid residual, normed MLP input, down_proj and
+ * output residual (6·H); q, rotated q and the attention output (3·Q); k, v, rotated k, their head-major
+ * copies for the cache and the cache's blocks (6·K); gate, up and the activation (3·I).
+ */
+export function layerTemporaryBytes(spec: Pick<ModelSpec, 'hiddenSize' | 'intermediateSize' | 'numHeads' | 'numKvHeads' | 'headDim'>, rows: number): number {
+  const Q = spec.numHeads * spec.headDim;
+  const K = spec.numKvHeads * spec.headDim;
+  return 4 * rows * (6 * spec.hiddenSize + 3 * Q + 6 * K + 3 * spec.intermediateSize);
 }
 
 /**
