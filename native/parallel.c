@@ -1,7 +1,9 @@
-/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm, copies, rotary): started per
- * call, each pass only threaded when its work is large enough (serial_below, per_thread) to pay for
- * thread start-up. And the one team of persistent threads, for the portable SGEMM's pieces (sgemm.c)
- * and for passes that call its single-thread driver per thread (attention.c). */
+/* Threads for the addon's own passes (softmax, SwiGLU, AdamW, RMSNorm, copies, rotary) and for the
+ * portable SGEMM's pieces (sgemm.c) and passes that call its single-thread driver per thread
+ * (attention.c): one team of persistent threads. A pass is only threaded when its work is large
+ * enough (serial_below, per_thread). The passes once started a thread per call: on 2 cores that cost
+ * a thread creation and join per pass (hundreds per training step) and the new thread had to wait for
+ * the team's worker, still spinning after the last GEMM, to give up the core. */
 #include "parallel.h"
 
 #include <pthread.h>
@@ -21,32 +23,38 @@ typedef struct {
 } range_job;
 #define MAX_POOL_THREADS 64
 
-static void *range_worker(void *arg) {
-  range_job *j = (range_job *)arg;
-  j->fn(j->ctx, j->i0, j->i1);
-  return NULL;
-}
-
 static int pool_threads(void) {
   const int nt = fopeify_blas_thread_count() > 0 ? fopeify_blas_thread_count() : 1;
   return nt > MAX_POOL_THREADS ? MAX_POOL_THREADS : nt;
 }
 
+/* Set while this thread runs a team job (as a worker or as its caller): a pass started from inside
+ * one runs its ranges itself, since the team is busy (and one team job at a time). */
+static __thread int tl_in_team = 0;
+
+typedef struct {
+  const range_job *jobs;
+  int n;
+} ranges_ctx;
+
+/* Team member t of nt runs ranges t, t + nt, ...: every range once, whatever nt the team gave. */
+static void ranges_part(void *arg, int t, int nt) {
+  const ranges_ctx *c = (const ranges_ctx *)arg;
+  for (int r = t; r < c->n; r += nt) c->jobs[r].fn(c->jobs[r].ctx, c->jobs[r].i0, c->jobs[r].i1);
+}
+
+/* The ranges are fixed by n, align and nt alone (never by which thread runs them): results are the
+ * same however the team runs them. */
 static void run_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int nt) {
   range_job jobs[MAX_POOL_THREADS];
-  pthread_t tid[MAX_POOL_THREADS];
-  int started[MAX_POOL_THREADS] = {0};
   for (int t = 0; t < nt; t++) {
     int64_t a = t == 0 ? 0 : (n * t / nt) / align * align;
     int64_t b = t + 1 == nt ? n : (n * (t + 1) / nt) / align * align;
     jobs[t] = (range_job){fn, ctx, a, b};
   }
-  for (int t = 1; t < nt; t++) started[t] = pthread_create(&tid[t], NULL, range_worker, &jobs[t]) == 0;
-  range_worker(&jobs[0]);
-  for (int t = 1; t < nt; t++) {
-    if (started[t]) pthread_join(tid[t], NULL);
-    else range_worker(&jobs[t]);
-  }
+  ranges_ctx c = {jobs, nt};
+  if (nt <= 1 || tl_in_team) ranges_part(&c, 0, 1);
+  else parallel_team(ranges_part, &c, nt);
 }
 
 void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below) {
@@ -123,7 +131,9 @@ static void *team_worker(void *arg) {
 #ifdef PAR_MXCSR
     _mm_setcsr(j.csr);
 #endif
+    tl_in_team = 1;
     j.fn(j.ctx, t, j.nt);
+    tl_in_team = 0;
     /* The last one done wakes the caller (under the mutex, so the wake-up cannot be lost). */
     if (__atomic_sub_fetch(&g_team_pending, 1, __ATOMIC_ACQ_REL) == 0) {
       pthread_mutex_lock(&g_team_mu);
@@ -165,7 +175,9 @@ void parallel_team(team_fn fn, void *ctx, int nt) {
     pthread_cond_broadcast(&g_team_start);
     pthread_mutex_unlock(&g_team_mu);
   }
+  tl_in_team = 1;
   fn(ctx, 0, nt);
+  tl_in_team = 0;
   if (nt > 1) {
     spin_while(&g_team_pending, 0, 0, TEAM_CALLER_SPIN_NS);
     pthread_mutex_lock(&g_team_mu);

@@ -7,8 +7,9 @@
 typedef void (*range_fn)(void *ctx, int64_t i0, int64_t i1);
 
 /* Run fn over [0, n) split into one contiguous range per thread (the BLAS's thread count), range
- * starts rounded down to multiples of `align`; one thread when n < `serial_below`. A thread that
- * cannot be started has its range run by the caller. */
+ * starts rounded down to multiples of `align`; one thread when n < `serial_below`. The ranges run on
+ * the persistent team (parallel_team); from inside a team job, or when the team has fewer threads,
+ * the calling threads run the remaining ranges themselves. */
 void parallel_ranges(range_fn fn, void *ctx, int64_t n, int64_t align, int64_t serial_below);
 
 /* The same with only as many threads as get `per_thread` items each (at least one thread): for

@@ -119,7 +119,11 @@ export interface HeadLossOutput {
 
 /** Passes over float32 data in this process's memory (tfjs cpu and wasm): the optimizer's fused update. */
 export interface HostPasses {
-  /** start + Σ x², in double, in index order. */
+  /**
+   * start + Σ x², in double, in a fixed order that depends on x's length alone (blocks of 16384
+   * elements, 8 lanes each, lanes combined pairwise, blocks added in order): fast, and the same bits
+   * in every implementation (kernels-host.ts, native/norm-optim.c).
+   */
   sumSquares(x: Float32Array, start: number): number;
   /** AdamW over one parameter: hyper = [b1, b2, c1, c2, eps, lr, lr·wd, clip]; writes p's next value into out (may be p). */
   adamw(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, out: Float32Array, hyper: Float64Array): void;

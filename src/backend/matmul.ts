@@ -9,6 +9,7 @@
  * which is only right when one side's batch is 1 or both are equal; we broadcast per dimension
  * (NumPy rules), which agrees with tfjs in every case where tfjs is right.
  */
+import { unfilledFloat32 } from './cpu-data.js';
 import * as tf from './tfjs.js';
 import type { NativeAddon } from './native.js';
 import { callOriginal, type KernelConfig, type TensorInfo } from './registry.js';
@@ -201,7 +202,9 @@ function cpuAdapter(backend: unknown): Adapter {
   const be = backend as CpuBackendLike;
   return {
     alloc(shape, size) {
-      const data = new Float32Array(size);
+      // Not zero-filled: runPlan writes every element (sgemm with beta 0, or the fill when k = 0).
+      // The zero fill was ~3 % of a 512-token training step (measured A/B in one process).
+      const data = unfilledFloat32(size);
       return { info: be.makeTensorInfo(shape, 'float32', data), data };
     },
     read(t) {

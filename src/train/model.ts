@@ -11,7 +11,8 @@
  *  - the LM head and cross-entropy run in row chunks and produce their gradient during the forward
  *    pass (the loss is the last op), so `[T, vocab]` logits never exist whole;
  *  - the embedding gradient is a plain scatter-add in JS where tensors live in JS memory (wasm's
- *    tf.gather has no gradient), in a fixed order on the device elsewhere (embedding-grad.ts).
+ *    tf.gather has no gradient), in a fixed order on the device elsewhere (embedding-grad.ts); a tied
+ *    table's lookup rows are added straight into the LM head's gradient there (tied-embedding.ts).
  * Nothing here reads a tensor synchronously on a device backend (kernels without host passes, e.g.
  * webgpu, where synchronous reads do not exist): the loss comes back as a tensor or through one
  * `await data()`, and the FoPE coefficients are read once, asynchronously, by `ready()`.
@@ -33,6 +34,7 @@ import { embeddingGradOnDevice } from './embedding-grad.js';
 import { keepsLayer, keptLayerBytes, planActivations, type ActivationPlan, type RecomputePolicy } from './activations.js';
 import { flashAttention, flashAttentionTokens, type AttentionResult, type FlashAttentionOptions } from './flash-attention.js';
 import { isolatedGrads, namedGrads, recomputed, taping } from './grad.js';
+import { EMBEDDING_TAP, TiedEmbeddingGrad } from './tied-embedding.js';
 import { timed } from './timing.js';
 import { initLora, isDirectlyTrainable, loraNames, loraTargetsOf, mergeLora } from './lora.js';
 import type { LoraSettings, Trainable } from './recipe.js';
@@ -53,6 +55,11 @@ export interface TrainingModelOptions {
   recompute?: RecomputePolicy;
   /** The memory 'auto' may spend on kept activations, in bytes (default 0: all recomputed). */
   activationBudgetBytes?: number;
+  /**
+   * On host kernels, add a tied embedding table's lookup rows into the LM head's gradient in place
+   * (tied-embedding.ts; default true). false: the tape adds two dense gradients (the same bits, slower).
+   */
+  tiedEmbeddingInPlace?: boolean;
 }
 
 /** How a layer runs: checkpointed forward, its recomputation in the backward pass, or taped with its activations kept. */
@@ -193,11 +200,23 @@ export class TrainingModel {
   /** The loss as a scalar tensor, not read, and the gradients (caller disposes both); after `ready()`. */
   lossAndGradTensors(batch: Batch): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; tokens: number } {
     const bt = batchTensors(batch);
+    const E = 'model.embed_tokens.weight';
+    // Tied and trained on host kernels: the lookup's gradient is added into the head's in place.
+    const tied =
+      this.kernels.host && this.lmHeadName === E && this.params.has(E) && this.options.tiedEmbeddingInPlace !== false ? new TiedEmbeddingGrad(this.kernels.host) : null;
     try {
-      const { loss, grads } = timed('step (forward + backward)', () => namedGrads(() => this.forwardLoss(bt), [...this.params]));
+      const xs: [string, tf.Tensor][] = [...this.params];
+      if (tied) xs.push([EMBEDDING_TAP, tied.tap]);
+      const { loss, grads } = timed('step (forward + backward)', () => namedGrads(() => this.forwardLoss(bt, tied), xs));
+      if (tied) {
+        grads.get(EMBEDDING_TAP)!.dispose();
+        grads.delete(EMBEDDING_TAP);
+        grads.set(E, tied.addInto(grads.get(E)!, bt.ids));
+      }
       return { loss, grads, tokens: bt.B * bt.T };
     } finally {
       this.clearAttention();
+      tied?.dispose();
     }
   }
 
@@ -271,11 +290,11 @@ export class TrainingModel {
     return planActivations(this.options.recompute ?? 'always', numLayers, tokens, layerBytes, this.options.activationBudgetBytes ?? 0);
   }
 
-  private forwardLoss(bt: BatchTensors): tf.Scalar {
+  private forwardLoss(bt: BatchTensors, tied: TiedEmbeddingGrad | null = null): tf.Scalar {
     const { B, T } = bt;
     const rot = this.tables(T);
     const E = 'model.embed_tokens.weight';
-    let h = this.embed(bt, this.params.get(E));
+    let h = tied ? tied.lookup(this.params.get(E) as tf.Tensor2D, bt.ids) : this.embed(bt, this.params.get(E));
     // Without a tape (evaluation) nothing is kept for a backward pass: every layer runs plainly.
     const plan = taping() ? this.activationPlan(B * T) : null;
     for (let i = 0; i < this.spec.numLayers; i++) {

@@ -246,6 +246,13 @@ for (const [name, make] of impls) {
       const vec = () => Float32Array.from({ length: n }, () => r() - 0.5);
       const x = vec();
       expect(K.host!.sumSquares(x, 0.25)).toBe(js.sumSquares(x, 0.25));
+      // Many blocks (threaded in the addon) and a partial last one; and the value is the sum of squares.
+      const long = Float32Array.from({ length: 5 * 16384 + 13 }, () => r() - 0.5);
+      expect(K.host!.sumSquares(long, 1.5)).toBe(js.sumSquares(long, 1.5));
+      let plain = 1.5;
+      for (const v of long) plain += v * v;
+      expect(Math.abs(js.sumSquares(long, 1.5) - plain) / plain).toBeLessThan(1e-13);
+      for (const len of [0, 1, 7, 8, 9, 16383, 16384, 16385]) expect(K.host!.sumSquares(long.subarray(0, len), 0), `length ${len}`).toBe(js.sumSquares(long.subarray(0, len), 0));
       const [p, g, m, v] = [vec(), vec(), vec(), vec().map(Math.abs)];
       const hyper = new Float64Array([0.9, 0.95, 0.19, 0.0975, 1e-8, 1e-3, 1e-4, 0.5]);
       const run = (passes: typeof js) => {

@@ -80,6 +80,32 @@ describe('training forward and gradients', () => {
     });
   }
 
+  it("a tied embedding's gradient added in place equals the tape's two dense gradients bit for bit", async () => {
+    const dir = await fixture(root, { kind: 'qwen2', seed: 5 });
+    const m = await loadModel(dir);
+    expect(m.weights.has('lm_head.weight')).toBe(false);
+    const E = 'model.embed_tokens.weight';
+    // Repeated tokens: rows whose lookup gradient is a sum of several rows.
+    const batch = chunks(2, 41, 2, 12);
+    const run = async (inPlace: boolean) => {
+      const before = tf.memory().numTensors;
+      const tm = new TrainingModel(m.spec, m.weights, m.fopeLayout, { kernels: info.kernels, trainable: 'all', lora: DEFAULT_TRAIN.lora, seed: 0, ...small, tiedEmbeddingInPlace: inPlace });
+      const { loss, grads } = await tm.lossAndGrads(batch);
+      const out = { loss, grads: new Map([...grads].map(([k, g]) => [k, g.dataSync().slice()])), names: [...grads.keys()] };
+      tf.dispose([...grads.values()]);
+      tm.dispose();
+      expect(tf.memory().numTensors, 'tensors left by the step').toBe(before);
+      return out;
+    };
+    const tape = await run(false);
+    const inPlace = await run(true);
+    expect(inPlace.loss).toBe(tape.loss);
+    expect(inPlace.names).toEqual(tape.names); // the global norm sums in this order
+    for (const [name, g] of tape.grads) expect(Buffer.from(inPlace.grads.get(name)!.buffer).equals(Buffer.from(g.buffer)), name).toBe(true);
+    expect(inPlace.grads.get(E)!.some((v) => v !== 0)).toBe(true);
+    m.dispose();
+  });
+
   it('LoRA: loss and gradients equal the merged weights through the runtime; merged logits match', async () => {
     const dir = await fixture(root, { kind: 'llama', seed: 4 });
     const m = await loadModel(dir);
