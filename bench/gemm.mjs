@@ -72,6 +72,39 @@ function tfMatMulTimer(s, a, b, opts) {
 }
 
 /**
+ * GFLOP/s of each GEMM engine called directly through the addon (no tfjs: the backend stays as it is)
+ * on `shapes` with operands `data` ({a, b} per shape): per shape { system?, portable, blas } (blas:
+ * the engine tf.matMul runs, not measured twice), and `engines` (the active one, both names); null
+ * without the addon.
+ */
+export function directEngineGflops(shapes, data, threads) {
+  const nat = loadNative({ threads });
+  if (!nat.ok) return null;
+  const { addon, kind } = nat.blas;
+  const direct = (gemm, r, i) => {
+    const batch = r.batch ?? 1;
+    const c = new Float32Array(batch * r.m * r.n);
+    const lda = r.ta ? r.m : r.k;
+    const ldb = r.tb ? r.k : r.n;
+    const [a, b] = [data[i].a, data[i].b];
+    return timeIt(() => gemm(r.ta, r.tb, r.m, r.n, r.k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, r.n, batch, r.m * r.k, r.k * r.n, r.m * r.n));
+  };
+  const gf = (r, secs) => (secs ? (2 * (r.batch ?? 1) * r.m * r.n * r.k) / secs / 1e9 : null);
+  const gflops = shapes.map((r, i) => {
+    const g = { portable: gf(r, direct(addon.portableSgemm.bind(addon), r, i)) };
+    if (kind !== 'portable') g.system = gf(r, direct(addon.systemSgemm.bind(addon), r, i));
+    g.blas = g[nat.blas.gemm.engine];
+    return g;
+  });
+  return { gflops, engines: { active: nat.blas.gemm.engine, system: kind !== 'portable' ? systemBlasName(nat.blas) : null, portable: `${nat.blas.portable} SGEMM` } };
+}
+
+/** Operands for `shapes` (deterministic). */
+export function gemmOperands(shapes) {
+  return shapes.map((r, i) => ({ a: fill((r.batch ?? 1) * r.m * r.k, 1 + i), b: fill((r.batch ?? 1) * r.k * r.n, 100 + i) }));
+}
+
+/**
  * Run the GEMM benchmark. Returns one row per shape with GFLOP/s per engine (null when skipped), and
  * `engines`: the one tf.matMul runs ('system' | 'portable') and the names of both.
  * @param {{threads?: number, quick?: boolean, shapes?: typeof GEMM_SHAPES, log?: (s: string) => void, plainCpu?: boolean}} opts
@@ -80,7 +113,7 @@ export async function runGemmBench(opts = {}) {
   const log = opts.log ?? ((s) => console.log(s));
   const shapes = opts.shapes ?? (opts.quick ? GEMM_SHAPES.slice(0, 2) : GEMM_SHAPES);
   const rows = shapes.map((s) => ({ ...s, flop: 2 * (s.batch ?? 1) * s.m * s.n * s.k, gflops: {} }));
-  const data = rows.map((r, i) => ({ a: fill((r.batch ?? 1) * r.m * r.k, 1 + i), b: fill((r.batch ?? 1) * r.k * r.n, 100 + i) }));
+  const data = gemmOperands(rows);
   const gf = (r, secs) => (secs ? r.flop / secs / 1e9 : null);
 
   // Accelerated cpu backend (fopeify's 'native').
@@ -94,22 +127,10 @@ export async function runGemmBench(opts = {}) {
   if (info) {
     log(`backend: ${info.description}`);
     rows.forEach((r, i) => (r.gflops.native = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
-    const nat = loadNative({ threads: opts.threads });
-    if (nat.ok) {
-      const { addon, kind } = nat.blas;
-      const direct = (gemm, r, i) => {
-        const batch = r.batch ?? 1;
-        const c = new Float32Array(batch * r.m * r.n);
-        const lda = r.ta ? r.m : r.k;
-        const ldb = r.tb ? r.k : r.n;
-        const [a, b] = [data[i].a, data[i].b];
-        return timeIt(() => gemm(r.ta, r.tb, r.m, r.n, r.k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, r.n, batch, r.m * r.k, r.k * r.n, r.m * r.n));
-      };
-      if (kind !== 'portable') rows.forEach((r, i) => (r.gflops.system = gf(r, direct(addon.systemSgemm.bind(addon), r, i))));
-      rows.forEach((r, i) => (r.gflops.portable = gf(r, direct(addon.portableSgemm.bind(addon), r, i))));
-      // blas: the engine tf.matMul runs, called directly (not measured twice).
-      rows.forEach((r) => (r.gflops.blas = r.gflops[nat.blas.gemm.engine]));
-      engines = { active: nat.blas.gemm.engine, system: kind !== 'portable' ? systemBlasName(nat.blas) : null, portable: `${nat.blas.portable} SGEMM` };
+    const direct = directEngineGflops(rows, data, opts.threads);
+    if (direct) {
+      rows.forEach((r, i) => Object.assign(r.gflops, direct.gflops[i]));
+      engines = direct.engines;
     }
     try {
       await setupBackend({ backend: 'wasm', threads: opts.threads, quiet: true });

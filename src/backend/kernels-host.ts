@@ -84,8 +84,8 @@ export function swiGluActivation(g: tf.Tensor2D, u: tf.Tensor2D, addon: NativeAd
     const n = gIn.size;
     const vm = vectorMath();
     if (addon) {
-      const y = new Float32Array(n);
-      const sg = new Float32Array(n);
+      // Unfilled: the pass writes every element.
+      const [y, sg] = [unfilledFloat32(n), unfilledFloat32(n)];
       addon.swiglu!(gIn.dataSync() as Float32Array, uIn.dataSync() as Float32Array, y, sg);
       save([gIn, uIn, tf.tensor2d(sg, gIn.shape)]);
       return { value: tf.tensor2d(y, gIn.shape), gradFunc: backward };

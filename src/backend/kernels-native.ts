@@ -17,6 +17,7 @@ import {
   type KeyRun,
 } from './attention-native.js';
 import { FopeifyError } from '../errors.js';
+import { unfilledFloat32 } from './cpu-data.js';
 import { headLossNative } from './head-loss.js';
 import type { DecodeKernels, Kernels, TokenHeads, TokenMajorKernels } from './kernels.js';
 import { jsHostPasses, swiGluActivation } from './kernels-host.js';
@@ -34,14 +35,15 @@ export function nativeKernels(addon: NativeAddon): Kernels {
       sumSquares: (x, start) => addon.sumSquares!(x, start),
       adamw: (p, g, m, v, out, hyper) => addon.adamw!(p, g, m, v, out, hyper),
     },
-    // One threaded C pass instead of five tfjs kernels with their buffers.
+    // One threaded C pass instead of five tfjs kernels with their buffers. Outputs the addon's passes
+    // write whole are not zero-filled first (unfilledFloat32).
     rmsNorm: (x, w, eps) => {
-      const out = new Float32Array(x.size);
+      const out = unfilledFloat32(x.size);
       addon.rmsnorm(data(x), data(w), out, eps);
       return tf.tensor(out, x.shape) as typeof x;
     },
     swiGlu: (g, u) => {
-      const y = new Float32Array(g.size);
+      const y = unfilledFloat32(g.size);
       addon.swiglu!(data(g), data(u), y, null);
       return tf.tensor2d(y, g.shape);
     },
@@ -89,7 +91,7 @@ function rotaryFits(dtype: tf.DataType, K: number, T: number, cos: tf.Tensor5D, 
  */
 function rotated(addon: NativeAddon, x: Float32Array, shape: readonly number[], c: Float32Array, s: Float32Array, G: number, dim: number, tokens: boolean): Float32Array {
   const [B, K, R, T, D] = shape as [number, number, number, number, number];
-  const out = new Float32Array(x.length);
+  const out = unfilledFloat32(x.length);
   addon.rotaryBlocks(x, out, B, K, R, T, D, dim, G, c, s, tokens);
   return out;
 }
@@ -146,16 +148,16 @@ function rmsNormTrainableNative<T extends tf.Tensor>(addon: NativeAddon, x: T, w
     return tfKernels.rmsNormTrainable(x, w, eps);
   }
   const op = tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, save: tf.GradSaveFunc) => {
-    const out = new Float32Array(xIn.size);
-    const inv = new Float32Array(xIn.size / H);
+    const out = unfilledFloat32(xIn.size);
+    const inv = unfilledFloat32(xIn.size / H);
     addon.rmsnorm(data(xIn), data(wIn), out, eps, inv);
     save([xIn, wIn, tf.tensor1d(inv)]);
     return {
       value: tf.tensor(out, xIn.shape),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xS, wS, invS] = saved as [tf.Tensor, tf.Tensor, tf.Tensor1D];
-        const dx = new Float32Array(xS.size);
-        const dw = new Float32Array(H);
+        const dx = unfilledFloat32(xS.size);
+        const dw = unfilledFloat32(H);
         addon.rmsnormBackward(data(xS), data(wS), data(invS), data(dy), dx, dw);
         return [tf.tensor(dx, xS.shape), tf.tensor(dw, wS.shape)];
       },
