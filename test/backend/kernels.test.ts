@@ -210,6 +210,28 @@ for (const [name, make] of impls) {
       });
     }
 
+    it('headLoss with every row ignored: zero gradients (the weight gradient is not zero-filled first)', () => {
+      const [N, H, V] = [6, 8, 40];
+      const x = randn([N, H], 31) as tf.Tensor2D;
+      const W = randn([V, H], 32) as tf.Tensor2D;
+      const got = K.headLoss({
+        N,
+        H,
+        V,
+        chunks: [[0, 3], [3, 3]],
+        rows: (s: number, n: number) => tf.slice(x, [s, 0], [n, H]) as tf.Tensor2D,
+        W,
+        targets: new Int32Array(N).fill(-1),
+        tokens: 1,
+        gradient: true,
+        weightGrad: true,
+      });
+      expect(got.loss.dataSync()[0]).toBe(0);
+      expect(Array.from(got.dW!.dataSync()).every((v) => v === 0)).toBe(true);
+      expect(Array.from(got.dx!.dataSync()).every((v) => v === 0)).toBe(true);
+      tf.dispose([x, W, got.loss, got.dx!, got.dW!]);
+    });
+
     it('headLoss with most rows ignored: a chunk without targets, one target row, V a multiple of 4', () => {
       const [N, H, V] = [14, 8, 40];
       const x = randn([N, H], 21) as tf.Tensor2D;
