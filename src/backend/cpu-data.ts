@@ -3,6 +3,7 @@
  * kernel's inputs, and strided iteration (collapse dimensions, copy with strides, broadcast strides)
  * shared by the arithmetic and data-movement kernels.
  */
+import { noteReusable, takeReusable } from './buffer-reuse.js';
 import * as tf from './tfjs.js';
 import type { TensorInfo } from './registry.js';
 
@@ -64,15 +65,21 @@ const UNFILLED_MIN_ELEMENTS = 4096;
  * (native.ts's KEEP_FREED_MEMORY) that is a memset of the whole output just before the kernel
  * overwrites it. Node's Buffer.allocUnsafeSlow gives an ArrayBuffer of its own (byteOffset 0, exactly
  * n·4 bytes) without the fill; elsewhere (no Buffer) a plain zero-filled array. Measured (CPU time,
- * 2 cores): a [2048, 576] native Add 1.06 → 0.87 ms; but a [2048, 576]·[576, 576] matMul's output
- * got slower (CPU 11 → 14 ms, 4 of 4 interleaved pairs; cause not found), so
- * matmul.ts keeps zero-filled outputs.
+ * 2 cores): a [2048, 576] native Add 1.06 → 0.87 ms; GEMM outputs (matmul.ts) 0.974 of a 512-token
+ * training step's time, measured A/B within one process.
  */
 export function unfilledFloat32(n: number): Float32Array {
+  const reused = takeReusable(n); // inside a training step: a disposed buffer of this size (buffer-reuse.ts)
+  if (reused) return reused;
   const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(bytes: number): Uint8Array } }).Buffer;
-  if (n < UNFILLED_MIN_ELEMENTS || !NodeBuffer) return new Float32Array(n);
-  const bytes = NodeBuffer.allocUnsafeSlow(n * 4);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  let a: Float32Array;
+  if (n < UNFILLED_MIN_ELEMENTS || !NodeBuffer) a = new Float32Array(n);
+  else {
+    const bytes = NodeBuffer.allocUnsafeSlow(n * 4);
+    a = new Float32Array(bytes.buffer, bytes.byteOffset, n);
+  }
+  noteReusable(a);
+  return a;
 }
 
 export function newArrayLike(dtype: string, n: number): Arr | Uint8Array {

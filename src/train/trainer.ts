@@ -9,6 +9,7 @@
  */
 import { availableParallelism } from 'node:os';
 import * as tf from '../backend/tfjs.js';
+import { releaseReusableBuffers, withBufferReuse } from '../backend/buffer-reuse.js';
 import { markingPlace, withMarkingPlace } from '../backend/gc-marking.js';
 import { activeKernels, currentBackend, type BackendInfo } from '../backend/select.js';
 import { gpuMemoryBytes } from '../backend/webgpu.js';
@@ -164,7 +165,10 @@ export class Trainer {
   async step(): Promise<TrainStepResult> {
     const backend = this.options.backend ?? currentBackend();
     const place = markingPlace({ accelerated: backend?.accelerated ?? false, threads: backend?.threads ?? 1, cores: availableParallelism(), env: process.env });
-    return withMarkingPlace(place, () => this.optimizerStep());
+    // Tensor buffers the previous step freed are handed out again (buffer-reuse.ts), on tfjs 'cpu';
+    // FOPEIFY_BUFFER_REUSE=0 turns it off.
+    const reuse = tf.getBackend() === 'cpu' && process.env.FOPEIFY_BUFFER_REUSE?.trim() !== '0' ? tf.backend() : null;
+    return withMarkingPlace(place, () => withBufferReuse(reuse, () => this.optimizerStep()));
   }
 
   private async optimizerStep(): Promise<TrainStepResult> {
@@ -228,6 +232,7 @@ export class Trainer {
 
   /** Held-out loss and perplexity (and passkey accuracy when the settings ask for it); one read for the losses. */
   async evaluate(): Promise<EvalResult> {
+    releaseReusableBuffers(); // evaluation allocates other sizes: let V8 free the steps' pool
     await this.model.ready();
     const heldOut = this.data.heldOut;
     const values = await readScalars(heldOut.map((c) => this.model.lossTensor([c])));
@@ -248,6 +253,7 @@ export class Trainer {
 
   /** Free the optimizer state and the training model's own tensors (not the source weights). */
   dispose(): void {
+    releaseReusableBuffers();
     this.optimizer.dispose();
     this.model.dispose();
   }

@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, expect, it } from 'vitest';
+import { reuseStats, setReuseMinElements } from '../../src/backend/buffer-reuse.js';
 import { setupBackend, type BackendInfo } from '../../src/backend/select.js';
 import { loadTokenizer } from '../../src/model/index.js';
 import { finetune, readMetrics } from '../../src/train/index.js';
@@ -102,6 +103,46 @@ it('Trainer.step() and evaluate() reproduce finetune()\'s losses and the pre-Tra
   optimizer.dispose();
   model.dispose();
   for (const v of b.prepared.weights.values()) v.dispose();
+});
+
+it('reusing tensor buffers across steps changes no bit: losses and weights equal those without reuse', async () => {
+  const dir = await fixture(root, { seed: 11 });
+  const text = path.join(root, 'reuse-corpus.txt');
+  await fs.writeFile(text, 'a small brown fox jumps over the lazy dog while the cat sleeps on a mat. '.repeat(120));
+  const settings = resolveTrainSettings(NONE_RECIPE, { ...overrides, steps: 4 });
+  const tok = await loadTokenizer(dir);
+  const before = setReuseMinElements(1); // the fixture's tensors are tiny: reuse every buffer
+  try {
+    const run = async (reuse: boolean) => {
+      const saved = process.env.FOPEIFY_BUFFER_REUSE;
+      process.env.FOPEIFY_BUFFER_REUSE = reuse ? '1' : '0';
+      try {
+        const prepared = await prepareModel(dir, NONE_RECIPE, settings.seqLen);
+        const data = await buildData(text, tok, eosOf(tok, prepared.config), settings, 4, () => undefined);
+        const trainer = Trainer.create(prepared, settings, data, { backend });
+        const reusedBefore = reuseStats().reused;
+        const losses: number[] = [];
+        for (let i = 0; i < settings.steps; i++) losses.push((await trainer.step()).loss);
+        const reusedNow = reuseStats().reused - reusedBefore;
+        const weights = new Map([...trainer.model.params].map(([n, v]) => [n, Buffer.from((v.dataSync() as Float32Array).slice().buffer)]));
+        trainer.dispose();
+        for (const v of prepared.weights.values()) v.dispose();
+        return { losses, weights, reusedNow };
+      } finally {
+        if (saved === undefined) delete process.env.FOPEIFY_BUFFER_REUSE;
+        else process.env.FOPEIFY_BUFFER_REUSE = saved;
+      }
+    };
+    const plain = await run(false);
+    const reused = await run(true);
+    expect(plain.reusedNow).toBe(0);
+    expect(reused.reusedNow, 'buffers handed out again').toBeGreaterThan(100);
+    expect(reused.losses).toEqual(plain.losses);
+    for (const [name, w] of plain.weights) expect(reused.weights.get(name)!.equals(w), name).toBe(true);
+    expect(reuseStats().waiting, 'the pool is released with the trainer').toBe(0);
+  } finally {
+    setReuseMinElements(before);
+  }
 });
 
 it('a non-finite loss stops the step before the optimizer changes any weight', async () => {
