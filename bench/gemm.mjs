@@ -62,6 +62,9 @@ function timeIt(fn, { reps = 7, budgetS = 4 } = {}) {
   return Math.min(...times);
 }
 
+/** GFLOP/s of one product of shape `s` taking `secs` (null when not measured). */
+const gflopsOf = (s, secs) => (secs ? (2 * (s.batch ?? 1) * s.m * s.n * s.k) / secs / 1e9 : null);
+
 function tfMatMulTimer(s, a, b, opts) {
   const lead = s.batch ? [s.batch] : [];
   const A = tf.tensor(a, [...lead, ...(s.ta ? [s.k, s.m] : [s.m, s.k])]);
@@ -89,10 +92,9 @@ export function directEngineGflops(shapes, data, threads) {
     const [a, b] = [data[i].a, data[i].b];
     return timeIt(() => gemm(r.ta, r.tb, r.m, r.n, r.k, 1, a, 0, lda, b, 0, ldb, 0, c, 0, r.n, batch, r.m * r.k, r.k * r.n, r.m * r.n));
   };
-  const gf = (r, secs) => (secs ? (2 * (r.batch ?? 1) * r.m * r.n * r.k) / secs / 1e9 : null);
   const gflops = shapes.map((r, i) => {
-    const g = { portable: gf(r, direct(addon.portableSgemm.bind(addon), r, i)) };
-    if (kind !== 'portable') g.system = gf(r, direct(addon.systemSgemm.bind(addon), r, i));
+    const g = { portable: gflopsOf(r, direct(addon.portableSgemm.bind(addon), r, i)) };
+    if (kind !== 'portable') g.system = gflopsOf(r, direct(addon.systemSgemm.bind(addon), r, i));
     g.blas = g[nat.blas.gemm.engine];
     return g;
   });
@@ -114,7 +116,6 @@ export async function runGemmBench(opts = {}) {
   const shapes = opts.shapes ?? (opts.quick ? GEMM_SHAPES.slice(0, 2) : GEMM_SHAPES);
   const rows = shapes.map((s) => ({ ...s, flop: 2 * (s.batch ?? 1) * s.m * s.n * s.k, gflops: {} }));
   const data = gemmOperands(rows);
-  const gf = (r, secs) => (secs ? r.flop / secs / 1e9 : null);
 
   // Accelerated cpu backend (fopeify's 'native').
   let info = null;
@@ -126,7 +127,7 @@ export async function runGemmBench(opts = {}) {
   }
   if (info) {
     log(`backend: ${info.description}`);
-    rows.forEach((r, i) => (r.gflops.native = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
+    rows.forEach((r, i) => (r.gflops.native = gflopsOf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
     const direct = directEngineGflops(rows, data, opts.threads);
     if (direct) {
       rows.forEach((r, i) => Object.assign(r.gflops, direct.gflops[i]));
@@ -134,7 +135,7 @@ export async function runGemmBench(opts = {}) {
     }
     try {
       await setupBackend({ backend: 'wasm', threads: opts.threads, quiet: true });
-      rows.forEach((r, i) => (r.gflops['wasm+n'] = gf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
+      rows.forEach((r, i) => (r.gflops['wasm+n'] = gflopsOf(r, tfMatMulTimer(r, data[i].a, data[i].b))));
     } catch (err) {
       log(`wasm unavailable: ${err.message}`);
     }
@@ -144,14 +145,14 @@ export async function runGemmBench(opts = {}) {
   try {
     await setupBackend({ backend: 'wasm', quiet: true });
     restoreKernels();
-    rows.forEach((r, i) => (r.gflops.wasm = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 3, budgetS: 5 }))));
+    rows.forEach((r, i) => (r.gflops.wasm = gflopsOf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 3, budgetS: 5 }))));
   } catch (err) {
     log(`wasm unavailable: ${err.message}`);
   }
   if (opts.plainCpu !== false) {
     await setupBackend({ backend: 'cpu', quiet: true });
     // ~1 GFLOP/s: one timed run per shape (after the warm-up) is all we can afford.
-    rows.forEach((r, i) => (r.gflops.cpu = gf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 1, budgetS: 0 }))));
+    rows.forEach((r, i) => (r.gflops.cpu = gflopsOf(r, tfMatMulTimer(r, data[i].a, data[i].b, { reps: 1, budgetS: 0 }))));
   }
   return { backend: info?.description ?? null, threads: info?.threads ?? null, engines, rows };
 }

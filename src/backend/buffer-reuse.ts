@@ -59,7 +59,7 @@ export function takeReusable(n: number): Float32Array | undefined {
 
 /** Mark a freshly allocated buffer as reusable once its tensors are gone (during a step). */
 export function noteReusable(a: Float32Array): void {
-  if (depth > 0 && a.length >= reuseMinElements && a.length > 0) registrations.set(a, 0);
+  if (depth > 0 && a.length >= reuseMinElements) registrations.set(a, 0);
 }
 
 /** Count registrations of our buffers and take them back when the last one is disposed. */

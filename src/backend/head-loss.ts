@@ -175,8 +175,10 @@ function headChunkNative(
   const nll = blas.crossEntropyRows(L, rows, V4, V, tg, scale ?? 0);
   if (scale !== null) {
     blas.sgemm(false, false, rows, H, V, 1, L, 0, V4, W, 0, H, 0, dxs!, dxsOff, H);
-    if (dW) blas.sgemm(true, false, V, H, rows, 1, L, 0, V4, xs, 0, H, dW.written ? 1 : 0, dW.data, 0, H);
-    if (dW) dW.written = true;
+    if (dW) {
+      blas.sgemm(true, false, V, H, rows, 1, L, 0, V4, xs, 0, H, dW.written ? 1 : 0, dW.data, 0, H);
+      dW.written = true;
+    }
     if (pack) {
       for (let r = 0, k = 0; r < n; r++) if (targets[r]! >= 0) dx!.set(pack.dx.subarray(k * H, ++k * H), dxOff + r * H);
     }

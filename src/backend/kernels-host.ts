@@ -15,32 +15,13 @@ import { vectorMath } from './vector-math.js';
 
 /** sumSquares' order (kernels.ts): blocks of this many elements, in 8 lanes each; native/norm-optim.c's twin. */
 const SUM_SQUARES_BLOCK = 16384;
+const SUM_SQUARES_LANES = new Float64Array(8);
 
 /** Σ x² over x[a, b) in double: element i into lane (i − a) mod 8, the lanes combined pairwise. */
 function sumSquaresBlock(x: Float32Array, a: number, b: number): number {
-  let l0 = 0, l1 = 0, l2 = 0, l3 = 0, l4 = 0, l5 = 0, l6 = 0, l7 = 0;
-  let i = a;
-  for (; i + 8 <= b; i += 8) {
-    l0 += x[i]! * x[i]!;
-    l1 += x[i + 1]! * x[i + 1]!;
-    l2 += x[i + 2]! * x[i + 2]!;
-    l3 += x[i + 3]! * x[i + 3]!;
-    l4 += x[i + 4]! * x[i + 4]!;
-    l5 += x[i + 5]! * x[i + 5]!;
-    l6 += x[i + 6]! * x[i + 6]!;
-    l7 += x[i + 7]! * x[i + 7]!;
-  }
-  const rest = [0, 0, 0, 0, 0, 0, 0, 0];
-  for (let k = 0; i < b; i++, k++) rest[k] = x[i]! * x[i]!;
-  l0 += rest[0]!;
-  l1 += rest[1]!;
-  l2 += rest[2]!;
-  l3 += rest[3]!;
-  l4 += rest[4]!;
-  l5 += rest[5]!;
-  l6 += rest[6]!;
-  l7 += rest[7]!;
-  return l0 + l1 + (l2 + l3) + (l4 + l5 + (l6 + l7));
+  const l = SUM_SQUARES_LANES.fill(0);
+  for (let i = a; i < b; i++) l[(i - a) & 7]! += x[i]! * x[i]!;
+  return l[0]! + l[1]! + (l[2]! + l[3]!) + (l[4]! + l[5]! + (l[6]! + l[7]!));
 }
 
 /** The optimizer's passes in JavaScript. `inPlace`: the backend's buffers may be written in place (cpu). */

@@ -113,13 +113,13 @@ it('reusing tensor buffers across steps changes no bit: losses and weights equal
   const tok = await loadTokenizer(dir);
   const before = setReuseMinElements(1); // the fixture's tensors are tiny: reuse every buffer
   try {
-    const run = async (reuse: boolean) => {
+    const run = async (reuse: boolean, recompute: 'auto' | 'always') => {
       const saved = process.env.FOPEIFY_BUFFER_REUSE;
       process.env.FOPEIFY_BUFFER_REUSE = reuse ? '1' : '0';
       try {
         const prepared = await prepareModel(dir, NONE_RECIPE, settings.seqLen);
         const data = await buildData(text, tok, eosOf(tok, prepared.config), settings, 4, () => undefined);
-        const trainer = Trainer.create(prepared, settings, data, { backend });
+        const trainer = Trainer.create(prepared, settings, data, { backend, recompute });
         const reusedBefore = reuseStats().reused;
         const losses: number[] = [];
         for (let i = 0; i < settings.steps; i++) losses.push((await trainer.step()).loss);
@@ -133,13 +133,16 @@ it('reusing tensor buffers across steps changes no bit: losses and weights equal
         else process.env.FOPEIFY_BUFFER_REUSE = saved;
       }
     };
-    const plain = await run(false);
-    const reused = await run(true);
-    expect(plain.reusedNow).toBe(0);
-    expect(reused.reusedNow, 'buffers handed out again').toBeGreaterThan(100);
-    expect(reused.losses).toEqual(plain.losses);
-    for (const [name, w] of plain.weights) expect(reused.weights.get(name)!.equals(w), name).toBe(true);
-    expect(reuseStats().waiting, 'the pool is released with the trainer').toBe(0);
+    // Kept layers (the tape's activations) and recomputed ones (checkpointed layers' nested backward).
+    for (const recompute of ['auto', 'always'] as const) {
+      const plain = await run(false, recompute);
+      const reused = await run(true, recompute);
+      expect(plain.reusedNow).toBe(0);
+      expect(reused.reusedNow, `buffers handed out again (${recompute})`).toBeGreaterThan(100);
+      expect(reused.losses, recompute).toEqual(plain.losses);
+      for (const [name, w] of plain.weights) expect(reused.weights.get(name)!.equals(w), `${name} (${recompute})`).toBe(true);
+      expect(reuseStats().waiting, 'the pool is released with the trainer').toBe(0);
+    }
   } finally {
     setReuseMinElements(before);
   }
